@@ -1,0 +1,38 @@
+# Ownstory: `make run` to try it, `make test` to test it, `make bench` for the benchmarks.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 5000
+
+.PHONY: run test bench migrate lint clean
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Ownstory needs Python 3.11 or newer")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.runtime: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt $(VENV)/.runtime
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+migrate: $(VENV)/.runtime
+	$(BIN)/flask --app wsgi db upgrade
+
+# One process: the web app, the worker loop and the Demo Social network, on SQLite.
+run: migrate
+	OWNSTORY_INLINE_WORKER=$${OWNSTORY_INLINE_WORKER:-1} OWNSTORY_DEMO=$${OWNSTORY_DEMO:-1} \
+		$(BIN)/flask --app wsgi run --host 127.0.0.1 --port $(PORT)
+
+# Every test on SQLite, and again on PostgreSQL when OWNSTORY_TEST_DATABASE_URL is set.
+test: $(VENV)/.dev
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache tests/artifacts

@@ -1,0 +1,86 @@
+"""Who is asking: people by session cookie on pages, programs by bearer token on the API."""
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+
+from flask import current_app, request, session
+from flask_login import current_user
+from sqlalchemy import select, update
+
+from app.db import utcnow
+from app.errors import ApiError
+from app.extensions import db, login_manager
+from app.models import ApiToken, User
+from app.security import token_hash
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TokenPrincipal:
+    """A program calling the API with a bearer token."""
+
+    token_id: str
+    name: str
+    role: str
+    is_authenticated: bool = True
+    is_active: bool = True
+    is_anonymous: bool = False
+
+    def get_id(self) -> str:  # never stored in a session: API calls carry no cookie
+        return f"token:{self.token_id}"
+
+
+def is_api_request() -> bool:
+    return request.path.startswith("/api/")
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> User | None:
+    if is_api_request():
+        return None  # the API never authenticates by cookie
+    return db.session.get(User, user_id)
+
+
+@login_manager.request_loader
+def load_token(req) -> TokenPrincipal | None:
+    if not is_api_request():
+        return None
+    header = req.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    token = db.session.scalar(
+        select(ApiToken).where(ApiToken.token_hash == token_hash(value.strip()), ApiToken.revoked_at.is_(None))
+    )
+    if token is None:
+        log.info("API call with an unknown or revoked bearer token")
+        return None
+    db.session.execute(update(ApiToken).where(ApiToken.id == token.id).values(last_used_at=utcnow()))
+    db.session.commit()
+    return TokenPrincipal(token.id, token.name, token.role)
+
+
+def api_roles(*roles: str):
+    """Guard an API view: 401 without a valid bearer token, 403 for any other role."""
+
+    def decorate(view):
+        @functools.wraps(view)
+        def wrapped(*args, **kwargs):
+            if not current_user.is_authenticated:
+                if session.get("_user_id"):
+                    raise ApiError(403, "forbidden", "The API takes a bearer token, not a signed-in session.")
+                raise ApiError(401, "unauthenticated", "A valid bearer token is required.")
+            if current_user.role not in roles:
+                raise ApiError(403, "forbidden", "This token's role may not call this endpoint.")
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorate
+
+
+def passwords():
+    return current_app.extensions["ownstory_passwords"]

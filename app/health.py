@@ -1,0 +1,35 @@
+"""Liveness and readiness probes for load balancers and orchestrators."""
+from __future__ import annotations
+
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from flask import Blueprint, current_app, jsonify
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.extensions import db
+from app.migrate import alembic_config
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/livez")
+def livez():
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz():
+    checks = {"database": False, "migrations": False, "keys": False}
+    try:
+        with db.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+            checks["database"] = True
+            current = set(MigrationContext.configure(conn).get_current_heads())
+        head = set(ScriptDirectory.from_config(alembic_config(current_app.config["DATABASE_URL"])).get_heads())
+        checks["migrations"] = current == head
+    except SQLAlchemyError:
+        pass
+    checks["keys"] = all(current_app.extensions.get(k) for k in ("ownstory_vault",))
+    ready = all(checks.values())
+    return jsonify({"status": "ready" if ready else "not_ready", "checks": checks}), 200 if ready else 503

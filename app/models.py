@@ -1,0 +1,47 @@
+"""Accounts: the people, operators and auditors who sign in, and the API tokens of programs."""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import CheckConstraint, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, timestamp, uuid_pk
+
+USER_ROLES = ("person", "operator", "auditor")
+TOKEN_ROLES = ("operator", "auditor", "service")
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint("role IN ('person', 'operator', 'auditor')", name="role"),)
+
+    id: Mapped[uuid_pk]  # also the person's Ownstory subject id
+    email: Mapped[str] = mapped_column(String(320), unique=True)  # stored lower-cased
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default="person")
+    created_at: Mapped[timestamp]
+    last_login_at: Mapped[dt.datetime | None]
+
+    # Flask-Login's interface.
+    is_authenticated = True
+    is_active = True
+    is_anonymous = False
+
+    def get_id(self) -> str:
+        return self.id
+
+
+class ApiToken(Base):
+    """A program's bearer token. Only the SHA-256 of the token is kept."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (CheckConstraint("role IN ('operator', 'auditor', 'service')", name="role"),)
+
+    id: Mapped[uuid_pk]
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[timestamp]
+    last_used_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]

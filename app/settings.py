@@ -1,0 +1,163 @@
+"""Settings: config/defaults.toml, overridden by OWNSTORY_* environment variables, plus secrets."""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from cryptography.fernet import Fernet
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULTS_FILE = ROOT / "config" / "defaults.toml"
+MAX_DEADLINE_DAYS = 30
+
+log = logging.getLogger(__name__)
+
+
+class ConfigError(Exception):
+    """A configuration mistake, said in words that name the file (or variable) and the field."""
+
+    def __init__(self, where: str, field: str, problem: str) -> None:
+        super().__init__(f"{where}: {field}: {problem}")
+        self.where, self.field, self.problem = where, field, problem
+
+
+@dataclass(frozen=True)
+class Secret:
+    env: str
+    file: str
+    make: callable  # type: ignore[valid-type]
+
+
+SECRETS = {
+    "SECRET_KEY": Secret("OWNSTORY_SECRET_KEY", "secret_key", lambda: secrets.token_urlsafe(48)),
+    "TOKEN_KEYS": Secret("OWNSTORY_TOKEN_KEYS", "token_keys", lambda: Fernet.generate_key().decode()),
+    "PEPPER": Secret("OWNSTORY_PEPPER", "pepper", lambda: secrets.token_urlsafe(48)),
+}
+
+
+def _bool(where: str, field: str, raw) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(where, field, f"expected 1 or 0 (true or false), got {raw!r}")
+
+
+def _int(where: str, field: str, raw) -> int:
+    try:
+        if isinstance(raw, bool):
+            raise ValueError
+        return int(str(raw).strip())
+    except ValueError:
+        raise ConfigError(where, field, f"expected a whole number, got {raw!r}") from None
+
+
+def _path(value: str) -> Path:
+    path = Path(value)
+    return path if path.is_absolute() else ROOT / path
+
+
+def resolve_database_url(url: str) -> str:
+    """Resolve a relative SQLite path against the project folder, not the working directory."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix:
+        rest = url[len(prefix):]
+        if not rest.startswith(":memory:"):
+            path = _path(rest)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return prefix + str(path)
+    return url
+
+
+def load(environ: dict[str, str] | None = None, instance_path: Path | None = None) -> dict:
+    """Read every setting once, at app creation. Raises ConfigError naming the culprit."""
+    environ = os.environ if environ is None else environ
+    try:
+        defaults = tomllib.loads(DEFAULTS_FILE.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(str(DEFAULTS_FILE), "(file)", str(exc)) from None
+
+    def get(key: str):
+        name = "OWNSTORY_" + key.upper()
+        if name in environ:
+            return name, environ[name]
+        return f"{DEFAULTS_FILE.name}", defaults.get(key)
+
+    cfg: dict = {}
+    where, env = get("env")
+    if env not in {"development", "production", "testing"}:
+        raise ConfigError(where, "OWNSTORY_ENV", f"expected development or production, got {env!r}")
+    cfg["ENV_NAME"] = env
+    cfg["DATABASE_URL"] = resolve_database_url(str(get("database_url")[1]))
+    where, base = get("base_url")
+    parts = urlsplit(str(base))
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise ConfigError(where, "OWNSTORY_BASE_URL", f"expected an http(s) URL, got {base!r}")
+    cfg["BASE_URL"] = str(base).rstrip("/")
+    for key in ("networks", "datamap", "purposes"):
+        cfg[f"{key.upper()}_FILE"] = _path(str(get(key)[1]))
+    cfg["INLINE_WORKER"] = _bool(get("inline_worker")[0], "OWNSTORY_INLINE_WORKER", get("inline_worker")[1])
+    cfg["DEMO"] = _bool(get("demo")[0], "OWNSTORY_DEMO", get("demo")[1])
+    where, days = get("erasure_deadline_days")
+    days = _int(where, "OWNSTORY_ERASURE_DEADLINE_DAYS", days)
+    if not 1 <= days <= MAX_DEADLINE_DAYS:
+        raise ConfigError(where, "OWNSTORY_ERASURE_DEADLINE_DAYS",
+                          f"must be between 1 and {MAX_DEADLINE_DAYS} days (it may be lower, never higher)")
+    cfg["ERASURE_DEADLINE_DAYS"] = days
+    origin = str(get("log_origin")[1] or "")
+    cfg["LOG_ORIGIN"] = origin or f"{parts.netloc}/ownstory/receipts"
+    cfg["SMTP_URL"] = str(get("smtp_url")[1] or "")
+
+    instance = instance_path or ROOT / "instance"
+    for key, secret in SECRETS.items():
+        value = environ.get(secret.env, "").strip()
+        if not value:
+            if env == "production":
+                raise ConfigError("environment", secret.env,
+                                  "is required when OWNSTORY_ENV=production (no secret is generated there)")
+            value = _instance_secret(instance, secret)
+        cfg[key] = value
+    cfg["TOKEN_KEYS"] = _fernet_keys(cfg["TOKEN_KEYS"])
+    return cfg
+
+
+def _fernet_keys(raw: str) -> list[str]:
+    keys = [k.strip() for k in raw.split(",") if k.strip()]
+    for i, key in enumerate(keys):
+        try:
+            Fernet(key)
+        except (ValueError, TypeError):
+            raise ConfigError("environment", "OWNSTORY_TOKEN_KEYS",
+                              f"key {i + 1} is not a Fernet key (32 url-safe base64 bytes)") from None
+    if not keys:
+        raise ConfigError("environment", "OWNSTORY_TOKEN_KEYS", "no key given")
+    return keys
+
+
+def _instance_secret(instance: Path, secret: Secret) -> str:
+    """Development only: keep a generated secret in instance/, readable by its owner alone."""
+    path = instance / secret.file
+    if path.exists():
+        return path.read_text().strip()
+    instance.mkdir(parents=True, exist_ok=True)
+    value = secret.make()
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    try:
+        os.link(tmp, path)  # atomic: if another process won the race, use its secret
+    except FileExistsError:
+        return path.read_text().strip()
+    finally:
+        tmp.unlink()
+    log.warning("generated a development secret in %s (set %s in production)", path, secret.env)
+    return value

@@ -1,0 +1,1 @@
+"""Consent: the networks a person let the platform reach, and the purposes they agreed to."""

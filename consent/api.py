@@ -1,0 +1,34 @@
+"""The consent API for programs: POST /api/v1/consent/check."""
+from __future__ import annotations
+
+from flask import current_app
+from flask_smorest import Blueprint
+
+from app.auth import api_roles
+from app.errors import ApiError
+from app.extensions import db
+from consent import service
+from consent.schemas import CheckRequestSchema, CheckResponseSchema
+
+blp = Blueprint("consent_api", __name__, url_prefix="/api/v1", description="Consent checks for services.")
+
+
+# api_roles sits above arguments, so an anonymous caller gets 401 before its body is even parsed.
+@blp.route("/consent/check", methods=["POST"])
+@api_roles("service")
+@blp.arguments(CheckRequestSchema)
+@blp.response(200, CheckResponseSchema)
+def check(body: dict):
+    """May these people's data be used for these purposes? Up to 1,000 checks, answered in order."""
+    try:
+        results = service.check(db.session, body["checks"], current_app.extensions["purposes"],
+                                current_app.extensions["networks"], suppressed=suppression_seam())
+    except service.InvalidCheck as exc:
+        raise ApiError(422, "invalid", "The request is not valid; see fields.",
+                       {"checks": {str(exc.index): {exc.field: [exc.message]}}}) from None
+    return {"results": results}
+
+
+def suppression_seam() -> service.Suppressed | None:
+    """The opt-out list's lookup, once the opt-out feature registers it as app.extensions["consent_suppressed"]."""
+    return current_app.extensions.get("consent_suppressed")

@@ -1,0 +1,210 @@
+"""The network catalogue (config/networks.toml): loaded and validated once, at start-up."""
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from urllib.parse import urlsplit
+
+from app.settings import ConfigError
+
+KEY_PATTERN = re.compile(r"[a-z0-9_-]{1,64}")  # 64: the width of grants.network
+AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+REVOCATION_STYLES = ("rfc7009", "github", "meta", "reddit", "none")
+STYLES_WITH_URL = ("rfc7009", "github", "meta", "reddit")
+URL_FIELDS = ("authorize_url", "token_url", "userinfo_url")
+TEXT_FIELDS = ("name", "account_id_field", "handle_field")
+REQUIRED = ("name", *URL_FIELDS, "account_id_field", "handle_field", "scopes", "token_endpoint_auth")
+OPTIONAL = ("client_id", "client_id_env", "client_secret", "client_secret_env", "revocation")
+REVOCATION_FIELDS = ("style", "url", "manual_url")
+# Filled in at load time. {account_id} stays in a revocation URL: it is filled per grant (Meta).
+LOAD_PLACEHOLDERS = ("{base_url}", "{client_id}")
+GRANT_PLACEHOLDERS = ("{account_id}",)
+
+
+@dataclass(frozen=True)
+class Revocation:
+    style: str
+    url: str = ""  # may hold {account_id}, to be filled from the grant
+    manual_url: str = ""
+
+
+@dataclass(frozen=True)
+class Network:
+    """One network Ownstory can connect to. The client secret never shows in repr or str."""
+
+    key: str
+    name: str
+    authorize_url: str
+    token_url: str
+    userinfo_url: str
+    account_id_field: str  # a dotted path into the userinfo JSON, e.g. "data.id" for X
+    handle_field: str
+    scopes: tuple[str, ...]
+    client_id: str
+    client_secret: str = field(repr=False)
+    token_endpoint_auth: str
+    revocation: Revocation
+
+    @property
+    def scope(self) -> str:
+        return " ".join(self.scopes)
+
+
+class Networks(Mapping[str, Network]):
+    """The catalogue: an immutable mapping from key to Network, in file order."""
+
+    def __init__(self, networks: Mapping[str, Network]) -> None:
+        self._networks = MappingProxyType(dict(networks))
+
+    def __getitem__(self, key: str) -> Network:
+        return self._networks[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._networks)
+
+    def __len__(self) -> int:
+        return len(self._networks)
+
+    def __repr__(self) -> str:
+        return f"Networks({list(self._networks)!r})"
+
+
+def load_networks(path: Path, base_url: str, environ: Mapping[str, str] | None = None) -> Networks:
+    """Read and check the catalogue. Raises ConfigError naming the file, the network and the field."""
+    path = Path(path)
+    environ = os.environ if environ is None else environ
+    where = str(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(where, "(file)", "not found; set OWNSTORY_NETWORKS to the network catalogue") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(where, "(file)", f"cannot be read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(where, "(file)", f"is not valid TOML: {exc}") from None  # the message gives the line
+    for key in data:
+        if key != "networks":
+            raise ConfigError(where, key, "unknown section; the catalogue holds only [networks.<key>] tables")
+    entries = data.get("networks", {})
+    if not isinstance(entries, dict):
+        raise ConfigError(where, "networks", "must be a table of [networks.<key>] entries")
+    reader = _Reader(where, base_url.rstrip("/"), environ)
+    return Networks({key: reader.network(key, entry) for key, entry in entries.items()})
+
+
+class _Reader:
+    """Checks one entry at a time, so every message can name its network and field."""
+
+    def __init__(self, where: str, base_url: str, environ: Mapping[str, str]) -> None:
+        self.where, self.base_url, self.environ = where, base_url, environ
+
+    def fail(self, key: str, name: str, problem: str) -> ConfigError:
+        return ConfigError(self.where, f"networks.{key}.{name}" if name else f"networks.{key}", problem)
+
+    def network(self, key: str, entry) -> Network:
+        if not KEY_PATTERN.fullmatch(key):
+            raise self.fail(key, "", "a network key may hold only a-z, 0-9, _ and - (at most 64 characters)")
+        if not isinstance(entry, dict):
+            raise self.fail(key, "", "must be a table")
+        self.no_unknown(key, "", entry, REQUIRED + OPTIONAL)
+        for name in REQUIRED:
+            if name not in entry:
+                raise self.fail(key, name, "is required")
+        text = {name: self.text(key, name, entry[name]) for name in TEXT_FIELDS}
+        client_id = self.credential(key, entry, "client_id")
+        urls = {name: self.url(key, name, entry[name], client_id) for name in URL_FIELDS}
+        auth = self.text(key, "token_endpoint_auth", entry["token_endpoint_auth"])
+        if auth not in AUTH_METHODS:
+            raise self.fail(key, "token_endpoint_auth", f"must be one of {', '.join(AUTH_METHODS)}, not {auth!r}")
+        return Network(
+            key=key, **text, **urls,
+            scopes=self.scopes(key, entry["scopes"]),
+            client_id=client_id,
+            client_secret=self.credential(key, entry, "client_secret"),
+            token_endpoint_auth=auth,
+            revocation=self.revocation(key, entry.get("revocation"), client_id),
+        )
+
+    def no_unknown(self, key: str, prefix: str, table: dict, known: tuple[str, ...]) -> None:
+        for name in table:
+            if name not in known:
+                raise self.fail(key, prefix + name, f"unknown field; expected one of {', '.join(known)}")
+
+    def text(self, key: str, name: str, value) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(key, name, f"must be a non-empty string, got {_kind(value)}")
+        return value.strip()
+
+    def url(self, key: str, name: str, value, client_id: str, allow: tuple[str, ...] = ()) -> str:
+        url = self.text(key, name, value).replace("{base_url}", self.base_url).replace("{client_id}", client_id)
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise self.fail(key, name, f"must be an http(s) URL, got {value!r}")
+        rest = url
+        for placeholder in allow:
+            rest = rest.replace(placeholder, "")
+        if "{" in rest or "}" in rest:
+            usable = ", ".join(LOAD_PLACEHOLDERS + allow)
+            raise self.fail(key, name, f"holds an unknown {{placeholder}}; usable here: {usable}")
+        return url
+
+    def scopes(self, key: str, value) -> tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(s, str) and s.strip() for s in value):
+            raise self.fail(key, "scopes", f"must be a list of non-empty strings, got {_kind(value)}")
+        if any(" " in s for s in value):
+            raise self.fail(key, "scopes", "give one scope per list item, without spaces")
+        return tuple(s.strip() for s in value)
+
+    def credential(self, key: str, entry: dict, name: str) -> str:
+        """client_id / client_secret, given inline or named by an environment variable."""
+        env_name = name + "_env"
+        if name in entry and env_name in entry:
+            raise self.fail(key, name, f"give {name} or {env_name}, not both")
+        if name in entry:
+            return self.text(key, name, entry[name])
+        if env_name not in entry:
+            raise self.fail(key, name, f"is not configured: set {name}, or {env_name} to an environment variable")
+        variable = self.text(key, env_name, entry[env_name])
+        value = self.environ.get(variable, "").strip()
+        if not value:
+            # Name the variable only; its value (a secret) never goes into a message.
+            raise self.fail(key, env_name, f"the environment variable {variable} is not set")
+        return value
+
+    def revocation(self, key: str, table, client_id: str) -> Revocation:
+        if table is None:
+            raise self.fail(key, "revocation", "is required: add a [networks.<key>.revocation] table with a style")
+        if not isinstance(table, dict):
+            raise self.fail(key, "revocation", "must be a table")
+        self.no_unknown(key, "revocation.", table, REVOCATION_FIELDS)
+        if "style" not in table:
+            raise self.fail(key, "revocation.style", "is required")
+        style = self.text(key, "revocation.style", table["style"])
+        if style not in REVOCATION_STYLES:
+            raise self.fail(key, "revocation.style", f"must be one of {', '.join(REVOCATION_STYLES)}, not {style!r}")
+        url = manual = ""
+        if style in STYLES_WITH_URL:
+            if not table.get("url"):
+                raise self.fail(key, "revocation.url", f"is required for style {style}")
+            url = self.url(key, "revocation.url", table["url"], client_id, allow=GRANT_PLACEHOLDERS)
+        elif table.get("url"):
+            raise self.fail(key, "revocation.url", "style none has no API; give manual_url instead")
+        if style == "none" and not table.get("manual_url"):
+            raise self.fail(key, "revocation.manual_url", "is required for style none: where people revoke by hand")
+        if table.get("manual_url"):
+            manual = self.url(key, "revocation.manual_url", table["manual_url"], client_id)
+        return Revocation(style, url, manual)
+
+
+_KINDS = {bool: "true/false", int: "a whole number", float: "a number", list: "a list", dict: "a table",
+          str: "an empty string"}
+
+
+def _kind(value) -> str:
+    """What was given, without the value itself: a misplaced secret must not reach a message."""
+    return _KINDS.get(type(value), type(value).__name__)

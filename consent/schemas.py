@@ -1,0 +1,44 @@
+"""The consent check API's schemas: strict input, and the answer's shape."""
+from __future__ import annotations
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from consent.service import REASONS
+
+MAX_CHECKS = 1000
+
+
+class StrictSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class CheckSchema(StrictSchema):
+    network = fields.String(required=True, validate=validate.Length(1, 64),
+                            metadata={"description": "A network key from the catalogue.", "example": "acme"})
+    purpose = fields.String(required=True, validate=validate.Length(1, 64),
+                            metadata={"description": "A purpose key from the catalogue.", "example": "scoring"})
+    account = fields.String(validate=validate.Length(1, 255),
+                            metadata={"description": "The account id at the network. Give this or subject."})
+    subject = fields.String(validate=validate.Length(1, 64),
+                            metadata={"description": "The Ownstory subject id. Give this or account."})
+
+    @validates_schema
+    def exactly_one_identity(self, data: dict, **_kwargs) -> None:
+        given = [k for k in ("account", "subject") if k in data]
+        if len(given) != 1:
+            raise ValidationError("Give exactly one of account and subject.", "_schema")
+
+
+class CheckRequestSchema(StrictSchema):
+    checks = fields.List(fields.Nested(CheckSchema), required=True, validate=validate.Length(1, MAX_CHECKS),
+                         metadata={"description": f"1 to {MAX_CHECKS} checks, answered in the same order."})
+
+
+class CheckResultSchema(Schema):
+    allowed = fields.Boolean(required=True)
+    reason = fields.String(required=True, validate=validate.OneOf(REASONS))
+
+
+class CheckResponseSchema(Schema):
+    results = fields.List(fields.Nested(CheckResultSchema), required=True)

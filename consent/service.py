@@ -1,0 +1,191 @@
+"""Consent state changes and reads: the form's save, withdrawal, the overview and the batch check."""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.orm import Session
+
+from app.db import write_lock
+from app.models import User
+from consent import ledger
+from consent.models import ConsentState, Grant
+from consent.purposes import Purpose
+
+Pair = tuple[str, str]  # (network, purpose)
+# (kind, network, value): ("account", network, account id) or ("subject", network, Ownstory user id).
+Identity = tuple[str, str, str]
+# The opt-out seam: given the session and every identity in a batch, return those that are
+# suppressed, in one query. The opt-out feature provides it; consent never imports erasure.
+Suppressed = Callable[[Session, set[Identity]], set[Identity]]
+REASONS = ("granted", "no_consent", "withdrawn", "reconsent_required", "opted_out", "unknown")
+
+
+@dataclass(frozen=True)
+class Change:
+    network: str
+    purpose: str
+    action: str  # grant | withdraw
+    version: int
+
+
+@dataclass(frozen=True)
+class ConsentRow:
+    """One consent as a person sees it on /me and /consents."""
+
+    network: str
+    purpose: str
+    title: str
+    status: str  # granted | withdrawn | reconsent_required
+    version: int  # the version consented to (or withdrawn)
+    current_version: int | None  # None: the purpose is no longer in the catalogue
+    since: dt.datetime
+    changes: str = ""  # what changed, when the person is asked to consent again
+
+
+class UnknownConsent(ValueError):
+    """A network that is not connected, or a purpose that is not in the catalogue."""
+
+
+class InvalidCheck(ValueError):
+    """A check names a network or purpose we do not know; `index` and `field` say which."""
+
+    def __init__(self, index: int, field: str, message: str) -> None:
+        super().__init__(f"checks[{index}].{field}: {message}")
+        self.index, self.field, self.message = index, field, message
+
+
+def grants_of(session: Session, user_id: str) -> list[Grant]:
+    return list(session.scalars(
+        select(Grant).where(Grant.user_id == user_id).order_by(Grant.network, Grant.granted_at)))
+
+
+def _states(session: Session, subject_id: str) -> dict[Pair, ConsentState]:
+    rows = session.scalars(select(ConsentState).where(ConsentState.subject_id == subject_id))
+    return {(s.network, s.purpose): s for s in rows}
+
+
+def set_consents(session: Session, subject_id: str, wanted: set[Pair], purposes: Mapping[str, Purpose],
+                 networks_connected: Collection[str], now: dt.datetime, method: str = "form") -> list[Change]:
+    """Make the person's consents on their connected networks exactly `wanted`, at current versions.
+
+    A consent granted at an older version and not ticked again stays as it is (reconsent_required):
+    leaving a changed purpose unticked is not a withdrawal. Nothing is written when nothing changed.
+    The caller commits.
+    """
+    unknown = sorted(p for p in wanted if p[0] not in networks_connected or p[1] not in purposes)
+    if unknown:
+        raise UnknownConsent(f"not a connected network and known purpose: {unknown[0][0]}/{unknown[0][1]}")
+    write_lock(session)
+    states = _states(session, subject_id)
+    changes = []
+    for network in sorted(networks_connected):
+        for key, purpose in purposes.items():
+            state = states.get((network, key))
+            granted = state is not None and state.status == "granted"
+            if (network, key) in wanted and not (granted and state.version == purpose.version):
+                changes.append(Change(network, key, "grant", purpose.version))
+            elif (network, key) not in wanted and granted and state.version == purpose.version:
+                changes.append(Change(network, key, "withdraw", state.version))
+    _record(session, subject_id, changes, now, method)
+    return changes
+
+
+def withdraw_all(session: Session, subject_id: str, now: dt.datetime, method: str,
+                 network: str | None = None) -> list[Change]:
+    """Withdraw every granted consent, at any version (or only one network's). The caller commits."""
+    write_lock(session)
+    states = sorted(_states(session, subject_id).items())
+    changes = [Change(s.network, s.purpose, "withdraw", s.version)
+               for _pair, s in states if s.status == "granted" and network in (None, s.network)]
+    _record(session, subject_id, changes, now, method)
+    return changes
+
+
+def _record(session: Session, subject_id: str, changes: list[Change], now: dt.datetime, method: str) -> None:
+    for c in changes:
+        ledger.append(session, subject_id, c.network, c.purpose, c.version, c.action, method, now)
+
+
+def consent_overview(session: Session, subject_id: str, purposes: Mapping[str, Purpose]) -> list[ConsentRow]:
+    """Every consent the person ever gave or withdrew, as it stands now."""
+    rows = []
+    for (network, key), state in sorted(_states(session, subject_id).items()):
+        purpose = purposes.get(key)
+        status = state.status
+        if status == "granted" and purpose is not None and state.version != purpose.version:
+            status = "reconsent_required"
+        rows.append(ConsentRow(
+            network=network, purpose=key, title=purpose.title if purpose else key, status=status,
+            version=state.version, current_version=purpose.version if purpose else None, since=state.updated_at,
+            changes=purpose.changes if purpose and status == "reconsent_required" else "",
+        ))
+    return rows
+
+
+def check(session: Session, checks: list[dict], purposes: Mapping[str, Purpose], networks: Collection[str],
+          suppressed: Suppressed | None = None) -> list[dict]:
+    """Answer a batch of consent checks, in order, with a fixed number of queries.
+
+    One query resolves every (network, account) to its person through uq_grants_network_account,
+    one finds the subjects asked for by id, one reads every consent state involved, and the
+    `suppressed` seam (the opt-out list) is asked once for every identity. With no seam, nobody
+    is opted out.
+    """
+    for i, c in enumerate(checks):
+        if c["network"] not in networks:
+            raise InvalidCheck(i, "network", f"unknown network {c['network']!r}")
+        if c["purpose"] not in purposes:
+            raise InvalidCheck(i, "purpose", f"unknown purpose {c['purpose']!r}")
+
+    pairs = {(c["network"], c["account"]) for c in checks if "account" in c}
+    owner: dict[Pair, str] = {}
+    if pairs:
+        query = select(Grant.network, Grant.account_id, Grant.user_id).where(
+            tuple_(Grant.network, Grant.account_id).in_(pairs))
+        owner = {(n, a): u for n, a, u in session.execute(query)}
+
+    asked = {c["subject"] for c in checks if "subject" in c}
+    people: set[str] = set()
+    if asked:
+        people = set(session.scalars(select(User.id).where(User.id.in_(asked), User.role == "person")))
+
+    subjects = [owner.get((c["network"], c["account"])) if "account" in c else
+                (c["subject"] if c["subject"] in people else None) for c in checks]
+    triples = {(s, c["network"], c["purpose"]) for s, c in zip(subjects, checks, strict=True) if s}
+    states: dict[tuple[str, str, str], ConsentState] = {}
+    if triples:
+        query = select(ConsentState).where(
+            tuple_(ConsentState.subject_id, ConsentState.network, ConsentState.purpose).in_(triples))
+        states = {(s.subject_id, s.network, s.purpose): s for s in session.scalars(query)}
+
+    identities = [_identities(c, s) for c, s in zip(checks, subjects, strict=True)]
+    held = suppressed(session, {i for ids in identities for i in ids}) if suppressed else set()
+
+    results = []
+    for c, subject, ids in zip(checks, subjects, identities, strict=True):
+        if held.intersection(ids):
+            reason = "opted_out"
+        elif subject is None:
+            reason = "unknown"
+        else:
+            reason = _reason(states.get((subject, c["network"], c["purpose"])), purposes[c["purpose"]])
+        results.append({"allowed": reason == "granted", "reason": reason})
+    return results
+
+
+def _identities(c: dict, subject: str | None) -> set[Identity]:
+    ids: set[Identity] = {("account", c["network"], c["account"])} if "account" in c else set()
+    if subject or "subject" in c:
+        ids.add(("subject", c["network"], subject or c["subject"]))
+    return ids
+
+
+def _reason(state: ConsentState | None, purpose: Purpose) -> str:
+    if state is None:
+        return "no_consent"
+    if state.status == "withdrawn":
+        return "withdrawn"
+    return "granted" if state.version == purpose.version else "reconsent_required"

@@ -1,0 +1,61 @@
+"""The /consents page: a person gives and withdraws consent per connected network and purpose."""
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from app.db import utcnow
+from app.extensions import db
+from consent import service
+
+bp = Blueprint("consent_pages", __name__)
+log = logging.getLogger(__name__)
+PREFIX = "consent:"
+
+
+@bp.route("/consents", methods=["GET", "POST"])
+@login_required
+def consents():
+    if current_user.role != "person":
+        abort(403, "This page is for people with their own data here.")
+    user_id = current_user.id
+    purposes = current_app.extensions["purposes"]
+    connected = list(dict.fromkeys(g.network for g in service.grants_of(db.session, user_id)))
+    if request.method == "POST":
+        wanted = _wanted(request.form.keys(), connected, purposes)
+        # End this request's read transaction, so set_consents takes SQLite's write lock up front.
+        db.session.commit()
+        changes = service.set_consents(db.session, user_id, wanted, purposes, set(connected), utcnow())
+        db.session.commit()
+        log.info("consents saved: user %s, %d change(s)", user_id, len(changes))
+        flash(_summary(changes), "success")
+        return redirect(url_for("consent_pages.consents"))
+    rows = {(r.network, r.purpose): r for r in service.consent_overview(db.session, user_id, purposes)}
+    return render_template("consents.html", connected=connected, purposes=purposes, rows=rows,
+                           networks=current_app.extensions["networks"])
+
+
+def _wanted(names, connected: list[str], purposes) -> set[tuple[str, str]]:
+    """The ticked boxes as (network, purpose). Any box we did not offer refuses the whole form."""
+    wanted = set()
+    for name in names:
+        if not name.startswith(PREFIX):
+            continue  # csrf_token and the like
+        network, _, purpose = name[len(PREFIX):].rpartition(":")
+        if network not in connected or purpose not in purposes:
+            abort(400, "The form asked for a consent we do not offer you (a network you have not connected, "
+                       "or an unknown purpose). Nothing was changed; please reload the page and try again.")
+        wanted.add((network, purpose))
+    return wanted
+
+
+def _summary(changes: list[service.Change]) -> str:
+    given = sum(c.action == "grant" for c in changes)
+    withdrawn = len(changes) - given
+    if not changes:
+        return "Nothing changed: your consents are as they were."
+    parts = [f"gave {given} consent{'s' * (given != 1)}"] if given else []
+    parts += [f"withdrew {withdrawn} consent{'s' * (withdrawn != 1)}"] if withdrawn else []
+    return "Saved: you " + " and ".join(parts) + "."

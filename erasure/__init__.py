@@ -1,0 +1,1 @@
+"""Erasure: leaving, revoking, purging, and proving it."""

@@ -1,0 +1,25 @@
+"""/livez and /readyz, as a load balancer sees them."""
+
+
+def test_livez(client):
+    assert client.get("/livez").json == {"status": "ok"}
+
+
+def test_readyz_on_a_migrated_database(client):
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json["checks"] == {"database": True, "migrations": True, "keys": True}
+
+
+def test_readyz_says_not_ready_before_migrations(make_app, tmp_path):
+    app = make_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}"})
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.json["checks"]["migrations"] is False
+
+
+def test_readyz_says_not_ready_when_the_database_is_gone(make_app, tmp_path):
+    app = make_app({"DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none"})
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.json["checks"]["database"] is False

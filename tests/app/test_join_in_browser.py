@@ -1,0 +1,64 @@
+"""A newcomer's first visit in a real browser: sign up, connect Demo Social, consent, and the API agrees."""
+import pytest
+
+from app.settings import ROOT
+from tests.browser import browser_page, free_port, screenshot  # noqa: F401 (fixture)
+from tests.conftest import PASSWORD
+from tests.servers import LiveServer
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def live_app(make_app, tmp_path):
+    """The app as `make run` serves it: the shipped catalogue, with Demo Social mounted at /demo."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    app = make_app({"DEMO_DATABASE_URL": f"sqlite:///{tmp_path / 'demo_social.db'}"},
+                   demo="1", base_url=base, networks=str(ROOT / "config" / "networks.toml"))
+    server = LiveServer(app, port=port).start()
+    yield app, base
+    server.stop()
+
+
+def test_signup_connect_and_consent(live_app, browser_page, api_token):
+    app, base = live_app
+    page = browser_page
+    page.goto(base + "/")
+    screenshot(page, "join-1-start")
+    page.get_by_role("link", name="Sign up").first.click()
+    page.get_by_label("Email").fill("newcomer@example.org")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign up").click()
+    assert page.get_by_role("heading", name="My data").is_visible()
+    assert page.get_by_role("link", name="Opt out").is_visible()
+    screenshot(page, "join-2-my-data")
+
+    page.get_by_role("button", name="Connect Demo Social").click()
+    assert "Demo Social" in page.content()
+    screenshot(page, "join-3-demo-authorize")
+    page.get_by_role("button", name="Allow").click()
+
+    # Back at Ownstory, on the consents page: nothing is ticked until the person ticks it.
+    box = page.locator("input[name='consent:demo:scoring']")
+    assert not box.is_checked()
+    screenshot(page, "join-4-consents")
+    box.check()
+    page.get_by_role("button", name="Save").click()
+    assert page.locator("input[name='consent:demo:scoring']").is_checked()
+
+    page.goto(base + "/me")
+    assert "Demo Social" in page.content() and "posts" in page.content()
+    screenshot(page, "join-5-my-data-connected")
+
+    with app.app_context():
+        from consent.models import Grant
+        from app.extensions import db
+
+        account = db.session.query(Grant.account_id).scalar()
+    token = api_token("service")
+    checks = [{"network": "demo", "account": account, "purpose": p} for p in ("scoring", "research")]
+    answer = app.test_client().post("/api/v1/consent/check", json={"checks": checks},
+                                    headers={"Authorization": f"Bearer {token}"}).json
+    assert answer["results"][0] == {"allowed": True, "reason": "granted"}
+    assert answer["results"][1]["allowed"] is False
