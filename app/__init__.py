@@ -30,8 +30,8 @@ def create_app(test_config: dict | None = None, environ: dict | None = None) -> 
 
 def _configure_flask(app: Flask) -> None:
     secure = app.config["BASE_URL"].startswith("https://")
-    app.config.setdefault("SESSION_COOKIE_NAME", "ownstory_session")
     app.config.update(
+        SESSION_COOKIE_NAME="ownstory_session",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=secure,
@@ -86,12 +86,15 @@ def _register_blueprints(app: Flask) -> None:
     from app.errors import handle_http_exception, handle_unexpected
     from app.extensions import api, csrf
     from consent import api as consent_api
+    from consent import connect
     from consent import views as consent_views
 
     app.register_blueprint(pages.bp)
     app.register_blueprint(accounts.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(consent_views.bp)
+    app.register_blueprint(connect.bp)
+    connect.init_app(app)
     api.register_blueprint(consent_api.blp)
     for blp in (consent_api.blp,):
         csrf.exempt(blp)  # the API authenticates with bearer tokens, never cookies

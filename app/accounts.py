@@ -23,14 +23,18 @@ log = logging.getLogger(__name__)
 MIN_PASSWORD = 10
 
 
+def _strip(value: str | None) -> str | None:
+    return value.strip() if isinstance(value, str) else value
+
+
 class SignupForm(FlaskForm):
-    email = EmailField("Email", validators=[DataRequired(), Email(), Length(max=320)])
+    email = EmailField("Email", filters=[_strip], validators=[DataRequired(), Email(), Length(max=320)])
     password = PasswordField("Password", validators=[
         DataRequired(), Length(min=MIN_PASSWORD, max=1000, message=f"Use at least {MIN_PASSWORD} characters.")])
 
 
 class LoginForm(FlaskForm):
-    email = EmailField("Email", validators=[DataRequired(), Length(max=320)])
+    email = EmailField("Email", filters=[_strip], validators=[DataRequired(), Length(max=320)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=1000)])
     next = HiddenField()
 

@@ -50,6 +50,9 @@ def _message(exc: HTTPException) -> str:
 
 
 def _fields(exc: HTTPException) -> dict | None:
+    explicit = getattr(exc, "fields", None)
+    if explicit:
+        return explicit
     data = getattr(exc, "data", None) or {}
     messages = data.get("messages")
     if not messages:

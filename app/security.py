@@ -9,7 +9,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-TOKEN_PREFIX = "ows_"
+TOKEN_PREFIX = "ows_"  # noqa: S105 (a visible prefix, so leaked tokens are easy to scan for)
 
 
 class Passwords:

@@ -24,7 +24,7 @@ def check(body: dict):
         results = service.check(db.session, body["checks"], current_app.extensions["purposes"],
                                 current_app.extensions["networks"], suppressed=suppression_seam())
     except service.InvalidCheck as exc:
-        raise ApiError(422, "invalid", "The request is not valid; see fields.",
+        raise ApiError(422, "invalid", f"The request is not valid: {exc}",
                        {"checks": {str(exc.index): {exc.field: [exc.message]}}}) from None
     return {"results": results}
 

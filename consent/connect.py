@@ -11,11 +11,11 @@ from authlib.integrations.base_client import OAuthError
 from flask import Blueprint, Flask, abort, current_app, flash, redirect, request, session, url_for
 from flask_login import current_user, login_required
 
-from app.db import utcnow
+from app.db import utcnow, write_lock
 from app.extensions import db
 from consent.grants import AccountTaken, GrantError, MissingAccountId, store_grant
 from consent.networks import Network
-from consent.oauth import NetworkHttp, fetch_userinfo
+from consent.oauth import NetworkHttp, error_code, fetch_userinfo
 
 bp = Blueprint("networks", __name__)
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def callback(key: str):
         abort(400, f"This connection to {network.name} did not start here or has already been used. "
                    "Nothing was changed. Start again from your page.")
     if request.args.get("error"):
-        log.info("user %s: %s answered %s", current_user.id, key, _code(request.args["error"]))
+        log.info("user %s: %s answered %s", current_user.id, key, error_code(request.args["error"]))
         if request.args["error"] == "access_denied":
             return _back(f"You chose not to connect {network.name}. Nothing was changed.", "info")
         return _back(f"{network.name} did not let the connection go ahead. Nothing was changed.")
@@ -73,10 +73,14 @@ def _finish(network: Network, code: str, verifier: str):
         oauth = _http().session(network, redirect_uri=callback_url(network.key))
         token = oauth.fetch_token(network.token_url, code=code, code_verifier=verifier)
         userinfo = fetch_userinfo(oauth, network)
+        # The network has answered; only now take SQLite's write lock (ending the read that
+        # loaded the user), so no lock is held while waiting on the network.
+        db.session.commit()
+        write_lock(db.session)
         store_grant(db.session, current_app.extensions["ownstory_vault"], current_user.id, network,
                     dict(token), userinfo, utcnow())
     except OAuthError as exc:
-        log.info("user %s: %s refused the code exchange (%s)", current_user.id, network.key, _code(exc.error))
+        log.info("user %s: %s refused the code exchange (%s)", current_user.id, network.key, error_code(exc.error))
         return _back(f"{name} did not accept this connection attempt. Nothing was changed. Please try again.")
     except (requests.ConnectionError, requests.Timeout):
         log.info("user %s: %s could not be reached", current_user.id, network.key)
@@ -121,11 +125,6 @@ def _back(message: str, category: str = "error"):
     db.session.rollback()
     flash(message, category)
     return redirect(url_for("pages.me"))
-
-
-def _code(value) -> str:
-    """An OAuth error code fit for a log line; anything else the network sent is not repeated."""
-    return value if isinstance(value, str) and re.fullmatch(r"[a-z_]{1,64}", value) else "(unrecognised)"
 
 
 class RedactOAuthParams(logging.Filter):

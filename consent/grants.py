@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from app.security import Vault, VaultError
 from consent.models import Grant
 from consent.networks import Network
-from consent.oauth import NetworkHttp
+from consent.oauth import NetworkHttp, error_code
 
 log = logging.getLogger(__name__)
 
@@ -124,10 +124,10 @@ def access_token(session: Session, vault: Vault, grant: Grant, network: Network,
     try:
         token = http.session(network).refresh_token(network.token_url, refresh_token=refresh)
     except OAuthError as exc:
-        log.info("refresh refused for grant %s: %s", grant.id, exc.error)
+        log.info("refresh refused for grant %s: %s", grant.id, error_code(exc.error))
         if exc.error in ("invalid_grant", "invalid_token", "unauthorized_client"):
             raise ReconnectRequired(network.key, f"the network refused the refresh token ({exc.error})") from None
-        raise NetworkError(network.key, f"the network refused to refresh ({exc.error})") from None
+        raise NetworkError(network.key, f"the network refused to refresh ({error_code(exc.error)})") from None
     except (requests.RequestException, ValueError) as exc:
         log.info("refresh failed for grant %s: %s", grant.id, type(exc).__name__)
         raise NetworkError(network.key, "the network could not be reached or answered with an error") from None

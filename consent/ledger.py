@@ -94,7 +94,7 @@ def _next_link(session: Session, subject_id: str) -> tuple[int, str]:
 
 
 def _materialize(session: Session, event: ConsentEvent) -> None:
-    # Writers to one person's chain are serialized by the seq above, so a plain get-or-add is safe.
+    # Writers to one person's chain are serialized (_serialize_writers), so a plain get-or-add is safe.
     state = session.get(ConsentState, (event.subject_id, event.network, event.purpose))
     if state is None:
         state = ConsentState(subject_id=event.subject_id, network=event.network, purpose=event.purpose)

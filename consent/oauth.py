@@ -1,6 +1,8 @@
 """Outbound OAuth 2 to the networks: Authlib sessions with a timeout on every call."""
 from __future__ import annotations
 
+import re
+
 from authlib.integrations.requests_client import OAuth2Session
 
 from consent.networks import Network
@@ -42,3 +44,8 @@ def fetch_userinfo(oauth: OAuth2Session, network: Network) -> dict:
     if not isinstance(data, dict):
         raise ValueError("the userinfo answer is not a JSON object")
     return data
+
+
+def error_code(value) -> str:
+    """An OAuth error code fit for a log line; anything else a network sent is not repeated."""
+    return value if isinstance(value, str) and re.fullmatch(r"[a-z_]{1,64}", value) else "(unrecognised)"

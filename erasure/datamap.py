@@ -205,7 +205,7 @@ def _entry(where: str, label: str, store: str, raw, networks) -> TableEntry:
         if networks is not None and network not in networks:
             raise ConfigError(where, f"{label}.network", f"{network!r} is not in the network catalogue")
     elif network is not None:
-        raise ConfigError(where, f"{label}.network", f"only account and handle identities name a network")
+        raise ConfigError(where, f"{label}.network", "only account and handle identities name a network")
     action = raw.get("action", "delete")
     if action not in ACTIONS:
         raise ConfigError(where, f"{label}.action", "must be delete or nullify")

@@ -17,6 +17,8 @@ from app.migrate import upgrade
 from app.models_registry import import_all_models
 from app.settings import ROOT
 
+pytest_plugins = ["tests.browser"]  # the browser_page fixture
+
 TEST_PG = os.environ.get("OWNSTORY_TEST_DATABASE_URL", "").strip()
 BACKENDS = ["sqlite"] + (["postgresql"] if TEST_PG else [])
 BASE_URL = "http://localhost"
@@ -202,10 +204,9 @@ def client(app):
 
 @pytest.fixture
 def session(app):
-    from app.extensions import db
-
-    with app.app_context():
-        yield db.session
+    """A session of its own: not the app context's, which requests of the test client would share."""
+    with app.extensions["ownstory_db"]["sessionmaker"]() as own:
+        yield own
 
 
 # --- people, tokens and forms ------------------------------------------------------------------

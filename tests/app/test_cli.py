@@ -51,7 +51,8 @@ def test_a_revoked_token_no_longer_works(app, api_token, session):
     token_id = session.scalar(select(ApiToken.id))
     check = {"checks": [{"network": "demo", "account": "1", "purpose": "scoring"}]}
     client = app.test_client()
-    assert client.post("/api/v1/consent/check", json=check, headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    auth = {"Authorization": f"Bearer {token}"}
+    assert client.post("/api/v1/consent/check", json=check, headers=auth).status_code == 200
     assert run(app, "tokens", "revoke", token_id).exit_code == 0
     response = client.post("/api/v1/consent/check", json=check, headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 401

@@ -2,7 +2,7 @@
 import pytest
 
 from app.settings import ROOT
-from tests.browser import browser_page, free_port, screenshot  # noqa: F401 (fixture)
+from tests.browser import free_port, screenshot
 from tests.conftest import PASSWORD
 from tests.servers import LiveServer
 
@@ -52,8 +52,8 @@ def test_signup_connect_and_consent(live_app, browser_page, api_token):
     screenshot(page, "join-5-my-data-connected")
 
     with app.app_context():
-        from consent.models import Grant
         from app.extensions import db
+        from consent.models import Grant
 
         account = db.session.query(Grant.account_id).scalar()
     token = api_token("service")

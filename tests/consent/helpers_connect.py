@@ -6,7 +6,9 @@ import re
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import requests
+from sqlalchemy import select
 
+from consent.models import Grant
 from tests.conftest import BASE_URL
 
 FORM_ACTION = re.compile(r'<form[^>]*action="([^"]+)"')
@@ -47,3 +49,26 @@ def connect_through_demo(client, csrf_post, account: str = "1001"):
     assert started.status_code == 303, started.get_data(as_text=True)
     back = answer_at_network(started.headers["Location"], "allow", account)
     return client.get(local_path(back))
+
+
+def stored_grants(app, **where) -> list[Grant]:
+    """The grants in the database now, read in a session of their own.
+
+    Not the conftest `session` fixture: it keeps an app context pushed, which the test client's
+    requests would then share (its `g`, so Flask-WTF's cached CSRF token and the db session)."""
+    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+        return list(db.scalars(select(Grant).filter_by(**where)))
+
+
+def token_from_demo(network, account: str = "1001") -> tuple[dict, dict]:
+    """A real token and userinfo from Demo Social, fetched with the same client code the views use."""
+    from authlib.common.security import generate_token
+
+    from consent.oauth import NetworkHttp, fetch_userinfo
+
+    oauth = NetworkHttp().session(network, redirect_uri=f"{BASE_URL}/networks/{network.key}/callback")
+    verifier = generate_token(64)
+    url, _state = oauth.create_authorization_url(network.authorize_url, code_verifier=verifier, scope=network.scope)
+    back = answer_at_network(url, "allow", account)
+    token = oauth.fetch_token(network.token_url, code=query(back)["code"], code_verifier=verifier)
+    return dict(token), fetch_userinfo(oauth, network)

@@ -153,14 +153,13 @@ def test_only_the_first_break_per_person_is_named_and_others_stay_intact(session
 def test_verify_reads_in_batches_not_one_query_per_person(app, session, monkeypatch):
     from sqlalchemy import event
 
-    from app.extensions import db
 
     for i in range(30):
         ledger.append(session, f"subject-{i:02}", "demo", "scoring", 1, "grant", "form", T0)
     session.commit()
     monkeypatch.setattr(ledger, "BATCH", 10)
     statements = []
-    event.listen(db.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    event.listen(session.get_bind(), "before_cursor_execute", lambda *args: statements.append(args[2]))
     assert ledger.verify(session) == []
     selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
     assert len(selects) <= 6, selects  # the event stream, 3 batches of states, the orphan check
