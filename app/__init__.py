@@ -25,7 +25,20 @@ def create_app(test_config: dict | None = None, environ: dict | None = None) -> 
         from app.demo import mount_demo_network
 
         mount_demo_network(app)
+    if app.config["INLINE_WORKER"]:
+        _start_inline_worker_on_first_request(app)
     return app
+
+
+def _start_inline_worker_on_first_request(app: Flask) -> None:
+    """Under `make run` the worker loop runs in the web process; it starts with the first request,
+    so that one-off commands (`flask users create`) never start it."""
+    from erasure.runner import start_inline
+
+    @app.before_request
+    def _start() -> None:
+        if "ownstory_inline_worker" not in app.extensions:
+            start_inline(app)
 
 
 def _configure_flask(app: Flask) -> None:
@@ -66,7 +79,10 @@ def _load_catalogues(app: Flask) -> None:
 
 def _bind_extensions(app: Flask) -> None:
     from app.extensions import api, csrf, db, limiter, login_manager
+    from app.mail import Mailer
     from app.security import Passwords, Vault
+    from consent.suppression import Peppers
+    from erasure.context import outbox_path
 
     db.init_app(app)
     login_manager.init_app(app)
@@ -78,6 +94,8 @@ def _bind_extensions(app: Flask) -> None:
     api.init_app(app)
     app.extensions["ownstory_passwords"] = Passwords(fast=app.config["FAST_PASSWORD_HASHING"])
     app.extensions["ownstory_vault"] = Vault(app.config["TOKEN_KEYS"])
+    app.extensions["ownstory_peppers"] = Peppers.from_config(app.config["PEPPER"])
+    app.extensions["ownstory_mailer"] = Mailer(app.config["SMTP_URL"], outbox_path(app))
 
 
 def _register_blueprints(app: Flask) -> None:
@@ -88,6 +106,8 @@ def _register_blueprints(app: Flask) -> None:
     from consent import api as consent_api
     from consent import connect
     from consent import views as consent_views
+    from erasure import api as erasure_api
+    from erasure import views as erasure_views
 
     app.register_blueprint(pages.bp)
     app.register_blueprint(accounts.bp)
@@ -95,8 +115,10 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(consent_views.bp)
     app.register_blueprint(connect.bp)
     connect.init_app(app)
+    app.register_blueprint(erasure_views.bp)
     api.register_blueprint(consent_api.blp)
-    for blp in (consent_api.blp,):
+    api.register_blueprint(erasure_api.blp)
+    for blp in (consent_api.blp, erasure_api.blp):
         csrf.exempt(blp)  # the API authenticates with bearer tokens, never cookies
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(Exception, handle_unexpected)

@@ -84,7 +84,9 @@ def tokens_revoke(token_id: str) -> None:
 
 def init_app(app: Flask) -> None:
     from consent.cli import consent_cli, rotate_tokens
+    from erasure.cli import worker_command
 
     keys_cli.add_command(rotate_tokens)
+    app.cli.add_command(worker_command)
     for group in (db_cli, users_cli, tokens_cli, keys_cli, consent_cli):
         app.cli.add_command(group)

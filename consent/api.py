@@ -7,7 +7,7 @@ from flask_smorest import Blueprint
 from app.auth import api_roles
 from app.errors import ApiError
 from app.extensions import db
-from consent import service
+from consent import service, suppression
 from consent.schemas import CheckRequestSchema, CheckResponseSchema
 
 blp = Blueprint("consent_api", __name__, url_prefix="/api/v1", description="Consent checks for services.")
@@ -29,6 +29,6 @@ def check(body: dict):
     return {"results": results}
 
 
-def suppression_seam() -> service.Suppressed | None:
-    """The opt-out list's lookup, once the opt-out feature registers it as app.extensions["consent_suppressed"]."""
-    return current_app.extensions.get("consent_suppressed")
+def suppression_seam() -> service.Suppressed:
+    """The opt-out list's lookup, with the configured peppers."""
+    return suppression.consent_seam(current_app.extensions["ownstory_peppers"])

@@ -13,6 +13,7 @@ from flask_login import current_user, login_required
 
 from app.db import utcnow, write_lock
 from app.extensions import db
+from consent import suppression
 from consent.grants import AccountTaken, GrantError, MissingAccountId, store_grant
 from consent.networks import Network
 from consent.oauth import NetworkHttp, error_code, fetch_userinfo
@@ -77,8 +78,11 @@ def _finish(network: Network, code: str, verifier: str):
         # loaded the user), so no lock is held while waiting on the network.
         db.session.commit()
         write_lock(db.session)
-        store_grant(db.session, current_app.extensions["ownstory_vault"], current_user.id, network,
-                    dict(token), userinfo, utcnow())
+        grant = store_grant(db.session, current_app.extensions["ownstory_vault"], current_user.id, network,
+                            dict(token), userinfo, utcnow())
+        # The owner proved control of the account again: that is their new consent, so a past
+        # opt-out of this account no longer stands in their way.
+        suppression.lift(db.session, current_app.extensions["ownstory_peppers"], suppression.of_grant(grant))
     except OAuthError as exc:
         log.info("user %s: %s refused the code exchange (%s)", current_user.id, network.key, error_code(exc.error))
         return _back(f"{name} did not accept this connection attempt. Nothing was changed. Please try again.")

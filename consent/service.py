@@ -19,7 +19,7 @@ Pair = tuple[str, str]  # (network, purpose)
 Identity = tuple[str, str, str]
 # The opt-out seam: given the session and every identity in a batch, return those that are
 # suppressed, in one query. The opt-out feature provides it; consent never imports erasure.
-Suppressed = Callable[[Session, set[Identity]], set[Identity]]
+Suppressed = Callable[[Session, set[Identity]], dict[Identity, str]]  # identity -> the reason to answer
 REASONS = ("granted", "no_consent", "withdrawn", "reconsent_required", "opted_out", "unknown")
 
 
@@ -162,12 +162,13 @@ def check(session: Session, checks: list[dict], purposes: Mapping[str, Purpose],
         states = {(s.subject_id, s.network, s.purpose): s for s in session.scalars(query)}
 
     identities = [_identities(c, s) for c, s in zip(checks, subjects, strict=True)]
-    held = suppressed(session, {i for ids in identities for i in ids}) if suppressed else set()
+    held = suppressed(session, {i for ids in identities for i in ids}) if suppressed else {}
 
     results = []
     for c, subject, ids in zip(checks, subjects, identities, strict=True):
-        if held.intersection(ids):
-            reason = "opted_out"
+        listed = [held[i] for i in ids if i in held]
+        if listed:
+            reason = "opted_out" if "opted_out" in listed else listed[0]
         elif subject is None:
             reason = "unknown"
         else:

@@ -174,14 +174,15 @@ def test_environ(config_files, tmp_path) -> dict[str, str]:
 
 
 @pytest.fixture
-def make_app(database_url, test_environ):
+def make_app(database_url, test_environ, tmp_path):
     """Build an app on the test database; keyword arguments override environment variables."""
     apps = []
 
     def build(test_config: dict | None = None, **environ):
         env = {**test_environ, **{f"OWNSTORY_{k.upper()}": str(v) for k, v in environ.items()}}
         config = {"TESTING": True, "DATABASE_URL": database_url, "FAST_PASSWORD_HASHING": True,
-                  "RATELIMIT_ENABLED": False, **(test_config or {})}
+                  "RATELIMIT_ENABLED": False, "OUTBOX_PATH": tmp_path / "outbox",
+                  "ERASURE_RETRY_BASE_SECONDS": 0.01, **(test_config or {})}
         built = create_app(config, environ=env)
         apps.append(built)
         return built

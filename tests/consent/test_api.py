@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import event
 
-from consent import ledger, service
+from consent import ledger, service, suppression
 from tests.consent.conftest import PURPOSES_V2
 
 NOW = dt.datetime(2026, 11, 25, 19, 0, tzinfo=dt.UTC)
@@ -38,8 +38,10 @@ def people(app, make_person, connect):
         service.set_consents(s, withdrawn.id, set(), purposes, {"demo"}, NOW)
         ledger.append(s, stale.id, "demo", "scoring", 1, "grant", "form", NOW)
         service.set_consents(s, gone.id, {("demo", "scoring")}, purposes, {"demo"}, NOW)
+        # `gone` left everything: the opt-out put their account on the suppression list.
+        suppression.suppress(s, app.extensions["ownstory_peppers"],
+                             [suppression.Identity("account", accounts[gone.id], "demo")], "all", None)
         s.commit()
-    app.extensions["consent_suppressed"] = lambda _s, ids: {i for i in ids if i[2] == accounts[gone.id]}
 
     def case(user, reason, purpose="scoring", by="account"):
         identity = {"account": accounts[user.id]} if by == "account" else {"subject": user.id}

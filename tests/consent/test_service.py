@@ -152,7 +152,7 @@ def test_the_opt_out_seam_is_asked_once_and_wins(session, purposes, person):
 
     def suppressed(_session, identities):
         asked.append(identities)
-        return {("subject", "demo", person.id), ("account", "demo", "gone-account")}
+        return {("subject", "demo", person.id): "opted_out", ("account", "demo", "gone-account"): "opted_out"}
 
     checks = [{"network": "demo", "account": person.account, "purpose": "scoring"},
               {"network": "demo", "account": "gone-account", "purpose": "scoring"},

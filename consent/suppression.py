@@ -1,0 +1,131 @@
+"""The suppression list: identities whose owner opted out, kept only as keyed HMACs."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Integer, String, UniqueConstraint, delete, select, tuple_
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from app.db import Base, timestamp
+
+KINDS = ("email", "account", "handle", "subject")
+
+
+class Suppression(Base):
+    """One opted-out identity. `key_id` names the pepper that made `digest`, so peppers can rotate."""
+
+    __tablename__ = "suppressions"
+    __table_args__ = (UniqueConstraint("key_id", "digest", name="uq_suppressions_key_digest"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key_id: Mapped[str] = mapped_column(String(16))
+    digest: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    scope: Mapped[str] = mapped_column(String(64))  # "all", or the one network the person left
+    show_opted_out: Mapped[bool] = mapped_column(default=True)
+    request_id: Mapped[str | None] = mapped_column(String(36), index=True)  # the opt-out that listed it
+    created_at: Mapped[timestamp]
+
+
+@dataclass(frozen=True)
+class Identity:
+    kind: str  # email | account | handle | subject (Ownstory's own id for the person)
+    value: str
+    network: str | None = None
+
+    def canonical(self) -> str:
+        """The string form of CONTRACT 7: email:<email>, account:<network>:<id>, handle:<network>:<handle>."""
+        if self.kind == "email":
+            return f"email:{self.value.strip().lower()}"
+        if self.kind == "subject":
+            return f"subject:{self.value}"
+        return f"{self.kind}:{self.network}:{self.value}"
+
+
+class Peppers:
+    """The HMAC keys: the first makes new entries, every one is checked, so the pepper can rotate."""
+
+    def __init__(self, peppers: Sequence[str]) -> None:
+        self._keys = [(hashlib.sha256(p.encode()).hexdigest()[:16], p.encode()) for p in peppers]
+
+    @classmethod
+    def from_config(cls, raw: str) -> Peppers:
+        return cls([p.strip() for p in raw.split(",") if p.strip()])
+
+    def current(self, identity: Identity) -> tuple[str, str]:
+        key_id, key = self._keys[0]
+        return key_id, _digest(key, identity)
+
+    def all(self, identity: Identity) -> list[tuple[str, str]]:
+        return [(key_id, _digest(key, identity)) for key_id, key in self._keys]
+
+
+def _digest(key: bytes, identity: Identity) -> str:
+    return hmac.new(key, identity.canonical().encode(), hashlib.sha256).hexdigest()
+
+
+def of_grant(grant) -> list[Identity]:
+    """The identities a connected network account carries."""
+    found = [Identity("account", grant.account_id, grant.network)]
+    if grant.handle:
+        found.append(Identity("handle", grant.handle, grant.network))
+    return found
+
+
+def suppress(session: Session, peppers: Peppers, identities: Iterable[Identity], scope: str,
+             request_id: str | None, show_opted_out: bool = True) -> None:
+    """Add entries (idempotently: an identity already listed under the current pepper is updated)."""
+    for identity in identities:
+        key_id, digest = peppers.current(identity)
+        row = session.scalar(select(Suppression).where(Suppression.key_id == key_id, Suppression.digest == digest))
+        if row is None:
+            session.add(Suppression(key_id=key_id, digest=digest, kind=identity.kind, scope=scope,
+                                    request_id=request_id, show_opted_out=show_opted_out))
+        else:
+            row.scope, row.request_id, row.show_opted_out = scope, request_id, show_opted_out
+    session.flush()
+
+
+def lift(session: Session, peppers: Peppers, identities: Iterable[Identity]) -> int:
+    """The owner came back and connected the identity again: that is their new consent."""
+    pairs = [pair for identity in identities for pair in peppers.all(identity)]
+    if not pairs:
+        return 0
+    return session.execute(
+        delete(Suppression).where(tuple_(Suppression.key_id, Suppression.digest).in_(pairs))
+    ).rowcount
+
+
+def lookup(session: Session, peppers: Peppers, identities: Sequence[Identity]) -> list[Suppression | None]:
+    """The entry for each identity, in order, with one query whatever the number of identities."""
+    by_pair: dict[tuple[str, str], int] = {}
+    for i, identity in enumerate(identities):
+        for pair in peppers.all(identity):
+            by_pair[pair] = i
+    found: list[Suppression | None] = [None] * len(identities)
+    if not by_pair:
+        return found
+    rows = session.scalars(
+        select(Suppression).where(tuple_(Suppression.key_id, Suppression.digest).in_(list(by_pair)))
+    )
+    for row in rows:
+        found[by_pair[(row.key_id, row.digest)]] = row
+    return found
+
+
+def consent_seam(peppers: Peppers):
+    """consent.service.check's `suppressed` argument: a person who left everything is `opted_out`;
+    one who left a single network is `withdrawn` there."""
+
+    def suppressed(session: Session, asked: set[tuple[str, str, str]]) -> dict[tuple[str, str, str], str]:
+        asked_list = sorted(asked)
+        identities = [Identity(kind, value, None if kind == "subject" else network)
+                      for kind, network, value in asked_list]
+        found = lookup(session, peppers, identities)
+        return {key: ("opted_out" if row.scope == "all" else "withdrawn")
+                for key, row in zip(asked_list, found, strict=True) if row is not None}
+
+    return suppressed

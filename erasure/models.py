@@ -1,0 +1,86 @@
+"""Opt-out requests and their erasure steps, which are also the workers' queue."""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.db import Base, timestamp, uuid_pk
+
+REQUEST_STATUSES = ("received", "in_progress", "completed", "needs_attention")
+STEP_STATUSES = ("pending", "running", "done", "retrying", "needs_attention")
+STEP_KINDS = ("revoke", "purge", "verify", "receipt", "notify")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class OptOutRequest(Base):
+    """A person leaving one network or everything. It outlives their account, holding no personal
+    data in the clear: identities are sealed until the request completes, then dropped."""
+
+    __tablename__ = "optout_requests"
+    __table_args__ = (
+        CheckConstraint(_in("status", REQUEST_STATUSES), name="status"),
+        CheckConstraint("deadline > requested_at", name="deadline_after_request"),
+        Index("ix_optout_requests_status_deadline", "status", "deadline"),
+        Index("ix_optout_requests_requested_at", "requested_at"),
+    )
+
+    id: Mapped[uuid_pk]
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    scope: Mapped[str] = mapped_column(String(64))  # "all" or a network key
+    source: Mapped[str] = mapped_column(String(16), default="person")  # person | service | forget
+    status: Mapped[str] = mapped_column(String(20), default="received")
+    reason_code: Mapped[str | None] = mapped_column(String(32))
+    reason_text: Mapped[str | None] = mapped_column(Text)  # free text; cleared when the request completes
+    show_opted_out: Mapped[bool] = mapped_column(default=True)
+    requested_at: Mapped[timestamp]
+    deadline: Mapped[dt.datetime]
+    completed_at: Mapped[dt.datetime | None]
+    secret_hash: Mapped[str] = mapped_column(String(64))  # SHA-256 of the capability k; k itself is never kept
+    subject_commitment: Mapped[str] = mapped_column(String(64))
+    identities_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)  # Vault-sealed JSON; None once done
+    identity_kinds: Mapped[dict] = mapped_column(JSON, default=dict)  # {"email": 1, "account": 2}: counts only
+    receipt_id: Mapped[str | None] = mapped_column(String(36))
+
+    steps: Mapped[list[ErasureStep]] = relationship(
+        back_populates="request", order_by="ErasureStep.position", cascade="all, delete-orphan")
+
+
+class ErasureStep(Base):
+    """One unit of erasure work, claimed by a worker with a lease and finished fenced.
+
+    Steps of a request run phase by phase: a step waits until every step with a lower
+    phase is done. Every step is idempotent, so a step that runs twice does no harm.
+    """
+
+    __tablename__ = "erasure_steps"
+    __table_args__ = (
+        CheckConstraint(_in("status", STEP_STATUSES), name="status"),
+        CheckConstraint(_in("kind", STEP_KINDS), name="kind"),
+        CheckConstraint("attempts >= 0", name="attempts_non_negative"),
+        UniqueConstraint("request_id", "position", name="uq_erasure_steps_request_position"),
+        Index("ix_erasure_steps_claim", "status", "not_before"),
+        Index("ix_erasure_steps_request_phase", "request_id", "phase", "status"),
+    )
+
+    id: Mapped[uuid_pk]
+    request_id: Mapped[str] = mapped_column(ForeignKey("optout_requests.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    phase: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(String(255))  # a network key, "store/category", or "ownstory"
+    params: Mapped[dict] = mapped_column(JSON, default=dict)  # e.g. the grant id; never personal data
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    not_before: Mapped[timestamp]
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[dt.datetime | None]
+    done_at: Mapped[dt.datetime | None]
+    result: Mapped[dict] = mapped_column(JSON, default=dict)  # outcome and counts, shown to the person
+
+    request: Mapped[OptOutRequest] = relationship(back_populates="steps")

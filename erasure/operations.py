@@ -1,0 +1,23 @@
+"""What operators may do to an opt-out: nothing but make its stuck steps try again now."""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from app.db import write_lock
+from erasure.models import ErasureStep, OptOutRequest
+
+
+def retry_now(session: Session, request: OptOutRequest, now: dt.datetime) -> int:
+    """Make the steps that need attention or are waiting to retry due now. The caller commits."""
+    write_lock(session)
+    count = session.execute(
+        update(ErasureStep)
+        .where(ErasureStep.request_id == request.id, ErasureStep.status.in_(("needs_attention", "retrying")))
+        .values(status="retrying", not_before=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.expire(request)
+    return count

@@ -1,0 +1,50 @@
+"""The owner proof of CONTRACT 7: a secret k, the salt derived from it, and the subject commitment."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+
+SALT_LABEL = b"ownstory owner salt"
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def new_secret() -> bytes:
+    return secrets.token_bytes(32)
+
+
+def secret_hash(k: bytes) -> str:
+    """What the service keeps of k: enough to recognise the status link, useless to forge one."""
+    return hashlib.sha256(k).hexdigest()
+
+
+def salt(k: bytes) -> bytes:
+    return hmac.new(k, SALT_LABEL, hashlib.sha256).digest()
+
+
+def canonical(identities: list[str]) -> bytes:
+    return json.dumps(sorted(identities), separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def commitment(k: bytes, identities: list[str]) -> str:
+    return b64url(hashlib.sha256(salt(k) + canonical(identities)).digest())
+
+
+def parse_secret(text: str | None) -> bytes | None:
+    """k from a status link, or None if it is not 32 bytes of base64url."""
+    if not text or len(text) > 64:
+        return None
+    try:
+        k = b64url_decode(text)
+    except (ValueError, TypeError):
+        return None
+    return k if len(k) == 32 else None

@@ -1,0 +1,206 @@
+"""Purging a data-map entry in a platform store: committed batches, bounded memory, errors a step can retry."""
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import and_, delete, func, inspect, or_, select, tuple_, update
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Engine
+from sqlalchemy.sql import ColumnElement, TableClause
+
+from erasure.datamap import TableEntry, entry_table
+
+IN_CHUNK = 500  # identity values per IN list: far below every driver's parameter limit
+
+# A table without a primary key is still batched by the row's physical address. That address
+# is only stable within one statement, but each batch picks and changes its rows in one statement.
+ROW_ADDRESS = {"sqlite": "rowid", "postgresql": "ctid"}
+
+
+class StoreError(Exception):
+    def __init__(self, store: str, message: str) -> None:
+        super().__init__(f"store {store!r}: {message}")
+        self.store, self.message = store, message
+
+
+class StoreUnavailable(StoreError):
+    """The store could not be reached, or failed mid-way. Retry: committed batches stay done."""
+
+
+class StoreMisconfigured(StoreError):
+    """The data map and the store disagree. A retry fails the same way until one of them is fixed."""
+
+    def __init__(self, store: str, table: str, message: str) -> None:
+        super().__init__(store, f"table {table!r}: {message}")
+        self.table = table
+
+
+@dataclass(frozen=True)
+class _Shape:
+    key: tuple[str, ...]  # the primary key columns, or the row address
+    nullable: dict[str, bool]  # every column, and whether it may hold NULL
+
+
+# Reflected once per engine and table: a purge of many people must not re-read the catalogue each time.
+_shapes: weakref.WeakKeyDictionary[Engine, dict[str, _Shape]] = weakref.WeakKeyDictionary()
+_shapes_lock = threading.Lock()
+
+
+def purge_entry(
+    engine: Engine,
+    entry: TableEntry,
+    values: list[str],
+    batch_size: int = 1000,
+    on_batch: Callable[[int], None] | None = None,
+) -> int:
+    """Delete, or nullify, the entry's rows whose column holds one of the person's values.
+
+    Each batch commits on its own and then calls on_batch with its row count, so a crash
+    loses at most one batch and a rerun finishes the job. Returns the rows affected by this run.
+    """
+    if entry.action == "nullify" and entry.column not in entry.columns:
+        raise StoreMisconfigured(
+            entry.store, entry.table,
+            f"nullify must set {entry.column!r} to NULL too, or the rows go on naming the person",
+        )
+    column = entry.column
+    return sum(
+        purge_rows(engine, entry, lambda t, chunk=chunk: t.c[column].in_(chunk), batch_size, on_batch)
+        for chunk in _chunks(values)
+    )
+
+
+def count_entry(engine: Engine, entry: TableEntry, values: list[str]) -> int:
+    """Rows of the entry that still hold one of the values: what verify needs to see at 0."""
+    total = 0
+    with _store_errors(engine, entry):
+        _checked_shape(engine, entry)
+        t = entry_table(entry)
+        with engine.connect() as conn:
+            for chunk in _chunks(values):
+                total += conn.scalar(select(func.count()).select_from(t).where(t.c[entry.column].in_(chunk)))
+    return total
+
+
+def purge_rows(
+    engine: Engine,
+    entry: TableEntry,
+    where: Callable[[TableClause], ColumnElement[bool]],
+    batch_size: int = 1000,
+    on_batch: Callable[[int], None] | None = None,
+    extra: tuple[str, ...] = (),
+) -> int:
+    """Apply the entry's action to the rows `where(table)` picks, in committed batches.
+
+    purge_entry matches identities; a retention sweep can pass its own condition, naming the
+    columns it uses in `extra`. Batches stop when one finds nothing, so rows that a concurrent
+    writer moved under a batch are picked up by the next one.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    with _store_errors(engine, entry):
+        shape = _checked_shape(engine, entry, extra)
+    t = entry_table(entry, *shape.key, *extra)
+    picked_from = t.alias("picked")  # a distinct FROM, so the subquery never correlates to the target
+    condition = where(picked_from)
+    if entry.action == "nullify":
+        # A batch clears every one of these columns, so insisting that one is still set means
+        # each batch moves on to new rows, whatever the condition.
+        condition = and_(condition, or_(*(picked_from.c[c].is_not(None) for c in entry.columns)))
+    picked = select(*(picked_from.c[k] for k in shape.key)).where(condition).limit(batch_size)
+    key = t.c[shape.key[0]] if len(shape.key) == 1 else tuple_(*(t.c[k] for k in shape.key))
+    if entry.action == "delete":
+        statement = delete(t).where(key.in_(picked))
+    else:
+        statement = update(t).where(key.in_(picked)).values(dict.fromkeys(entry.columns, None))
+    total = 0
+    with closing(_batches(engine, entry, statement)) as batches:
+        for done in batches:
+            total += done
+            if on_batch is not None:
+                on_batch(done)  # outside the store's error handling: the caller's own errors pass unchanged
+    return total
+
+
+def row_key(engine: Engine, entry: TableEntry) -> tuple[str, ...]:
+    """The columns that pick out one row of the entry's table (for keyset paging, e.g. an export)."""
+    with _store_errors(engine, entry):
+        return _checked_shape(engine, entry).key
+
+
+def _batches(engine: Engine, entry: TableEntry, statement) -> Iterator[int]:
+    with _store_errors(engine, entry), engine.connect() as conn:
+        while True:
+            with conn.begin():
+                done = conn.execute(statement).rowcount
+            if not done:
+                return
+            yield done
+
+
+def _chunks(values: list[str]) -> Iterator[list[str]]:
+    unique = sorted({v for v in values if v})
+    for start in range(0, len(unique), IN_CHUNK):
+        yield unique[start:start + IN_CHUNK]
+
+
+def _checked_shape(engine: Engine, entry: TableEntry, extra: tuple[str, ...] = ()) -> _Shape:
+    shape = _shape(engine, entry)
+    missing = [n for n in (entry.column, *entry.columns, *extra) if n not in shape.nullable]
+    not_null = [n for n in entry.columns if not shape.nullable.get(n, True)]
+    if missing or not_null:
+        _forget(engine)  # someone may fix the store next: look again on the retry
+        problem = f"has no column {missing[0]!r}" if missing else f"column {not_null[0]!r} is NOT NULL"
+        raise StoreMisconfigured(entry.store, entry.table, problem)
+    return shape
+
+
+def _shape(engine: Engine, entry: TableEntry) -> _Shape:
+    with _shapes_lock:
+        cached = _shapes.get(engine, {}).get(entry.table)
+    if cached is not None:
+        return cached
+    inspector = inspect(engine)
+    if not inspector.has_table(entry.table):
+        raise StoreMisconfigured(entry.store, entry.table, "no such table")
+    nullable = {c["name"]: bool(c["nullable"]) for c in inspector.get_columns(entry.table)}
+    key = tuple(inspector.get_pk_constraint(entry.table)["constrained_columns"])
+    if not key:
+        address = ROW_ADDRESS.get(engine.dialect.name)
+        if address is None:
+            raise StoreMisconfigured(entry.store, entry.table, f"no primary key to batch by on {engine.dialect.name}")
+        key = (address,)
+    shape = _Shape(key, nullable)
+    with _shapes_lock:
+        _shapes.setdefault(engine, {})[entry.table] = shape
+    return shape
+
+
+@contextmanager
+def _store_errors(engine: Engine, entry: TableEntry) -> Iterator[None]:
+    """Turn the driver's errors into ours. The original is dropped (`from None`): SQLAlchemy's text
+    carries the statement's parameters, which are the person's identities, and it may carry the host."""
+    try:
+        yield
+    except (sa_exc.IntegrityError, sa_exc.ProgrammingError, sa_exc.NoSuchTableError) as exc:
+        _forget(engine)
+        raise StoreMisconfigured(entry.store, entry.table, f"the store refused the change ({_reason(exc)})") from None
+    except (sa_exc.DBAPIError, sa_exc.DisconnectionError, sa_exc.TimeoutError) as exc:
+        _forget(engine)  # the table may have changed too: look again on the retry
+        raise StoreUnavailable(entry.store, f"cannot reach or use the store ({_reason(exc)})") from None
+
+
+def _reason(exc: Exception) -> str:
+    """The driver's error class and code, e.g. 'OperationalError SQLITE_CANTOPEN': no text, no values."""
+    orig = getattr(exc, "orig", None) or exc
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "sqlite_errorname", None)
+    return f"{type(orig).__name__} {code}" if code else type(orig).__name__
+
+
+def _forget(engine: Engine) -> None:
+    with _shapes_lock:
+        _shapes.pop(engine, None)

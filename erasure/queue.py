@@ -1,0 +1,87 @@
+"""The erasure queue: steps are rows, claimed with a lease in one statement and finished fenced."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy.orm import Session, aliased
+
+from app.db import write_lock
+from erasure.models import ErasureStep, OptOutRequest
+
+log = logging.getLogger(__name__)
+
+LEASE = dt.timedelta(seconds=120)
+RUNNABLE = ("pending", "retrying", "needs_attention")
+
+
+@dataclass(frozen=True)
+class Claim:
+    step_id: str
+    owner: str
+
+
+def claim(session: Session, owner: str, now: dt.datetime, limit: int = 10, lease: dt.timedelta = LEASE) -> list[Claim]:
+    """Lease up to `limit` runnable steps to `owner`, atomically, and commit.
+
+    A step is runnable when it is due and every step of a lower phase in its request is done;
+    a running step whose lease ran out (its worker died) is runnable again. On PostgreSQL the
+    inner SELECT skips rows another worker is claiming; on SQLite BEGIN IMMEDIATE serializes.
+    """
+    earlier = aliased(ErasureStep)
+    blocked = exists().where(earlier.request_id == ErasureStep.request_id, earlier.phase < ErasureStep.phase,
+                             earlier.status != "done")
+    due = or_(
+        and_(ErasureStep.status.in_(RUNNABLE), ErasureStep.not_before <= now),
+        and_(ErasureStep.status == "running", ErasureStep.lease_expires_at < now),
+    )
+    candidates = select(ErasureStep.id).where(due, ~blocked).order_by(ErasureStep.not_before).limit(limit)
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)
+    write_lock(session)
+    statement = (
+        update(ErasureStep)
+        .where(ErasureStep.id.in_(candidates.scalar_subquery()))
+        .values(status="running", lease_owner=owner, lease_expires_at=now + lease,
+                attempts=ErasureStep.attempts + 1)
+        .returning(ErasureStep.id)
+        .execution_options(synchronize_session=False)
+    )
+    ids = list(session.scalars(statement))
+    session.commit()
+    return [Claim(step_id, owner) for step_id in ids]
+
+
+def finish(session: Session, claim_: Claim, now: dt.datetime, **values) -> bool:
+    """Record a step's outcome only if this worker still holds its lease. The caller commits.
+
+    False means the lease was lost (the step was taken over after it ran out): the outcome
+    is dropped, which is safe because every step is idempotent.
+    """
+    values.setdefault("lease_owner", None)
+    values.setdefault("lease_expires_at", None)
+    done = session.execute(
+        update(ErasureStep)
+        .where(ErasureStep.id == claim_.step_id, ErasureStep.lease_owner == claim_.owner,
+               ErasureStep.status == "running")
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if done != 1:
+        log.warning("step %s: lease lost before it finished; its outcome is dropped", claim_.step_id)
+        return False
+    return True
+
+
+def extend(session: Session, claim_: Claim, now: dt.datetime, lease: dt.timedelta = LEASE) -> bool:
+    """Keep a long step's lease (e.g. between purge batches). Commits."""
+    ok = finish(session, claim_, now, status="running", lease_owner=claim_.owner, lease_expires_at=now + lease)
+    session.commit()
+    return ok
+
+
+def request_of(session: Session, step_id: str) -> OptOutRequest:
+    return session.scalar(select(OptOutRequest).join(ErasureStep).where(ErasureStep.id == step_id))

@@ -1,0 +1,64 @@
+"""Ticking the worker with APScheduler: `flask worker` in its own process, or inline under `make run`."""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
+from flask import Flask
+
+from erasure.worker import Worker
+
+log = logging.getLogger(__name__)
+TICK_SECONDS = 1.0
+
+
+def _tick(worker: Worker) -> None:
+    """Drain what is due, then wait for the next tick; APScheduler never runs two ticks at once."""
+    try:
+        worker.drain(max_rounds=50)
+    except Exception:
+        # A database that is briefly away must not stop the worker: the next tick tries again.
+        log.exception("worker tick failed")
+
+
+def _schedule(scheduler, worker: Worker, tick: float) -> None:
+    scheduler.add_job(_tick, "interval", args=[worker], seconds=tick, max_instances=1, coalesce=True,
+                      id="erasure-tick")
+
+
+def run_forever(app: Flask, threads: int = 4, tick: float = TICK_SECONDS) -> None:
+    """`flask worker`: block, ticking, until SIGTERM or SIGINT."""
+    worker = Worker(app, threads=threads)
+    scheduler = BlockingScheduler(timezone="UTC")
+    _schedule(scheduler, worker, tick)
+
+    def stop(_signum, _frame) -> None:
+        scheduler.shutdown(wait=False)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("worker %s started", worker.owner)
+    try:
+        scheduler.start()
+    finally:
+        worker.close()
+        log.info("worker %s stopped", worker.owner)
+
+
+_inline_lock = threading.Lock()
+
+
+def start_inline(app: Flask, tick: float = TICK_SECONDS) -> BackgroundScheduler:
+    """OWNSTORY_INLINE_WORKER=1: the same loop in a thread of the web process (one process only)."""
+    with _inline_lock:
+        if "ownstory_inline_worker" in app.extensions:
+            return app.extensions["ownstory_inline_worker"]
+        worker = Worker(app, threads=2)
+        scheduler = BackgroundScheduler(timezone="UTC", daemon=True)
+        _schedule(scheduler, worker, tick)
+        scheduler.start()
+        app.extensions["ownstory_inline_worker"] = scheduler
+        return scheduler

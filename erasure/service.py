@@ -1,0 +1,204 @@
+"""Submitting an opt-out: in one transaction, consent stops, identities are suppressed, and the steps are laid."""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from app.db import write_lock
+from app.models import User
+from consent import service as consent_service
+from consent.models import Grant
+from consent.suppression import Identity, suppress
+from erasure import owner
+from erasure.context import ErasureContext
+from erasure.datamap import Identities, TableEntry
+from erasure.models import ErasureStep, OptOutRequest
+
+log = logging.getLogger(__name__)
+
+# Neutral reasons, none of them a judgement of the person or of their score.
+REASONS = {
+    "changed_without_notice": "The scoring or its rules changed without notice",
+    "distrust": "I don't trust how my data is used",
+    "no_longer_use": "I no longer use it",
+    "privacy": "I want less of my data out there",
+    "other": "Another reason",
+}
+MAX_REASON_TEXT = 2000
+
+# Steps run phase by phase; a step waits until every step of a lower phase is done.
+PHASES = {"revoke": 1, "purge": 2, "forget": 3, "verify": 4, "receipt": 5, "notify": 6}
+OWN_RECORDS = "ownstory"
+
+
+class OptOutError(ValueError):
+    """The opt-out cannot be submitted as asked; the message is for the person."""
+
+
+@dataclass(frozen=True)
+class Submitted:
+    request: OptOutRequest
+    secret: str  # k, base64url: shown once in the status link, mailed, never stored
+
+    @property
+    def status_path(self) -> str:
+        return f"/optout/{self.request.id}?k={self.secret}"
+
+
+def identities_in_scope(user: User | None, grants: list[Grant], scope: str, email: str | None = None,
+                        given: list[Identity] = ()) -> Identities:
+    """The identities an opt-out covers: everything of the person, or one network's accounts.
+
+    `given` are identities another system named (the service API, /forget): they are covered too.
+    """
+    grants = [g for g in grants if scope == "all" or g.network == scope]
+    everything = scope == "all"
+    given = [i for i in given if everything or i.network == scope]
+    accounts = {(g.network, g.account_id) for g in grants} | {
+        (i.network, i.value) for i in given if i.kind == "account"}
+    handles = {(g.network, g.handle) for g in grants if g.handle} | {
+        (i.network, i.value) for i in given if i.kind == "handle"}
+    return Identities(
+        subject=user.id if user is not None and everything else None,
+        email=(email or (user.email if user is not None else None)) if everything else None,
+        accounts=tuple(sorted(accounts)),
+        handles=tuple(sorted(handles)),
+    )
+
+
+def identity_list(ids: Identities) -> list[Identity]:
+    found = [Identity("email", ids.email)] if ids.email else []
+    found += [Identity("account", value, network) for network, value in ids.accounts]
+    found += [Identity("handle", value, network) for network, value in ids.handles]
+    return found
+
+
+def entries_in_scope(ctx: ErasureContext, scope: str) -> list[TableEntry]:
+    return [e for e in ctx.datamap.entries if scope == "all" or e.network == scope]
+
+
+def submit(session: Session, ctx: ErasureContext, *, user: User | None, grants: list[Grant], scope: str,
+           now: dt.datetime, email: str | None = None, reason_code: str | None = None,
+           reason_text: str | None = None, source: str = "person", show_opted_out: bool = True,
+           given: list[Identity] = ()) -> Submitted:
+    """Record an opt-out and everything that must happen at once. The caller commits."""
+    if scope != "all" and scope not in {g.network for g in grants} | {i.network for i in given}:
+        raise OptOutError("That network is not connected, so there is nothing to leave there.")
+    if reason_code is not None and reason_code not in REASONS:
+        raise OptOutError("Choose one of the listed reasons, or none.")
+    reason_text = (reason_text or "").strip()[:MAX_REASON_TEXT] or None
+    write_lock(session)
+
+    ids = identities_in_scope(user, grants, scope, email, given)
+    identities = identity_list(ids)
+    contact = ids.email or (user.email if user is not None else None)
+    k = owner.new_secret()
+    request = OptOutRequest(
+        id=str(uuid.uuid4()), user_id=user.id if user is not None else None, scope=scope, source=source,
+        status="received", reason_code=reason_code, reason_text=reason_text, show_opted_out=show_opted_out,
+        requested_at=now, deadline=now + dt.timedelta(days=ctx.deadline_days),
+        secret_hash=owner.secret_hash(k),
+        subject_commitment=owner.commitment(k, [i.canonical() for i in identities]),
+        identities_sealed=ctx.vault.seal(json.dumps({**_identities_json(ids), "contact": contact})),
+        identity_kinds=_kinds(ids),
+    )
+    session.add(request)
+    session.flush()
+
+    # Consent stops counting now, before anything is purged.
+    if user is not None:
+        consent_service.withdraw_all(session, user.id, now, "optout", network=None if scope == "all" else scope)
+    listed = identities + ([Identity("subject", ids.subject)] if ids.subject else [])
+    suppress(session, ctx.peppers, listed, scope, request.id, show_opted_out)
+
+    in_scope = [g for g in grants if scope == "all" or g.network == scope]
+    _lay_steps(session, ctx, request, in_scope, scope, now, has_email=bool(contact))
+    # The grants leave at once, their sealed tokens moving to the revoke steps: the person can
+    # connect the same account again right away, while the old tokens are revoked.
+    if in_scope:
+        session.execute(delete(Grant).where(Grant.id.in_([g.id for g in in_scope])))
+    if user is not None and scope == "all":
+        _close_account(user)
+    session.flush()
+    log.info("opt-out %s submitted: scope %s, %d steps", request.id, scope if scope == "all" else "network",
+             len(request.steps))
+    return Submitted(request, owner.b64url(k))
+
+
+def _close_account(user: User) -> None:
+    """Free the email at once, so the person can sign up again straight away; the row goes later."""
+    user.email = f"left-{user.id}@ownstory.invalid"
+    user.password_hash = "!"  # noqa: S105 (not a password: a hash that matches none)
+
+
+def _lay_steps(session: Session, ctx: ErasureContext, request: OptOutRequest, grants: list[Grant], scope: str,
+               now: dt.datetime, has_email: bool) -> None:
+    steps: list[tuple[str, str, str, dict]] = []
+    for g in grants:
+        steps.append(("revoke", "revoke", g.network, {
+            "account_id": g.account_id,
+            "access_token": _b64(g.access_token),
+            "refresh_token": _b64(g.refresh_token),
+        }))
+    for e in entries_in_scope(ctx, scope):
+        steps.append(("purge", "purge", f"{e.store}/{e.category}",
+                      {"store": e.store, "table": e.table, "column": e.column}))
+    steps.append(("forget", "purge", OWN_RECORDS, {}))
+    steps.append(("verify", "verify", "all stores", {}))
+    if has_email:
+        steps.append(("notify", "notify", "email", {}))
+    for position, (phase, kind, target, params) in enumerate(steps, start=1):
+        request.steps.append(ErasureStep(position=position, phase=PHASES[phase], kind=kind, target=target,
+                                         params=params, status="pending", not_before=now))
+
+
+def _b64(sealed: bytes | None) -> str | None:
+    return base64.b64encode(sealed).decode() if sealed else None
+
+
+def _identities_json(ids: Identities) -> dict:
+    return {"subject": ids.subject, "email": ids.email, "accounts": [list(a) for a in ids.accounts],
+            "handles": [list(h) for h in ids.handles]}
+
+
+def _kinds(ids: Identities) -> dict:
+    return {k: n for k, n in (("email", int(bool(ids.email))), ("account", len(ids.accounts)),
+                              ("handle", len(ids.handles)), ("subject", int(bool(ids.subject)))) if n}
+
+
+def open_identities(ctx: ErasureContext, request: OptOutRequest) -> Identities | None:
+    if request.identities_sealed is None:
+        return None
+    raw = json.loads(ctx.vault.open(request.identities_sealed))
+    return Identities(subject=raw["subject"], email=raw["email"],
+                      accounts=tuple(tuple(a) for a in raw["accounts"]),
+                      handles=tuple(tuple(h) for h in raw["handles"]))
+
+
+def open_contact(ctx: ErasureContext, request: OptOutRequest) -> str | None:
+    """Where to mail the person about this request, while the request still holds it."""
+    if request.identities_sealed is None:
+        return None
+    return json.loads(ctx.vault.open(request.identities_sealed)).get("contact")
+
+
+def find_request(session: Session, request_id: str, k_text: str | None) -> OptOutRequest | None:
+    """The request behind a status link, or None: a wrong k and an unknown id look the same."""
+    import hmac
+
+    k = owner.parse_secret(k_text)
+    try:
+        uuid.UUID(request_id)
+    except ValueError:
+        return None
+    request = session.scalar(select(OptOutRequest).where(OptOutRequest.id == request_id))
+    if request is None or k is None or not hmac.compare_digest(request.secret_hash, owner.secret_hash(k)):
+        return None
+    return request

@@ -1,0 +1,189 @@
+"""What each erasure step does. Every step is idempotent: running it twice does no harm."""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+
+import requests
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from app.mail import MailError
+from app.models import User
+from consent import ledger
+from consent.models import ConsentEvent, ConsentState, Grant
+from erasure import mail_text
+from erasure.context import ErasureContext
+from erasure.datamap import Identities, TableEntry
+from erasure.models import ErasureStep, OptOutRequest
+from erasure.purge import StoreMisconfigured, StoreUnavailable, count_entry, purge_entry
+from erasure.revocation import GrantTokens, revoke
+from erasure.service import OWN_RECORDS, entries_in_scope, open_contact, open_identities
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Result:
+    """A step's outcome. `retry`: try again later; `attention`: a person should look, while it keeps trying."""
+
+    done: bool = False
+    retry: bool = False
+    attention: bool = False
+    error: str | None = None
+    retry_after: float | None = None
+    result: dict = field(default_factory=dict)
+    clear_params: bool = False  # e.g. destroy the sealed tokens once the network confirmed
+
+
+class StepFailed(Exception):
+    def __init__(self, message: str, attention: bool = False) -> None:
+        super().__init__(message)
+        self.attention = attention
+
+
+def run(session: Session, ctx: ErasureContext, step: ErasureStep, request: OptOutRequest, now: dt.datetime,
+        http: requests.Session, heartbeat) -> Result:
+    try:
+        if step.kind == "revoke":
+            return _revoke(ctx, step, now, http)
+        if step.kind == "purge" and step.target == OWN_RECORDS:
+            return _forget(session, request, now)
+        if step.kind == "purge":
+            return _purge(ctx, step, request, heartbeat)
+        if step.kind == "verify":
+            return _verify(ctx, request)
+        if step.kind == "notify":
+            return _notify(ctx, request)
+    except StepFailed as exc:
+        return Result(retry=True, attention=exc.attention, error=str(exc))
+    return Result(attention=True, retry=True, error=f"no handler for step kind {step.kind!r}")
+
+
+def _revoke(ctx: ErasureContext, step: ErasureStep, now: dt.datetime, http: requests.Session) -> Result:
+    network = ctx.networks.get(step.target)
+    if network is None:
+        raise StepFailed(f"the network {step.target!r} is no longer in the catalogue", attention=True)
+    params = step.params
+    tokens = GrantTokens(
+        access_token=_open(ctx, params.get("access_token")),
+        refresh_token=_open(ctx, params.get("refresh_token")),
+        account_id=params.get("account_id", ""),
+    )
+    outcome = revoke(network, tokens, http)
+    if outcome.kind in ("revoked", "already_invalid", "manual"):
+        result = {"network": step.target, "outcome": outcome.kind, "at": _iso(now)}
+        if outcome.kind == "manual":
+            result["manual_url"] = network.revocation.manual_url
+        return Result(done=True, result=result, clear_params=True)
+    return Result(retry=True, attention=outcome.kind == "failed", error=outcome.error,
+                  retry_after=outcome.retry_after)
+
+
+def _open(ctx: ErasureContext, sealed_b64: str | None) -> str | None:
+    return ctx.vault.open(base64.b64decode(sealed_b64)) if sealed_b64 else None
+
+
+def _identities(ctx: ErasureContext, request: OptOutRequest) -> Identities:
+    ids = open_identities(ctx, request)
+    if ids is None:
+        raise StepFailed("the request's identities are gone, so its data cannot be found", attention=True)
+    return ids
+
+
+def _entry(ctx: ErasureContext, step: ErasureStep) -> TableEntry:
+    p = step.params
+    for e in ctx.datamap.entries:
+        if (e.store, e.table, e.column) == (p.get("store"), p.get("table"), p.get("column")):
+            return e
+    raise StepFailed(f"the data map no longer lists {p.get('store')}/{p.get('table')}.{p.get('column')}",
+                     attention=True)
+
+
+def _purge(ctx: ErasureContext, step: ErasureStep, request: OptOutRequest, heartbeat) -> Result:
+    entry = _entry(ctx, step)
+    values = _identities(ctx, request).values_for(entry)
+    base = {"store": entry.store, "category": entry.category}
+    if not values:
+        return Result(done=True, result={**base, "rows": 0})
+    engine = ctx.datamap.engine(entry.store)
+    try:
+        # Rows found at the first attempt are what the person had; a rerun after a crash
+        # finishes the job without counting the same rows twice.
+        remaining = count_entry(engine, entry, values)
+        first = step.result.get("rows_at_start")
+        if first is None:
+            first = remaining
+            heartbeat(result={**base, "rows_at_start": remaining})
+        purged = purge_entry(engine, entry, values, on_batch=lambda _n: heartbeat())
+    except StoreUnavailable as exc:
+        raise StepFailed(str(exc)) from None
+    except StoreMisconfigured as exc:
+        raise StepFailed(str(exc), attention=True) from None
+    rows = first + max(0, purged - remaining)  # rows that arrived while it ran are counted too
+    return Result(done=True, result={**base, "rows": rows, "rows_at_start": first})
+
+
+def _forget(session: Session, request: OptOutRequest, now: dt.datetime) -> Result:
+    """Ownstory's own records of the person. What stays is listed in the README and on the receipt."""
+    forgotten = {"grants": 0, "account": 0, "consent_events": 0}
+    if request.user_id is None:
+        return Result(done=True, result=forgotten)
+    subject = request.user_id
+    if request.scope == "all":
+        forgotten["grants"] = session.execute(delete(Grant).where(Grant.user_id == subject)).rowcount
+        withdrawals = list(session.scalars(
+            select(ConsentEvent).where(ConsentEvent.subject_id == subject, ConsentEvent.method == "optout",
+                                       ConsentEvent.action == "withdraw").order_by(ConsentEvent.seq)))
+        session.execute(delete(ConsentState).where(ConsentState.subject_id == subject))
+        forgotten["consent_events"] = session.execute(
+            delete(ConsentEvent).where(ConsentEvent.subject_id == subject)).rowcount
+        # What proves the withdrawal stays, in a chain named after the request, not the person.
+        for event in withdrawals:
+            ledger.append(session, f"optout:{request.id}", event.network, event.purpose, event.version,
+                          "withdraw", "optout", event.at)
+        session.execute(delete(ConsentState).where(ConsentState.subject_id == f"optout:{request.id}"))
+        forgotten["account"] = session.execute(delete(User).where(User.id == subject)).rowcount
+    else:
+        forgotten["grants"] = session.execute(
+            delete(Grant).where(Grant.user_id == subject, Grant.network == request.scope)).rowcount
+    return Result(done=True, result=forgotten)
+
+
+def _verify(ctx: ErasureContext, request: OptOutRequest) -> Result:
+    ids = _identities(ctx, request)
+    residual: list[str] = []
+    total = 0
+    for entry in entries_in_scope(ctx, request.scope):
+        values = ids.values_for(entry)
+        if not values:
+            continue
+        try:
+            rows = count_entry(ctx.datamap.engine(entry.store), entry, values)
+        except StoreUnavailable as exc:
+            raise StepFailed(str(exc)) from None
+        except StoreMisconfigured as exc:
+            raise StepFailed(str(exc), attention=True) from None
+        if rows:
+            total += rows
+            residual.append(f"{rows} in {entry.store}/{entry.category}")
+    if total:
+        raise StepFailed("rows remain after purge: " + ", ".join(residual), attention=True)
+    return Result(done=True, result={"residual_rows": 0})
+
+
+def _notify(ctx: ErasureContext, request: OptOutRequest) -> Result:
+    contact = open_contact(ctx, request)
+    if not contact:
+        return Result(done=True, result={"sent": False})
+    try:
+        ctx.mailer.send(contact, *mail_text.outcome(request, ctx.base_url))
+    except MailError as exc:
+        raise StepFailed(str(exc)) from None
+    return Result(done=True, result={"sent": True})
+
+
+def _iso(at: dt.datetime) -> str:
+    return at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,107 @@
+"""The opt-out pages: the form behind every "Opt out" link, and the live status of a request."""
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, abort, current_app, redirect, render_template, request
+from flask_login import current_user, login_required, logout_user
+from flask_wtf import FlaskForm
+from wtforms import RadioField, SelectField, TextAreaField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import Length, Optional
+
+from app.db import utcnow
+from app.extensions import db, limiter
+from app.mail import MailError
+from consent.service import grants_of
+from erasure import mail_text, service, wording
+from erasure.context import context_from_app
+from erasure.service import REASONS
+
+bp = Blueprint("optout", __name__)
+log = logging.getLogger(__name__)
+
+
+def _choices(pairs) -> list[SelectChoice]:
+    return [SelectChoice(value, label) for value, label in pairs]
+
+
+class OptOutForm(FlaskForm):
+    scope = SelectField("What to leave", validate_choice=True)
+    reason = RadioField("Why (optional)", choices=_choices([("", "I'd rather not say"), *REASONS.items()]), default="",
+                        validators=[Optional()], validate_choice=True)
+    reason_text = TextAreaField("Anything you want to add (optional)",
+                                validators=[Optional(), Length(max=service.MAX_REASON_TEXT)])
+    public_status = RadioField(
+        "If the platform looks you up after you leave",
+        choices=_choices([("yes", 'It may say "this person chose to opt out"'),
+                          ("no", "It may only say nothing is held")]),
+        default="yes", validate_choice=True)
+
+
+@bp.route("/optout", methods=["GET", "POST"])
+@login_required
+@limiter.limit("10 per hour", methods=["POST"])
+def optout():
+    if current_user.role != "person":
+        abort(403, "Opting out is for people whose data the platform holds.")
+    ctx = context_from_app(current_app)
+    grants = grants_of(db.session, current_user.id)
+    form = OptOutForm()
+    form.scope.choices = _choices([("all", "Everything: every network and my account")] + [
+        (g.network, ctx.networks[g.network].name if g.network in ctx.networks else g.network) for g in grants])
+    if request.method == "GET" and request.args.get("scope") in {c.value for c in form.scope.choices}:
+        form.scope.data = request.args["scope"]
+    if form.validate_on_submit():
+        db.session.commit()  # end the read transaction: submit takes the write lock first
+        grants = grants_of(db.session, current_user.id)
+        try:
+            submitted = service.submit(
+                db.session, ctx, user=current_user._get_current_object(), grants=grants, scope=form.scope.data,
+                now=utcnow(), reason_code=form.reason.data or None, reason_text=form.reason_text.data,
+                show_opted_out=form.public_status.data == "yes")
+        except service.OptOutError as exc:
+            db.session.rollback()
+            form.scope.errors.append(str(exc))
+        else:
+            db.session.commit()
+            status_url = ctx.base_url + submitted.status_path
+            _mail_link(ctx, submitted, status_url)
+            if submitted.request.scope == "all":
+                logout_user()  # the account is closing; the status link needs no sign-in
+            return redirect(submitted.status_path)
+    manual = [(ctx.networks[g.network].name, ctx.networks[g.network].revocation.manual_url)
+              for g in grants if g.network in ctx.networks and ctx.networks[g.network].revocation.style == "none"]
+    return render_template("optout.html", form=form, grants=grants, manual=manual,
+                           deadline_days=ctx.deadline_days), 400 if form.errors else 200
+
+
+def _mail_link(ctx, submitted: service.Submitted, status_url: str) -> None:
+    """Mailed at once: k is never stored, so it cannot be mailed later."""
+    email = current_user.email if submitted.request.scope != "all" else _original_email(ctx, submitted)
+    if not email:
+        return
+    try:
+        ctx.mailer.send(email, *mail_text.submitted(submitted.request, status_url))
+    except MailError:
+        log.warning("opt-out %s: the status link could not be mailed", submitted.request.id)
+
+
+def _original_email(ctx, submitted: service.Submitted) -> str | None:
+    ids = service.open_identities(ctx, submitted.request)
+    return ids.email if ids else None
+
+
+@bp.get("/optout/<request_id>")
+def status(request_id: str):
+    found = service.find_request(db.session, request_id, request.args.get("k"))
+    if found is None:
+        abort(404, "There is no opt-out at this address. Check that the link is complete, as it was mailed to you.")
+    ctx = context_from_app(current_app)
+    response = current_app.make_response(render_template(
+        "optout_status.html", request=found, steps=found.steps, networks=ctx.networks, now=utcnow(),
+        wording=wording))
+    # The link is a capability: keep it out of caches and out of Referer headers.
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response

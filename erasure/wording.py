@@ -1,0 +1,70 @@
+"""Plain words for an opt-out's steps and states, as the person reads them on the status page."""
+from __future__ import annotations
+
+import datetime as dt
+
+from erasure.models import ErasureStep, OptOutRequest
+from erasure.service import OWN_RECORDS
+
+REQUEST_STATES = {
+    "received": "Received: the work starts within moments.",
+    "in_progress": "In progress.",
+    "completed": "Done.",
+    "needs_attention": "Still working: a step is taking longer than it should. We keep retrying, and our "
+                       "operators can see it. Nothing is dropped.",
+}
+
+
+def _time(at: dt.datetime | None) -> str:
+    return at.strftime("%-d %B %Y, %H:%M UTC") if at else ""
+
+
+def step_title(step: ErasureStep, networks) -> str:
+    if step.kind == "revoke":
+        name = networks[step.target].name if step.target in networks else step.target
+        return f"Revoke our access at {name}"
+    if step.kind == "purge" and step.target == OWN_RECORDS:
+        return "Delete Ownstory's own records of you"
+    if step.kind == "purge":
+        store, _, category = step.target.partition("/")
+        return f"Delete your {category} (in the {store} store)"
+    if step.kind == "verify":
+        return "Check that nothing about you is left"
+    if step.kind == "receipt":
+        return "Sign your deletion receipt"
+    return "Mail you the outcome"
+
+
+def step_outcome(step: ErasureStep, now: dt.datetime) -> str:
+    r = step.result or {}
+    if step.status == "done":
+        if step.kind == "revoke":
+            if r.get("outcome") == "manual":
+                return ("This network offers no way for us to revoke access. "
+                        f"Please remove it here: {r.get('manual_url')}")
+            if r.get("outcome") == "already_invalid":
+                return f"The network had already ended our access ({_time(step.done_at)})."
+            return f"Revoked, confirmed by the network ({_time(step.done_at)})."
+        if step.kind == "purge" and step.target == OWN_RECORDS:
+            return f"Deleted ({_time(step.done_at)})."
+        if step.kind == "purge":
+            rows = r.get("rows", 0)
+            return f"Deleted {rows} row{'s' if rows != 1 else ''} ({_time(step.done_at)})."
+        if step.kind == "verify":
+            return "Nothing is left."
+        return f"Done ({_time(step.done_at)})."
+    if step.status == "running":
+        return "Working on it now."
+    if step.status == "pending":
+        return "Waiting for the steps before it."
+    wait = max(0, int((step.not_before - now).total_seconds())) if step.not_before else 0
+    why = step.last_error or "it did not succeed yet"
+    retry = "in a moment" if wait < 5 else f"in about {wait // 60 + 1} minute{'s' if wait >= 60 else ''}"
+    if step.status == "needs_attention":
+        return (f"Not done yet: {why}. We keep retrying automatically (next try {retry}), "
+                "and our operators have been alerted.")
+    return f"Not done yet: {why}. Retrying {retry}."
+
+
+def request_state(request: OptOutRequest) -> str:
+    return REQUEST_STATES[request.status]

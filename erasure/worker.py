@@ -1,0 +1,160 @@
+"""The worker loop: claim due steps, run them, record each outcome fenced, and settle the requests."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+from flask import Flask
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db import utcnow, write_lock
+from erasure import queue, steps
+from erasure.context import ErasureContext, context_from_app
+from erasure.models import ErasureStep, OptOutRequest
+from erasure.revocation import Outcome, next_delay
+
+log = logging.getLogger(__name__)
+
+QUICK_RETRIES = 5  # after these, the step shows as needs_attention, and keeps retrying
+MAX_DELAY = 600.0
+DEADLINE_WARNING = dt.timedelta(days=3)
+
+
+class Worker:
+    def __init__(self, app: Flask, threads: int = 4, batch: int = 16) -> None:
+        self.app = app
+        self.ctx: ErasureContext = context_from_app(app)
+        self.sessions: sessionmaker[Session] = app.extensions["ownstory_db"]["sessionmaker"]
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease = dt.timedelta(seconds=app.config.get("ERASURE_LEASE_SECONDS", 120))
+        self.batch = batch
+        self.retry_base = float(app.config.get("ERASURE_RETRY_BASE_SECONDS", 2.0))
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="erasure")
+        self._local = threading.local()
+        self._swept_at: dt.datetime | None = None
+
+    def run_once(self, now: dt.datetime | None = None) -> int:
+        """Claim a batch of due steps and run them; returns how many ran."""
+        now = now or utcnow()
+        with self.sessions() as session:
+            if self._swept_at is None or now - self._swept_at > dt.timedelta(minutes=1):
+                sweep_deadlines(session, now)
+                self._swept_at = now
+            claims = queue.claim(session, self.owner, now, self.batch, self.lease)
+        list(self.pool.map(self._run_claim, claims))
+        return len(claims)
+
+    def drain(self, max_rounds: int = 1000) -> int:
+        """Run until no step is due (tests and benchmarks); returns how many ran."""
+        total = 0
+        for _ in range(max_rounds):
+            ran = self.run_once()
+            if not ran:
+                break
+            total += ran
+        return total
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+    def _http(self) -> requests.Session:
+        if not hasattr(self._local, "http"):
+            self._local.http = requests.Session()
+        return self._local.http
+
+    def _run_claim(self, claim: queue.Claim) -> None:
+        with self.app.app_context(), self.sessions() as session:
+            try:
+                self._run(session, claim)
+            except Exception:
+                # A bug must not kill the worker or lose the step: it is retried, and shown.
+                log.exception("step %s failed unexpectedly", claim.step_id)
+                session.rollback()
+                self._record(session, claim, steps.Result(retry=True, error="an unexpected error; see the logs"))
+
+    def _run(self, session: Session, claim: queue.Claim) -> None:
+        step = session.get(ErasureStep, claim.step_id)
+        if step is None or step.lease_owner != claim.owner:
+            return
+        request = step.request
+        session.commit()  # end the read transaction: a step may run for a while
+
+        def heartbeat(result: dict | None = None) -> None:
+            values = {"status": "running", "lease_owner": claim.owner, "lease_expires_at": utcnow() + self.lease}
+            if result is not None:
+                values["result"] = result
+            if not queue.finish(session, claim, utcnow(), **values):
+                raise LeaseLost(claim.step_id)
+            session.commit()
+
+        try:
+            result = steps.run(session, self.ctx, step, request, utcnow(), self._http(), heartbeat)
+        except LeaseLost:
+            session.rollback()
+            return
+        self._record(session, claim, result)
+
+    def _record(self, session: Session, claim: queue.Claim, result: steps.Result) -> None:
+        now = utcnow()
+        write_lock(session)
+        step = session.get(ErasureStep, claim.step_id)
+        if result.done:
+            values = {"status": "done", "done_at": now, "last_error": None, "result": result.result}
+            if result.clear_params:
+                values["params"] = {k: v for k, v in step.params.items() if not k.endswith("_token")}
+        else:
+            delay = next_delay(Outcome("retry", result.retry_after), step.attempts, base=self.retry_base,
+                               cap=MAX_DELAY)
+            attention = result.attention or step.attempts >= QUICK_RETRIES
+            values = {"status": "needs_attention" if attention else "retrying", "last_error": result.error,
+                      "not_before": now + dt.timedelta(seconds=delay)}
+            log.info("step %s (%s %s): attempt %d failed, next in %.0fs", step.id, step.kind, step.target,
+                     step.attempts, delay)
+        if queue.finish(session, claim, now, **values):
+            settle(session, step.request_id, now)
+        session.commit()
+
+
+class LeaseLost(Exception):
+    pass
+
+
+def settle(session: Session, request_id: str, now: dt.datetime) -> str:
+    """Derive the request's status from its steps. Called in the transaction that changed a step."""
+    query = select(OptOutRequest).where(OptOutRequest.id == request_id)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    request = session.scalar(query)
+    statuses = list(session.scalars(select(ErasureStep.status).where(ErasureStep.request_id == request_id)))
+    if request.status == "completed":
+        return request.status
+    if statuses and all(s == "done" for s in statuses):
+        request.status, request.completed_at = "completed", now
+        request.identities_sealed = None  # nothing left to find: drop what identified the person
+        request.reason_text = None
+        log.info("opt-out %s completed", request.id)
+    elif "needs_attention" in statuses or request.deadline - now < DEADLINE_WARNING:
+        request.status = "needs_attention"
+    else:
+        request.status = "in_progress"
+    return request.status
+
+
+def sweep_deadlines(session: Session, now: dt.datetime) -> int:
+    """Requests near their deadline need a person's attention, whatever their steps say."""
+    count = session.execute(
+        update(OptOutRequest)
+        .where(OptOutRequest.status.in_(("received", "in_progress")),
+               OptOutRequest.deadline < now + DEADLINE_WARNING)
+        .values(status="needs_attention")
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.commit()
+    return count

@@ -1,0 +1,133 @@
+"""Leaving, end to end: the form, consent stopping at once, every step done by the worker, coming back."""
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+from sqlalchemy import select
+
+from erasure.models import OptOutRequest
+from erasure.worker import Worker
+from tests.conftest import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+from tests.erasure.helpers import joined_person, others_checksum, outbox, platform_rows, request_steps, submit_optout
+
+
+@pytest.fixture
+def worker(app):
+    w = Worker(app, threads=2)
+    yield w
+    w.close()
+
+
+def check_consent(app, api_token, account: str, purpose: str = "scoring") -> str:
+    token = api_token("service")
+    answer = app.test_client().post("/api/v1/consent/check", headers={"Authorization": f"Bearer {token}"},
+                                    json={"checks": [{"network": "demo", "account": account, "purpose": purpose}]})
+    return answer.json["results"][0]["reason"]
+
+
+def demo_token_active(demo_network, token: str) -> bool:
+    answer = requests.post(f"{demo_network.url}/oauth/introspect", data={"token": token},
+                           auth=(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET), timeout=10)
+    return answer.json()["active"]
+
+
+def sealed_tokens(app, account: str) -> tuple[str, str]:
+    from consent.models import Grant
+
+    vault = app.extensions["ownstory_vault"]
+    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+        grant = db.scalar(select(Grant).where(Grant.account_id == account))
+        return vault.open(grant.access_token), vault.open(grant.refresh_token)
+
+
+def test_leaving_everything(app, client, make_person, login, csrf_post, api_token, worker, demo_network,
+                            platform_url):
+    person = joined_person(client, make_person, login, csrf_post, account="1002")
+    access, refresh = sealed_tokens(app, "1002")
+    assert demo_token_active(demo_network, access)
+    assert check_consent(app, api_token, "1002") == "granted"
+    others = others_checksum(platform_url, "1002")
+    assert platform_rows(platform_url, "posts", "author_id", "1002") == 20
+
+    status_path = submit_optout(client, csrf_post, "all", reason="changed_without_notice")
+    # Consent stops counting the moment the request is in, before anything is purged.
+    assert check_consent(app, api_token, "1002") == "opted_out"
+    assert platform_rows(platform_url, "posts", "author_id", "1002") == 20
+    page = client.get(status_path).get_data(as_text=True)
+    assert "Revoke our access at Demo Social" in page and "come back at any time, starting now" in page
+    assert '<meta http-equiv="refresh"' in page
+    mails = outbox(app)
+    assert len(mails) == 1 and status_path in mails[0].get_content()
+
+    worker.drain()
+    request_id = urlsplit(status_path).path.rsplit("/", 1)[1]
+    assert [s.status for s in request_steps(app, request_id)] == ["done"] * len(request_steps(app, request_id))
+    page = client.get(status_path).get_data(as_text=True)
+    assert "Done." in page and '<meta http-equiv="refresh"' not in page
+    assert "Deleted 20 rows" in page
+
+    # The network confirms our tokens are dead; the person's rows are gone, everyone else's intact.
+    assert not demo_token_active(demo_network, access)
+    assert not demo_token_active(demo_network, refresh)
+    for table, column in (("posts", "author_id"), ("profiles", "account_id"), ("endorsements", "giver_id"),
+                          ("endorsements", "receiver_id"), ("scores", "handle")):
+        value = "1002" if column != "handle" else "omar"
+        assert platform_rows(platform_url, table, column, value) == 0, table
+    assert others_checksum(platform_url, "1002") == others
+    assert check_consent(app, api_token, "1002") == "opted_out"
+    assert len(outbox(app)) == 2 and "complete" in outbox(app)[1]["Subject"]
+
+    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+        request = db.get(OptOutRequest, request_id)
+        assert request.status == "completed" and request.identities_sealed is None
+        from app.models import User
+
+        assert db.get(User, person.id) is None
+
+
+def test_coming_back_at_once(app, client, make_person, login, csrf_post, api_token, worker):
+    person = joined_person(client, make_person, login, csrf_post, account="1003")
+    submit_optout(client, csrf_post, "all")
+    # Straight away, even before the worker has run: same email, same network account.
+    response = csrf_post(client, "/signup", {"email": person.email, "password": person.password})
+    assert response.status_code == 302
+    from tests.consent.helpers_connect import connect_through_demo
+
+    assert connect_through_demo(client, csrf_post, "1003").status_code in (302, 303)
+    csrf_post(client, "/consents", {"consent:demo:scoring": "on"})
+    assert check_consent(app, api_token, "1003") == "granted"
+    worker.drain()  # the old request finishes without touching the new grant or consent
+    assert check_consent(app, api_token, "1003") == "granted"
+
+
+def test_leaving_one_network(app, client, make_person, login, csrf_post, api_token, worker, platform_url):
+    joined_person(client, make_person, login, csrf_post, account="1004")
+    status_path = submit_optout(client, csrf_post, "demo")
+    assert check_consent(app, api_token, "1004") == "withdrawn"
+    worker.drain()
+    assert platform_rows(platform_url, "posts", "author_id", "1004") == 0
+    assert client.get("/me").status_code == 200  # still signed in: only the network was left
+    assert "Done." in client.get(status_path).get_data(as_text=True)
+
+
+def test_the_status_link_is_a_capability(app, client, make_person, login, csrf_post):
+    joined_person(client, make_person, login, csrf_post, account="1005", consent=False)
+    status_path = submit_optout(client, csrf_post, "all")
+    path, query = status_path.split("?")
+    k = parse_qs(query)["k"][0]
+    anonymous = app.test_client()
+    assert anonymous.get(status_path).status_code == 200
+    assert anonymous.get(path).status_code == 404
+    forged = k[:10] + ("B" if k[10] == "A" else "A") + k[11:]
+    assert anonymous.get(path + "?k=" + forged).status_code == 404
+    assert anonymous.get("/optout/not-a-uuid?k=" + k).status_code == 404
+    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+        stored = db.scalar(select(OptOutRequest))
+        assert k not in repr(stored.__dict__)
+
+
+def test_the_form_refuses_a_network_not_connected(client, make_person, login, csrf_post):
+    joined_person(client, make_person, login, csrf_post, account="1001", consent=False)
+    response = csrf_post(client, "/optout", {"scope": "myspace", "public_status": "yes"})
+    assert response.status_code == 400
+    assert "Not a valid choice" in response.get_data(as_text=True)

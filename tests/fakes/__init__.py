@@ -1,0 +1,1 @@
+"""Loopback imitations of outside services, for tests that need a real HTTP peer."""
