@@ -115,6 +115,15 @@ def load(environ: dict[str, str] | None = None, instance_path: Path | None = Non
     origin = str(get("log_origin")[1] or "")
     cfg["LOG_ORIGIN"] = origin or f"{parts.netloc}/ownstory/receipts"
     cfg["SMTP_URL"] = str(get("smtp_url")[1] or "")
+    where, lease = get("erasure_lease_seconds")
+    cfg["ERASURE_LEASE_SECONDS"] = _int(where, "OWNSTORY_ERASURE_LEASE_SECONDS", lease)
+    if cfg["ERASURE_LEASE_SECONDS"] < 1:
+        raise ConfigError(where, "OWNSTORY_ERASURE_LEASE_SECONDS", "must be at least 1 second")
+    where, base = get("erasure_retry_base_seconds")
+    try:
+        cfg["ERASURE_RETRY_BASE_SECONDS"] = float(base)
+    except (TypeError, ValueError):
+        raise ConfigError(where, "OWNSTORY_ERASURE_RETRY_BASE_SECONDS", f"expected seconds, got {base!r}") from None
 
     instance = instance_path or ROOT / "instance"
     for key, secret in SECRETS.items():

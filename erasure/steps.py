@@ -10,6 +10,7 @@ import requests
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from app.db import write_lock
 from app.mail import MailError
 from app.models import User
 from consent import ledger
@@ -129,6 +130,7 @@ def _purge(ctx: ErasureContext, step: ErasureStep, request: OptOutRequest, heart
 def _forget(session: Session, request: OptOutRequest, now: dt.datetime) -> Result:
     """Ownstory's own records of the person. What stays is listed in the README and on the receipt."""
     forgotten = {"grants": 0, "account": 0, "consent_events": 0}
+    write_lock(session)  # these writes commit with the step's outcome, in one transaction
     if request.user_id is None:
         return Result(done=True, result=forgotten)
     subject = request.user_id
@@ -144,7 +146,6 @@ def _forget(session: Session, request: OptOutRequest, now: dt.datetime) -> Resul
         for event in withdrawals:
             ledger.append(session, f"optout:{request.id}", event.network, event.purpose, event.version,
                           "withdraw", "optout", event.at)
-        session.execute(delete(ConsentState).where(ConsentState.subject_id == f"optout:{request.id}"))
         forgotten["account"] = session.execute(delete(User).where(User.id == subject)).rowcount
     else:
         forgotten["grants"] = session.execute(

@@ -117,8 +117,10 @@ class Worker:
                       "not_before": now + dt.timedelta(seconds=delay)}
             log.info("step %s (%s %s): attempt %d failed, next in %.0fs", step.id, step.kind, step.target,
                      step.attempts, delay)
-        if queue.finish(session, claim, now, **values):
-            settle(session, step.request_id, now)
+        if not queue.finish(session, claim, now, **values):
+            session.rollback()  # another worker took the step over; its run counts, not this one
+            return
+        settle(session, step.request_id, now)
         session.commit()
 
 

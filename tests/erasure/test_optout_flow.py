@@ -83,6 +83,14 @@ def test_leaving_everything(app, client, make_person, login, csrf_post, api_toke
         from app.models import User
 
         assert db.get(User, person.id) is None
+        from consent.models import ConsentEvent
+
+        # The person's ledger is gone; what proves the withdrawal stays, named after the request.
+        assert not db.scalars(select(ConsentEvent).where(ConsentEvent.subject_id == person.id)).all()
+        kept = db.scalars(select(ConsentEvent).where(ConsentEvent.subject_id == f"optout:{request_id}")).all()
+        assert [(e.network, e.purpose, e.action, e.method) for e in kept] == [("demo", "scoring", "withdraw", "optout")]
+    verified = app.test_cli_runner().invoke(args=["consent", "verify-ledger"])
+    assert verified.exit_code == 0, verified.output
 
 
 def test_coming_back_at_once(app, client, make_person, login, csrf_post, api_token, worker):
