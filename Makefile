@@ -31,6 +31,11 @@ run: migrate
 test: $(VENV)/.dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Figures against limits measured in the same run; OWNSTORY_BENCH_SCALE=0.02 for a quick run,
+# OWNSTORY_TEST_DATABASE_URL to run on PostgreSQL (in fresh schemas, dropped afterwards).
+bench: $(VENV)/.dev
+	$(BIN)/python -m bench
+
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 

@@ -107,6 +107,7 @@ def _register_blueprints(app: Flask) -> None:
     from consent import connect
     from consent import views as consent_views
     from erasure import api as erasure_api
+    from erasure import log_api, receipt_views
     from erasure import views as erasure_views
 
     app.register_blueprint(pages.bp)
@@ -116,9 +117,12 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(connect.bp)
     connect.init_app(app)
     app.register_blueprint(erasure_views.bp)
+    app.register_blueprint(receipt_views.bp)
     api.register_blueprint(consent_api.blp)
     api.register_blueprint(erasure_api.blp)
-    for blp in (consent_api.blp, erasure_api.blp):
+    api.register_blueprint(log_api.blp)
+    api.register_blueprint(log_api.wellknown)
+    for blp in (consent_api.blp, erasure_api.blp, log_api.blp):
         csrf.exempt(blp)  # the API authenticates with bearer tokens, never cookies
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(Exception, handle_unexpected)

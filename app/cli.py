@@ -84,9 +84,10 @@ def tokens_revoke(token_id: str) -> None:
 
 def init_app(app: Flask) -> None:
     from consent.cli import consent_cli, rotate_tokens
-    from erasure.cli import worker_command
+    from erasure.cli import receipts_cli, rotate_keys, worker_command
 
     keys_cli.add_command(rotate_tokens)
+    keys_cli.add_command(rotate_keys)
     app.cli.add_command(worker_command)
-    for group in (db_cli, users_cli, tokens_cli, keys_cli, consent_cli):
+    for group in (db_cli, users_cli, tokens_cli, keys_cli, consent_cli, receipts_cli):
         app.cli.add_command(group)

@@ -1,4 +1,5 @@
 """Flask extensions, created unbound here and bound to an app inside create_app."""
+from flask import request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
@@ -7,8 +8,22 @@ from flask_wtf.csrf import CSRFProtect
 from app.db import Database
 from app.errors import OwnstoryApi
 
+
+class OwnstoryLoginManager(LoginManager):
+    """Session protection guards cookies; the API takes no cookies, so it never applies there.
+
+    Without this, a caller holding any session cookie (a CSRF token from a form page) would have
+    its bearer token ignored and the request treated as a hijacked session.
+    """
+
+    def _session_protection_failed(self) -> bool:
+        if request.path.startswith("/api/"):
+            return False
+        return super()._session_protection_failed()
+
+
 db = Database()
-login_manager = LoginManager()
+login_manager = OwnstoryLoginManager()
 csrf = CSRFProtect()
 limiter = Limiter(key_func=get_remote_address, default_limits=[], storage_uri="memory://")
 api = OwnstoryApi()

@@ -101,10 +101,10 @@ def lift(session: Session, peppers: Peppers, identities: Iterable[Identity]) -> 
 
 def lookup(session: Session, peppers: Peppers, identities: Sequence[Identity]) -> list[Suppression | None]:
     """The entry for each identity, in order, with one query whatever the number of identities."""
-    by_pair: dict[tuple[str, str], int] = {}
+    by_pair: dict[tuple[str, str], list[int]] = {}
     for i, identity in enumerate(identities):
         for pair in peppers.all(identity):
-            by_pair[pair] = i
+            by_pair.setdefault(pair, []).append(i)  # the same identity may be asked twice
     found: list[Suppression | None] = [None] * len(identities)
     if not by_pair:
         return found
@@ -112,7 +112,8 @@ def lookup(session: Session, peppers: Peppers, identities: Sequence[Identity]) -
         select(Suppression).where(tuple_(Suppression.key_id, Suppression.digest).in_(list(by_pair)))
     )
     for row in rows:
-        found[by_pair[(row.key_id, row.digest)]] = row
+        for i in by_pair[(row.key_id, row.digest)]:
+            found[i] = row
     return found
 
 

@@ -4,23 +4,26 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import uuid
 
 from flask import current_app
 from flask_smorest import Blueprint
-from sqlalchemy import and_, or_, select
+from marshmallow import RAISE
+from sqlalchemy import and_, or_, select, tuple_
 from sqlalchemy.orm import selectinload
 
 from app.auth import api_roles
-from app.db import utcnow
+from app.db import utcnow, write_lock
 from app.errors import ApiError
 from app.extensions import db
 from app.mail import MailError
 from app.models import User
 from consent.models import Grant
-from consent.suppression import Identity, lookup
+from consent.suppression import Identity, lookup, suppress
 from erasure import mail_text, service
 from erasure.context import context_from_app
 from erasure.models import ErasureStep, OptOutRequest
+from erasure.operations import retry_now
 from erasure.schemas import (
     OptOutCreateSchema,
     OptOutDetailSchema,
@@ -35,19 +38,38 @@ blp = Blueprint("erasure_api", __name__, url_prefix="/api/v1", description="Opt-
 
 
 def _identity(raw: dict) -> Identity:
-    return Identity(raw["kind"], raw["value"].strip().lower() if raw["kind"] == "email" else raw["value"],
-                    raw.get("network"))
+    value = raw["value"].strip()
+    return Identity(raw["kind"], value.lower() if raw["kind"] == "email" else value, raw.get("network"))
 
 
+def _known_networks(raw_identities: list[dict]) -> None:
+    """A network we do not know is a mistake to name, not an identity to answer "no" for."""
+    networks = current_app.extensions["networks"]
+    unknown = {str(n): {"network": [f"unknown network {raw['network']!r}"]}
+               for n, raw in enumerate(raw_identities) if raw.get("network") not in (None, *networks)}
+    if unknown:
+        first = next(iter(unknown))
+        raise ApiError(422, "invalid", f"identities[{first}].network is not a network this service knows.",
+                       {"identities": unknown})
+
+
+# api_roles sits above arguments, so a caller without the role is refused before its body is read.
 @blp.route("/suppressions/check", methods=["POST"])
 @api_roles("service")
 @blp.arguments(SuppressionCheckSchema)
 @blp.response(200, SuppressionAnswerSchema)
 def suppressions_check(body: dict):
-    """Has the owner of each identity opted out? One query for the whole batch."""
-    found = lookup(db.session, current_app.extensions["ownstory_peppers"], [_identity(i) for i in body["identities"]])
+    """Has the owner of each identity opted out? One query for the whole batch, answered in order."""
+    _known_networks(body["identities"])
+    asked = [_identity(i) for i in body["identities"]]
+    # The same identity may be asked twice (Liz@ and liz@): look each up once, answer every time.
+    unique = list(dict.fromkeys(i.canonical() for i in asked))
+    by_canonical = {i.canonical(): i for i in asked}
+    found = dict(zip(unique, lookup(db.session, current_app.extensions["ownstory_peppers"],
+                                    [by_canonical[c] for c in unique]), strict=True))
+    rows = [found[i.canonical()] for i in asked]
     return {"results": [{"suppressed": row is not None,
-                         "reason": "opted_out" if row is not None and row.show_opted_out else None} for row in found]}
+                         "reason": "opted_out" if row is not None and row.show_opted_out else None} for row in rows]}
 
 
 @blp.route("/optouts", methods=["POST"])
@@ -55,38 +77,57 @@ def suppressions_check(body: dict):
 @blp.arguments(OptOutCreateSchema)
 @blp.response(202, OptOutSchema)
 def create_optout(body: dict):
-    """Opt a person out on their behalf, from another system. Everything of theirs that is known goes."""
+    """Opt a person out on their behalf, from another system. Everything of theirs that is known goes.
+
+    The answer is the request, without its status link: that link is the person's, and is mailed to them.
+    """
+    _known_networks(body["identities"])
     ctx = context_from_app(current_app)
-    identities = [_identity(i) for i in body["identities"]]
-    for i in identities:
-        if i.network is not None and i.network not in ctx.networks:
-            raise ApiError(422, "invalid", f"unknown network {i.network!r}")
-    db.session.commit()
+    identities = list({i.canonical(): i for i in (_identity(raw) for raw in body["identities"])}.values())
+    db.session.commit()  # end the token lookup's transaction: the owner is read under the write lock
+    write_lock(db.session)
     user = _owner(identities)
     grants = list(db.session.scalars(select(Grant).where(Grant.user_id == user.id))) if user else []
+    # The platform's data is keyed by the email it knows the person by, so that one is purged and mailed.
     email = next((i.value for i in identities if i.kind == "email"), None)
+    named = identities + ([Identity("email", user.email)] if user is not None else [])
+    covered = {i.canonical() for i in service.identity_list(
+        service.identities_in_scope(user, grants, "all", email, identities))}
     submitted = service.submit(db.session, ctx, user=user, grants=grants, scope="all", now=utcnow(),
                                email=email, given=identities, source="service")
+    request = submitted.request
+    # A request carries one email; any other (another the platform named, or the one the person signed
+    # up with) is suppressed all the same.
+    extra = list({i.canonical(): i for i in named if i.canonical() not in covered}.values())
+    if extra:
+        suppress(db.session, ctx.peppers, extra, "all", request.id)
+        kinds = dict(request.identity_kinds or {})
+        for i in extra:
+            kinds[i.kind] = kinds.get(i.kind, 0) + 1
+        request.identity_kinds = kinds
     db.session.commit()
-    contact = email or (service.open_identities(ctx, submitted.request).email if user else None)
+    contact = service.open_contact(ctx, request)
     if contact:
         try:
-            ctx.mailer.send(contact, *mail_text.submitted(submitted.request, ctx.base_url + submitted.status_path))
+            ctx.mailer.send(contact, *mail_text.submitted(request, ctx.base_url + submitted.status_path))
         except MailError:
             pass  # the request stands; the outcome mail is retried by the worker
-    return _summary(submitted.request)
+    return _summary(request)
 
 
 def _owner(identities: list[Identity]) -> User | None:
-    """The one signed-up person these identities belong to, if any."""
+    """The one signed-up person these identities belong to, if any.
+
+    Handles are not followed: a handle can pass to someone else, and this would close their account.
+    """
     owners: set[str] = set()
     emails = [i.value for i in identities if i.kind == "email"]
     if emails:
         owners |= set(db.session.scalars(select(User.id).where(User.email.in_(emails), User.role == "person")))
     accounts = [(i.network, i.value) for i in identities if i.kind == "account"]
-    for network, value in accounts:
-        owners |= set(db.session.scalars(select(Grant.user_id).where(Grant.network == network,
-                                                                     Grant.account_id == value)))
+    if accounts:
+        owners |= set(db.session.scalars(select(Grant.user_id).where(
+            tuple_(Grant.network, Grant.account_id).in_(accounts))))
     if len(owners) > 1:
         raise ApiError(409, "conflict", "These identities belong to more than one person; send one request each.")
     return db.session.get(User, owners.pop()) if owners else None
@@ -94,7 +135,7 @@ def _owner(identities: list[Identity]) -> User | None:
 
 @blp.route("/optouts", methods=["GET"])
 @api_roles("operator")
-@blp.arguments(OptOutQuerySchema, location="query")
+@blp.arguments(OptOutQuerySchema, location="query", unknown=RAISE)  # a misspelt filter must not widen the list
 @blp.response(200, OptOutPageSchema)
 def list_optouts(query: dict):
     """Opt-outs, newest first, with filters and a cursor. Never personal data."""
@@ -129,27 +170,37 @@ def list_optouts(query: dict):
 @blp.response(200, OptOutDetailSchema)
 def get_optout(request_id: str):
     """One opt-out with every step: attempts, last error, when done."""
-    request = _get(request_id)
-    return {**_summary(request), "steps": [_step(s) for s in request.steps]}
+    return _detail(_get(request_id))
 
 
 @blp.route("/optouts/<request_id>/retry", methods=["POST"])
 @api_roles("operator")
 @blp.response(200, OptOutDetailSchema)
 def retry_optout(request_id: str):
-    """Run every step that needs attention (or is waiting to retry) again, now."""
+    """Make every step that needs attention (or is waiting to retry) due now. Answers the request as it is then."""
+    _checked_id(request_id)
+    db.session.commit()  # end the token lookup's transaction: the steps are read under the write lock
+    write_lock(db.session)
+    retry_now(db.session, _get(request_id), utcnow())
     db.session.commit()
-    request = _get(request_id)
-    from erasure.operations import retry_now
+    return _detail(_get(request_id))
 
-    retry_now(db.session, request, utcnow())
-    db.session.commit()
-    return {**_summary(request), "steps": [_step(s) for s in request.steps]}
+
+def _checked_id(request_id: str) -> str:
+    """Ids are UUIDs in their one canonical form; anything else names no opt-out."""
+    try:
+        if str(uuid.UUID(request_id)) == request_id:
+            return request_id
+    except ValueError:
+        pass
+    raise ApiError(404, "not_found", "No opt-out with that id.")
 
 
 def _get(request_id: str) -> OptOutRequest:
+    # populate_existing: after a retry, the steps already in the session are read again, not reused.
     request = db.session.scalar(select(OptOutRequest).options(selectinload(OptOutRequest.steps))
-                                .where(OptOutRequest.id == request_id[:36]))
+                                .where(OptOutRequest.id == _checked_id(request_id))
+                                .execution_options(populate_existing=True))
     if request is None:
         raise ApiError(404, "not_found", "No opt-out with that id.")
     return request
@@ -163,6 +214,10 @@ def _summary(r: OptOutRequest, now: dt.datetime | None = None) -> dict:
             "identity_kinds": r.identity_kinds or {}, "receipt_id": r.receipt_id}
 
 
+def _detail(r: OptOutRequest) -> dict:
+    return {**_summary(r), "steps": [_step(s) for s in r.steps]}
+
+
 def _step(s: ErasureStep) -> dict:
     return {"kind": s.kind, "target": s.target, "status": s.status, "attempts": s.attempts,
             "last_error": s.last_error, "done_at": s.done_at}
@@ -174,8 +229,15 @@ def _encode_cursor(r: OptOutRequest) -> str:
 
 
 def _decode_cursor(text: str) -> tuple[dt.datetime, str]:
+    """The (requested_at, id) of the last item of the page before; anything else is refused with 400."""
     try:
-        at, last_id = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-        return dt.datetime.fromisoformat(at), str(last_id)
-    except (ValueError, TypeError):
+        decoded = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        if not isinstance(decoded, list) or len(decoded) != 2:
+            raise ValueError("not a cursor")
+        at, last_id = decoded
+        when = dt.datetime.fromisoformat(at)
+        if when.tzinfo is None or not isinstance(last_id, str):
+            raise ValueError("not a cursor")
+        return when.astimezone(dt.UTC), last_id
+    except (ValueError, TypeError, OverflowError):
         raise ApiError(400, "bad_request", "The cursor is not one this API gave out.") from None

@@ -17,3 +17,52 @@ def worker_command(threads: int, tick: float) -> None:
     from erasure.runner import run_forever
 
     run_forever(current_app._get_current_object(), threads=threads, tick=tick)
+
+
+@click.command("rotate")
+@with_appcontext
+def rotate_keys() -> None:
+    """Make a new receipt-signing key current; the old ones stay published for verification."""
+    from app.db import utcnow
+    from app.extensions import db
+    from erasure import keys
+
+    row = keys.rotate(db.session, current_app.extensions["ownstory_vault"], utcnow())
+    db.session.commit()
+    click.echo(f"new receipt key {row.kid}")
+
+
+@click.group("receipts")
+def receipts_cli() -> None:
+    """Deletion receipts."""
+
+
+@receipts_cli.command("verify")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--jwks", "jwks_source", help="A JWKS file or URL; by default, this service's own keys.")
+@click.option("--log-key", help="The log's verifier key; by default, this service's own.")
+@with_appcontext
+def receipts_verify(file: str, jwks_source: str | None, log_key: str | None) -> None:
+    """Verify a receipt or a bundle, with the same code as `python -m erasure.verify`."""
+    import sys
+
+    from app.db import utcnow
+    from app.extensions import db
+    from erasure import keys, log
+    from erasure.verify import main
+
+    args = [file]
+    if jwks_source:
+        args += ["--jwks", jwks_source]
+    else:
+        import json
+        import tempfile
+
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+            json.dump(keys.jwks(db.session), fh)
+        args += ["--jwks", fh.name]
+    key = log_key or log.verifier_key(db.session, current_app.extensions["ownstory_vault"],
+                                      current_app.config["LOG_ORIGIN"], utcnow())
+    db.session.commit()
+    args += ["--log-key", key]
+    sys.exit(main(args))

@@ -23,6 +23,7 @@ class ErasureContext:
     datamap: DataMap
     mailer: Mailer
     base_url: str
+    log_origin: str
     deadline_days: int
 
 
@@ -35,6 +36,7 @@ def context_from_app(app: Flask) -> ErasureContext:
         datamap=app.extensions["datamap"],
         mailer=app.extensions["ownstory_mailer"],
         base_url=app.config["BASE_URL"],
+        log_origin=app.config["LOG_ORIGIN"],
         deadline_days=app.config["ERASURE_DEADLINE_DAYS"],
     )
 

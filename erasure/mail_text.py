@@ -32,6 +32,9 @@ def outcome(request: OptOutRequest, base_url: str) -> tuple[str, str]:
 We revoked our access at the networks you connected and deleted your data wherever the
 platform kept it, and checked that nothing is left. Request: {request.id}
 
+Your signed deletion receipt, which anyone can check:
+{base_url}/receipts/{request.receipt_id}
+
 {COME_BACK}
 """
     return "Your opt-out is complete", body

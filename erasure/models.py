@@ -1,9 +1,20 @@
-"""Opt-out requests and their erasure steps, which are also the workers' queue."""
+"""Opt-out requests, their erasure steps (the workers' queue), receipts and the transparency log."""
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, timestamp, uuid_pk
@@ -45,6 +56,9 @@ class OptOutRequest(Base):
     identities_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)  # Vault-sealed JSON; None once done
     identity_kinds: Mapped[dict] = mapped_column(JSON, default=dict)  # {"email": 1, "account": 2}: counts only
     receipt_id: Mapped[str | None] = mapped_column(String(36))
+    # The identities, sealed under a key derived from k: only the person's link can open them,
+    # to prove the receipt is theirs. The service cannot read them once `identities_sealed` is gone.
+    owner_box: Mapped[bytes | None] = mapped_column(LargeBinary)
 
     steps: Mapped[list[ErasureStep]] = relationship(
         back_populates="request", order_by="ErasureStep.position", cascade="all, delete-orphan")
@@ -84,3 +98,62 @@ class ErasureStep(Base):
     result: Mapped[dict] = mapped_column(JSON, default=dict)  # outcome and counts, shown to the person
 
     request: Mapped[OptOutRequest] = relationship(back_populates="steps")
+
+
+class SigningKey(Base):
+    """An Ed25519 key: receipt keys rotate (every one ever used stays published); the log key is long-lived.
+
+    The private key is sealed with OWNSTORY_TOKEN_KEYS (MultiFernet), never stored in the clear.
+    """
+
+    __tablename__ = "signing_keys"
+    __table_args__ = (
+        CheckConstraint("purpose IN ('receipt', 'log')", name="purpose"),
+        Index("uq_signing_keys_one_current", "purpose", unique=True, sqlite_where=text("retired_at IS NULL"),
+              postgresql_where=text("retired_at IS NULL")),
+    )
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)  # RFC 7638 thumbprint
+    purpose: Mapped[str] = mapped_column(String(16))
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    private_key_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[timestamp]
+    retired_at: Mapped[dt.datetime | None]
+
+
+class Receipt(Base):
+    """A signed deletion receipt: exactly one per opt-out request, and one leaf in the log."""
+
+    __tablename__ = "receipts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("optout_requests.id", ondelete="RESTRICT"), unique=True)
+    kid: Mapped[str] = mapped_column(ForeignKey("signing_keys.kid", ondelete="RESTRICT"))
+    jws: Mapped[str] = mapped_column(Text)
+    issued_at: Mapped[timestamp]
+    leaf_index: Mapped[int] = mapped_column(Integer, unique=True)
+
+
+class LogNode(Base):
+    """A complete subtree of the transparency log: level 0 are the leaves' hashes.
+
+    Node (level, index) covers leaves [index * 2**level, (index + 1) * 2**level), so any root
+    or proof is composed from O(log n) of these rows, never recomputed from all leaves.
+    """
+
+    __tablename__ = "log_nodes"
+
+    level: Mapped[int] = mapped_column(Integer, primary_key=True)
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hash: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Checkpoint(Base):
+    """Every checkpoint the log ever signed; any two are consistent, because appends are serialized."""
+
+    __tablename__ = "checkpoints"
+
+    tree_size: Mapped[int] = mapped_column(Integer, primary_key=True)
+    root: Mapped[bytes] = mapped_column(LargeBinary)
+    note: Mapped[str] = mapped_column(Text)
+    signed_at: Mapped[timestamp]

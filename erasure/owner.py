@@ -48,3 +48,30 @@ def parse_secret(text: str | None) -> bytes | None:
     except (ValueError, TypeError):
         return None
     return k if len(k) == 32 else None
+
+
+BOX_LABEL = b"ownstory owner box"
+
+
+def _box_key(k: bytes) -> bytes:
+    return hmac.new(k, BOX_LABEL, hashlib.sha256).digest()
+
+
+def seal_for_owner(k: bytes, identities: list[str]) -> bytes:
+    """The identity strings, readable only with k: the service never holds k after submission."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    nonce = secrets.token_bytes(12)
+    return nonce + AESGCM(_box_key(k)).encrypt(nonce, canonical(identities), b"ownstory owner proof")
+
+
+def open_for_owner(k: bytes, box: bytes) -> list[str] | None:
+    """The identity strings again, or None if k does not open the box."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    try:
+        plain = AESGCM(_box_key(k)).decrypt(box[:12], box[12:], b"ownstory owner proof")
+    except (InvalidTag, ValueError):
+        return None
+    return json.loads(plain)

@@ -13,6 +13,9 @@ from erasure.worker import Worker
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 1.0
+# A tick a second would fill the log with APScheduler's own lines; its warnings still show.
+logging.getLogger("apscheduler").setLevel(logging.WARNING)
+logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)  # "skipped: max instances" is normal
 
 
 def _tick(worker: Worker) -> None:

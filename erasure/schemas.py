@@ -1,11 +1,16 @@
 """The erasure API's schemas: strict input, separate output, no personal data in any answer."""
 from __future__ import annotations
 
+import datetime as dt
+import re
+
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from erasure.models import REQUEST_STATUSES, STEP_KINDS, STEP_STATUSES
 
 MAX_IDENTITIES = 1000
+MAX_OPTOUT_IDENTITIES = 50
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
 
 
 class StrictSchema(Schema):
@@ -22,8 +27,16 @@ class IdentitySchema(StrictSchema):
     def network_when_needed(self, data: dict, **_kwargs) -> None:
         if data.get("kind") in ("account", "handle") and not data.get("network"):
             raise ValidationError("account and handle identities need a network.", "network")
-        if data.get("kind") == "email" and data.get("network"):
+        if data.get("kind") == "email" and "network" in data:
             raise ValidationError("an email identity takes no network.", "network")
+
+    @validates_schema
+    def value_names_someone(self, data: dict, **_kwargs) -> None:
+        value = data.get("value", "").strip()
+        if not value:
+            raise ValidationError("may not be blank.", "value")
+        if data.get("kind") == "email" and not EMAIL.fullmatch(value):
+            raise ValidationError("not an email address.", "value")
 
 
 class SuppressionCheckSchema(StrictSchema):
@@ -41,17 +54,30 @@ class SuppressionAnswerSchema(Schema):
 
 
 class OptOutCreateSchema(StrictSchema):
-    identities = fields.List(fields.Nested(IdentitySchema), required=True, validate=validate.Length(1, 50))
+    identities = fields.List(fields.Nested(IdentitySchema), required=True,
+                             validate=validate.Length(1, MAX_OPTOUT_IDENTITIES))
     scope = fields.String(required=True, validate=validate.Equal("all"), metadata={
         "description": 'Only "all": a platform cannot choose a narrower scope for a person.'})
+
+
+class UTCDateTime(fields.AwareDateTime):
+    """An ISO 8601 time with its zone, brought to UTC; one that UTC cannot hold is invalid, not a 500."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> dt.datetime:
+        aware = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return aware.astimezone(dt.UTC)
+        except OverflowError:
+            raise self.make_error("invalid", input=value, obj_type=self.OBJ_TYPE) from None
 
 
 class OptOutQuerySchema(StrictSchema):
     status = fields.String(validate=validate.OneOf(REQUEST_STATUSES))
     overdue = fields.Boolean(truthy={"true", "1"}, falsy={"false", "0"})
-    network = fields.String(validate=validate.Length(1, 64))
-    since = fields.AwareDateTime(metadata={"description": "Requested at or after (ISO 8601 with zone)."})
-    until = fields.AwareDateTime(metadata={"description": "Requested before (ISO 8601 with zone)."})
+    network = fields.String(validate=validate.Length(1, 64), metadata={
+        "description": "Only opt-outs that revoke access at this network."})
+    since = UTCDateTime(metadata={"description": "Requested at or after (ISO 8601 with zone)."})
+    until = UTCDateTime(metadata={"description": "Requested before (ISO 8601 with zone)."})
     limit = fields.Integer(strict=False, load_default=50, validate=validate.Range(1, 200))
     cursor = fields.String(validate=validate.Length(1, 200))
 

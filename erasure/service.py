@@ -106,6 +106,7 @@ def submit(session: Session, ctx: ErasureContext, *, user: User | None, grants: 
         requested_at=now, deadline=now + dt.timedelta(days=ctx.deadline_days),
         secret_hash=owner.secret_hash(k),
         subject_commitment=owner.commitment(k, [i.canonical() for i in identities]),
+        owner_box=owner.seal_for_owner(k, [i.canonical() for i in identities]),
         identities_sealed=ctx.vault.seal(json.dumps({**_identities_json(ids), "contact": contact})),
         identity_kinds=_kinds(ids),
     )
@@ -152,6 +153,7 @@ def _lay_steps(session: Session, ctx: ErasureContext, request: OptOutRequest, gr
                       {"store": e.store, "table": e.table, "column": e.column}))
     steps.append(("forget", "purge", OWN_RECORDS, {}))
     steps.append(("verify", "verify", "all stores", {}))
+    steps.append(("receipt", "receipt", "transparency log", {}))
     if has_email:
         steps.append(("notify", "notify", "email", {}))
     for position, (phase, kind, target, params) in enumerate(steps, start=1):

@@ -20,7 +20,7 @@ from erasure.context import ErasureContext
 from erasure.datamap import Identities, TableEntry
 from erasure.models import ErasureStep, OptOutRequest
 from erasure.purge import StoreMisconfigured, StoreUnavailable, count_entry, purge_entry
-from erasure.revocation import GrantTokens, revoke
+from erasure.revocation import TIMEOUT, GrantTokens, revoke
 from erasure.service import OWN_RECORDS, entries_in_scope, open_contact, open_identities
 
 log = logging.getLogger(__name__)
@@ -46,16 +46,18 @@ class StepFailed(Exception):
 
 
 def run(session: Session, ctx: ErasureContext, step: ErasureStep, request: OptOutRequest, now: dt.datetime,
-        http: requests.Session, heartbeat) -> Result:
+        http: requests.Session, heartbeat, timeout=TIMEOUT) -> Result:
     try:
         if step.kind == "revoke":
-            return _revoke(ctx, step, now, http)
+            return _revoke(ctx, step, now, http, timeout)
         if step.kind == "purge" and step.target == OWN_RECORDS:
             return _forget(session, request, now)
         if step.kind == "purge":
             return _purge(ctx, step, request, heartbeat)
         if step.kind == "verify":
             return _verify(ctx, request)
+        if step.kind == "receipt":
+            return _receipt(session, ctx, request, now)
         if step.kind == "notify":
             return _notify(ctx, request)
     except StepFailed as exc:
@@ -63,7 +65,8 @@ def run(session: Session, ctx: ErasureContext, step: ErasureStep, request: OptOu
     return Result(attention=True, retry=True, error=f"no handler for step kind {step.kind!r}")
 
 
-def _revoke(ctx: ErasureContext, step: ErasureStep, now: dt.datetime, http: requests.Session) -> Result:
+def _revoke(ctx: ErasureContext, step: ErasureStep, now: dt.datetime, http: requests.Session,
+            timeout=TIMEOUT) -> Result:
     network = ctx.networks.get(step.target)
     if network is None:
         raise StepFailed(f"the network {step.target!r} is no longer in the catalogue", attention=True)
@@ -73,7 +76,7 @@ def _revoke(ctx: ErasureContext, step: ErasureStep, now: dt.datetime, http: requ
         refresh_token=_open(ctx, params.get("refresh_token")),
         account_id=params.get("account_id", ""),
     )
-    outcome = revoke(network, tokens, http)
+    outcome = revoke(network, tokens, http, timeout)
     if outcome.kind in ("revoked", "already_invalid", "manual"):
         result = {"network": step.target, "outcome": outcome.kind, "at": _iso(now)}
         if outcome.kind == "manual":
@@ -173,6 +176,14 @@ def _verify(ctx: ErasureContext, request: OptOutRequest) -> Result:
     if total:
         raise StepFailed("rows remain after purge: " + ", ".join(residual), attention=True)
     return Result(done=True, result={"residual_rows": 0})
+
+
+def _receipt(session: Session, ctx: ErasureContext, request: OptOutRequest, now: dt.datetime) -> Result:
+    """Signed and logged in the transaction that marks this step done: one receipt, whatever happens."""
+    from erasure import receipts
+
+    receipt = receipts.issue(session, ctx, request, ctx.log_origin, now)
+    return Result(done=True, result={"receipt_id": receipt.id, "leaf_index": receipt.leaf_index})
 
 
 def _notify(ctx: ErasureContext, request: OptOutRequest) -> Result:

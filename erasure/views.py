@@ -10,7 +10,7 @@ from wtforms import RadioField, SelectField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length, Optional
 
-from app.db import utcnow
+from app.db import utcnow, write_lock
 from app.extensions import db, limiter
 from app.mail import MailError
 from consent.service import grants_of
@@ -53,7 +53,8 @@ def optout():
     if request.method == "GET" and request.args.get("scope") in {c.value for c in form.scope.choices}:
         form.scope.data = request.args["scope"]
     if form.validate_on_submit():
-        db.session.commit()  # end the read transaction: submit takes the write lock first
+        db.session.commit()  # end the read transaction: the write lock comes before any read
+        write_lock(db.session)
         grants = grants_of(db.session, current_user.id)
         try:
             submitted = service.submit(
@@ -100,7 +101,7 @@ def status(request_id: str):
     ctx = context_from_app(current_app)
     response = current_app.make_response(render_template(
         "optout_status.html", request=found, steps=found.steps, networks=ctx.networks, now=utcnow(),
-        wording=wording))
+        wording=wording, k=request.args.get("k")))
     # The link is a capability: keep it out of caches and out of Referer headers.
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"

@@ -52,11 +52,13 @@ def step_outcome(step: ErasureStep, now: dt.datetime) -> str:
             return f"Deleted {rows} row{'s' if rows != 1 else ''} ({_time(step.done_at)})."
         if step.kind == "verify":
             return "Nothing is left."
+        if step.kind == "receipt":
+            return f"Signed and listed in the public log ({_time(step.done_at)})."
         return f"Done ({_time(step.done_at)})."
     if step.status == "running":
         return "Working on it now."
     if step.status == "pending":
-        return "Waiting for the steps before it."
+        return "Waiting its turn."
     wait = max(0, int((step.not_before - now).total_seconds())) if step.not_before else 0
     why = step.last_error or "it did not succeed yet"
     retry = "in a moment" if wait < 5 else f"in about {wait // 60 + 1} minute{'s' if wait >= 60 else ''}"

@@ -18,7 +18,7 @@ from app.db import utcnow, write_lock
 from erasure import queue, steps
 from erasure.context import ErasureContext, context_from_app
 from erasure.models import ErasureStep, OptOutRequest
-from erasure.revocation import Outcome, next_delay
+from erasure.revocation import TIMEOUT, Outcome, next_delay
 
 log = logging.getLogger(__name__)
 
@@ -28,28 +28,37 @@ DEADLINE_WARNING = dt.timedelta(days=3)
 
 
 class Worker:
-    def __init__(self, app: Flask, threads: int = 4, batch: int = 16) -> None:
+    def __init__(self, app: Flask, threads: int = 4, batch: int | None = None) -> None:
         self.app = app
         self.ctx: ErasureContext = context_from_app(app)
         self.sessions: sessionmaker[Session] = app.extensions["ownstory_db"]["sessionmaker"]
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lease = dt.timedelta(seconds=app.config.get("ERASURE_LEASE_SECONDS", 120))
-        self.batch = batch
+        # Claim no more than can start at once: a lease runs from the claim, so a step left waiting
+        # in this worker's queue would expire there, and another worker would run it a second time.
+        self.batch = batch or threads
         self.retry_base = float(app.config.get("ERASURE_RETRY_BASE_SECONDS", 2.0))
+        # (connect, read) seconds for each call to a network; tests shorten it to see a timeout quickly.
+        self.http_timeout = app.config.get("ERASURE_HTTP_TIMEOUT", TIMEOUT)
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="erasure")
         self._local = threading.local()
         self._swept_at: dt.datetime | None = None
+        self._round = threading.Lock()  # held while a round claims and runs; close() waits for it
+        self._closing = threading.Event()
 
     def run_once(self, now: dt.datetime | None = None) -> int:
-        """Claim a batch of due steps and run them; returns how many ran."""
-        now = now or utcnow()
-        with self.sessions() as session:
-            if self._swept_at is None or now - self._swept_at > dt.timedelta(minutes=1):
-                sweep_deadlines(session, now)
-                self._swept_at = now
-            claims = queue.claim(session, self.owner, now, self.batch, self.lease)
-        list(self.pool.map(self._run_claim, claims))
-        return len(claims)
+        """Claim a batch of due steps and run them; returns how many ran (0 once closing)."""
+        with self._round:
+            if self._closing.is_set():
+                return 0  # claiming now would leave steps leased to a worker that is going away
+            now = now or utcnow()
+            with self.sessions() as session:
+                if self._swept_at is None or now - self._swept_at > dt.timedelta(minutes=1):
+                    sweep_deadlines(session, now)
+                    self._swept_at = now
+                claims = queue.claim(session, self.owner, now, self.batch, self.lease)
+            list(self.pool.map(self._run_claim, claims))
+            return len(claims)
 
     def drain(self, max_rounds: int = 1000) -> int:
         """Run until no step is due (tests and benchmarks); returns how many ran."""
@@ -62,7 +71,10 @@ class Worker:
         return total
 
     def close(self) -> None:
-        self.pool.shutdown(wait=True)
+        """Stop claiming, let the steps under way finish and record their outcomes, then stop."""
+        self._closing.set()
+        with self._round:
+            self.pool.shutdown(wait=True)
 
     def _http(self) -> requests.Session:
         if not hasattr(self._local, "http"):
@@ -95,7 +107,8 @@ class Worker:
             session.commit()
 
         try:
-            result = steps.run(session, self.ctx, step, request, utcnow(), self._http(), heartbeat)
+            result = steps.run(session, self.ctx, step, request, utcnow(), self._http(), heartbeat,
+                               timeout=self.http_timeout)
         except LeaseLost:
             session.rollback()
             return

@@ -1,14 +1,61 @@
 """Who may call which /api/v1 endpoint: the role matrix of CONTRACT 9, and bearer-only access."""
+import re
+
 import pytest
+from sqlalchemy import func, select, update
+
+from app.db import utcnow
+from consent.suppression import Identity, Suppression
+from erasure import service
+from erasure.context import context_from_app
+from erasure.models import ErasureStep, OptOutRequest
 
 CHECK = {"checks": [{"network": "demo", "account": "1001", "purpose": "scoring"}]}
+SUPPRESSION_CHECK = {"identities": [{"kind": "email", "value": "liz@example.org"},
+                                    {"kind": "account", "network": "demo", "value": "1001"}]}
+OPTOUT = {"identities": [{"kind": "email", "value": "someone@example.org"}], "scope": "all"}
 
-# (method, path, body, the one role allowed; None: anyone)
+# (method, path, body, the one role allowed (None: anyone), its success status).
+# {request_id} is an opt-out that exists.
 ENDPOINTS = [
-    ("POST", "/api/v1/consent/check", CHECK, "service"),
-    ("GET", "/api/v1/openapi.json", None, None),
+    ("POST", "/api/v1/consent/check", CHECK, "service", 200),
+    ("POST", "/api/v1/suppressions/check", SUPPRESSION_CHECK, "service", 200),
+    ("POST", "/api/v1/optouts", OPTOUT, "service", 202),
+    ("GET", "/api/v1/optouts", None, "operator", 200),
+    ("GET", "/api/v1/optouts/{request_id}", None, "operator", 200),
+    ("POST", "/api/v1/optouts/{request_id}/retry", None, "operator", 200),
+    ("GET", "/api/v1/openapi.json", None, None, 200),
+    ("GET", "/api/v1/receipts/{receipt_id}", None, None, 200),
+    ("POST", "/api/v1/receipts/verify", {"receipt": "not.a.receipt"}, None, 200),
+    ("GET", "/api/v1/log/checkpoint", None, None, 200),
+    ("GET", "/api/v1/log/key", None, None, 200),
+    ("GET", "/api/v1/log/proof/inclusion?leaf_index=0&tree_size=1", None, None, 200),
+    ("GET", "/api/v1/log/proof/consistency?first=1&second=1", None, None, 200),
+    ("GET", "/api/v1/log/leaves/{index}", None, None, 200),
 ]
 ROLES = ["anonymous", "person", "operator", "auditor", "service"]
+
+
+@pytest.fixture
+def request_id(app) -> str:
+    """An opt-out that exists, for the endpoints that name one."""
+    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+        submitted = service.submit(db, context_from_app(app), user=None, grants=[], scope="all", now=utcnow(),
+                                   given=[Identity("account", "9001", "demo")], source="service")
+        db.commit()
+        return submitted.request.id
+
+
+@pytest.fixture
+def receipt_id(app, request_id) -> str:
+    """A receipt in the log, for the endpoints anyone may call."""
+    from erasure import receipts
+
+    ctx = context_from_app(app)
+    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+        receipt = receipts.issue(db, ctx, db.get(OptOutRequest, request_id), ctx.log_origin, utcnow())
+        db.commit()
+        return receipt.id
 
 
 @pytest.fixture
@@ -25,25 +72,58 @@ def caller(app, api_token, make_person, login):
     return make
 
 
-@pytest.mark.parametrize("method, path, body, allowed", ENDPOINTS, ids=[e[1] for e in ENDPOINTS])
+@pytest.mark.parametrize("method, path, body, allowed, success", ENDPOINTS, ids=[f"{e[0]} {e[1]}" for e in ENDPOINTS])
 @pytest.mark.parametrize("role", ROLES)
-def test_role_matrix(caller, role, method, path, body, allowed):
+def test_role_matrix(caller, request_id, receipt_id, role, method, path, body, allowed, success):
     client, headers = caller(role)
-    response = client.open(path, method=method, json=body, headers=headers)
+    response = client.open(path.format(request_id=request_id, receipt_id=receipt_id, index=0), method=method,
+                           json=body, headers=headers)
     if allowed is None or role == allowed:
-        assert response.status_code == 200, response.get_data(as_text=True)
+        assert response.status_code == success, response.get_data(as_text=True)
     elif role == "anonymous":
-        assert response.status_code == 401
+        assert response.status_code == 401, response.get_data(as_text=True)
         assert response.json["error"]["code"] == "unauthenticated"
     else:
-        assert response.status_code == 403
+        assert response.status_code == 403, response.get_data(as_text=True)
         assert response.json["error"]["code"] == "forbidden"
+    assert "Set-Cookie" not in response.headers  # the API never sets a cookie, whoever calls it
 
 
-def test_the_api_never_sets_a_cookie(caller):
+def test_the_matrix_covers_every_api_endpoint(app):
+    """A new endpoint under /api/v1 must say here who may call it."""
+    listed = {(method, re.sub(r"\{(\w+)\}", r"<\1>", path.split("?")[0])) for method, path, *_ in ENDPOINTS}
+    served = {(method, rule.rule) for rule in app.url_map.iter_rules() if rule.rule.startswith("/api/v1/")
+              for method in rule.methods - {"HEAD", "OPTIONS"}}
+    assert served == listed
+
+
+def test_refused_callers_change_nothing(app, caller, request_id):
+    """Only a service opts people out, and only an operator makes stuck steps due."""
+    sessionmaker = app.extensions["ownstory_db"]["sessionmaker"]
+
+    def state():
+        with sessionmaker() as db:
+            return ([db.scalar(select(func.count()).select_from(m)) for m in (OptOutRequest, Suppression)],
+                    sorted(db.execute(select(ErasureStep.id, ErasureStep.status, ErasureStep.not_before)).all()))
+
+    with sessionmaker() as db:
+        db.execute(update(ErasureStep).values(status="needs_attention", not_before=utcnow().replace(year=2100)))
+        db.commit()
+    before = state()
+    for role in ("anonymous", "person", "operator", "auditor"):
+        client, headers = caller(role)
+        assert client.post("/api/v1/optouts", json=OPTOUT, headers=headers).status_code in (401, 403)
+    for role in ("anonymous", "person", "auditor", "service"):
+        client, headers = caller(role)
+        assert client.post(f"/api/v1/optouts/{request_id}/retry", headers=headers).status_code in (401, 403)
+    assert state() == before
+
+
+def test_a_bearer_token_works_whatever_cookies_the_caller_holds(caller):
     client, headers = caller("service")
+    assert client.get("/login").status_code == 200  # the session cookie now holds a CSRF token
     response = client.post("/api/v1/consent/check", json=CHECK, headers=headers)
-    assert response.status_code == 200
+    assert response.status_code == 200, response.get_data(as_text=True)
     assert "Set-Cookie" not in response.headers
 
 

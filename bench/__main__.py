@@ -1,0 +1,4 @@
+"""`python -m bench`: print the table."""
+from bench.run import main
+
+raise SystemExit(main())

@@ -1,0 +1,197 @@
+"""Opt-outs per second, from submission to done, against the floor: the same revocations and DELETEs, issued directly.
+
+Every phase gets a cohort of its own, seeded the same way: N people, each with a grant at both Demo
+Social networks and 100 rows in the platform store. The floor revokes and deletes for its cohort with
+the concurrency the workers have (processes × threads), and nothing else: no queue, no leases, no
+consent ledger, no counting, no verify, no mail.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import requests
+from flask import Flask
+from sqlalchemy import create_engine, delete, func, insert, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db import make_engine, utcnow, write_lock
+from app.models import User
+from app.settings import ROOT
+from bench.world import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, NETWORKS, World, stop
+from consent.models import Grant
+from consent.service import grants_of, set_consents
+from demo import platform
+from demo.models import Token
+from erasure import service
+from erasure.context import context_from_app
+from erasure.datamap import Identities, entry_table, load_datamap
+from erasure.models import ErasureStep, OptOutRequest
+
+THREADS = 4  # steps at once per worker process: `flask worker`'s default
+TICK = 0.1  # seconds between a worker's looks for due work (`flask worker --tick`; 1 by default)
+POSTS = 95  # with a profile, 2 endorsements given, a score and a mailing-list entry: 100 platform rows each
+
+
+@dataclass(frozen=True)
+class Person:
+    account: str  # the same account id at both networks; the platform keys its rows on Demo Social's
+    email: str
+    tokens: dict[str, tuple[str, str]]  # network key: (access token, refresh token)
+
+    @property
+    def handle(self) -> str:
+        return f"h{self.account}"
+
+    @property
+    def identities(self) -> Identities:
+        return Identities(email=self.email, accounts=tuple((k, self.account) for k in NETWORKS),
+                          handles=tuple((k, self.handle) for k in NETWORKS))
+
+
+def cohort(number: int, n: int) -> list[Person]:
+    return [Person(f"{number}{i:07d}", f"p{number}-{i}@bench.example",
+                   {key: (secrets.token_urlsafe(24), secrets.token_urlsafe(24)) for key in NETWORKS})
+            for i in range(n)]
+
+
+def seed(world: World, people: list[Person]) -> None:
+    """The networks' tokens and the platform's rows about these people."""
+    now = int(time.time())
+    for key, url in world.network_stores.items():
+        engine = create_engine(url)
+        with engine.begin() as conn:  # what Demo Social's token endpoint writes, without the OAuth dance
+            conn.execute(insert(Token), [
+                {"client_id": DEMO_CLIENT_ID, "account_id": p.account, "access_token": p.tokens[key][0],
+                 "refresh_token": p.tokens[key][1], "scope": "profile posts", "issued_at": now, "expires_in": 86400}
+                for p in people])
+        engine.dispose()
+    engine, at, n = make_engine(world.platform_url), utcnow(), len(people)
+    platform.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(platform.profiles.insert(), [
+            {"account_id": p.account, "handle": p.handle, "display_name": p.handle, "bio": ""} for p in people])
+        conn.execute(platform.posts.insert(), [
+            {"author_id": p.account, "body": f"post {j}", "created_at": at} for p in people for j in range(POSTS)])
+        conn.execute(platform.endorsements.insert(), [
+            {"giver_id": p.account, "receiver_id": people[(i + d) % n].account, "topic": "bench"}
+            for i, p in enumerate(people) for d in (1, 2)])
+        conn.execute(platform.scores.insert(), [{"handle": p.handle, "score": 50.0, "computed_at": at} for p in people])
+        conn.execute(platform.mailing_list.insert(), [{"email": p.email, "subscribed_at": at} for p in people])
+    engine.dispose()
+
+
+def sign_up(app: Flask, people: list[Person]) -> list[str]:
+    """Ownstory's side: an account per person, both grants, and a consent to scoring. Returns the user ids."""
+    vault, purposes = app.extensions["ownstory_vault"], app.extensions["purposes"]
+    with _sessions(app)() as session:
+        write_lock(session)
+        ids = []
+        for p in people:
+            user = User(email=p.email, password_hash="!", role="person")  # noqa: S106 (a hash that matches none)
+            session.add(user)
+            session.flush()
+            for key, (access, refresh) in p.tokens.items():
+                session.add(Grant(user_id=user.id, network=key, account_id=p.account, handle=p.handle,
+                                  scopes="profile posts", access_token=vault.seal(access),
+                                  refresh_token=vault.seal(refresh)))
+            set_consents(session, user.id, {("demo", "scoring")}, purposes, NETWORKS, utcnow())
+            ids.append(user.id)
+        session.commit()
+    return ids
+
+
+def floor(world: World, people: list[Person], concurrency: int) -> float:
+    """People per second when only the essential calls are made, `concurrency` people at a time."""
+    entries = load_datamap(world.folder / "datamap.toml").entries
+    engine = make_engine(world.platform_url)
+    local = threading.local()
+
+    def leave(p: Person) -> None:
+        if not hasattr(local, "http"):
+            local.http = requests.Session()
+        for key, url in world.networks.items():
+            access, refresh = p.tokens[key]
+            for token, hint in ((refresh, "refresh_token"), (access, "access_token")):  # as the worker revokes
+                answer = local.http.post(f"{url}/oauth/revoke", data={"token": token, "token_type_hint": hint},
+                                         auth=(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET), timeout=10)
+                answer.raise_for_status()
+        for entry in entries:
+            t = entry_table(entry)
+            match = t.c[entry.column].in_(p.identities.values_for(entry))
+            with engine.begin() as conn:
+                if entry.action == "delete":
+                    conn.execute(delete(t).where(match))
+                else:
+                    conn.execute(update(t).where(match).values(dict.fromkeys(entry.columns, None)))
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(leave, people))
+    elapsed = time.perf_counter() - start
+    engine.dispose()
+    return len(people) / elapsed
+
+
+def with_workers(app: Flask, world: World, user_ids: list[str], processes: int) -> float:
+    """Opt-outs per second from the first submission to the last request completed, with worker processes."""
+    workers = [_start_worker(world) for _ in range(processes)]
+    try:
+        for worker in workers:
+            if worker.stdout.readline().strip() != b"ready":
+                raise RuntimeError(f"a worker did not start; see {world.folder}/worker.log")
+        sessions, ctx = _sessions(app), context_from_app(app)
+        start = utcnow()
+        request_ids = [_submit(sessions, ctx, user_id) for user_id in user_ids]
+        end = _wait_until_done(sessions, request_ids, timeout=max(120.0, 2.0 * len(request_ids)))
+    finally:
+        for worker in workers:
+            stop(worker)
+    return len(request_ids) / (end - start).total_seconds()
+
+
+def _start_worker(world: World) -> subprocess.Popen:
+    with open(world.folder / "worker.log", "ab") as log:
+        return subprocess.Popen(  # noqa: S603 (our own module, fixed arguments)
+            [sys.executable, "-m", "bench.worker", "--outbox", str(world.outbox), "--threads", str(THREADS),
+             "--tick", str(TICK)],
+            cwd=ROOT, env={**os.environ, **world.environ}, stdout=subprocess.PIPE, stderr=log)
+
+
+def _submit(sessions: sessionmaker[Session], ctx, user_id: str) -> str:
+    """What the form's POST does, without the HTTP around it."""
+    with sessions() as session:
+        write_lock(session)  # before the first read, so that SQLite never has to upgrade a read to a write
+        user = session.get(User, user_id)
+        submitted = service.submit(session, ctx, user=user, grants=grants_of(session, user_id), scope="all",
+                                   now=utcnow())
+        session.commit()
+        return submitted.request.id
+
+
+def _wait_until_done(sessions: sessionmaker[Session], ids: list[str], timeout: float) -> dt.datetime:
+    """When the last request completed, by the workers' clocks (the same machine's)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with sessions() as session:
+            done, last = session.execute(
+                select(func.count(), func.max(OptOutRequest.completed_at))
+                .where(OptOutRequest.id.in_(ids), OptOutRequest.status == "completed")).one()
+            if done == len(ids):
+                return last
+            stuck = session.scalar(select(ErasureStep.last_error).where(
+                ErasureStep.request_id.in_(ids), ErasureStep.status == "needs_attention").limit(1))
+        if stuck or time.monotonic() > deadline:
+            raise RuntimeError(f"{done} of {len(ids)} opt-outs completed; " + (stuck or "timed out"))
+        time.sleep(0.1)
+
+
+def _sessions(app: Flask) -> sessionmaker[Session]:
+    return app.extensions["ownstory_db"]["sessionmaker"]

@@ -1,0 +1,84 @@
+"""Runs every figure and prints one table: each figure, the limit measured in the same run, and the ratio."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import platform as machine
+import sys
+from dataclasses import dataclass
+
+from app import create_app
+from bench import optouts, purge
+from bench.world import World, world
+
+SCALE_VARIABLE = "OWNSTORY_BENCH_SCALE"  # e.g. 0.02 for a quick run; 1 is the issues' sizes
+
+
+@dataclass(frozen=True)
+class Row:
+    figure: str
+    measured: str
+    limit: str
+    ratio: float
+    goal: str = ""
+
+
+def main() -> int:
+    scale = float(os.environ.get(SCALE_VARIABLE) or 1)
+    if not 0 < scale <= 10:
+        sys.exit(f"{SCALE_VARIABLE} must be above 0 and at most 10, e.g. 0.02 for a quick run")
+    logging.basicConfig(level=logging.WARNING)
+    people = max(10, round(1000 * scale))
+    small = max(2000, round(10_000 * scale))  # 20 people at least: purge.SAMPLES + 1 of them
+    with world() as w:
+        print(f"Ownstory bench, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {machine.node()} "
+              f"({os.cpu_count()} CPUs), {w.dialect}, scale {scale:g}", flush=True)
+        rows = optout_rows(w, people) + [purge_row(w, small, 100 * small)]
+    print(table(rows))
+    return 0
+
+
+def optout_rows(w: World, people: int) -> list[Row]:
+    app = create_app({"OUTBOX_PATH": w.outbox}, environ=w.environ)  # the web's part: submitting
+    rows, cohorts = [], iter(range(1, 10))
+    try:
+        for processes in (1, 2):
+            _progress(f"opt-outs, {processes} worker process(es), {people} people: floor")
+            limit_people = optouts.cohort(next(cohorts), people)
+            optouts.seed(w, limit_people)
+            limit = optouts.floor(w, limit_people, processes * optouts.THREADS)
+            _progress(f"opt-outs, {processes} worker process(es), {people} people: Ownstory")
+            measured_people = optouts.cohort(next(cohorts), people)
+            optouts.seed(w, measured_people)
+            measured = optouts.with_workers(app, w, optouts.sign_up(app, measured_people), processes)
+            workers = f"{processes} worker{'s' if processes > 1 else ''}"
+            rows.append(Row(f"opt-outs/s, {workers}, {people} people with 2 grants and 100 rows each",
+                            f"{measured:.1f}/s", f"{limit:.1f}/s (floor: the same calls, direct)", measured / limit))
+    finally:
+        app.extensions["ownstory_db"]["engine"].dispose()
+        app.extensions["datamap"].dispose()
+    return rows
+
+
+def purge_row(w: World, small: int, large: int) -> Row:
+    _progress(f"purge of one person at {small:,} and {large:,} rows")
+    limit = purge.purge_time(w.platform_url, small)
+    measured = purge.purge_time(w.platform_url, large)
+    return Row(f"purge of one person ({purge.ROWS_EACH} rows), table of {large:,} rows", f"{measured * 1000:.1f} ms",
+               f"{limit * 1000:.1f} ms (table of {small:,} rows)", measured / limit, "at most 1.5")
+
+
+def table(rows: list[Row]) -> str:
+    head = Row("figure", "measured", "limit, same run", 0.0, "goal")
+    cells = [(r.figure, r.measured, r.limit, "ratio" if r is head else f"{r.ratio:.2f}", r.goal)
+             for r in [head, *rows]]
+    widths = [max(len(c[i]) for c in cells) for i in range(5)]
+    lines = ["  ".join(c[i].ljust(widths[i]) if i != 3 else c[i].rjust(widths[i]) for i in range(5)).rstrip()
+             for c in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _progress(message: str) -> None:
+    print(f"  ... {message}", file=sys.stderr, flush=True)

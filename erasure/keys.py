@@ -1,0 +1,76 @@
+"""Signing keys: the rotating receipt keys (all published in the JWKS) and the long-lived log key."""
+from __future__ import annotations
+
+import datetime as dt
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from joserfc.jwk import OKPKey
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.security import Vault
+from erasure.models import SigningKey
+
+RAW = serialization.Encoding.Raw
+
+
+def _new_key(vault: Vault, purpose: str, now: dt.datetime) -> tuple[SigningKey, Ed25519PrivateKey]:
+    private = Ed25519PrivateKey.generate()
+    public = private.public_key().public_bytes(RAW, serialization.PublicFormat.Raw)
+    secret = private.private_bytes(RAW, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+    row = SigningKey(kid=OKPKey.import_key(private).thumbprint(), purpose=purpose, public_key=public,
+                     private_key_sealed=vault.seal(secret.hex()), created_at=now)
+    return row, private
+
+
+def private_key(vault: Vault, row: SigningKey) -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(bytes.fromhex(vault.open(row.private_key_sealed)))
+
+
+def current(session: Session, vault: Vault, purpose: str, now: dt.datetime) -> tuple[SigningKey, Ed25519PrivateKey]:
+    """The key in use for `purpose`, made on first need. Two processes racing make one key between them."""
+    row = session.scalar(select(SigningKey).where(SigningKey.purpose == purpose, SigningKey.retired_at.is_(None)))
+    if row is not None:
+        return row, private_key(vault, row)
+    row, private = _new_key(vault, purpose, now)
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:  # another process made it first: use theirs
+        row = session.scalar(select(SigningKey).where(SigningKey.purpose == purpose, SigningKey.retired_at.is_(None)))
+        return row, private_key(vault, row)
+    return row, private
+
+
+def rotate(session: Session, vault: Vault, now: dt.datetime) -> SigningKey:
+    """A new receipt key becomes current; the old one stays published, marked retired. The caller commits."""
+    session.execute(update(SigningKey).where(SigningKey.purpose == "receipt", SigningKey.retired_at.is_(None))
+                    .values(retired_at=now))
+    row, _private = _new_key(vault, "receipt", now)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def public_jwk(row: SigningKey) -> dict:
+    jwk = {**OKPKey.import_key({"kty": "OKP", "crv": "Ed25519",
+                                "x": _b64url(row.public_key)}).as_dict(private=False),
+           "kid": row.kid, "alg": "Ed25519", "use": "sig"}
+    if row.retired_at is not None:
+        jwk["retired"] = True
+        jwk["retired_at"] = row.retired_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return jwk
+
+
+def jwks(session: Session) -> dict:
+    """Every receipt key ever used, oldest first, so any receipt ever issued can be checked."""
+    rows = session.scalars(select(SigningKey).where(SigningKey.purpose == "receipt").order_by(SigningKey.created_at))
+    return {"keys": [public_jwk(r) for r in rows]}
+
+
+def _b64url(data: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()

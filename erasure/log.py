@@ -1,0 +1,101 @@
+"""The transparency log in the database: serialized appends, stored subtree hashes, signed checkpoints."""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+from sqlalchemy import func, select, text, tuple_
+from sqlalchemy.orm import Session
+
+from app.db import write_lock
+from app.security import Vault
+from erasure import keys, merkle, note
+from erasure.models import Checkpoint, LogNode, Receipt
+
+LOCK_ID = 0x6F776E73  # "owns": the advisory lock that serializes appends on PostgreSQL
+
+
+class LogError(ValueError):
+    """A proof was asked for sizes or indexes the log does not have."""
+
+
+def lock(session: Session) -> None:
+    """Serialize appends across every process and machine. Call before the transaction's first read."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": LOCK_ID})
+    else:
+        write_lock(session)
+
+
+def size(session: Session) -> int:
+    last = session.scalar(select(func.max(LogNode.index)).where(LogNode.level == 0))
+    return 0 if last is None else last + 1
+
+
+def _nodes(session: Session, wanted: Iterable[tuple[int, int]]):
+    """One query for every node a computation will read; returns the `get` it calls."""
+    wanted = sorted(set(wanted))
+    found: dict[tuple[int, int], bytes] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start:start + 500]
+        rows = session.execute(select(LogNode.level, LogNode.index, LogNode.hash)
+                               .where(tuple_(LogNode.level, LogNode.index).in_(chunk)))
+        found.update({(lv, ix): h for lv, ix, h in rows})
+
+    def get(level: int, index: int) -> bytes:
+        try:
+            return found[(level, index)]
+        except KeyError:
+            raise LogError(f"the log has no node ({level}, {index})") from None
+
+    return get
+
+
+def append(session: Session, vault: Vault, origin: str, entry: bytes, now: dt.datetime) -> tuple[int, Checkpoint]:
+    """Add a leaf and sign a checkpoint of the new tree. The caller holds lock() and commits."""
+    index = size(session)
+    leaf = merkle.leaf_hash(entry)
+    new_nodes = merkle.nodes_to_store(index, leaf, _nodes(session, merkle.needed_for_append(index)))
+    session.add_all(LogNode(level=lv, index=ix, hash=h) for lv, ix, h in new_nodes)
+    session.flush()
+    return index, _sign(session, vault, origin, index + 1, now)
+
+
+def _sign(session: Session, vault: Vault, origin: str, tree_size: int, now: dt.datetime) -> Checkpoint:
+    root = merkle.root(tree_size, _nodes(session, merkle.needed_for_root(tree_size)))
+    _row, private = keys.current(session, vault, "log", now)
+    body = note.checkpoint_body(origin, tree_size, root)
+    checkpoint = Checkpoint(tree_size=tree_size, root=root, note=note.sign_note(body, origin, private), signed_at=now)
+    session.add(checkpoint)
+    session.flush()
+    return checkpoint
+
+
+def latest_checkpoint(session: Session) -> Checkpoint | None:
+    return session.scalar(select(Checkpoint).order_by(Checkpoint.tree_size.desc()).limit(1))
+
+
+def checkpoint_at(session: Session, tree_size: int) -> Checkpoint | None:
+    return session.get(Checkpoint, tree_size)
+
+
+def inclusion(session: Session, leaf_index: int, tree_size: int) -> list[bytes]:
+    if not 0 <= leaf_index < tree_size <= size(session):
+        raise LogError("leaf_index must be below tree_size, and tree_size at most the log's size")
+    return merkle.inclusion_proof(leaf_index, tree_size,
+                                  _nodes(session, merkle.needed_for_inclusion(leaf_index, tree_size)))
+
+
+def consistency(session: Session, first: int, second: int) -> list[bytes]:
+    if not 0 < first <= second <= size(session):
+        raise LogError("need 0 < first <= second <= the log's size")
+    return merkle.consistency_proof(first, second, _nodes(session, merkle.needed_for_consistency(first, second)))
+
+
+def leaf(session: Session, leaf_index: int) -> str | None:
+    return session.scalar(select(Receipt.jws).where(Receipt.leaf_index == leaf_index))
+
+
+def verifier_key(session: Session, vault: Vault, origin: str, now: dt.datetime) -> str:
+    row, _private = keys.current(session, vault, "log", now)
+    return note.verifier_key(origin, row.public_key)

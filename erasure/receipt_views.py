@@ -1,0 +1,74 @@
+"""The receipt page: what was done, in plain words, with the bundle to download and check."""
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, abort, current_app, render_template, request
+from werkzeug.wrappers import Response
+
+from app.extensions import db
+from erasure import owner, receipts
+from erasure.models import OptOutRequest, Receipt
+from erasure.service import find_request
+
+bp = Blueprint("receipt_pages", __name__)
+
+
+def _found(receipt_id: str) -> Receipt:
+    receipt = db.session.get(Receipt, receipt_id[:36])
+    if receipt is None:
+        abort(404, "There is no receipt at this address.")
+    return receipt
+
+
+def _owner_secret(receipt: Receipt) -> bytes | None:
+    """k, if the visitor holds the request's link; otherwise None (the bundle then has no owner proof)."""
+    k_text = request.args.get("k")
+    if not k_text:
+        return None
+    if find_request(db.session, receipt.request_id, k_text) is None:
+        abort(404, "That link does not belong to this receipt.")
+    return owner.parse_secret(k_text)
+
+
+def summary(claims: dict, networks) -> str:
+    """One paragraph a person reads: what we did, and when."""
+    done = receipts.parse_time(claims["completed_at"])
+    parts = []
+    revoked = [networks[r["network"]].name if r["network"] in networks else r["network"]
+               for r in claims["revocations"] if r["outcome"] in ("revoked", "already_invalid")]
+    manual = [networks[r["network"]].name if r["network"] in networks else r["network"]
+              for r in claims["revocations"] if r["outcome"] == "manual"]
+    if revoked:
+        parts.append("revoked our access at " + _join(revoked))
+    deleted = [f"{p['rows']} {p['category']}" for p in claims["purged"] if p["rows"]]
+    parts.append("deleted " + _join(deleted) if deleted else "found no rows of yours to delete")
+    text = f"On {done:%-d %B %Y} at {done:%H:%M} UTC we " + " and ".join(parts) + "."
+    if manual:
+        text += f" {_join(manual)} offered no way for us to revoke access, so we destroyed our copy of the tokens."
+    return text
+
+
+def _join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+@bp.get("/receipts/<receipt_id>")
+def receipt_page(receipt_id: str):
+    receipt = _found(receipt_id)
+    k = _owner_secret(receipt)
+    claims = receipts.claims_of(receipt)
+    return render_template("receipt.html", receipt=receipt, claims=claims, k=request.args.get("k") if k else None,
+                           summary=summary(claims, current_app.extensions["networks"]),
+                           base_url=current_app.config["BASE_URL"])
+
+
+@bp.get("/receipts/<receipt_id>/bundle.json")
+def bundle_download(receipt_id: str):
+    receipt = _found(receipt_id)
+    k = _owner_secret(receipt)
+    box = db.session.get(OptOutRequest, receipt.request_id).owner_box if k else None
+    body = json.dumps(receipts.bundle(db.session, receipt, k, box), indent=2)
+    return Response(body, mimetype="application/json", headers={
+        "Content-Disposition": f'attachment; filename="ownstory-receipt-{receipt.id}.json"',
+        "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})

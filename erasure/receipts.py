@@ -1,0 +1,114 @@
+"""Deletion receipts: the signed payload of CONTRACT 7, issued once per request and logged."""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import uuid
+
+from joserfc import jws
+from joserfc.jwk import OKPKey
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from erasure import keys, log, owner
+from erasure.context import ErasureContext
+from erasure.models import ErasureStep, OptOutRequest, Receipt
+from erasure.service import OWN_RECORDS
+
+HEADER_TYPE = "ownstory-receipt+jws"
+REENTRY = {
+    "waiting_period_days": 0,
+    "conditions": [],
+    "statement": "You can come back at any time, starting now. Nothing about leaving is held against you.",
+}
+RETAINED = [
+    {"what": "suppression entry", "form": "HMAC-SHA256 of each identity",
+     "why": "so that the opt-out holds if the data comes in again"},
+    {"what": "consent withdrawal", "form": "the withdrawal events, filed under this request's id",
+     "why": "so that the withdrawal can be proved without naming you"},
+    {"what": "this request's record", "form": "ids, times, step outcomes and counts; no personal data",
+     "why": "so that operators and auditors can show the deadline was kept"},
+]
+
+
+def iso(at: dt.datetime) -> str:
+    return at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def payload(request: OptOutRequest, steps: list[ErasureStep], receipt_id: str, iss: str, now: dt.datetime) -> dict:
+    """What the receipt says, from the steps' recorded outcomes: no personal data in it."""
+    revocations = [{"network": s.result.get("network", s.target), "outcome": s.result["outcome"],
+                    "at": s.result.get("at") or iso(s.done_at)} for s in steps if s.kind == "revoke"]
+    purged: dict[tuple[str, str], int] = {}
+    for s in steps:
+        if s.kind == "purge" and s.target != OWN_RECORDS:
+            key = (s.result.get("store", ""), s.result.get("category", ""))
+            purged[key] = purged.get(key, 0) + int(s.result.get("rows", 0))
+    verified = next((s for s in steps if s.kind == "verify"), None)
+    return {
+        "v": 1,
+        "receipt_id": receipt_id,
+        "iss": iss,
+        "iat": int(now.timestamp()),
+        "request_id": request.id,
+        "scope": request.scope,
+        "subject_commitment": request.subject_commitment,
+        "requested_at": iso(request.requested_at),
+        "deadline": iso(request.deadline),
+        "completed_at": iso(verified.done_at if verified and verified.done_at else now),
+        "revocations": revocations,
+        "purged": [{"store": st, "category": cat, "rows": rows} for (st, cat), rows in purged.items()],
+        "residual_rows": int(verified.result.get("residual_rows", 0)) if verified else 0,
+        "retained": RETAINED,
+        "reentry": REENTRY,
+    }
+
+
+def issue(session: Session, ctx: ErasureContext, request: OptOutRequest, origin: str, now: dt.datetime) -> Receipt:
+    """Sign the request's receipt and append it to the log, exactly once however often it is called.
+
+    Takes the log's lock first, so a second caller waits, then finds the first one's receipt.
+    The caller commits, together with the step's outcome.
+    """
+    log.lock(session)
+    existing = session.scalar(select(Receipt).where(Receipt.request_id == request.id))
+    if existing is not None:
+        return existing
+    steps = list(session.scalars(select(ErasureStep).where(ErasureStep.request_id == request.id)
+                                 .order_by(ErasureStep.position)))
+    receipt_id = str(uuid.uuid4())
+    claims = payload(request, steps, receipt_id, ctx.base_url, now)
+    row, private = keys.current(session, ctx.vault, "receipt", now)
+    header = {"alg": "Ed25519", "kid": row.kid, "typ": HEADER_TYPE}
+    body = json.dumps(claims, separators=(",", ":"), ensure_ascii=False).encode()
+    token = jws.serialize_compact(header, body, OKPKey.import_key(private), algorithms=["Ed25519"])
+    index, _checkpoint = log.append(session, ctx.vault, origin, token.encode("ascii"), now)
+    receipt = Receipt(id=receipt_id, request_id=request.id, kid=row.kid, jws=token, issued_at=now, leaf_index=index)
+    session.add(receipt)
+    session.get(OptOutRequest, request.id).receipt_id = receipt_id
+    session.flush()
+    return receipt
+
+
+def parse_time(text: str) -> dt.datetime:
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+
+
+def claims_of(receipt: Receipt) -> dict:
+    body = receipt.jws.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+
+
+def bundle(session: Session, receipt: Receipt, k: bytes | None = None, box: bytes | None = None) -> dict:
+    """The download of CONTRACT 7: receipt, inclusion proof to the latest checkpoint, owner proof with k."""
+    checkpoint = log.latest_checkpoint(session)
+    proof = log.inclusion(session, receipt.leaf_index, checkpoint.tree_size)
+    result = {"receipt": receipt.jws,
+              "log": {"leaf_index": receipt.leaf_index, "tree_size": checkpoint.tree_size,
+                      "inclusion": [base64.b64encode(h).decode() for h in proof], "checkpoint": checkpoint.note}}
+    if k is not None and box is not None:
+        identities = owner.open_for_owner(k, box)
+        if identities is not None:
+            result["owner_proof"] = {"salt": owner.b64url(owner.salt(k)), "identities": sorted(identities)}
+    return result

@@ -1,0 +1,119 @@
+"""Leaving in a real browser: from /me to a submitted opt-out in two clicks, then the status page reaches "Done."."""
+import re
+
+import pytest
+
+from app.settings import ROOT
+from erasure import wording
+from erasure.service import REASONS
+from erasure.worker import Worker
+from tests.browser import free_port, screenshot
+from tests.conftest import PASSWORD
+from tests.erasure.helpers import request_steps
+from tests.servers import LiveServer
+
+pytestmark = pytest.mark.browser
+
+STATUS_URL = re.compile(r"/optout/([0-9a-f-]{36})\?k=[A-Za-z0-9_-]+$")
+
+
+@pytest.fixture
+def live_app(make_app, tmp_path):
+    """The app as `make run` serves it, Demo Social mounted at /demo, but no inline worker: the test runs it."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    app = make_app({"DEMO_DATABASE_URL": f"sqlite:///{tmp_path / 'demo_social.db'}"},
+                   demo="1", base_url=base, networks=str(ROOT / "config" / "networks.toml"))
+    server = LiveServer(app, port=port).start()
+    yield app, base
+    server.stop()
+
+
+def join(page, base: str) -> None:
+    """Sign up, connect Demo Social and consent to scoring, then stand on /me."""
+    page.goto(base + "/signup")
+    page.get_by_label("Email").fill("leaver@example.org")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign up").click()
+    page.get_by_role("button", name="Connect Demo Social").click()
+    page.get_by_role("button", name="Allow").click()
+    page.locator("input[name='consent:demo:scoring']").check()
+    page.get_by_role("button", name="Save").click()
+    page.goto(base + "/me")
+    assert "Demo Social" in page.get_by_role("table").first.inner_text()
+
+
+def test_from_my_data_to_done_in_two_clicks(live_app, browser_page):
+    app, base = live_app
+    page = browser_page
+    join(page, base)
+    screenshot(page, "optout-1-my-data")
+
+    clicks = 0
+
+    def click(locator) -> None:
+        nonlocal clicks
+        clicks += 1
+        locator.click()
+
+    click(page.get_by_role("navigation").get_by_role("link", name="Opt out"))
+    form = page.locator("main").inner_text()
+    deadline = app.config["ERASURE_DEADLINE_DAYS"]
+    assert f"by {deadline} days from now" in form  # by when
+    assert "We revoke the platform's access at every network for you" in form
+    assert "You can come back at any time, starting now." in form
+    assert "like my score" not in page.content().lower()
+    page.locator("summary").click()  # opened only to look at the reasons: not one of the person's clicks
+    reasons = page.locator("input[name=reason] + label").all_inner_texts()
+    assert set(REASONS.values()) <= set(reasons)
+    assert not [r for r in reasons if "my score" in r.lower()]
+    screenshot(page, "optout-2-form")
+
+    click(page.get_by_role("button", name="Opt out now"))
+    assert clicks <= 2
+    match = STATUS_URL.search(page.url)
+    assert match, page.url
+
+    # No worker has run yet: every step is listed, and waits.
+    steps = request_steps(app, match.group(1))
+    assert page.locator("ol.steps > li").count() == len(steps) >= 5
+    titles = page.locator("ol.steps > li strong").all_inner_texts()
+    assert titles == [wording.step_title(s, app.extensions["networks"]) for s in steps]
+    assert "Revoke our access at Demo Social" in titles
+    assert page.locator("p.status").inner_text().startswith("Received")
+    screenshot(page, "optout-3-status-received")
+
+    worker = Worker(app, threads=2)
+    try:
+        worker.drain()
+    finally:
+        worker.close()
+    # The page refreshes itself (a meta refresh, no script); the test only waits.
+    page.locator("p.status", has_text="Done.").wait_for(timeout=15000)
+    outcomes = page.locator("ol.steps > li.done").count()
+    assert outcomes == len(steps)
+    assert "Revoked, confirmed by the network" in page.locator("ol.steps").inner_text()
+    assert page.locator("meta[http-equiv=refresh]").count() == 0
+    screenshot(page, "optout-4-status-done")
+
+
+def test_the_form_works_with_the_keyboard_alone(live_app, browser_page):
+    app, base = live_app
+    page = browser_page
+    join(page, base)
+
+    def tab_to(name: str) -> None:
+        for _ in range(40):
+            page.keyboard.press("Tab")
+            if page.evaluate("document.activeElement.textContent.trim()") == name:
+                return
+        raise AssertionError(f"Tab never reaches {name!r}")
+
+    tab_to("Opt out")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/optout")
+    tab_to("Opt out now")
+    screenshot(page, "optout-5-keyboard-focus")
+    page.keyboard.press("Enter")
+    page.wait_for_url(STATUS_URL)
+    assert page.get_by_role("heading", name="Your opt-out").is_visible()
