@@ -18,7 +18,7 @@ keys_cli = AppGroup("keys", help="Keys: receipt signing and token encryption.")
 
 
 @db_cli.command("upgrade")
-@click.argument("revision", default="head")
+@click.argument("revision", default="heads")
 def db_upgrade(revision: str) -> None:
     """Apply the Alembic migrations."""
     from app.migrate import upgrade

@@ -13,7 +13,7 @@ def alembic_config(database_url: str) -> Config:
     return cfg
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
+def upgrade(database_url: str, revision: str = "heads") -> None:
     from alembic import command
 
     command.upgrade(alembic_config(database_url), revision)
