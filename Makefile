@@ -25,6 +25,7 @@ migrate: $(VENV)/.runtime
 # One process: the web app, the worker loop and the Demo Social network, on SQLite.
 run: migrate
 	OWNSTORY_INLINE_WORKER=$${OWNSTORY_INLINE_WORKER:-1} OWNSTORY_DEMO=$${OWNSTORY_DEMO:-1} \
+		OWNSTORY_BASE_URL=$${OWNSTORY_BASE_URL:-http://127.0.0.1:$(PORT)} \
 		$(BIN)/flask --app wsgi run --host 127.0.0.1 --port $(PORT)
 
 # Every test on SQLite, and again on PostgreSQL when OWNSTORY_TEST_DATABASE_URL is set.
