@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass
 
 from app import create_app
-from bench import optouts, purge
+from bench import optouts, purge, receipts
 from bench.world import World, world
 
 SCALE_VARIABLE = "OWNSTORY_BENCH_SCALE"  # e.g. 0.02 for a quick run; 1 is the issues' sizes
@@ -34,7 +34,7 @@ def main() -> int:
     with world() as w:
         print(f"Ownstory bench, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {machine.node()} "
               f"({os.cpu_count()} CPUs), {w.dialect}, scale {scale:g}", flush=True)
-        rows = optout_rows(w, people) + [purge_row(w, small, 100 * small)]
+        rows = optout_rows(w, people) + [purge_row(w, small, 100 * small)] + receipt_rows(w, scale)
     print(table(rows))
     return 0
 
@@ -67,6 +67,25 @@ def purge_row(w: World, small: int, large: int) -> Row:
     measured = purge.purge_time(w.platform_url, large)
     return Row(f"purge of one person ({purge.ROWS_EACH} rows), table of {large:,} rows", f"{measured * 1000:.1f} ms",
                f"{limit * 1000:.1f} ms (table of {small:,} rows)", measured / limit, "at most 1.5")
+
+
+def receipt_rows(w: World, scale: float) -> list[Row]:
+    _progress("offline receipt verification against raw Ed25519")
+    v = receipts.verification()
+    small, large = 1000, max(10_000, round(1_000_000 * scale))
+    _progress(f"the log: inclusion proofs at {small:,} and {large:,} leaves, appends")
+    f = receipts.log_figures(w.database_url, w.environ["OWNSTORY_TOKEN_KEYS"], small, large,
+                             appends=max(50, round(500 * scale)))
+    return [
+        Row("offline receipt verifications/s (erasure/verify.py)", f"{v['receipts_per_second']:.0f}/s",
+            f"{v['raw_ed25519_per_second']:.0f}/s (raw Ed25519 verifications)", v["ratio"], "at least 0.7"),
+        Row(f"inclusion proof build, log of {large:,} leaves ({f['proof_hashes']} hashes, "
+            f"{f['rows_read']} rows read)", f"{f['large_time'] * 1000:.2f} ms",
+            f"{f['small_time'] * 1000:.2f} ms (log of {small:,} leaves)", f["large_time"] / f["small_time"],
+            "at most 3"),
+        Row(f"log appends/s at {large:,} leaves (each with a signed checkpoint)", f"{f['appends']:.0f}/s",
+            f"{f['append_floor']:.0f}/s (one-row transactions)", f["appends"] / f["append_floor"]),
+    ]
 
 
 def table(rows: list[Row]) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -25,8 +26,14 @@ def _new_key(vault: Vault, purpose: str, now: dt.datetime) -> tuple[SigningKey, 
     return row, private
 
 
+@functools.lru_cache(maxsize=64)
+def _unsealed(vault: Vault, sealed: bytes) -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(bytes.fromhex(vault.open(sealed)))
+
+
 def private_key(vault: Vault, row: SigningKey) -> Ed25519PrivateKey:
-    return Ed25519PrivateKey.from_private_bytes(bytes.fromhex(vault.open(row.private_key_sealed)))
+    """The usable key; unsealing costs more than signing, so each sealed key is opened once per process."""
+    return _unsealed(vault, row.private_key_sealed)
 
 
 def current(session: Session, vault: Vault, purpose: str, now: dt.datetime) -> tuple[SigningKey, Ed25519PrivateKey]:

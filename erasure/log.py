@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
-from sqlalchemy import func, select, text, tuple_
+from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from app.db import write_lock
@@ -34,12 +34,15 @@ def size(session: Session) -> int:
 
 def _nodes(session: Session, wanted: Iterable[tuple[int, int]]):
     """One query for every node a computation will read; returns the `get` it calls."""
-    wanted = sorted(set(wanted))
+    by_level: dict[int, list[int]] = {}
+    for level, index in set(wanted):
+        by_level.setdefault(level, []).append(index)
     found: dict[tuple[int, int], bytes] = {}
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start:start + 500]
-        rows = session.execute(select(LogNode.level, LogNode.index, LogNode.hash)
-                               .where(tuple_(LogNode.level, LogNode.index).in_(chunk)))
+    if by_level:
+        # (level = l AND index IN (...)) per level: each arm is a primary-key lookup. A row-value
+        # IN list of pairs is not, on SQLite: it scans the table.
+        rows = session.execute(select(LogNode.level, LogNode.index, LogNode.hash).where(or_(
+            *(and_(LogNode.level == level, LogNode.index.in_(indexes)) for level, indexes in by_level.items()))))
         found.update({(lv, ix): h for lv, ix, h in rows})
 
     def get(level: int, index: int) -> bytes:
