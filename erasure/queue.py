@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import Integer, and_, bindparam, exists, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
-from app.db import write_lock
+from app.db import UTCDateTime, write_lock
 from erasure.models import ErasureStep, OptOutRequest
 
 log = logging.getLogger(__name__)
@@ -23,13 +24,10 @@ class Claim:
     owner: str
 
 
-def claim(session: Session, owner: str, now: dt.datetime, limit: int = 10, lease: dt.timedelta = LEASE) -> list[Claim]:
-    """Lease up to `limit` runnable steps to `owner`, atomically, and commit.
-
-    A step is runnable when it is due and every step of a lower phase in its request is done;
-    a running step whose lease ran out (its worker died) is runnable again. On PostgreSQL the
-    inner SELECT skips rows another worker is claiming; on SQLite BEGIN IMMEDIATE serializes.
-    """
+@functools.cache
+def _claim_statement(skip_locked: bool):
+    """Built once: the claim runs every tick of every worker, and building it costs more than running it."""
+    now = bindparam("now", type_=UTCDateTime())
     earlier = aliased(ErasureStep)
     blocked = exists().where(earlier.request_id == ErasureStep.request_id, earlier.phase < ErasureStep.phase,
                              earlier.status != "done")
@@ -37,20 +35,31 @@ def claim(session: Session, owner: str, now: dt.datetime, limit: int = 10, lease
         and_(ErasureStep.status.in_(RUNNABLE), ErasureStep.not_before <= now),
         and_(ErasureStep.status == "running", ErasureStep.lease_expires_at < now),
     )
-    candidates = select(ErasureStep.id).where(due, ~blocked).order_by(ErasureStep.not_before).limit(limit)
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
+    candidates = (select(ErasureStep.id).where(due, ~blocked).order_by(ErasureStep.not_before)
+                  .limit(bindparam("limit", type_=Integer())))
+    if skip_locked:
         candidates = candidates.with_for_update(skip_locked=True)
-    write_lock(session)
-    statement = (
+    return (
         update(ErasureStep)
         .where(ErasureStep.id.in_(candidates.scalar_subquery()))
-        .values(status="running", lease_owner=owner, lease_expires_at=now + lease,
-                attempts=ErasureStep.attempts + 1)
+        .values(status="running", lease_owner=bindparam("owner"),
+                lease_expires_at=bindparam("expires", type_=UTCDateTime()), attempts=ErasureStep.attempts + 1)
         .returning(ErasureStep.id)
         .execution_options(synchronize_session=False)
     )
-    ids = list(session.scalars(statement))
+
+
+def claim(session: Session, owner: str, now: dt.datetime, limit: int = 10, lease: dt.timedelta = LEASE) -> list[Claim]:
+    """Lease up to `limit` runnable steps to `owner`, atomically, and commit.
+
+    A step is runnable when it is due and every step of a lower phase in its request is done;
+    a running step whose lease ran out (its worker died) is runnable again. On PostgreSQL the
+    inner SELECT skips rows another worker is claiming; on SQLite BEGIN IMMEDIATE serializes.
+    """
+    dialect = session.get_bind().dialect.name
+    write_lock(session)
+    ids = list(session.scalars(_claim_statement(dialect == "postgresql"),
+                               {"now": now, "owner": owner, "expires": now + lease, "limit": limit}))
     session.commit()
     return [Claim(step_id, owner) for step_id in ids]
 

@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -98,13 +99,19 @@ class Worker:
         request = step.request
         session.commit()  # end the read transaction: a step may run for a while
 
+        renewed = [time.monotonic()]
+
         def heartbeat(result: dict | None = None) -> None:
+            """Record progress (always), or keep the lease (once a third of it has gone by)."""
+            if result is None and time.monotonic() - renewed[0] < self.lease.total_seconds() / 3:
+                return
             values = {"status": "running", "lease_owner": claim.owner, "lease_expires_at": utcnow() + self.lease}
             if result is not None:
                 values["result"] = result
             if not queue.finish(session, claim, utcnow(), **values):
                 raise LeaseLost(claim.step_id)
             session.commit()
+            renewed[0] = time.monotonic()
 
         try:
             result = steps.run(session, self.ctx, step, request, utcnow(), self._http(), heartbeat,
