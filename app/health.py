@@ -1,6 +1,8 @@
 """Liveness and readiness probes for load balancers and orchestrators."""
 from __future__ import annotations
 
+import logging
+
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from flask import Blueprint, current_app, jsonify
@@ -11,6 +13,15 @@ from app.extensions import db
 from app.migrate import alembic_config
 
 bp = Blueprint("health", __name__)
+logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)  # a probe a second would flood the log
+
+
+def _script_heads() -> set[str]:
+    """The migrations this code expects, read from disk once per process."""
+    if "ownstory_script_heads" not in current_app.extensions:
+        script = ScriptDirectory.from_config(alembic_config(current_app.config["DATABASE_URL"]))
+        current_app.extensions["ownstory_script_heads"] = set(script.get_heads())
+    return current_app.extensions["ownstory_script_heads"]
 
 
 @bp.get("/livez")
@@ -26,8 +37,7 @@ def readyz():
             conn.execute(text("SELECT 1"))
             checks["database"] = True
             current = set(MigrationContext.configure(conn).get_current_heads())
-        head = set(ScriptDirectory.from_config(alembic_config(current_app.config["DATABASE_URL"])).get_heads())
-        checks["migrations"] = current == head
+        checks["migrations"] = current == _script_heads()
     except SQLAlchemyError:
         pass
     checks["keys"] = all(current_app.extensions.get(k) for k in ("ownstory_vault",))

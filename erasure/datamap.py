@@ -19,7 +19,8 @@ IDENTITY_KINDS = ("subject", "email", "account", "handle")
 ACTIONS = ("delete", "nullify")
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 STORE_FIELDS = {"name", "url", "url_env", "tables"}
-TABLE_FIELDS = {"table", "category", "column", "identity", "network", "action", "columns", "retention_days"}
+TABLE_FIELDS = {"table", "category", "column", "identity", "network", "action", "columns", "retention_days",
+                "timestamp_column"}
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class TableEntry:
     action: str
     columns: tuple[str, ...] = ()
     retention_days: int | None = None
+    timestamp_column: str | None = None  # with retention_days: rows older than that many days go
 
 
 @dataclass(frozen=True)
@@ -91,10 +93,11 @@ class DataMap:
                 self._engines[store_name] = make_engine(store.url)
             return self._engines[store_name]
 
-    def dispose(self) -> None:
+    def dispose(self, close: bool = True) -> None:
+        """Drop every store's engine; after a fork, close=False leaves the parent's connections alone."""
         with self._lock:
             for engine in self._engines.values():
-                engine.dispose()
+                engine.dispose(close=close)
             self._engines.clear()
 
 
@@ -220,7 +223,15 @@ def _entry(where: str, label: str, store: str, raw, networks) -> TableEntry:
     retention = raw.get("retention_days")
     if retention is not None and (isinstance(retention, bool) or not isinstance(retention, int) or retention < 1):
         raise ConfigError(where, f"{label}.retention_days", "must be a whole number of days, at least 1")
-    return TableEntry(store, tname, category, col, identity, network, action, columns, retention)
+    stamp = raw.get("timestamp_column")
+    if retention is not None and stamp is None:
+        raise ConfigError(where, f"{label}.timestamp_column",
+                          "retention_days needs the column that says when each row was written")
+    if stamp is not None:
+        if retention is None:
+            raise ConfigError(where, f"{label}.timestamp_column", "only goes with retention_days")
+        stamp = _identifier(where, f"{label}.timestamp_column", stamp)
+    return TableEntry(store, tname, category, col, identity, network, action, columns, retention, stamp)
 
 
 def _string(where: str, label: str, value) -> str:
