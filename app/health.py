@@ -6,7 +6,7 @@ import logging
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from flask import Blueprint, current_app, jsonify
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.extensions import db
@@ -22,6 +22,21 @@ def _script_heads() -> set[str]:
         script = ScriptDirectory.from_config(alembic_config(current_app.config["DATABASE_URL"]))
         current_app.extensions["ownstory_script_heads"] = set(script.get_heads())
     return current_app.extensions["ownstory_script_heads"]
+
+
+def _keys_usable() -> bool:
+    """The signing keys in use open with the configured OWNSTORY_TOKEN_KEYS (none yet is fine: made on need)."""
+    from app.security import VaultError
+    from erasure import keys
+    from erasure.models import SigningKey
+
+    vault = current_app.extensions["ownstory_vault"]
+    try:
+        for row in db.session.scalars(select(SigningKey).where(SigningKey.retired_at.is_(None))):
+            keys.private_key(vault, row)
+    except (VaultError, SQLAlchemyError, ValueError):
+        return False
+    return True
 
 
 @bp.get("/livez")
@@ -40,6 +55,6 @@ def readyz():
         checks["migrations"] = current == _script_heads()
     except SQLAlchemyError:
         pass
-    checks["keys"] = all(current_app.extensions.get(k) for k in ("ownstory_vault",))
+    checks["keys"] = checks["migrations"] and _keys_usable()
     ready = all(checks.values())
     return jsonify({"status": "ready" if ready else "not_ready", "checks": checks}), 200 if ready else 503
