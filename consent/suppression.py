@@ -126,7 +126,8 @@ def consent_seam(peppers: Peppers):
         identities = [Identity(kind, value, None if kind == "subject" else network)
                       for kind, network, value in asked_list]
         found = lookup(session, peppers, identities)
-        return {key: ("opted_out" if row.scope == "all" else "withdrawn")
+        # A person who chose not to have "opted out" shown is answered as a plain withdrawal.
+        return {key: ("opted_out" if row.scope == "all" and row.show_opted_out else "withdrawn")
                 for key, row in zip(asked_list, found, strict=True) if row is not None}
 
     return suppressed

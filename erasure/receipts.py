@@ -46,6 +46,9 @@ def payload(request: OptOutRequest, steps: list[ErasureStep], receipt_id: str, i
             key = (s.result.get("store", ""), s.result.get("category", ""))
             purged[key] = purged.get(key, 0) + int(s.result.get("rows", 0))
     verified = next((s for s in steps if s.kind == "verify"), None)
+    for late in (verified.result.get("late_rows", []) if verified else []):  # written after the purge ran
+        key = (late["store"], late["category"])
+        purged[key] = purged.get(key, 0) + int(late["rows"])
     return {
         "v": 1,
         "receipt_id": receipt_id,

@@ -157,25 +157,30 @@ def _forget(session: Session, request: OptOutRequest, now: dt.datetime) -> Resul
 
 
 def _verify(ctx: ErasureContext, request: OptOutRequest) -> Result:
+    """Re-count every entry. Rows the platform wrote after the purge are purged now and counted as
+    late; anything still there after that fails the step, and the request needs attention."""
     ids = _identities(ctx, request)
     residual: list[str] = []
-    total = 0
+    late: list[dict] = []
     for entry in entries_in_scope(ctx, request.scope):
         values = ids.values_for(entry)
         if not values:
             continue
+        engine = ctx.datamap.engine(entry.store)
         try:
-            rows = count_entry(ctx.datamap.engine(entry.store), entry, values)
+            if count_entry(engine, entry, values):
+                late.append({"store": entry.store, "category": entry.category,
+                             "rows": purge_entry(engine, entry, values)})
+            rows = count_entry(engine, entry, values)
         except StoreUnavailable as exc:
             raise StepFailed(str(exc)) from None
         except StoreMisconfigured as exc:
             raise StepFailed(str(exc), attention=True) from None
         if rows:
-            total += rows
             residual.append(f"{rows} in {entry.store}/{entry.category}")
-    if total:
+    if residual:
         raise StepFailed("rows remain after purge: " + ", ".join(residual), attention=True)
-    return Result(done=True, result={"residual_rows": 0})
+    return Result(done=True, result={"residual_rows": 0, "late_rows": late})
 
 
 def _receipt(session: Session, ctx: ErasureContext, request: OptOutRequest, now: dt.datetime) -> Result:

@@ -139,3 +139,51 @@ def test_the_form_refuses_a_network_not_connected(client, make_person, login, cs
     response = csrf_post(client, "/optout", {"scope": "myspace", "public_status": "yes"})
     assert response.status_code == 400
     assert "Not a valid choice" in response.get_data(as_text=True)
+
+
+def test_rows_written_after_the_purge_are_caught_by_verify(app, client, make_person, login, csrf_post, worker,
+                                                           platform_url):
+    from sqlalchemy import create_engine, text, update
+
+    from erasure.models import ErasureStep, Receipt
+    from erasure.receipts import claims_of
+
+    joined_person(client, make_person, login, csrf_post, account="1005", consent=False)
+    status_path = submit_optout(client, csrf_post, "all")
+    request_id = urlsplit(status_path).path.rsplit("/", 1)[1]
+    sessions = app.extensions["ownstory_db"]["sessionmaker"]
+    with sessions() as db:  # hold verify back, as a slow queue would
+        db.execute(update(ErasureStep).where(ErasureStep.request_id == request_id, ErasureStep.kind == "verify")
+                   .values(not_before=utcnow_later()))
+        db.commit()
+    worker.drain()
+    assert platform_rows(platform_url, "posts", "author_id", "1005") == 0
+    store = create_engine(platform_url)
+    with store.begin() as conn:  # the platform ingests two more posts of theirs meanwhile
+        conn.execute(text("INSERT INTO posts (author_id, body, created_at) VALUES "
+                          "('1005', 'late', CURRENT_TIMESTAMP), ('1005', 'later', CURRENT_TIMESTAMP)"))
+    store.dispose()
+    with sessions() as db:
+        db.execute(update(ErasureStep).where(ErasureStep.request_id == request_id, ErasureStep.kind == "verify")
+                   .values(not_before=utcnow_now()))
+        db.commit()
+    worker.drain()
+    assert platform_rows(platform_url, "posts", "author_id", "1005") == 0
+    with sessions() as db:
+        assert db.get(OptOutRequest, request_id).status == "completed"
+        claims = claims_of(db.scalar(select(Receipt).where(Receipt.request_id == request_id)))
+    assert {"store": "platform", "category": "posts", "rows": 22} in claims["purged"]
+
+
+def utcnow_later():
+    import datetime as dt
+
+    from app.db import utcnow
+
+    return utcnow() + dt.timedelta(days=1)
+
+
+def utcnow_now():
+    from app.db import utcnow
+
+    return utcnow()
