@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import logging
 
 from flask import Flask
 from werkzeug.exceptions import HTTPException
@@ -62,8 +61,9 @@ def _configure_flask(app: Flask) -> None:
     app.config.setdefault("RATELIMIT_ENABLED", True)
     app.config.setdefault("FAST_PASSWORD_HASHING", False)
     app.secret_key = app.config["SECRET_KEY"]
-    if not app.debug and not app.testing:
-        logging.basicConfig(level=logging.INFO)
+    from app import logging as app_logging
+
+    app_logging.init_app(app)  # JSON lines with a request id, and redaction; not in tests unless JSON_LOGS
 
 
 def _load_catalogues(app: Flask) -> None:
@@ -100,14 +100,14 @@ def _bind_extensions(app: Flask) -> None:
 
 def _register_blueprints(app: Flask) -> None:
     """Every blueprint, in one visible place."""
-    from app import accounts, health, pages
+    from app import accounts, audit, audit_api, health, metrics, pages
     from app.errors import handle_http_exception, handle_unexpected
     from app.extensions import api, csrf
     from consent import api as consent_api
-    from consent import connect
+    from consent import connect, gpc
     from consent import views as consent_views
     from erasure import api as erasure_api
-    from erasure import log_api, receipt_views
+    from erasure import export, forget, log_api, receipt_views, retention_api
     from erasure import views as erasure_views
 
     app.register_blueprint(pages.bp)
@@ -118,12 +118,26 @@ def _register_blueprints(app: Flask) -> None:
     connect.init_app(app)
     app.register_blueprint(erasure_views.bp)
     app.register_blueprint(receipt_views.bp)
+    app.register_blueprint(forget.bp)
+    forget.init_app(app)  # the one-time link's token stays out of access logs
+    app.register_blueprint(export.bp)
+    from erasure import auditor, dashboard
+
+    app.register_blueprint(dashboard.bp)  # /operator, for operators
+    app.register_blueprint(auditor.bp)  # /auditor, for auditors
     api.register_blueprint(consent_api.blp)
     api.register_blueprint(erasure_api.blp)
     api.register_blueprint(log_api.blp)
     api.register_blueprint(log_api.wellknown)
     for blp in (consent_api.blp, erasure_api.blp, log_api.blp):
         csrf.exempt(blp)  # the API authenticates with bearer tokens, never cookies
+    api.register_blueprint(audit_api.blp)
+    csrf.exempt(audit_api.blp)
+    app.register_blueprint(metrics.bp)
+    audit.init_app(app)  # records every 401 and 403
+    api.register_blueprint(retention_api.blp)
+    csrf.exempt(retention_api.blp)
+    gpc.init_app(app)  # /.well-known/gpc.json, and the signal honoured on every page
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(Exception, handle_unexpected)
 

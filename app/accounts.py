@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from wtforms import EmailField, HiddenField, PasswordField
 from wtforms.validators import DataRequired, Email, Length
 
+from app import audit
 from app.auth import passwords
 from app.db import utcnow
 from app.extensions import db, limiter
@@ -84,6 +85,7 @@ def signup():
         except ValueError:
             form.email.errors.append("An account with this email exists. Sign in instead.")
         else:
+            audit.record(db.session, actor_kind="person", actor_id=user.id, action="signup", now=utcnow())
             db.session.commit()
             log.info("person signed up: user %s", user.id)
             _start_session(user)
@@ -102,10 +104,13 @@ def login():
             passwords().dummy_verify()
         elif passwords().verify(user.password_hash, form.password.data):
             _start_session(user)
+            audit.record_now(actor_kind=user.role, actor_id=user.id, action="login")
             log.info("signed in: user %s", user.id)
             default = url_for("pages.me") if user.role == "person" else url_for("pages.index")
             return redirect(safe_next(form.next.data) or default)
         log.info("failed sign-in")
+        audit.record_now(actor_kind="anonymous", actor_id=None, action="login_failed", target=user and user.id,
+                         outcome="refused", details={"reason": "unknown_account" if user is None else "wrong_password"})
         form.password.errors.append("That email and password do not match an account.")
     return render_template("login.html", form=form), 400 if form.errors else 200
 
@@ -113,6 +118,7 @@ def login():
 @bp.post("/logout")
 @login_required
 def logout():
+    audit.record_now(**audit.actor_of(current_user), action="logout")
     logout_user()
     session.clear()
     flash("You are signed out.", "success")

@@ -33,8 +33,11 @@ class TokenPrincipal:
         return f"token:{self.token_id}"
 
 
+BEARER_ONLY_PATHS = ("/metrics",)  # outside /api/ but, like it, for programs with a bearer token only
+
+
 def is_api_request() -> bool:
-    return request.path.startswith("/api/")
+    return request.path.startswith("/api/") or request.path in BEARER_ONLY_PATHS
 
 
 @login_manager.user_loader

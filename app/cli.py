@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select, update
 
+from app import audit
 from app.db import utcnow
 from app.extensions import db
 from app.models import TOKEN_ROLES, USER_ROLES, ApiToken
@@ -45,6 +46,8 @@ def users_create(email: str, role: str, password: str | None) -> None:
         user = create_user(db.session, email, password, role=role)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    audit.record(db.session, actor_kind="system", actor_id=None, action="user_create", target=user.id,
+                 details={"role": role}, now=utcnow())
     db.session.commit()
     click.echo(user.id)
 
@@ -55,7 +58,11 @@ def users_create(email: str, role: str, password: str | None) -> None:
 def tokens_create(role: str, name: str) -> None:
     """Print a new bearer token, once. Only its hash is stored."""
     token = new_api_token()
-    db.session.add(ApiToken(name=name[:200], role=role, token_hash=token_hash(token)))
+    row = ApiToken(name=name[:200], role=role, token_hash=token_hash(token))
+    db.session.add(row)
+    db.session.flush()
+    audit.record(db.session, actor_kind="system", actor_id=None, action="token_create", target=row.id,
+                 details={"role": role}, now=utcnow())
     db.session.commit()
     click.echo(token)
 
@@ -76,10 +83,32 @@ def tokens_revoke(token_id: str) -> None:
     done = db.session.execute(
         update(ApiToken).where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None)).values(revoked_at=utcnow())
     ).rowcount
+    if done:
+        audit.record(db.session, actor_kind="system", actor_id=None, action="token_revoke", target=token_id,
+                     now=utcnow())
     db.session.commit()
     if not done:
         raise click.UsageError(f"no active token with id {token_id}")
     click.echo("revoked")
+
+
+@keys_cli.result_callback()
+@with_appcontext
+def _audit_keys(_result, **_params) -> None:
+    """The `keys` commands live in the feature packages; each one that succeeds is recorded here."""
+    from erasure.models import SigningKey
+
+    command = click.get_current_context().invoked_subcommand
+    audit.lock(db.session)  # before the first read: on SQLite the transaction must start as a writer
+    if command == "rotate":
+        kid = db.session.scalar(select(SigningKey.kid).where(SigningKey.purpose == "receipt",
+                                                             SigningKey.retired_at.is_(None)))
+        audit.record(db.session, actor_kind="system", actor_id=None, action="keys_rotate", target=kid,
+                     now=utcnow())
+    elif command:
+        audit.record(db.session, actor_kind="system", actor_id=None, action=f"keys_{command}".replace("-", "_"),
+                     now=utcnow())
+    db.session.commit()
 
 
 def init_app(app: Flask) -> None:
@@ -89,5 +118,6 @@ def init_app(app: Flask) -> None:
     keys_cli.add_command(rotate_tokens)
     keys_cli.add_command(rotate_keys)
     app.cli.add_command(worker_command)
+    app.cli.add_command(audit.audit_cli)
     for group in (db_cli, users_cli, tokens_cli, keys_cli, consent_cli, receipts_cli):
         app.cli.add_command(group)

@@ -59,7 +59,11 @@ class Base(DeclarativeBase):
 
 
 def make_engine(url: str, **kwargs) -> Engine:
-    """An engine with SQLite made safe for several threads and processes."""
+    """An engine with SQLite made safe for several threads and processes.
+
+    Bound parameters (emails, tokens) are kept out of SQLAlchemy's error messages, which reach logs.
+    """
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         kwargs.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})
         engine = create_engine(url, **kwargs)

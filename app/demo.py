@@ -28,7 +28,8 @@ def mount_demo_network(app: Flask) -> None:
         "DEMO_CLIENTS": [{
             "client_id": network.client_id,
             "client_secret": network.client_secret,
-            "redirect_uris": [f"{app.config['BASE_URL']}/networks/{DEMO_KEY}/callback"],
+            "redirect_uris": [f"{app.config['BASE_URL']}/networks/{DEMO_KEY}/callback",
+                              f"{app.config['BASE_URL']}/forget/networks/{DEMO_KEY}/callback"],  # /forget
             "scope": network.scope,
             "token_endpoint_auth_method": network.token_endpoint_auth,
         }],

@@ -42,9 +42,20 @@ def error_json(status: int, code: str, message: str, fields: dict | None = None,
     return response
 
 
-def _message(exc: HTTPException) -> str:
+def _parser_messages(exc: HTTPException) -> dict | list:
+    """webargs' messages, without the location ("json", "query") when there is one: it adds nothing."""
     data = getattr(exc, "data", None) or {}
-    if data.get("messages"):
+    messages = data.get("messages") or {}
+    if len(messages) == 1:
+        return next(iter(messages.values()))
+    return messages
+
+
+def _message(exc: HTTPException) -> str:
+    messages = _parser_messages(exc)
+    if isinstance(messages, list):  # about the body as a whole: "Invalid JSON body."
+        return " ".join(str(m) for m in messages)
+    if messages:
         return "The request is not valid; see fields."
     return exc.description or "Something is wrong with the request."
 
@@ -53,14 +64,8 @@ def _fields(exc: HTTPException) -> dict | None:
     explicit = getattr(exc, "fields", None)
     if explicit:
         return explicit
-    data = getattr(exc, "data", None) or {}
-    messages = data.get("messages")
-    if not messages:
-        return None
-    # webargs groups messages by location ("json", "query"); the location adds nothing for a client.
-    if len(messages) == 1:
-        return next(iter(messages.values()))
-    return messages
+    messages = _parser_messages(exc)
+    return messages if isinstance(messages, dict) and messages else None
 
 
 def handle_http_exception(exc: HTTPException):
@@ -81,7 +86,18 @@ def handle_unexpected(exc: Exception):
 
 
 class OwnstoryApi(Api):
-    """flask-smorest's Api, with errors answered in Ownstory's shape on every path."""
+    """flask-smorest's Api, with errors answered in Ownstory's shape on every path, and documented so."""
+
+    DEFAULT_ERROR_RESPONSE_NAME = None  # no catch-all "default": each operation lists its errors (app.openapi)
+
+    def init_app(self, app, *, spec_kwargs=None):
+        # Imported here: app.openapi guards views with app.auth, which imports this module.
+        from app import openapi
+
+        self.ERROR_SCHEMA = openapi.ErrorSchema
+        super().init_app(app, spec_kwargs={"extra_plugins": [openapi.ErrorsPlugin()],
+                                           "info": {"description": openapi.DESCRIPTION}, **(spec_kwargs or {})})
+        openapi.register_components(self.spec)
 
     def handle_http_exception(self, error):  # type: ignore[override]
         return handle_http_exception(error)

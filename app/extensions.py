@@ -1,5 +1,4 @@
 """Flask extensions, created unbound here and bound to an app inside create_app."""
-from flask import request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
@@ -17,7 +16,9 @@ class OwnstoryLoginManager(LoginManager):
     """
 
     def _session_protection_failed(self) -> bool:
-        if request.path.startswith("/api/"):
+        from app.auth import is_api_request
+
+        if is_api_request():
             return False
         return super()._session_protection_failed()
 

@@ -2,7 +2,11 @@
 
 
 def import_all_models() -> None:
+    import app.audit  # noqa: F401
     import app.models  # noqa: F401
+    import consent.gpc  # noqa: F401
     import consent.models  # noqa: F401
     import consent.suppression  # noqa: F401
     import erasure.models  # noqa: F401
+    import erasure.proofs  # noqa: F401
+    import erasure.retention  # noqa: F401

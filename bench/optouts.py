@@ -62,27 +62,47 @@ def cohort(number: int, n: int) -> list[Person]:
             for i in range(n)]
 
 
-def seed(world: World, people: list[Person]) -> None:
-    """The networks' tokens and the platform's rows about these people."""
+def seed(world: World, people: list[Person], posts: int = POSTS, stayers: tuple[str, str] | None = None) -> None:
+    """The networks' tokens and the platform's rows about these people.
+
+    Endorsements go round the cohort; with `stayers` (two accounts that do not leave), each person
+    gives both of them one and gets one from each instead, so every person's row counts are fixed
+    whatever order the purges run in.
+    """
+    seed_tokens(world, people)
+    seed_platform(world.platform_url, people, posts, stayers)
+
+
+def seed_tokens(world: World, people: list[Person]) -> None:
+    """What Demo Social's token endpoint writes for each grant, without the OAuth dance."""
     now = int(time.time())
     for key, url in world.network_stores.items():
         engine = create_engine(url)
-        with engine.begin() as conn:  # what Demo Social's token endpoint writes, without the OAuth dance
+        with engine.begin() as conn:
             conn.execute(insert(Token), [
                 {"client_id": DEMO_CLIENT_ID, "account_id": p.account, "access_token": p.tokens[key][0],
                  "refresh_token": p.tokens[key][1], "scope": "profile posts", "issued_at": now, "expires_in": 86400}
                 for p in people])
         engine.dispose()
-    engine, at, n = make_engine(world.platform_url), utcnow(), len(people)
+
+
+def seed_platform(platform_url: str, people: list[Person], posts: int = POSTS,
+                  stayers: tuple[str, str] | None = None) -> None:
+    engine, at, n = make_engine(platform_url), utcnow(), len(people)
     platform.metadata.create_all(engine)
+    if stayers:
+        endorsements = [{"giver_id": g, "receiver_id": r, "topic": "bench"}
+                        for p in people for g, r in ((p.account, stayers[0]), (p.account, stayers[1]),
+                                                     (stayers[0], p.account), (stayers[1], p.account))]
+    else:
+        endorsements = [{"giver_id": p.account, "receiver_id": people[(i + d) % n].account, "topic": "bench"}
+                        for i, p in enumerate(people) for d in (1, 2)]
     with engine.begin() as conn:
         conn.execute(platform.profiles.insert(), [
             {"account_id": p.account, "handle": p.handle, "display_name": p.handle, "bio": ""} for p in people])
         conn.execute(platform.posts.insert(), [
-            {"author_id": p.account, "body": f"post {j}", "created_at": at} for p in people for j in range(POSTS)])
-        conn.execute(platform.endorsements.insert(), [
-            {"giver_id": p.account, "receiver_id": people[(i + d) % n].account, "topic": "bench"}
-            for i, p in enumerate(people) for d in (1, 2)])
+            {"author_id": p.account, "body": f"post {j}", "created_at": at} for p in people for j in range(posts)])
+        conn.execute(platform.endorsements.insert(), endorsements)
         conn.execute(platform.scores.insert(), [{"handle": p.handle, "score": 50.0, "computed_at": at} for p in people])
         conn.execute(platform.mailing_list.insert(), [{"email": p.email, "subscribed_at": at} for p in people])
     engine.dispose()

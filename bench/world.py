@@ -61,14 +61,21 @@ class World:
 
 
 @contextmanager
-def world() -> Iterator[World]:
-    """Everything made fresh in a temporary folder (and fresh PostgreSQL schemas), and removed afterwards."""
+def world(database_url: str | None = None) -> Iterator[World]:
+    """Everything made fresh in a temporary folder (and fresh PostgreSQL schemas), and removed afterwards.
+
+    `database_url`: Ownstory's database, migrated already, e.g. the test suite's; the platform store
+    then goes next to it (a fresh schema of the same PostgreSQL database, or a SQLite file).
+    """
     with ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ownstory-bench-")))
-        database_url, platform_url = stack.enter_context(_databases(folder))
-        upgrade(database_url)
+        if database_url is None:
+            database_url, platform_url = stack.enter_context(_databases(folder))
+            upgrade(database_url)
+        else:
+            platform_url = stack.enter_context(_platform_store(folder, database_url))
         stores = {key: f"sqlite:///{folder / f'{key}.db'}" for key in NETWORKS}
-        networks = {key: stack.enter_context(_demo_social(folder, key, url)) for key, url in stores.items()}
+        networks = {key: stack.enter_context(demo_social(folder, key, url)) for key, url in stores.items()}
         (folder / "networks.toml").write_text("".join(
             NETWORK_ENTRY.format(key=key, url=url, client_id=DEMO_CLIENT_ID, client_secret=DEMO_CLIENT_SECRET)
             for key, url in networks.items()))
@@ -100,24 +107,40 @@ def _databases(folder: Path) -> Iterator[tuple[str, str]]:
         yield f"sqlite:///{folder / 'ownstory.db'}", f"sqlite:///{folder / 'platform.db'}"
         return
     name = f"bench_{uuid.uuid4().hex[:8]}"
-    schemas = (name, f"{name}_platform")
+    with _schema(server, name) as own, _schema(server, f"{name}_platform") as platform_url:
+        yield own, platform_url
+
+
+@contextmanager
+def _platform_store(folder: Path, database_url: str) -> Iterator[str]:
+    if make_url(database_url).get_backend_name() != "postgresql":
+        yield f"sqlite:///{folder / 'platform.db'}"
+        return
+    with _schema(database_url, f"bench_{uuid.uuid4().hex[:8]}_platform") as url:
+        yield url
+
+
+@contextmanager
+def _schema(server: str, schema: str) -> Iterator[str]:
+    """A fresh schema, dropped at the end, and the URL of a connection that works in it.
+
+    The connection is named after the schema (application_name), so that its sessions can be told
+    apart in pg_stat_activity, e.g. by a test that drops them.
+    """
     engine = make_engine(server)
     try:
         with engine.begin() as conn:
-            for schema in schemas:
-                conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        url = make_url(server)
-        yield tuple(url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(False)
-                    for schema in schemas)
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        yield make_url(server).update_query_dict(
+            {"options": f"-csearch_path={schema}", "application_name": schema}).render_as_string(False)
     finally:
         with engine.begin() as conn:
-            for schema in schemas:
-                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         engine.dispose()
 
 
 @contextmanager
-def _demo_social(folder: Path, key: str, store_url: str) -> Iterator[str]:
+def demo_social(folder: Path, key: str, store_url: str) -> Iterator[str]:
     """`python -m demo` in a process of its own, as a real network would be."""
     port = free_port()
     with open(folder / f"{key}.log", "wb") as log:

@@ -4,18 +4,19 @@ from __future__ import annotations
 from flask import current_app
 from flask_smorest import Blueprint
 
-from app.auth import api_roles
 from app.errors import ApiError
 from app.extensions import db
+from app.metrics import consent_checks_served
+from app.openapi import bearer
 from consent import service, suppression
 from consent.schemas import CheckRequestSchema, CheckResponseSchema
 
 blp = Blueprint("consent_api", __name__, url_prefix="/api/v1", description="Consent checks for services.")
 
 
-# api_roles sits above arguments, so an anonymous caller gets 401 before its body is even parsed.
+# bearer sits above arguments, so an anonymous caller gets 401 before its body is even parsed.
 @blp.route("/consent/check", methods=["POST"])
-@api_roles("service")
+@bearer("service")
 @blp.arguments(CheckRequestSchema)
 @blp.response(200, CheckResponseSchema)
 def check(body: dict):
@@ -26,6 +27,7 @@ def check(body: dict):
     except service.InvalidCheck as exc:
         raise ApiError(422, "invalid", f"The request is not valid: {exc}",
                        {"checks": {str(exc.index): {exc.field: [exc.message]}}}) from None
+    consent_checks_served(len(results))
     return {"results": results}
 
 

@@ -1,26 +1,24 @@
 """The consent check API's schemas: strict input, and the answer's shape."""
 from __future__ import annotations
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, fields, validate, validates_schema
 
+from app.openapi import StrictSchema, Text
 from consent.service import REASONS
 
 MAX_CHECKS = 1000
 
 
-class StrictSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
-
 class CheckSchema(StrictSchema):
-    network = fields.String(required=True, validate=validate.Length(1, 64),
+    OPENAPI = {"oneOf": [{"required": ["account"]}, {"required": ["subject"]}]}  # what exactly_one_identity checks
+
+    network = Text(required=True, validate=validate.Length(1, 64),
                             metadata={"description": "A network key from the catalogue.", "example": "acme"})
-    purpose = fields.String(required=True, validate=validate.Length(1, 64),
+    purpose = Text(required=True, validate=validate.Length(1, 64),
                             metadata={"description": "A purpose key from the catalogue.", "example": "scoring"})
-    account = fields.String(validate=validate.Length(1, 255),
+    account = Text(validate=validate.Length(1, 255),
                             metadata={"description": "The account id at the network. Give this or subject."})
-    subject = fields.String(validate=validate.Length(1, 64),
+    subject = Text(validate=validate.Length(1, 64),
                             metadata={"description": "The Ownstory subject id. Give this or account."})
 
     @validates_schema
@@ -35,10 +33,12 @@ class CheckRequestSchema(StrictSchema):
                          metadata={"description": f"1 to {MAX_CHECKS} checks, answered in the same order."})
 
 
-class CheckResultSchema(Schema):
+class CheckResultSchema(StrictSchema):
     allowed = fields.Boolean(required=True)
-    reason = fields.String(required=True, validate=validate.OneOf(REASONS))
+    reason = fields.String(required=True, validate=validate.OneOf(REASONS), metadata={
+        "description": "granted is the only reason that allows; opted_out outranks every other."})
 
 
-class CheckResponseSchema(Schema):
-    results = fields.List(fields.Nested(CheckResultSchema), required=True)
+class CheckResponseSchema(StrictSchema):
+    results = fields.List(fields.Nested(CheckResultSchema), required=True,
+                          metadata={"description": "One per check, in the order asked."})

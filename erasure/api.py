@@ -7,17 +7,19 @@ import json
 import uuid
 
 from flask import current_app
+from flask_login import current_user
 from flask_smorest import Blueprint
 from marshmallow import RAISE
 from sqlalchemy import and_, or_, select, tuple_
 from sqlalchemy.orm import selectinload
 
-from app.auth import api_roles
+from app import audit
 from app.db import utcnow, write_lock
 from app.errors import ApiError
 from app.extensions import db
 from app.mail import MailError
 from app.models import User
+from app.openapi import bearer
 from consent.models import Grant
 from consent.suppression import Identity, lookup, suppress
 from erasure import mail_text, service
@@ -53,9 +55,9 @@ def _known_networks(raw_identities: list[dict]) -> None:
                        {"identities": unknown})
 
 
-# api_roles sits above arguments, so a caller without the role is refused before its body is read.
+# bearer sits above arguments, so a caller without the role is refused before its body is read.
 @blp.route("/suppressions/check", methods=["POST"])
-@api_roles("service")
+@bearer("service")
 @blp.arguments(SuppressionCheckSchema)
 @blp.response(200, SuppressionAnswerSchema)
 def suppressions_check(body: dict):
@@ -73,9 +75,10 @@ def suppressions_check(body: dict):
 
 
 @blp.route("/optouts", methods=["POST"])
-@api_roles("service")
+@bearer("service")
 @blp.arguments(OptOutCreateSchema)
 @blp.response(202, OptOutSchema)
+@blp.alt_response(409, response="Conflict", description="The identities belong to more than one person.")
 def create_optout(body: dict):
     """Opt a person out on their behalf, from another system. Everything of theirs that is known goes.
 
@@ -134,9 +137,10 @@ def _owner(identities: list[Identity]) -> User | None:
 
 
 @blp.route("/optouts", methods=["GET"])
-@api_roles("operator")
+@bearer("operator")
 @blp.arguments(OptOutQuerySchema, location="query", unknown=RAISE)  # a misspelt filter must not widen the list
 @blp.response(200, OptOutPageSchema)
+@blp.alt_response(400, response="BadRequest")
 def list_optouts(query: dict):
     """Opt-outs, newest first, with filters and a cursor. Never personal data."""
     now = utcnow()
@@ -165,23 +169,29 @@ def list_optouts(query: dict):
             "next": _encode_cursor(rows[-1]) if more and rows else None}
 
 
-@blp.route("/optouts/<request_id>", methods=["GET"])
-@api_roles("operator")
+REQUEST_ID = [{"in": "path", "name": "request_id", "schema": {"type": "string", "format": "uuid"},
+               "description": "The opt-out's id: a UUID in lower case."}]
+
+
+@blp.route("/optouts/<request_id>", methods=["GET"], parameters=REQUEST_ID)
+@bearer("operator")
 @blp.response(200, OptOutDetailSchema)
 def get_optout(request_id: str):
     """One opt-out with every step: attempts, last error, when done."""
     return _detail(_get(request_id))
 
 
-@blp.route("/optouts/<request_id>/retry", methods=["POST"])
-@api_roles("operator")
+@blp.route("/optouts/<request_id>/retry", methods=["POST"], parameters=REQUEST_ID)
+@bearer("operator")
 @blp.response(200, OptOutDetailSchema)
 def retry_optout(request_id: str):
     """Make every step that needs attention (or is waiting to retry) due now. Answers the request as it is then."""
     _checked_id(request_id)
     db.session.commit()  # end the token lookup's transaction: the steps are read under the write lock
     write_lock(db.session)
-    retry_now(db.session, _get(request_id), utcnow())
+    steps = retry_now(db.session, _get(request_id), utcnow())
+    audit.record(db.session, **audit.actor_of(current_user), action="optout_retry", target=request_id,
+                 details={"steps": steps}, now=utcnow())  # in the retry's transaction: both or neither
     db.session.commit()
     return _detail(_get(request_id))
 
@@ -236,7 +246,8 @@ def _decode_cursor(text: str) -> tuple[dt.datetime, str]:
             raise ValueError("not a cursor")
         at, last_id = decoded
         when = dt.datetime.fromisoformat(at)
-        if when.tzinfo is None or not isinstance(last_id, str):
+        # The id goes into the query: only an opt-out id (a canonical UUID), never a NUL PostgreSQL refuses.
+        if when.tzinfo is None or not isinstance(last_id, str) or str(uuid.UUID(last_id)) != last_id:
             raise ValueError("not a cursor")
         return when.astimezone(dt.UTC), last_id
     except (ValueError, TypeError, OverflowError):

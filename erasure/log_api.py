@@ -2,70 +2,57 @@
 from __future__ import annotations
 
 import base64
+import re
+import uuid
 
-from flask import Response, current_app, jsonify
+from flask import Response, current_app
 from flask_smorest import Blueprint
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from app.db import utcnow
 from app.errors import ApiError
 from app.extensions import db
+from app.openapi import anyone
 from erasure import keys, log, receipts
 from erasure.models import Receipt
+from erasure.schemas import (
+    MAX_INDEX,
+    BundleSchema,
+    ConsistencyProofSchema,
+    ConsistencyQuerySchema,
+    InclusionProofSchema,
+    InclusionQuerySchema,
+    JwksSchema,
+    VerifyAnswerSchema,
+    VerifyRequestSchema,
+)
 
 blp = Blueprint("log_api", __name__, url_prefix="/api/v1",
                 description="Receipts and the transparency log: open to anyone.")
 wellknown = Blueprint("wellknown", __name__, description="Published keys.")
 
-MAX_INDEX = 2**62
+TEXT = {"type": "string"}
+LEAF_DIGITS = re.compile(r"[0-9]{1,19}", re.ASCII)  # str.isdigit() also takes "²", which int() refuses
+RECEIPT_ID = [{"in": "path", "name": "receipt_id", "description": "The receipt's id, a UUID."}]
+LEAF_INDEX = [{"in": "path", "name": "index", "schema": {"type": "integer", "minimum": 0, "maximum": MAX_INDEX},
+               "description": "The leaf's index in the log, from 0."}]
 
 
-class InclusionQuery(Schema):
-    leaf_index = fields.Integer(required=True, strict=False, validate=validate.Range(0, MAX_INDEX))
-    tree_size = fields.Integer(required=True, strict=False, validate=validate.Range(1, MAX_INDEX))
-
-
-class ConsistencyQuery(Schema):
-    first = fields.Integer(required=True, strict=False, validate=validate.Range(1, MAX_INDEX))
-    second = fields.Integer(required=True, strict=False, validate=validate.Range(1, MAX_INDEX))
-
-
-class VerifyRequest(Schema):
-    """A compact JWS under "receipt", or a whole bundle (receipt, log, and optionally owner_proof)."""
-
-    receipt = fields.String(required=True, validate=validate.Length(1, 65536))
-    log = fields.Dict()
-    owner_proof = fields.Dict()
-
-    @validates_schema
-    def only_bundle_fields(self, data, **_kwargs):
-        if set(data) - {"receipt", "log", "owner_proof"}:
-            raise ValidationError("unknown field")
-
-
-class VerifyAnswer(Schema):
-    valid = fields.Boolean(required=True)
-    checks = fields.Dict(keys=fields.String(), values=fields.Boolean(), required=True)
-    claims = fields.Dict(required=True)
-    problems = fields.List(fields.String())
-
-
-def _receipt(receipt_id: str) -> Receipt:
-    receipt = db.session.get(Receipt, receipt_id[:36])
+# A uuid converter: "/receipts/verify" is then no receipt's path, so GET there is 405, not "no such receipt".
+@blp.route("/receipts/<uuid:receipt_id>", methods=["GET"], parameters=RECEIPT_ID)
+@anyone
+@blp.response(200, BundleSchema)
+def get_receipt(receipt_id: uuid.UUID):
+    """The bundle: the signed receipt with its inclusion proof to the latest checkpoint (no owner proof)."""
+    receipt = db.session.get(Receipt, str(receipt_id))
     if receipt is None:
         raise ApiError(404, "not_found", "No receipt with that id.")
-    return receipt
-
-
-@blp.route("/receipts/<receipt_id>", methods=["GET"])
-def get_receipt(receipt_id: str):
-    """The bundle: the signed receipt with its inclusion proof to the latest checkpoint (no owner proof)."""
-    return jsonify(receipts.bundle(db.session, _receipt(receipt_id)))
+    return receipts.bundle(db.session, receipt)
 
 
 @blp.route("/receipts/verify", methods=["POST"])
-@blp.arguments(VerifyRequest)
-@blp.response(200, VerifyAnswer)
+@anyone
+@blp.arguments(VerifyRequestSchema)
+@blp.response(200, VerifyAnswerSchema)
 def verify_receipt(body: dict):
     """Check a receipt or a bundle against the published keys and this log's checkpoint key."""
     from erasure.verify import verify
@@ -89,6 +76,9 @@ def _text(body: str) -> Response:
 
 
 @blp.route("/log/checkpoint", methods=["GET"])
+@anyone
+@blp.response(200, TEXT, content_type="text/plain", description="The checkpoint as a signed note (CONTRACT 8).")
+@blp.alt_response(404, response="NotFound", description="The log is empty: no receipt has been issued yet.")
 def checkpoint():
     """The latest signed checkpoint (C2SP tlog-checkpoint, signed note)."""
     latest = log.latest_checkpoint(db.session)
@@ -98,45 +88,58 @@ def checkpoint():
 
 
 @blp.route("/log/key", methods=["GET"])
+@anyone
+@blp.response(200, TEXT, content_type="text/plain", description="<origin>+<key id, 8 hex digits>+<base64 key>")
 def log_key():
     """The log's note-verifier key: <origin>+<key id>+<base64 key>."""
     return _text(_log_key() + "\n")
 
 
 @blp.route("/log/proof/inclusion", methods=["GET"])
-@blp.arguments(InclusionQuery, location="query")
+@anyone
+@blp.arguments(InclusionQuerySchema, location="query")
+@blp.response(200, InclusionProofSchema)
 def inclusion(query: dict):
     """The RFC 9162 inclusion path of a leaf in the tree of a given size."""
     try:
         path = log.inclusion(db.session, query["leaf_index"], query["tree_size"])
     except log.LogError as exc:
         raise ApiError(422, "invalid", str(exc)) from None
-    return jsonify({"leaf_index": query["leaf_index"], "tree_size": query["tree_size"],
-                    "hashes": [base64.b64encode(h).decode() for h in path]})
+    return {"leaf_index": query["leaf_index"], "tree_size": query["tree_size"],
+            "hashes": [base64.b64encode(h).decode() for h in path]}
 
 
 @blp.route("/log/proof/consistency", methods=["GET"])
-@blp.arguments(ConsistencyQuery, location="query")
+@anyone
+@blp.arguments(ConsistencyQuerySchema, location="query")
+@blp.response(200, ConsistencyProofSchema)
 def consistency(query: dict):
     """The RFC 9162 consistency path between two tree sizes."""
     try:
         path = log.consistency(db.session, query["first"], query["second"])
     except log.LogError as exc:
         raise ApiError(422, "invalid", str(exc)) from None
-    return jsonify({"first": query["first"], "second": query["second"],
-                    "hashes": [base64.b64encode(h).decode() for h in path]})
+    return {"first": query["first"], "second": query["second"],
+            "hashes": [base64.b64encode(h).decode() for h in path]}
 
 
-@blp.route("/log/leaves/<index>", methods=["GET"])
+@blp.route("/log/leaves/<index>", methods=["GET"], parameters=LEAF_INDEX)
+@anyone
+@blp.response(200, TEXT, content_type="text/plain", description="The receipt's compact JWS.")
 def leaf(index: str):
     """The receipt JWS stored at a leaf."""
-    found = log.leaf(db.session, int(index)) if index.isdigit() and len(index) < 19 else None
+    found = None
+    # Past the log's size there is nothing to look up, and PostgreSQL's integer column would refuse the number.
+    if LEAF_DIGITS.fullmatch(index) and int(index) < log.size(db.session):
+        found = log.leaf(db.session, int(index))
     if found is None:
         raise ApiError(404, "not_found", "No leaf at that index.")
     return _text(found)
 
 
 @wellknown.route("/.well-known/jwks.json", methods=["GET"])
+@anyone
+@wellknown.response(200, JwksSchema)
 def jwks():
     """Every receipt-signing public key ever used; retired ones are marked."""
-    return jsonify(keys.jwks(db.session))
+    return keys.jwks(db.session)

@@ -4,9 +4,9 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from sqlalchemy import Integer, and_, bindparam, exists, or_, select, update
+from sqlalchemy import Integer, and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from app.db import UTCDateTime, write_lock
@@ -20,8 +20,13 @@ RUNNABLE = ("pending", "retrying", "needs_attention")
 
 @dataclass(frozen=True)
 class Claim:
+    """A step leased to `owner`, with the rows it runs on as they were at the claim (detached: read only)."""
+
     step_id: str
     owner: str
+    step: ErasureStep | None = field(default=None, compare=False, repr=False)
+    request: OptOutRequest | None = field(default=None, compare=False, repr=False)
+    last_phase: bool = True  # no step of its request comes after it: finishing it may complete the request
 
 
 @functools.cache
@@ -44,9 +49,16 @@ def _claim_statement(skip_locked: bool):
         .where(ErasureStep.id.in_(candidates.scalar_subquery()))
         .values(status="running", lease_owner=bindparam("owner"),
                 lease_expires_at=bindparam("expires", type_=UTCDateTime()), attempts=ErasureStep.attempts + 1)
-        .returning(ErasureStep.id)
-        .execution_options(synchronize_session=False)
+        .returning(ErasureStep)  # the claimed rows themselves: the worker need not read them again
+        .execution_options(synchronize_session=False, populate_existing=True)
     )
+
+
+@functools.cache
+def _requests_statement():
+    last_phase = (select(func.max(ErasureStep.phase)).where(ErasureStep.request_id == OptOutRequest.id)
+                  .correlate(OptOutRequest).scalar_subquery())
+    return select(OptOutRequest, last_phase).where(OptOutRequest.id.in_(bindparam("ids", expanding=True)))
 
 
 def claim(session: Session, owner: str, now: dt.datetime, limit: int = 10, lease: dt.timedelta = LEASE) -> list[Claim]:
@@ -55,13 +67,20 @@ def claim(session: Session, owner: str, now: dt.datetime, limit: int = 10, lease
     A step is runnable when it is due and every step of a lower phase in its request is done;
     a running step whose lease ran out (its worker died) is runnable again. On PostgreSQL the
     inner SELECT skips rows another worker is claiming; on SQLite BEGIN IMMEDIATE serializes.
+
+    The claimed steps come back with their requests, read in the same transaction: one statement
+    for the steps and one for their requests, however many are claimed.
     """
     dialect = session.get_bind().dialect.name
     write_lock(session)
-    ids = list(session.scalars(_claim_statement(dialect == "postgresql"),
-                               {"now": now, "owner": owner, "expires": now + lease, "limit": limit}))
+    steps = list(session.scalars(_claim_statement(dialect == "postgresql"),
+                                 {"now": now, "owner": owner, "expires": now + lease, "limit": limit}))
+    requests = {}
+    if steps:
+        rows = session.execute(_requests_statement(), {"ids": sorted({s.request_id for s in steps})})
+        requests = {request.id: (request, last) for request, last in rows}
     session.commit()
-    return [Claim(step_id, owner) for step_id in ids]
+    return [Claim(s.id, owner, s, requests[s.request_id][0], s.phase >= requests[s.request_id][1]) for s in steps]
 
 
 def finish(session: Session, claim_: Claim, now: dt.datetime, **values) -> bool:

@@ -9,6 +9,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask
 
+from app.db import utcnow
+from erasure import retention
 from erasure.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -21,15 +23,29 @@ logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)  # "skipped: 
 def _tick(worker: Worker) -> None:
     """Drain what is due, then wait for the next tick; APScheduler never runs two ticks at once."""
     try:
-        worker.drain(max_rounds=50)
+        # Each round claims for the threads that are free. A tick that ends waits up to `tick` for the
+        # next one, so a busy queue is drained in long ticks; SIGTERM still stops it after the steps under way.
+        worker.drain(max_rounds=10_000)
     except Exception:
         # A database that is briefly away must not stop the worker: the next tick tries again.
         log.exception("worker tick failed")
 
 
+def _sweep(worker: Worker) -> None:
+    """A retention sweep (erasure.retention), unless another worker runs one or ran one just now."""
+    try:
+        with worker.sessions() as session:
+            retention.sweep(session, worker.ctx, utcnow(), owner=worker.owner,
+                            every=retention.every(worker.app) / 2, lease=max(worker.lease, retention.LEASE))
+    except Exception:
+        log.exception("retention sweep failed")
+
+
 def _schedule(scheduler, worker: Worker, tick: float) -> None:
     scheduler.add_job(_tick, "interval", args=[worker], seconds=tick, max_instances=1, coalesce=True,
                       id="erasure-tick")
+    scheduler.add_job(_sweep, "interval", args=[worker], seconds=retention.every(worker.app).total_seconds(),
+                      max_instances=1, coalesce=True, id="retention-sweep")
 
 
 def run_forever(app: Flask, threads: int = 4, tick: float = TICK_SECONDS) -> None:

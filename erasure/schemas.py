@@ -4,8 +4,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, fields, validate, validates_schema
 
+from app.openapi import QueryBoolean, QueryInteger, StrictSchema, Text
 from erasure.models import REQUEST_STATUSES, STEP_KINDS, STEP_STATUSES
 
 MAX_IDENTITIES = 1000
@@ -13,15 +14,17 @@ MAX_OPTOUT_IDENTITIES = 50
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
 
 
-class StrictSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
-
 class IdentitySchema(StrictSchema):
+    # The document says what network_when_needed checks: email alone, account and handle with a network.
+    OPENAPI = {"oneOf": [
+        {"properties": {"kind": {"enum": ["email"]}}, "not": {"required": ["network"]}},
+        {"properties": {"kind": {"enum": ["account", "handle"]}}, "required": ["network"]},
+    ]}
+
     kind = fields.String(required=True, validate=validate.OneOf(("email", "account", "handle")))
-    network = fields.String(validate=validate.Length(1, 64), metadata={"description": "For account and handle."})
-    value = fields.String(required=True, validate=validate.Length(1, 320))
+    network = Text(validate=validate.Length(1, 64), metadata={"description": "For account and handle."})
+    value = Text(required=True, validate=validate.Length(1, 320), metadata={
+        "description": "An email address, or the account id or handle at the network; not blank."})
 
     @validates_schema
     def network_when_needed(self, data: dict, **_kwargs) -> None:
@@ -44,13 +47,15 @@ class SuppressionCheckSchema(StrictSchema):
                              validate=validate.Length(1, MAX_IDENTITIES))
 
 
-class SuppressionResultSchema(Schema):
+class SuppressionResultSchema(StrictSchema):
     suppressed = fields.Boolean(required=True)
-    reason = fields.String(allow_none=True, required=True, metadata={"description": '"opted_out" or null'})
+    reason = fields.String(allow_none=True, required=True, validate=validate.OneOf(("opted_out",)), metadata={
+        "description": "opted_out; null when not suppressed, or when the owner asked that the reason not be shown."})
 
 
-class SuppressionAnswerSchema(Schema):
-    results = fields.List(fields.Nested(SuppressionResultSchema), required=True)
+class SuppressionAnswerSchema(StrictSchema):
+    results = fields.List(fields.Nested(SuppressionResultSchema), required=True,
+                          metadata={"description": "One per identity, in the order asked."})
 
 
 class OptOutCreateSchema(StrictSchema):
@@ -73,42 +78,137 @@ class UTCDateTime(fields.AwareDateTime):
 
 class OptOutQuerySchema(StrictSchema):
     status = fields.String(validate=validate.OneOf(REQUEST_STATUSES))
-    overdue = fields.Boolean(truthy={"true", "1"}, falsy={"false", "0"})
-    network = fields.String(validate=validate.Length(1, 64), metadata={
+    overdue = QueryBoolean(metadata={"description": "true: past the deadline and not completed; false: the rest."})
+    network = Text(validate=validate.Length(1, 64), metadata={
         "description": "Only opt-outs that revoke access at this network."})
     since = UTCDateTime(metadata={"description": "Requested at or after (ISO 8601 with zone)."})
     until = UTCDateTime(metadata={"description": "Requested before (ISO 8601 with zone)."})
-    limit = fields.Integer(strict=False, load_default=50, validate=validate.Range(1, 200))
-    cursor = fields.String(validate=validate.Length(1, 200))
+    limit = QueryInteger(load_default=50, validate=validate.Range(1, 200))
+    cursor = Text(validate=validate.Length(1, 200), metadata={"description": "next of the page before."})
 
 
-class StepSchema(Schema):
+class StepSchema(StrictSchema):
     kind = fields.String(required=True, validate=validate.OneOf(STEP_KINDS))
-    target = fields.String(required=True)
+    target = fields.String(required=True, metadata={"description": "A network key, a store, or the person."})
     status = fields.String(required=True, validate=validate.OneOf(STEP_STATUSES))
     attempts = fields.Integer(required=True)
-    last_error = fields.String(allow_none=True)
-    done_at = fields.AwareDateTime(allow_none=True)
+    last_error = fields.String(allow_none=True, required=True)
+    done_at = fields.AwareDateTime(allow_none=True, required=True)
 
 
-class OptOutSchema(Schema):
-    id = fields.String(required=True)
+class OptOutSchema(StrictSchema):
+    id = fields.UUID(required=True)
     status = fields.String(required=True, validate=validate.OneOf(REQUEST_STATUSES))
-    scope = fields.String(required=True)
-    source = fields.String(required=True)
+    scope = fields.String(required=True, metadata={"description": '"all" or a network key.'})
+    source = fields.String(required=True, validate=validate.OneOf(("person", "service", "forget")))
     requested_at = fields.AwareDateTime(required=True)
     deadline = fields.AwareDateTime(required=True)
-    completed_at = fields.AwareDateTime(allow_none=True)
+    completed_at = fields.AwareDateTime(allow_none=True, required=True)
     overdue = fields.Boolean(required=True)
-    identity_kinds = fields.Dict(keys=fields.String(), values=fields.Integer(),
+    identity_kinds = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True,
                                  metadata={"description": "How many identities of each kind; never their values."})
-    receipt_id = fields.String(allow_none=True)
+    receipt_id = fields.UUID(allow_none=True, required=True)
 
 
 class OptOutDetailSchema(OptOutSchema):
     steps = fields.List(fields.Nested(StepSchema), required=True)
 
 
-class OptOutPageSchema(Schema):
+class OptOutPageSchema(StrictSchema):
     items = fields.List(fields.Nested(OptOutSchema), required=True)
-    next = fields.String(allow_none=True, required=True)
+    next = fields.String(allow_none=True, required=True, metadata={"description": "The cursor of the next page; "
+                                                                                  "null on the last."})
+
+
+# --- receipts and the transparency log (erasure/log_api.py) ---------------------------------------
+
+MAX_INDEX = 2**62
+
+
+class LogProofSchema(StrictSchema):
+    leaf_index = fields.Integer(strict=True, required=True, validate=validate.Range(0, MAX_INDEX))
+    tree_size = fields.Integer(strict=True, required=True, validate=validate.Range(1, MAX_INDEX))
+    inclusion = fields.List(fields.String(), required=True, metadata={
+        "description": "RFC 9162 inclusion path, leaf to root: SHA-256 hashes in standard base64."})
+    checkpoint = fields.String(required=True, metadata={"description": "The signed checkpoint note (CONTRACT 8)."})
+
+
+class OwnerProofSchema(StrictSchema):
+    salt = fields.String(required=True, metadata={"description": "base64url, no padding."})
+    identities = fields.List(fields.String(), required=True, metadata={
+        "description": '"email:<email>", "account:<network>:<id>" or "handle:<network>:<handle>", sorted.'})
+
+
+class BundleSchema(StrictSchema):
+    """A receipt with its inclusion proof to the latest checkpoint (CONTRACT 7); the API never adds owner_proof."""
+
+    receipt = fields.String(required=True, metadata={"description": "The receipt: a compact JWS."})
+    log = fields.Nested(LogProofSchema, required=True)
+
+
+class VerifyRequestSchema(StrictSchema):
+    """A compact JWS under "receipt", or a whole bundle (receipt, log, and optionally owner_proof)."""
+
+    receipt = fields.String(required=True, validate=validate.Length(1, 65536))
+    log = fields.Nested(LogProofSchema)
+    owner_proof = fields.Nested(OwnerProofSchema)
+
+
+class VerifyChecksSchema(StrictSchema):
+    """Each of erasure.verify.CHECKS: passed (true), or failed or could not run (false)."""
+
+    format = fields.Boolean(required=True)
+    key_known = fields.Boolean(required=True)
+    kid_thumbprint = fields.Boolean(required=True)
+    signature = fields.Boolean(required=True)
+    claims = fields.Boolean(required=True)
+    log_inclusion = fields.Boolean(required=True)
+    checkpoint_signature = fields.Boolean(required=True)
+    owner = fields.Boolean(required=True)
+
+
+class VerifyAnswerSchema(StrictSchema):
+    valid = fields.Boolean(required=True)
+    checks = fields.Nested(VerifyChecksSchema, required=True)
+    claims = fields.Dict(required=True, metadata={"description": "The receipt's payload (CONTRACT 7); {} if unread."})
+    problems = fields.List(fields.String(), required=True, metadata={"description": "One line per failed check."})
+
+
+class InclusionQuerySchema(StrictSchema):
+    leaf_index = QueryInteger(required=True, validate=validate.Range(0, MAX_INDEX))
+    tree_size = QueryInteger(required=True, validate=validate.Range(1, MAX_INDEX))
+
+
+class ConsistencyQuerySchema(StrictSchema):
+    first = QueryInteger(required=True, validate=validate.Range(1, MAX_INDEX))
+    second = QueryInteger(required=True, validate=validate.Range(1, MAX_INDEX))
+
+
+class InclusionProofSchema(StrictSchema):
+    leaf_index = fields.Integer(required=True)
+    tree_size = fields.Integer(required=True)
+    hashes = fields.List(fields.String(), required=True, metadata={
+        "description": "SHA-256 hashes in standard base64, ordered from the leaf to the root."})
+
+
+class ConsistencyProofSchema(StrictSchema):
+    first = fields.Integer(required=True)
+    second = fields.Integer(required=True)
+    hashes = fields.List(fields.String(), required=True, metadata={
+        "description": "SHA-256 hashes in standard base64 (RFC 9162 2.1.4)."})
+
+
+class JwkSchema(StrictSchema):
+    kty = fields.String(required=True, validate=validate.Equal("OKP"))
+    crv = fields.String(required=True, validate=validate.Equal("Ed25519"))
+    x = fields.String(required=True, metadata={"description": "The public key, base64url."})
+    kid = fields.String(required=True, metadata={"description": "The key's RFC 7638 thumbprint."})
+    alg = fields.String(required=True, validate=validate.Equal("Ed25519"))
+    use = fields.String(required=True, validate=validate.Equal("sig"))
+    retired = fields.Boolean(metadata={"description": "Present and true once the key signs no more receipts."})
+    retired_at = fields.String(metadata={"description": "When it was retired.", "format": "date-time"})
+
+
+class JwksSchema(StrictSchema):
+    keys = fields.List(fields.Nested(JwkSchema), required=True, metadata={
+        "description": "Every receipt-signing key ever used, oldest first."})

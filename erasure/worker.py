@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 import requests
 from flask import Flask
@@ -37,6 +37,7 @@ class Worker:
         self.lease = dt.timedelta(seconds=app.config.get("ERASURE_LEASE_SECONDS", 120))
         # Claim no more than can start at once: a lease runs from the claim, so a step left waiting
         # in this worker's queue would expire there, and another worker would run it a second time.
+        self.threads = threads
         self.batch = batch or threads
         self.retry_base = float(app.config.get("ERASURE_RETRY_BASE_SECONDS", 2.0))
         # (connect, read) seconds for each call to a network; tests shorten it to see a timeout quickly.
@@ -52,24 +53,42 @@ class Worker:
         with self._round:
             if self._closing.is_set():
                 return 0  # claiming now would leave steps leased to a worker that is going away
-            now = now or utcnow()
-            with self.sessions() as session:
-                if self._swept_at is None or now - self._swept_at > dt.timedelta(minutes=1):
-                    sweep_deadlines(session, now)
-                    self._swept_at = now
-                claims = queue.claim(session, self.owner, now, self.batch, self.lease)
+            claims = self._claim(self.batch, now or utcnow())
             list(self.pool.map(self._run_claim, claims))
             return len(claims)
 
     def drain(self, max_rounds: int = 1000) -> int:
-        """Run until no step is due (tests and benchmarks); returns how many ran."""
+        """Run until no step is due (each tick of `flask worker`, tests, benchmarks); returns how many ran.
+
+        A thread that is done claims its next step at once, rather than waiting for the slowest step of
+        a batch. Claims never exceed the threads that are free, so no claimed step waits for a thread
+        while its lease runs. `max_rounds` bounds the claims made.
+        """
         total = 0
-        for _ in range(max_rounds):
-            ran = self.run_once()
-            if not ran:
-                break
-            total += ran
+        with self._round:
+            running: set[Future] = set()
+            try:
+                for _ in range(max_rounds):
+                    if self._closing.is_set():
+                        break
+                    free = self.threads - len(running)
+                    claims = self._claim(min(free, self.batch), utcnow()) if free else []
+                    running |= {self.pool.submit(self._run_claim, claim) for claim in claims}
+                    total += len(claims)
+                    if not running:
+                        break  # nothing due, nothing under way
+                    # A step that finishes frees a thread, and may let the next phase of its request run.
+                    _done, running = wait(running, return_when=FIRST_COMPLETED)
+            finally:
+                wait(running)
         return total
+
+    def _claim(self, limit: int, now: dt.datetime) -> list[queue.Claim]:
+        with self.sessions() as session:
+            if self._swept_at is None or now - self._swept_at > dt.timedelta(minutes=1):
+                sweep_deadlines(session, now)
+                self._swept_at = now
+            return queue.claim(session, self.owner, now, limit, self.lease)
 
     def close(self) -> None:
         """Stop claiming, let the steps under way finish and record their outcomes, then stop."""
@@ -93,12 +112,9 @@ class Worker:
                 self._record(session, claim, steps.Result(retry=True, error="an unexpected error; see the logs"))
 
     def _run(self, session: Session, claim: queue.Claim) -> None:
-        step = session.get(ErasureStep, claim.step_id)
-        if step is None or step.lease_owner != claim.owner:
-            return
-        request = step.request
-        session.commit()  # end the read transaction: a step may run for a while
-
+        # The step and its request come with the claim, read in its transaction: no read here, and
+        # no transaction held open while the step runs (a step may run for a while).
+        step, request = claim.step, claim.request
         renewed = [time.monotonic()]
 
         def heartbeat(result: dict | None = None) -> None:
@@ -124,7 +140,7 @@ class Worker:
     def _record(self, session: Session, claim: queue.Claim, result: steps.Result) -> None:
         now = utcnow()
         write_lock(session)
-        step = session.get(ErasureStep, claim.step_id)
+        step = claim.step
         if result.done:
             values = {"status": "done", "done_at": now, "last_error": None, "result": result.result}
             if result.clear_params:
@@ -140,8 +156,20 @@ class Worker:
         if not queue.finish(session, claim, now, **values):
             session.rollback()  # another worker took the step over; its run counts, not this one
             return
-        settle(session, step.request_id, now)
+        if _changes_status(claim, result):
+            settle(session, step.request_id, now)
         session.commit()
+
+
+def _changes_status(claim: queue.Claim, result: steps.Result) -> bool:
+    """Whether recording this outcome can change its request's status, which settle() derives from the steps.
+
+    A first attempt that went through, with steps of a later phase still to come, changes nothing: those
+    steps are not done, so the request is not complete, and this step was never the one needing
+    attention. Its request's status is left alone, and its row not locked, unless it still says received.
+    (A request nearing its deadline is marked by sweep_deadlines.)
+    """
+    return not result.done or claim.step.attempts > 1 or claim.last_phase or claim.request.status == "received"
 
 
 class LeaseLost(Exception):

@@ -88,7 +88,7 @@ def demo_network():
         "DEMO_CLIENTS": [{
             "client_id": DEMO_CLIENT_ID,
             "client_secret": DEMO_CLIENT_SECRET,
-            "redirect_uris": [f"{BASE_URL}/networks/demo/callback"],
+            "redirect_uris": [f"{BASE_URL}/networks/demo/callback", f"{BASE_URL}/forget/networks/demo/callback"],
             "scope": "profile posts",
             "token_endpoint_auth_method": "client_secret_basic",
         }],

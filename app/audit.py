@@ -1,0 +1,317 @@
+"""The audit trail: who did what, one global append-only hash chain, its replay, and `flask audit`.
+
+Every sign-in (and failed one), sign-up and sign-out, every 401 and 403, every operator and auditor
+action and every account, token and key command lands here. Events name actors and targets by id
+only: never an email, a token, a password or anything else a person could be recognised by.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import click
+from flask import Flask, Response, current_app, g, request, session
+from flask.cli import AppGroup
+from sqlalchemy import JSON, CheckConstraint, Integer, String, func, select, text
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from app.db import Base, utcnow, write_lock
+
+log = logging.getLogger(__name__)
+
+ACTOR_KINDS = ("person", "operator", "auditor", "service", "anonymous", "system")
+GENESIS = "0" * 64
+LOCK_ID = 0x61756474  # "audt": serializes appends on PostgreSQL; erasure/log.py's is 0x6F776E73
+ATTEMPTS = 5
+BATCH = 1000
+MAX_DETAILS = 4000  # characters of canonical JSON: details are a few ids and codes, never a payload
+
+# Endpoints whose use by an operator or auditor is recorded after the fact, with the answer's status
+# as the outcome. Reads belong here; a change of state is recorded in its own transaction with record().
+AUDITED_ENDPOINTS = {
+    "log_api.verify_receipt": "receipt_verify",
+}
+
+
+class AuditEvent(Base):
+    """One entry of the audit trail; `hash` covers every other field and the entry before."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        CheckConstraint("actor_kind IN ('person', 'operator', 'auditor', 'service', 'anonymous', 'system')",
+                        name="actor_kind"),
+        CheckConstraint("seq >= 1", name="seq_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    seq: Mapped[int] = mapped_column(Integer, unique=True)
+    at: Mapped[dt.datetime]
+    actor_kind: Mapped[str] = mapped_column(String(16))
+    actor_id: Mapped[str | None] = mapped_column(String(64))  # a user or token id; never an email or token
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(255))  # an id or a route, never personal data
+    outcome: Mapped[str] = mapped_column(String(32))
+    details: Mapped[dict] = mapped_column(JSON, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+# --- the chain ---------------------------------------------------------------------------------
+
+def iso_utc(at: dt.datetime) -> str:
+    """Always with microseconds and 'Z', so the same instant always hashes the same way."""
+    return at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def canonical(*, seq: int, at: dt.datetime, actor_kind: str, actor_id: str | None, action: str,
+              target: str | None, outcome: str, details: dict, prev_hash: str) -> bytes:
+    """The bytes an event's hash covers: compact JSON with sorted keys."""
+    fields = {"seq": seq, "at": iso_utc(at), "actor_kind": actor_kind, "actor_id": actor_id, "action": action,
+              "target": target, "outcome": outcome, "details": details, "prev_hash": prev_hash}
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def chain_hash(prev_hash: str, canonical_bytes: bytes) -> str:
+    """SHA-256 over the previous hash (its 64 ASCII hex digits) followed by the canonical fields."""
+    return hashlib.sha256(prev_hash.encode("ascii") + canonical_bytes).hexdigest()
+
+
+def event_hash(event) -> str:
+    """The hash an event (a model instance or a row with the same fields) should carry."""
+    return chain_hash(event.prev_hash, canonical(
+        seq=event.seq, at=event.at, actor_kind=event.actor_kind, actor_id=event.actor_id, action=event.action,
+        target=event.target, outcome=event.outcome, details=event.details or {}, prev_hash=event.prev_hash))
+
+
+def _plain_json(details: dict | None) -> dict:
+    """The details as they will read back from the database, so the stored row hashes as it was hashed."""
+    if details is None:
+        return {}
+    if not isinstance(details, dict):
+        raise TypeError("audit details must be a dict")
+    text_ = json.dumps(details, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    if len(text_) > MAX_DETAILS:
+        raise ValueError("audit details are too long: record ids and codes, not payloads")
+    return json.loads(text_)
+
+
+def lock(session_: Session) -> None:
+    """Serialize appends across every process and machine. On SQLite, call before the transaction's first read."""
+    if session_.get_bind().dialect.name == "postgresql":
+        session_.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": LOCK_ID})
+    else:
+        write_lock(session_)
+
+
+def record(session_: Session, *, actor_kind: str, actor_id: str | None, action: str, target: str | None = None,
+           outcome: str = "ok", details: dict | None = None, now: dt.datetime) -> AuditEvent:
+    """Append an event to the trail in the caller's transaction; the caller commits.
+
+    Appends are serialized (an advisory lock on PostgreSQL, the write lock on SQLite), held until the
+    caller's transaction ends: record last, just before the commit. On SQLite, a transaction that has
+    only read so far cannot always become a writer: take write_lock(session) before its first read.
+    """
+    if actor_kind not in ACTOR_KINDS:
+        raise ValueError(f"unknown actor kind {actor_kind!r}")
+    if now.tzinfo is None:
+        raise ValueError("an audit event's time must be timezone-aware")
+    if not action or len(action) > 64:
+        raise ValueError("an audit action is a short code such as 'login'")
+    plain = _plain_json(details)
+    lock(session_)
+    for attempt in range(ATTEMPTS):
+        try:
+            with session_.begin_nested():
+                seq, prev_hash = _next_link(session_)
+                event = AuditEvent(seq=seq, at=now, actor_kind=actor_kind, actor_id=_short(actor_id, 64),
+                                   action=action, target=_short(target, 255), outcome=_short(outcome, 32) or "ok",
+                                   details=plain, prev_hash=prev_hash)
+                event.hash = event_hash(event)
+                session_.add(event)
+                session_.flush()
+            return event
+        except IntegrityError:  # a writer that skipped the lock took our seq: read the head again
+            if attempt == ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def record_now(*, actor_kind: str, actor_id: str | None, action: str, target: str | None = None,
+               outcome: str = "ok", details: dict | None = None, now: dt.datetime | None = None,
+               sessionmaker=None) -> AuditEvent:
+    """Append an event in a transaction of its own and commit it, whatever becomes of the caller's.
+
+    For views: a failed sign-in or a refused request is recorded though the request's own work is
+    rolled back. The session factory defaults to the current app's.
+    """
+    maker = sessionmaker or current_app.extensions["ownstory_db"]["sessionmaker"]
+    with maker() as own:
+        event = record(own, actor_kind=actor_kind, actor_id=actor_id, action=action, target=target,
+                       outcome=outcome, details=details, now=now or utcnow())
+        own.commit()
+        return event
+
+
+def actor_of(principal: Any) -> dict[str, str | None]:
+    """`actor_kind` and `actor_id` for a signed-in user, an API token's principal, or nobody.
+
+    Use as record(session, **actor_of(current_user), action=..., now=...).
+    """
+    if principal is None or not getattr(principal, "is_authenticated", False):
+        return {"actor_kind": "anonymous", "actor_id": None}
+    role = getattr(principal, "role", None)
+    kind = role if role in ACTOR_KINDS else "anonymous"
+    ident = getattr(principal, "token_id", None) or getattr(principal, "id", None)
+    return {"actor_kind": kind, "actor_id": str(ident) if ident is not None else None}
+
+
+def _short(value: str | None, limit: int) -> str | None:
+    return None if value is None else str(value)[:limit]
+
+
+def _next_link(session_: Session) -> tuple[int, str]:
+    last = session_.execute(select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)).first()
+    return (last.seq + 1, last.hash) if last else (1, GENESIS)
+
+
+# --- replay ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Break:
+    """The first place the trail stops agreeing with itself."""
+
+    seq: int | None
+    problem: str
+
+    def __str__(self) -> str:
+        return self.problem
+
+
+def verify(session_: Session) -> list[Break]:
+    """Replay the whole chain in seq order, in batches; the first break, if any (an empty list: intact).
+
+    A deleted entry shows as a gap, an edited one as a hash mismatch, a forged or reordered one as
+    a broken link. Only the tip is unanchored: removing the newest entries leaves a shorter valid chain.
+    """
+    expected, prev_hash = 1, GENESIS
+    for event in _stream(session_):
+        if event.seq != expected:
+            problem = (f"gap: the trail starts at seq {event.seq}, not 1" if expected == 1
+                       else f"gap: seq jumps {expected - 1} -> {event.seq}; entries are missing")
+            return [Break(event.seq, problem)]
+        if event.prev_hash != prev_hash:
+            return [Break(event.seq, f"broken link at seq {event.seq}: prev_hash does not match the hash of "
+                                     f"seq {event.seq - 1} (an entry was removed, reordered or forged)")]
+        if event_hash(event) != event.hash:
+            return [Break(event.seq, f"hash mismatch at seq {event.seq}: the entry was edited")]
+        expected, prev_hash = event.seq + 1, event.hash
+    return []
+
+
+def _stream(session_: Session) -> Iterator:
+    """Every event's row in seq order, a batch at a time: keyset pages, so no cursor stays open between them."""
+    columns = (AuditEvent.seq, AuditEvent.at, AuditEvent.actor_kind, AuditEvent.actor_id, AuditEvent.action,
+               AuditEvent.target, AuditEvent.outcome, AuditEvent.details, AuditEvent.prev_hash, AuditEvent.hash)
+    after = 0
+    while True:
+        batch = session_.execute(select(*columns).where(AuditEvent.seq > after)
+                                 .order_by(AuditEvent.seq).limit(BATCH)).all()
+        yield from batch
+        if len(batch) < BATCH:
+            return
+        after = batch[-1].seq
+
+
+def count(session_: Session) -> int:
+    return session_.scalar(select(func.count()).select_from(AuditEvent)) or 0
+
+
+# --- requests ----------------------------------------------------------------------------------
+
+def init_app(app: Flask) -> None:
+    """Record every 401 and 403, and operators' and auditors' use of AUDITED_ENDPOINTS."""
+    app.after_request(_record_request)
+
+
+def _record_request(response: Response) -> Response:
+    status = response.status_code
+    audited = AUDITED_ENDPOINTS.get(request.endpoint or "")
+    if status not in (401, 403) and audited is None:
+        return response
+    try:
+        from flask_login import current_user
+
+        who = actor_of(current_user._get_current_object())
+        _end_request_transaction()
+        if status in (401, 403):
+            _refusal(who, status)
+        elif who["actor_kind"] in ("operator", "auditor"):
+            record_now(**who, action=audited, target=_route(), outcome="ok" if status < 400 else str(status),
+                       details={"method": request.method, "status": status})
+    except SQLAlchemyError:
+        # The answer stands; the failure to record it is itself loud.
+        log.exception("could not record %s on %s in the audit trail", status, _route())
+    return response
+
+
+def _end_request_transaction() -> None:
+    """Whatever the request left uncommitted is never committed now: ending it releases any lock it holds
+    (SQLite's write lock, this trail's advisory lock), which the append's own transaction would wait for."""
+    own = g.get("db_session")
+    if own is not None and own.in_transaction():
+        own.rollback()
+
+
+def _refusal(who: dict, status: int) -> None:
+    if request.headers.get("Authorization"):
+        credential = "bearer"
+    elif session.get("_user_id"):
+        credential = "session"
+    else:
+        credential = "none"
+    record_now(**who, action="auth_failed" if status == 401 else "forbidden", target=_route(),
+               outcome="refused", details={"method": request.method, "status": status, "credential": credential})
+
+
+def _route() -> str | None:
+    """The URL rule (`/api/v1/optouts/<request_id>`), not the path: a path segment can carry anything."""
+    return request.url_rule.rule if request.url_rule is not None else None
+
+
+# --- `flask audit` -----------------------------------------------------------------------------
+
+audit_cli = AppGroup("audit", help="The audit trail.")
+
+
+@audit_cli.command("verify")
+def verify_command() -> None:
+    """Replay the hash chain; name the first break (exit 1), if any."""
+    from app.extensions import db
+
+    breaks = verify(db.session)
+    if breaks:
+        click.echo(str(breaks[0]))
+        click.echo("audit trail broken", err=True)
+        raise SystemExit(1)
+    click.echo(f"audit trail intact: {count(db.session)} events")
+
+
+@audit_cli.command("list")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100000),
+              help="How many of the newest events.")
+def list_command(limit: int) -> None:
+    """The newest events, newest first: seq, time, actor, action, target and outcome."""
+    from app.extensions import db
+
+    events = db.session.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(limit))
+    for e in events:
+        actor = f"{e.actor_kind}:{e.actor_id}" if e.actor_id else e.actor_kind
+        details = json.dumps(e.details, sort_keys=True, separators=(",", ":")) if e.details else ""
+        click.echo(f"{e.seq:>8}  {iso_utc(e.at)}  {actor:<46}  {e.action:<16}  {e.outcome:<8}  "
+                   f"{e.target or '-'}  {details}".rstrip())

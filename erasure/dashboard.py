@@ -1,0 +1,225 @@
+"""The operator dashboard: the queue by urgency, one request's steps with a retry, network health.
+
+Operators see status, steps, attempts, errors, and identities as kinds and counts: never the
+identities themselves, nor who the person is. Reading changes nothing; the one change an operator
+can make, "Retry now", is a POST with a CSRF token, recorded in the audit trail with the retry.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from app import audit
+from app.db import utcnow, write_lock
+from app.extensions import db
+from app.logging import redact
+from app.staff import staff_only
+from erasure import charts, oversight
+from erasure.models import REQUEST_STATUSES, OptOutRequest
+from erasure.operations import retry_now
+
+bp = Blueprint("dashboard", __name__, url_prefix="/operator")
+staff_only(bp, "operator")
+
+PAGE_SIZE = 50
+STATUS_WORDS = {"received": "Received", "in_progress": "In progress", "needs_attention": "Needs attention",
+                "completed": "Completed"}
+STEP_STATUS_WORDS = {"pending": "Pending", "running": "Running", "done": "Done", "retrying": "Retrying",
+                     "needs_attention": "Needs attention"}
+KIND_WORDS = {"email": ("email", "emails"), "account": ("account", "accounts"), "handle": ("handle", "handles"),
+              "subject": ("Ownstory account", "Ownstory accounts")}
+
+
+# --- words -----------------------------------------------------------------------------------------
+
+def span(delta: dt.timedelta) -> str:
+    """A length of time in its two largest units: '3 days 4 hours', '2 hours 5 minutes', '7 minutes'."""
+    seconds = int(abs(delta.total_seconds()))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+
+    def unit(n: int, word: str) -> str:
+        return f"{n} {word}{'' if n == 1 else 's'}"
+
+    if days:
+        return unit(days, "day") + (f" {unit(hours, 'hour')}" if hours else "")
+    if hours:
+        return unit(hours, "hour") + (f" {unit(minutes, 'minute')}" if minutes else "")
+    if minutes:
+        return unit(minutes, "minute")
+    return "less than a minute"
+
+
+def time_left(row: oversight.QueueRow, now: dt.datetime) -> str:
+    """What an operator needs to know about a request's deadline, in words."""
+    if row.completed_at is not None:
+        took = f"Completed in {span(row.completed_at - row.requested_at)}"
+        if row.completed_at > row.deadline:
+            return f"{took}, {span(row.completed_at - row.deadline)} after the deadline"
+        return f"{took}, within the deadline"
+    if row.deadline < now:
+        return f"Overdue by {span(now - row.deadline)}"
+    return f"{span(row.deadline - now)} left"
+
+
+def identity_words(kinds: dict | None) -> str:
+    """{"email": 1, "account": 2} as '1 email, 2 accounts': kinds and counts, never values."""
+    parts = []
+    for kind, count in sorted((kinds or {}).items(), key=lambda kv: list(KIND_WORDS).index(kv[0])
+                              if kv[0] in KIND_WORDS else len(KIND_WORDS)):
+        one, many = KIND_WORDS.get(kind, (kind, kind))
+        if isinstance(count, int) and count > 0:
+            parts.append(f"{count} {one if count == 1 else many}")
+    return ", ".join(parts) or "none"
+
+
+def scope_words(scope: str) -> str:
+    if scope == "all":
+        return "Everything"
+    networks = current_app.extensions["networks"]
+    return networks[scope].name if scope in networks else scope
+
+
+def target_words(step) -> str:
+    networks = current_app.extensions["networks"]
+    if step.kind == "revoke" and step.target in networks:
+        return f"{networks[step.target].name} ({step.target})"
+    return step.target
+
+
+def step_outcome(step) -> str:
+    """The counts and outcome a step recorded: chosen keys only, as `result` may hold more one day."""
+    r = step.result or {}
+    if step.status != "done":
+        return ""
+    if step.kind == "revoke":
+        return {"revoked": "Revoked", "already_invalid": "Already invalid at the network",
+                "manual": "No revocation endpoint: tokens destroyed"}.get(r.get("outcome"), "Done")
+    if step.kind == "purge" and "rows" in r:
+        return f"{r['rows']} row{'s' if r['rows'] != 1 else ''} deleted"
+    if step.kind == "verify":
+        return f"{r.get('residual_rows', 0)} rows left"
+    if step.kind == "notify":
+        return "Mailed" if r.get("sent") else "No address to mail"
+    return "Done"
+
+
+def safe_error(text: str | None) -> str:
+    """Errors are written without personal data; this masks anything that slipped through anyway."""
+    return redact(text) if text else ""
+
+
+def when(at: dt.datetime | None) -> str:
+    return at.astimezone(dt.UTC).strftime("%-d %b %Y, %H:%M UTC") if at else ""
+
+
+@bp.context_processor
+def _words():
+    return {"time_left": time_left, "identity_words": identity_words, "scope_words": scope_words,
+            "target_words": target_words, "step_outcome": step_outcome, "safe_error": safe_error, "when": when,
+            "STATUS_WORDS": STATUS_WORDS, "STEP_STATUS_WORDS": STEP_STATUS_WORDS}
+
+
+# --- the queue -------------------------------------------------------------------------------------
+
+def _filters() -> oversight.QueueFilter:
+    """The filters from the query string; a value we do not know is a 400, never a wider list."""
+    args = request.args
+    status = args.get("status", "")
+    overdue = args.get("overdue", "")
+    network = args.get("network", "")
+    if status and status not in REQUEST_STATUSES:
+        abort(400, "That status filter is not one of received, in_progress, needs_attention or completed.")
+    if overdue not in ("", "yes", "no"):
+        abort(400, "The overdue filter is yes, no, or empty.")
+    if network and network not in current_app.extensions["networks"]:
+        abort(400, "That network is not in the catalogue.")
+    return oversight.QueueFilter(status=status or None, overdue={"yes": True, "no": False}.get(overdue),
+                                 network=network or None)
+
+
+@bp.get("")
+def queue():
+    filters = _filters()
+    cursor = None
+    if request.args.get("cursor"):
+        try:
+            cursor = oversight.Cursor.decode(request.args["cursor"])
+        except oversight.BadCursor as exc:
+            abort(400, str(exc))
+    now = utcnow()
+    page = oversight.queue_page(db.session, filters, now, cursor, PAGE_SIZE)
+    counts = oversight.queue_counts(db.session, now)
+    failing = [f for f in oversight.failing_steps(db.session) if f.kind == "revoke"]
+    args = {k: v for k, v in request.args.items() if k in ("status", "overdue", "network") and v}
+    return render_template("operator/queue.html", page=page, now=page.at, counts=counts, failing=failing,
+                           filters=filters, args=args, networks=current_app.extensions["networks"],
+                           statuses=REQUEST_STATUSES, first_page=cursor is None,
+                           next_url=url_for(".queue", **args, cursor=page.next.encode()) if page.next else None)
+
+
+# --- one request -----------------------------------------------------------------------------------
+
+def _request_id(request_id: str) -> str:
+    """Ids are UUIDs in their one canonical form; anything else names no request."""
+    try:
+        if str(uuid.UUID(request_id)) == request_id:
+            return request_id
+    except ValueError:
+        pass
+    abort(404, "There is no opt-out request with that id.")
+
+
+def _found(request_id: str):
+    found = oversight.request_with_steps(db.session, _request_id(request_id))
+    if found is None:
+        abort(404, "There is no opt-out request with that id.")
+    return found
+
+
+@bp.get("/requests/<request_id>")
+def request_detail(request_id: str):
+    row, steps = _found(request_id)
+    retryable = sum(s.status in oversight.FAILING for s in steps)
+    return render_template("operator/request.html", row=row, steps=steps, now=utcnow(), retryable=retryable)
+
+
+@bp.post("/requests/<request_id>/retry")
+def retry(request_id: str):
+    """Make the request's failing steps due now: the retry and its audit entry commit together."""
+    request_id = _request_id(request_id)
+    db.session.commit()  # end the read of the sign-in: on SQLite the write lock comes before any read
+    write_lock(db.session)
+    found = db.session.get(OptOutRequest, request_id)
+    if found is None:
+        abort(404, "There is no opt-out request with that id.")
+    count = retry_now(db.session, found, utcnow())
+    audit.record(db.session, **audit.actor_of(current_user), action="optout_retry", target=request_id,
+                 details={"steps": count, "via": "dashboard"}, now=utcnow())
+    db.session.commit()
+    if count:
+        flash(f"{count} step{'s' if count != 1 else ''} will be tried again now.", "success")
+    else:
+        flash("No step was waiting to retry, so nothing changed.", "success")
+    return redirect(url_for(".request_detail", request_id=request_id), 303)
+
+
+# --- health ----------------------------------------------------------------------------------------
+
+@bp.get("/health")
+def health():
+    now = utcnow()
+    networks = current_app.extensions["networks"]
+    failing = oversight.failing_steps(db.session)
+    by_network = {f.target: f for f in failing if f.kind == "revoke"}
+    rows = [(key, networks[key].name, by_network.pop(key, None)) for key in networks]
+    rows += [(key, "not in the catalogue", f) for key, f in sorted(by_network.items())]
+    others = [f for f in failing if f.kind != "revoke"]
+    days = oversight.completion_days(db.session, now)
+    deadline = current_app.config["ERASURE_DEADLINE_DAYS"] * 86400
+    return render_template("operator/health.html", rows=rows, others=others, days=days, now=now,
+                           chart=charts.time_to_complete(days, deadline), duration=charts.duration)

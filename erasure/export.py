@@ -1,0 +1,268 @@
+"""Export: everything held about a person as one JSON document, streamed so memory stays bounded.
+
+The document ends with a "complete" member, written last: true only when every store was read to
+the end. A download that was cut off has no "complete" at all, and one where a store failed says
+false and names what is missing; neither can be mistaken for the whole story.
+"""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import logging
+import math
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from flask import Blueprint, Response, abort, current_app, flash, redirect, stream_with_context, url_for
+from flask_login import current_user, login_required
+from sqlalchemy import column, inspect, literal_column, select, table, text, tuple_
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from app.db import utcnow
+from app.extensions import db
+from app.models import User
+from consent.ledger import iso_utc
+from consent.models import ConsentEvent, Grant
+from consent.purposes import Purpose
+from consent.service import consent_overview, grants_of
+from consent.suppression import Identity, Peppers, lookup
+from erasure import forget, service
+from erasure.datamap import DataMap, Identities, TableEntry, identities_of
+from erasure.models import OptOutRequest
+from erasure.purge import ROW_ADDRESS, StoreError, row_key
+
+bp = Blueprint("export", __name__)
+log = logging.getLogger(__name__)
+
+BATCH = 1000  # rows per query and per piece written
+FORMAT = "ownstory-export"
+VERSION = 1
+ABOUT = ("Everything this service and the platform's stores hold about you. 'complete' is the last member: "
+         "true only if every store was read to the end. If it is missing or false, this file is not the whole "
+         "of it; 'incomplete' names what could not be read. Download it again later.")
+
+
+# --- Ownstory's own records --------------------------------------------------------------------
+
+def member_records(session: Session, user: User, grants: list[Grant], purposes: Mapping[str, Purpose],
+                   peppers: Peppers, identities: Identities, base_url: str) -> dict:
+    """A signed-in person's records: account, grants (never their tokens), consents, ledger, opt-outs."""
+    history = session.scalars(select(ConsentEvent).where(ConsentEvent.subject_id == user.id)
+                              .order_by(ConsentEvent.seq))
+    requests = session.scalars(select(OptOutRequest).where(OptOutRequest.user_id == user.id)
+                               .order_by(OptOutRequest.requested_at))
+    return {
+        "account": {"id": user.id, "email": user.email, "created_at": _iso(user.created_at),
+                    "last_login_at": _iso(user.last_login_at)},
+        "grants": [{"network": g.network, "account_id": g.account_id, "handle": g.handle,
+                    "scopes": g.scope_list, "granted_at": _iso(g.granted_at)} for g in grants],
+        "consents": [{"network": c.network, "purpose": c.purpose, "title": c.title, "status": c.status,
+                      "version": c.version, "current_version": c.current_version, "since": _iso(c.since)}
+                     for c in consent_overview(session, user.id, purposes)],
+        "consent_history": [{"seq": e.seq, "network": e.network, "purpose": e.purpose, "version": e.version,
+                             "action": e.action, "method": e.method, "at": iso_utc(e.at), "hash": e.hash}
+                            for e in history],
+        "optouts": [_optout(r, base_url) for r in requests],
+        "suppressions": _suppressions(session, peppers, identities),
+    }
+
+
+def proof_records(session: Session, peppers: Peppers, identities: Identities) -> dict:
+    """Records for someone without an account: only what is keyed by the identities they proved.
+
+    Nothing tied to an Ownstory account is included, so the export never tells whether a proven
+    network account or address also belongs to a member.
+    """
+    return {"account": None, "grants": [], "consents": [], "consent_history": [], "optouts": [],
+            "suppressions": _suppressions(session, peppers, identities)}
+
+
+def _optout(r: OptOutRequest, base_url: str) -> dict:
+    return {"id": r.id, "scope": r.scope, "status": r.status, "source": r.source,
+            "requested_at": _iso(r.requested_at), "deadline": _iso(r.deadline), "completed_at": _iso(r.completed_at),
+            "receipt_id": r.receipt_id,
+            "receipt_url": f"{base_url}/receipts/{r.receipt_id}" if r.receipt_id else None}
+
+
+def _suppressions(session: Session, peppers: Peppers, identities: Identities) -> list[dict]:
+    """Which of the person's identities are on the suppression list (kept as HMACs; named here for them)."""
+    listed = identity_list(identities)
+    return [{"identity": i.canonical(), "scope": row.scope, "since": _iso(row.created_at),
+             "platform_may_say_opted_out": row.show_opted_out}
+            for i, row in zip(listed, lookup(session, peppers, listed), strict=True) if row is not None]
+
+
+def identity_list(identities: Identities) -> list[Identity]:
+    found = service.identity_list(identities)
+    return found + ([Identity("subject", identities.subject)] if identities.subject else [])
+
+
+# --- the document, piece by piece --------------------------------------------------------------
+
+def stream_export(datamap: DataMap, identities: Identities, records: dict, now: dt.datetime,
+                  batch_size: int = BATCH) -> Iterator[str]:
+    """Yield the JSON document in pieces of at most `batch_size` rows: memory does not grow with the data."""
+    head = {"format": FORMAT, "version": VERSION, "generated_at": iso_utc(now), "about": ABOUT,
+            "identities": sorted(i.canonical() for i in identity_list(identities)), "ownstory": records}
+    yield _dumps(head)[:-1] + ', "stores": {'
+    incomplete: list[str] = []
+    for s, (store, categories) in enumerate(_grouped(datamap).items()):
+        yield f'{", " if s else ""}{_dumps(store)}: {{'
+        for c, (category, entries) in enumerate(categories.items()):
+            yield f'{", " if c else ""}{_dumps(category)}: ['
+            for e, entry in enumerate(entries):
+                if e:
+                    yield ", "
+                failed = yield from _entry(datamap, entry, identities.values_for(entry), batch_size)
+                if failed:
+                    incomplete.append(f"{store}/{category} ({entry.table}.{entry.column})")
+            yield "]"
+        yield "}"
+    yield "}, "
+    if incomplete:
+        yield f'"incomplete": {_dumps(incomplete)}, "complete": false}}'
+    else:
+        yield '"complete": true}'
+
+
+def _grouped(datamap: DataMap) -> dict[str, dict[str, list[TableEntry]]]:
+    grouped: dict[str, dict[str, list[TableEntry]]] = {}
+    for store in datamap.stores:
+        grouped.setdefault(store.name, {})
+        for entry in store.tables:
+            grouped[store.name].setdefault(entry.category, []).append(entry)
+    return grouped
+
+
+def _entry(datamap: DataMap, entry: TableEntry, values: list[str], batch_size: int):
+    """One data-map entry as an object with its rows. Returns True if the store failed part-way."""
+    about = {"table": entry.table, "column": entry.column, "identity": entry.identity, "network": entry.network}
+    yield _dumps(about)[:-1] + ', "rows": ['
+    count, error = 0, None
+    try:
+        if values:
+            for batch in table_rows(datamap.engine(entry.store), entry, values, batch_size):
+                yield (", " if count else "") + _dumps(batch)[1:-1]  # a batch is encoded in one call
+                count += len(batch)
+    except (StoreError, SQLAlchemyError) as exc:
+        # Logged by class only: SQLAlchemy's text carries the person's identities as parameters.
+        log.warning("export: store %s failed on %s (%s)", entry.store, entry.table, type(exc).__name__)
+        error = "This store could not be read to the end just now; the rows above are only part of it."
+    tail: dict[str, Any] = {"row_count": count}
+    if error:
+        tail.update(complete=False, error=error)
+    yield "], " + _dumps(tail)[1:]
+    return error is not None
+
+
+def table_rows(engine: Engine, entry: TableEntry, values: list[str], batch_size: int = BATCH
+               ) -> Iterator[list[dict]]:
+    """The entry's rows for the values, every column, in keyset-paged batches of short transactions."""
+    key = row_key(engine, entry)
+    names = [c["name"] for c in inspect(engine).get_columns(entry.table)]
+    t = table(entry.table, *(column(n) for n in names))
+    address = key[0] if len(key) == 1 and key[0] in ROW_ADDRESS.values() and key[0] not in names else None
+    if address:
+        keys = [literal_column(address).label("_ownstory_key")]
+    else:
+        keys = [t.c[k].label(f"_ownstory_key{i}") for i, k in enumerate(key)]
+    for value in sorted(set(values)):
+        last: tuple | None = None
+        while True:
+            stmt = select(*(t.c[n] for n in names), *keys).where(t.c[entry.column] == value)
+            if last is not None:
+                stmt = stmt.where(_after(address, keys, last))
+            stmt = stmt.order_by(*(literal_column(address) if address else t.c[k] for k in key)).limit(batch_size)
+            with engine.connect() as conn:
+                rows = conn.execute(stmt).all()
+            if not rows:
+                break
+            # zip stops at the last named column: the key columns after it stay out of the row.
+            yield [dict(zip(names, row)) for row in rows]  # noqa: B905
+            last = tuple(rows[-1][len(names):])
+            if len(rows) < batch_size:
+                break
+
+
+def _after(address: str | None, keys, last: tuple):
+    if address == "ctid":  # PostgreSQL's row address compares as tid, not as the text the driver returns
+        return text("ctid > CAST(:after AS tid)").bindparams(after=str(last[0]))
+    if address:
+        return literal_column(address) > last[0]
+    columns = [k.element for k in keys]
+    return columns[0] > last[0] if len(columns) == 1 else tuple_(*columns) > tuple_(*last)
+
+
+def _dumps(value) -> str:
+    try:
+        return _ENCODER.encode(value)
+    except ValueError:  # NaN or Infinity, which JSON cannot hold: written as strings instead
+        return _ENCODER.encode(_finite(value))
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _plain(value):
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode()
+    return str(value)  # Decimal, UUID, and whatever else a driver hands back
+
+
+_ENCODER = json.JSONEncoder(default=_plain, ensure_ascii=False, allow_nan=False, separators=(", ", ": "))
+
+
+def _iso(at: dt.datetime | None) -> str | None:
+    return at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if at else None
+
+
+# --- the downloads -----------------------------------------------------------------------------
+
+@bp.get("/export")
+@login_required
+def export_mine():
+    if current_user.role != "person":
+        abort(403, "Export is for people whose data the platform holds.")
+    app = current_app
+    user = current_user._get_current_object()
+    grants = grants_of(db.session, user.id)
+    identities = identities_of(user, grants)
+    records = member_records(db.session, user, grants, app.extensions["purposes"], app.extensions["ownstory_peppers"],
+                             identities, app.config["BASE_URL"])
+    log.info("export for user %s", user.id)
+    return _download(identities, records)
+
+
+@bp.get("/forget/export")
+def export_proven():
+    proof = forget.current_proof()
+    if proof is None:
+        flash("First show that the account is yours; then you can download what is held about it.", "info")
+        return redirect(url_for("forget.start"))
+    identities = service.identities_in_scope(None, [], "all", proof.email, list(proof.identities))
+    records = proof_records(db.session, current_app.extensions["ownstory_peppers"], identities)
+    log.info("export for a proven %s identity", proof.via)
+    return _download(identities, records)
+
+
+def _download(identities: Identities, records: dict) -> Response:
+    now = utcnow()
+    db.session.rollback()  # Ownstory's records are read: hold no transaction while the stores stream
+    pieces = stream_export(current_app.extensions["datamap"], identities, records, now)
+    response = Response(stream_with_context(pieces), mimetype="application/json")
+    response.headers["Content-Disposition"] = f'attachment; filename="ownstory-export-{now:%Y%m%d-%H%M%S}.json"'
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response

@@ -1,0 +1,343 @@
+"""/forget: opting out without an account, after proving control of a network account or an email address.
+
+No Ownstory account is made. What was proven is held in the visitor's signed session for PROOF_TTL,
+and then the member's opt-out runs for those identities: the same submit, status page and receipt.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+
+import requests
+from authlib.common.security import generate_token
+from authlib.integrations.base_client import OAuthError
+from flask import Blueprint, Flask, abort, current_app, flash, redirect, render_template, request, session, url_for
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from wtforms import EmailField
+from wtforms.validators import DataRequired, Email, Length
+
+from app.accounts import normalize_email
+from app.db import utcnow, write_lock
+from app.extensions import db, limiter
+from app.mail import MailError
+from consent.grants import MAX_ID, field_value
+from consent.models import Grant
+from consent.networks import Network
+from consent.oauth import NetworkHttp, error_code, fetch_userinfo
+from consent.suppression import Identity
+from erasure import mail_text, proofs, service
+from erasure.context import context_from_app
+from erasure.revocation import GrantTokens, revoke
+from erasure.views import OptOutForm
+
+bp = Blueprint("forget", __name__)
+log = logging.getLogger(__name__)
+
+PENDING = "forget_oauth"  # session key: {network key: {"state": ..., "verifier": ...}}
+PROOF = "forget_proof"  # session key: proofs.ForgetProof.to_session()
+# Revocation styles that end the whole authorization of the app, not just the token handed over.
+WHOLE_AUTHORIZATION = ("github", "meta")
+DISCARD_TIMEOUT = (3, 5)  # the person is waiting on this page
+ACCESS_LOGGERS = ("werkzeug", "ownstory.access")
+
+
+def init_app(app: Flask) -> None:
+    """Keep the one-time link's token out of the access logs (werkzeug's, and Ownstory's own)."""
+    for name in ACCESS_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactEmailLinks) for f in logger.filters):
+            logger.addFilter(RedactEmailLinks())
+
+
+class RedactEmailLinks(logging.Filter):
+    """The one-time link's token is in its path, and access logs print paths."""
+
+    PATH = re.compile(r"(/forget/email/)[^\s?\"/]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self.PATH.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args)
+        if isinstance(record.msg, str):
+            record.msg = self.PATH.sub(r"\1[redacted]", record.msg)
+        if isinstance(getattr(record, "path", None), str):
+            record.path = self.PATH.sub(r"\1[redacted]", record.path)
+        return True
+
+
+def _strip(value: str | None) -> str | None:
+    return value.strip() if isinstance(value, str) else value
+
+
+class EmailForm(FlaskForm):
+    email = EmailField("Your email address", filters=[_strip],
+                       validators=[DataRequired(), Email(), Length(max=320)])
+
+
+class ConfirmForm(FlaskForm):
+    """Only the CSRF token: spending a link takes a POST from our own page."""
+
+
+class ForgetOptOutForm(OptOutForm):
+    scope = None  # everything about the proven account: there is nothing else to choose
+
+
+# --- the start page ----------------------------------------------------------------------------
+
+@bp.get("/forget")
+def start():
+    return render_template("forget.html", networks=current_app.extensions["networks"], form=EmailForm(),
+                           proof=current_proof(), what=_describe(current_proof()))
+
+
+# --- proving a network account with OAuth ------------------------------------------------------
+
+@bp.post("/forget/networks/<key>")
+@limiter.limit("20 per hour", methods=["POST"])
+def start_network(key: str):
+    network = _network(key)
+    verifier = generate_token(64)  # PKCE S256, as in the connect flow
+    oauth = _http().session(network, redirect_uri=callback_url(key))
+    url, state = oauth.create_authorization_url(network.authorize_url, code_verifier=verifier, scope=network.scope)
+    session[PENDING] = {**session.get(PENDING, {}), key: {"state": state, "verifier": verifier}}
+    return redirect(url, code=303)
+
+
+@bp.get("/forget/networks/<key>/callback")
+def network_callback(key: str):
+    network = _network(key)
+    pending = dict(session.get(PENDING, {}))
+    started = pending.pop(key, None)  # single use, whatever happens next
+    session[PENDING] = pending
+    state = request.args.get("state", "")
+    if not started or not state or not hmac.compare_digest(state.encode(), started["state"].encode()):
+        log.warning("forget callback for %s with a missing or wrong state", key)
+        abort(400, f"This sign-in at {network.name} did not start here, or has already been used. "
+                   "Nothing was changed. Start again from the Leave page.")
+    if request.args.get("error"):
+        log.info("forget: %s answered %s", key, error_code(request.args["error"]))
+        if request.args["error"] == "access_denied":
+            return _back(f"You chose not to sign in at {network.name}. Nothing was changed.", "info")
+        return _back(f"{network.name} did not let the sign-in go ahead. Nothing was changed.")
+    if not request.args.get("code"):
+        abort(400, f"{network.name} sent you back without an answer. Nothing was changed. Start again.")
+    return _finish(network, request.args["code"], started["verifier"])
+
+
+def _finish(network: Network, code: str, verifier: str):
+    name = network.name
+    token: dict = {}
+    try:
+        oauth = _http().session(network, redirect_uri=callback_url(network.key))
+        token = dict(oauth.fetch_token(network.token_url, code=code, code_verifier=verifier))
+        userinfo = fetch_userinfo(oauth, network)
+    except (OAuthError, requests.RequestException, ValueError) as exc:
+        if token:
+            _discard(network, token, None)
+        return _network_trouble(network, exc)
+    account_id = field_value(userinfo, network.account_id_field)
+    if account_id is None or len(account_id) > MAX_ID:
+        _discard(network, token, None)
+        log.info("forget: %s userinfo lacks %s", network.key, network.account_id_field)
+        return _back(f"{name} did not tell us which account you signed in with. Nothing was changed.")
+    handle = field_value(userinfo, network.handle_field)
+    _discard(network, token, account_id)
+    identities = [Identity("account", account_id, network.key)]
+    if handle:
+        identities.append(Identity("handle", handle[:MAX_ID], network.key))
+    session[PROOF] = proofs.new_proof(identities, network.key, utcnow()).to_session()
+    log.info("forget: control of a %s account was proven", network.key)
+    return redirect(url_for("forget.optout"), code=303)
+
+
+def _network_trouble(network: Network, exc: Exception):
+    name = network.name
+    if isinstance(exc, OAuthError):
+        log.info("forget: %s refused the code exchange (%s)", network.key, error_code(exc.error))
+        return _back(f"{name} did not accept this sign-in. Nothing was changed. Please try again.")
+    if isinstance(exc, requests.ConnectionError | requests.Timeout):
+        log.info("forget: %s could not be reached", network.key)
+        return _back(f"{name} could not be reached, so we could not check that the account is yours. "
+                     "Nothing was changed. Please try again later.")
+    log.info("forget: %s answered with an error (%s)", network.key, type(exc).__name__)
+    return _back(f"{name} answered with an error. Nothing was changed. Please try again later.")
+
+
+def _discard(network: Network, token: dict, account_id: str | None) -> None:
+    """The token only told us who signed in. Revoke it at once rather than keep it.
+
+    Where revoking ends the whole authorization (GitHub, Meta), an account that a member has
+    connected is left alone: their grant is theirs, and it would stop working. Nothing of this
+    shows in the answer, so it does not tell the visitor whether the account is a member's.
+    """
+    if network.revocation.style in WHOLE_AUTHORIZATION:
+        if account_id is None or db.session.scalar(
+                select(Grant.id).where(Grant.network == network.key, Grant.account_id == account_id)):
+            db.session.rollback()
+            return
+        db.session.rollback()
+    tokens = GrantTokens(token.get("access_token"), token.get("refresh_token"), account_id or "")
+    with requests.Session() as http:
+        outcome = revoke(network, tokens, http, DISCARD_TIMEOUT)
+    if not outcome.done:
+        log.info("forget: the proof's token at %s was not revoked (%s); it is not kept", network.key, outcome.kind)
+
+
+def callback_url(key: str) -> str:
+    """The redirect URI to register with the network for /forget (beside /networks/<key>/callback)."""
+    return f"{current_app.config['BASE_URL']}/forget/networks/{key}/callback"
+
+
+def _network(key: str) -> Network:
+    network = current_app.extensions["networks"].get(key)
+    if network is None:
+        abort(404, "There is no network by that name here.")
+    return network
+
+
+def _http() -> NetworkHttp:
+    return current_app.extensions.get("network_http") or NetworkHttp()
+
+
+def _back(message: str, category: str = "error"):
+    db.session.rollback()
+    flash(message, category)
+    return redirect(url_for("forget.start"))
+
+
+# --- proving an email address with a one-time link ---------------------------------------------
+
+def _address_key() -> str:
+    """The per-address rate limit's key: an HMAC, so the limiter's storage never holds addresses."""
+    address = normalize_email(request.form.get("email", ""))[:320]
+    digest = hmac.new(current_app.config["SECRET_KEY"].encode(), address.encode(), hashlib.sha256).hexdigest()
+    return f"forget-address:{digest}"
+
+
+@bp.post("/forget/email")
+@limiter.limit("10 per hour", methods=["POST"])
+@limiter.limit("3 per hour", key_func=_address_key, methods=["POST"])
+def email():
+    form = EmailForm()
+    if not form.validate_on_submit():
+        return render_template("forget.html", networks=current_app.extensions["networks"], form=form,
+                               proof=current_proof(), what=_describe(current_proof())), 400
+    address = normalize_email(form.email.data)
+    db.session.commit()  # end any read, so SQLite's write lock comes first
+    write_lock(db.session)
+    token = proofs.new_email_link(db.session, address, utcnow())
+    db.session.commit()
+    # Mailed whether or not anyone here knows the address: the answer and its timing are the same.
+    link = f"{current_app.config['BASE_URL']}/forget/email/{token}"
+    try:
+        current_app.extensions["ownstory_mailer"].send(address, *_link_mail(link))
+    except MailError:
+        log.warning("forget: an email link could not be mailed")
+    return render_template("forget_email_sent.html", minutes=int(proofs.LINK_TTL.total_seconds() // 60))
+
+
+def _link_mail(link: str) -> tuple[str, str]:
+    minutes = int(proofs.LINK_TTL.total_seconds() // 60)
+    return "Your link to leave the platform", f"""Someone, we hope you, asked to leave the platform with this address.
+
+Open this link within {minutes} minutes to continue. It works once:
+{link}
+
+Opening it changes nothing by itself: you confirm on the page, then choose what happens.
+If you did not ask, ignore this mail and nothing happens.
+"""
+
+
+@bp.get("/forget/email/<token>")
+def email_link(token: str):
+    """Only shows the confirmation: a mail scanner that follows the link spends nothing."""
+    if not proofs.link_usable(db.session, token, utcnow()):
+        return _private(render_template("forget_link_spent.html"), 400)
+    return _private(render_template("forget_email_confirm.html", form=ConfirmForm()))
+
+
+@bp.post("/forget/email/<token>")
+@limiter.limit("20 per hour", methods=["POST"])
+def use_email_link(token: str):
+    form = ConfirmForm()
+    if not form.validate_on_submit():
+        abort(400, "This form has expired. Open the link from your mail again.")
+    db.session.commit()
+    write_lock(db.session)
+    address = proofs.use_email_link(db.session, token, utcnow())
+    db.session.commit()
+    if address is None:
+        return _private(render_template("forget_link_spent.html"), 400)
+    session[PROOF] = proofs.new_proof([Identity("email", address)], "email", utcnow()).to_session()
+    log.info("forget: control of an email address was proven")
+    return redirect(url_for("forget.optout"), code=303)
+
+
+def _private(body: str, status: int = 200):
+    response = current_app.make_response((body, status))
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"  # the token is in the address
+    return response
+
+
+# --- the opt-out, as a member's ----------------------------------------------------------------
+
+@bp.route("/forget/optout", methods=["GET", "POST"])
+@limiter.limit("10 per hour", methods=["POST"])
+def optout():
+    proof = current_proof()
+    if proof is None:
+        flash("Please show again that the account is yours: that proof lasts "
+              f"{int(proofs.PROOF_TTL.total_seconds() // 60)} minutes.", "info")
+        return redirect(url_for("forget.start"))
+    ctx = context_from_app(current_app)
+    form = ForgetOptOutForm()
+    if form.validate_on_submit():
+        db.session.commit()  # end the read transaction: the write lock comes before any read
+        write_lock(db.session)
+        try:
+            submitted = service.submit(
+                db.session, ctx, user=None, grants=[], scope="all", now=utcnow(), email=proof.email,
+                given=list(proof.identities), source="forget", reason_code=form.reason.data or None,
+                reason_text=form.reason_text.data, show_opted_out=form.public_status.data == "yes")
+        except service.OptOutError as exc:
+            db.session.rollback()
+            form.reason.errors.append(str(exc))
+        else:
+            db.session.commit()
+            session.pop(PROOF, None)
+            _mail_link(ctx, submitted, proof)
+            return redirect(submitted.status_path)
+    return render_template("forget_optout.html", form=form, what=_describe(proof),
+                           deadline_days=ctx.deadline_days), 400 if form.errors else 200
+
+
+def _mail_link(ctx, submitted: service.Submitted, proof: proofs.ForgetProof) -> None:
+    if proof.email is None:
+        flash("Keep the address of this page: we have no email address to send it to, "
+              "and it is the only way to follow your request and reach its receipt.", "info")
+        return
+    try:
+        ctx.mailer.send(proof.email, *mail_text.submitted(submitted.request, ctx.base_url + submitted.status_path))
+    except MailError:
+        log.warning("opt-out %s: the status link could not be mailed", submitted.request.id)
+
+
+def current_proof() -> proofs.ForgetProof | None:
+    """The visitor's proof, while it is valid (the export reads it too)."""
+    raw = session.get(PROOF)
+    return proofs.proof_from_session(raw, utcnow()) if raw else None
+
+
+def _describe(proof: proofs.ForgetProof | None) -> str:
+    if proof is None:
+        return ""
+    if proof.via == "email":
+        return f"the email address {proof.email}"
+    networks = current_app.extensions["networks"]
+    name = networks[proof.via].name if proof.via in networks else proof.via
+    account = next((i.value for i in proof.identities if i.kind == "account"), "")
+    handle = next((i.value for i in proof.identities if i.kind == "handle"), None)
+    return f"your {name} account " + (f"@{handle} (id {account})" if handle else f"with the id {account}")

@@ -1,0 +1,389 @@
+"""Retention sweeps: the worker purges, on a schedule, what has outlived its purpose in the platform's stores.
+
+A sweep does three things, each through the data map and erasure.purge, in committed batches:
+
+1. **Past retention.** An entry with `retention_days` (and its `timestamp_column`) loses the rows
+   written more than that many days ago.
+2. **Expired grants.** A grant has expired when the platform can no longer reach the account for
+   good: its access token expired more than `EXPIRED_GRANT_GRACE` ago and it holds no refresh
+   token. The rows of that account (its account id and handle, in the grant's network) go; the
+   grant row stays on /me so the person can connect again, which renews it in place and stops
+   the sweep. A handle that a live grant holds now is left alone (handles pass to other people).
+   Revoked grants need no separate pass: Ownstory revokes a grant only when the person opts out,
+   which deletes the grant and lists its account and handle on the suppression list, so pass 3
+   covers them.
+3. **Reappeared data.** Rows whose identity is on the suppression list of an opt-out that has
+   completed (so the request's own purge and its receipt are not second-guessed), found by
+   reading each entry's distinct identity values in keyset batches, keying each with the
+   peppers, and asking the list once per batch. An identity held again by someone signed up or
+   connected now (a person who came back) is not swept: coming back carries no penalty.
+
+A sweep is a row in `retention_sweeps`, with the rows it purged per data-map entry (a sweep that
+purged nothing is kept for a week, the others for good). Only one
+runs at a time, however many workers tick: starting one is serialized (BEGIN IMMEDIATE on
+SQLite, an advisory lock on PostgreSQL, and a unique index on the one running row), and the
+running sweep holds a lease it renews as it goes; a sweep whose worker died is marked abandoned
+when its lease runs out and the next one starts over. Every pass is idempotent: a rerun purges
+only what is still there, so nothing is counted twice.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    and_,
+    delete,
+    exists,
+    func,
+    literal,
+    select,
+    text,
+    tuple_,
+    update,
+)
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from app.db import Base, timestamp, utcnow, uuid_pk, write_lock
+from app.models import User
+from consent.models import Grant
+from consent.suppression import Identity, Suppression
+from erasure.context import ErasureContext
+from erasure.datamap import TableEntry, entry_table
+from erasure.models import OptOutRequest
+from erasure.purge import StoreError, purge_entry, purge_rows
+
+log = logging.getLogger(__name__)
+
+SWEEP_STATUSES = ("running", "done", "partial", "failed", "abandoned")
+REASONS = ("past_retention", "expired_grant", "reappeared")
+LEASE = dt.timedelta(minutes=5)
+EXPIRED_GRANT_GRACE = dt.timedelta(days=1)  # time to connect again before an expired grant's data goes
+VALUES_BATCH = 500  # identity values per suppression lookup; with two peppers, 2,000 bound parameters
+KEEP_EMPTY = dt.timedelta(days=7)  # the record of a sweep that purged nothing
+LOCK_ID = 0x72657465  # "rete": the advisory lock that serializes starting a sweep on PostgreSQL
+
+
+class RetentionSweep(Base):
+    """One sweep: who ran it, when, and the rows it purged per data-map entry. Never personal data."""
+
+    __tablename__ = "retention_sweeps"
+    __table_args__ = (
+        CheckConstraint("status IN ('running', 'done', 'partial', 'failed', 'abandoned')", name="status"),
+        CheckConstraint("rows >= 0", name="rows_non_negative"),
+        Index("uq_retention_sweeps_one_running", "status", unique=True, sqlite_where=text("status = 'running'"),
+              postgresql_where=text("status = 'running'")),
+        Index("ix_retention_sweeps_started_at", "started_at"),
+    )
+
+    id: Mapped[uuid_pk]
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    owner: Mapped[str] = mapped_column(String(64))  # the worker: host:pid:random
+    started_at: Mapped[timestamp]
+    lease_expires_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    # [{"store", "table", "column", "category", "past_retention", "expired_grant", "reappeared", "rows"}]
+    entries: Mapped[list] = mapped_column(JSON, default=list)
+    errors: Mapped[list] = mapped_column(JSON, default=list)  # [{"store", "table", "column", "reason", "error"}]
+
+
+@dataclass
+class SweepResult:
+    ran: bool  # False: another sweep is running, or one ran too recently
+    sweep_id: str | None = None
+    status: str | None = None
+    rows: int = 0
+    entries: list[dict] = field(default_factory=list)
+    errors: list[dict] = field(default_factory=list)
+
+
+class LeaseLost(Exception):
+    """This sweep's lease ran out and it was marked abandoned; what it purged stays purged."""
+
+
+def sweep(session: Session, ctx: ErasureContext, now: dt.datetime | None = None, *, owner: str = "direct",
+          every: dt.timedelta | None = None, lease: dt.timedelta = LEASE,
+          grant_grace: dt.timedelta = EXPIRED_GRANT_GRACE, batch_size: int = 1000) -> SweepResult:
+    """Run one sweep, unless another is running or (with `every`) one started less than `every` ago.
+
+    `now` is the sweep's clock: retention and expiry are measured from it.
+    """
+    now = now or utcnow()
+    row = _start(session, now, owner, lease, every)
+    if row is None:
+        return SweepResult(ran=False)
+    run = _Sweep(session, ctx, row, owner, now, lease, batch_size)
+    log.info("retention sweep %s started by %s", row.id, owner)
+    try:
+        run.past_retention()
+        run.expired_grants(grant_grace)
+        run.reappeared()
+    except LeaseLost:
+        log.warning("retention sweep %s lost its lease; the next sweep starts over", row.id)
+        return run.result("abandoned")
+    except Exception:
+        log.exception("retention sweep %s failed", row.id)
+        session.rollback()
+        run.errors.append({"reason": "sweep", "error": "an unexpected error; see the logs"})
+        try:
+            run.finish("failed")
+        except Exception:
+            log.exception("retention sweep %s: cannot record the failure; its lease will run out", row.id)
+        raise
+    return run.finish("partial" if run.errors else "done")
+
+
+def _start(session: Session, now: dt.datetime, owner: str, lease: dt.timedelta,
+           every: dt.timedelta | None) -> RetentionSweep | None:
+    """Record a running sweep, or None if one runs or is not due. Starting is serialized everywhere."""
+    if session.in_transaction():
+        session.commit()
+    if every is not None and _recent(session, now, every):
+        session.commit()
+        return None  # the cheap look, without the lock, most ticks end here
+    write_lock(session)
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(LOCK_ID)))
+    session.execute(
+        update(RetentionSweep)
+        .where(RetentionSweep.status == "running", RetentionSweep.lease_expires_at < now)
+        .values(status="abandoned", finished_at=now, lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    # A sweep a minute adds up: those that found nothing are kept a week, the others for good.
+    session.execute(delete(RetentionSweep).where(RetentionSweep.status == "done", RetentionSweep.rows == 0,
+                                                 RetentionSweep.started_at < now - KEEP_EMPTY))
+    busy = session.scalar(select(RetentionSweep.id).where(RetentionSweep.status == "running"))
+    if busy is not None or (every is not None and _recent(session, now, every)):
+        session.commit()
+        return None
+    row = RetentionSweep(status="running", owner=owner[:64], started_at=now, lease_expires_at=now + lease)
+    session.add(row)
+    try:
+        session.commit()
+    except sa_exc.IntegrityError:  # the one-running index: another worker got there first
+        session.rollback()
+        return None
+    return row
+
+
+def _recent(session: Session, now: dt.datetime, every: dt.timedelta) -> bool:
+    last = session.scalar(select(func.max(RetentionSweep.started_at)))
+    return last is not None and now - _aware(last) < every
+
+
+def _aware(at: dt.datetime) -> dt.datetime:
+    return at if at.tzinfo else at.replace(tzinfo=dt.UTC)
+
+
+def _key(entry: TableEntry) -> tuple[str, str, str]:
+    return (entry.store, entry.table, entry.column)
+
+
+class _Sweep:
+    """One sweep under way: its counts, its lease, and its three passes."""
+
+    def __init__(self, session: Session, ctx: ErasureContext, row: RetentionSweep, owner: str, now: dt.datetime,
+                 lease: dt.timedelta, batch_size: int) -> None:
+        self.session, self.ctx, self.id, self.owner = session, ctx, row.id, owner
+        self.started, self.lease, self.batch_size = now, lease, batch_size
+        self._t0 = self._beat = time.monotonic()
+        self.counts = {_key(e): {"store": e.store, "table": e.table, "column": e.column, "category": e.category,
+                                 **dict.fromkeys(REASONS, 0), "rows": 0} for e in ctx.datamap.entries}
+        self.errors: list[dict] = []
+
+    def clock(self) -> dt.datetime:
+        return self.started + dt.timedelta(seconds=time.monotonic() - self._t0)
+
+    # --- the passes ----------------------------------------------------------------------------
+
+    def past_retention(self) -> None:
+        for entry in self.ctx.datamap.entries:
+            if entry.retention_days is None or entry.timestamp_column is None:
+                continue
+            cutoff = literal(self.started - dt.timedelta(days=entry.retention_days), DateTime(timezone=True))
+            stamp = entry.timestamp_column
+            self._purge(entry, "past_retention", lambda engine, on_batch, entry=entry, stamp=stamp, cutoff=cutoff:
+                        purge_rows(engine, entry, lambda t: t.c[stamp] < cutoff, self.batch_size, on_batch,
+                                   extra=(stamp,)))
+
+    def expired_grants(self, grace: dt.timedelta) -> None:
+        entries = [e for e in self.ctx.datamap.entries if e.identity in ("account", "handle")]
+        if not entries:
+            return
+        expired = and_(Grant.refresh_token.is_(None), Grant.expires_at.is_not(None),
+                       Grant.expires_at < self.started - grace)
+        last = ""
+        while True:
+            grants = self.session.execute(
+                select(Grant.id, Grant.network, Grant.account_id, Grant.handle)
+                .where(expired, Grant.id > last).order_by(Grant.id).limit(VALUES_BATCH)).all()
+            if not grants:
+                self.session.commit()
+                return
+            last = grants[-1].id
+            handles = {(g.network, g.handle) for g in grants if g.handle}
+            held = set()
+            if handles:
+                held = set(self.session.execute(select(Grant.network, Grant.handle).where(
+                    tuple_(Grant.network, Grant.handle).in_(handles), ~expired)))
+            self.session.commit()  # end the read before the stores are written
+            for entry in entries:
+                if entry.identity == "account":
+                    values = {g.account_id for g in grants if g.network == entry.network}
+                else:
+                    values = {g.handle for g in grants if g.network == entry.network and g.handle
+                              and (g.network, g.handle) not in held}
+                if values:
+                    self._purge(entry, "expired_grant", lambda engine, on_batch, entry=entry, values=values:
+                                purge_entry(engine, entry, sorted(values), self.batch_size, on_batch))
+
+    def reappeared(self) -> None:
+        for entry in self.ctx.datamap.entries:
+            engine = self.ctx.datamap.engine(entry.store)
+            try:
+                for values in _distinct_values(engine, entry, VALUES_BATCH):
+                    matched = self._suppressed(entry, values)
+                    if matched:
+                        self._purge(entry, "reappeared", lambda engine, on_batch, entry=entry, matched=matched:
+                                    purge_entry(engine, entry, matched, self.batch_size, on_batch))
+                    self.heartbeat()
+            except StoreError as exc:
+                self._failed(entry, "reappeared", str(exc))
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _suppressed(self, entry: TableEntry, values: list) -> list:
+        """The values whose identity is listed by a completed opt-out and held by nobody here now."""
+        network = entry.network if entry.identity in ("account", "handle") else None
+        by_pair: dict[tuple[str, str], list] = {}
+        for value in values:
+            for pair in self.ctx.peppers.all(Identity(entry.identity, str(value), network)):
+                by_pair.setdefault(pair, []).append(value)
+        still_open = exists().where(OptOutRequest.id == Suppression.request_id, OptOutRequest.status != "completed")
+        listed = self.session.execute(select(Suppression.key_id, Suppression.digest).where(
+            tuple_(Suppression.key_id, Suppression.digest).in_(list(by_pair)), ~still_open))
+        matched = {value for key_id, digest in listed for value in by_pair[(key_id, digest)]}
+        if matched:
+            matched -= self._held_now(entry, matched)
+        self.session.commit()
+        return sorted(matched, key=str)
+
+    def _held_now(self, entry: TableEntry, values: set) -> set:
+        """Values that identify someone signed up or connected now: a person who came back."""
+        text_of = {str(v): v for v in values}
+        if entry.identity == "account":
+            query = select(Grant.account_id).where(Grant.network == entry.network, Grant.account_id.in_(text_of))
+        elif entry.identity == "handle":
+            query = select(Grant.handle).where(Grant.network == entry.network, Grant.handle.in_(text_of))
+        elif entry.identity == "email":
+            lowered: dict[str, list] = {}
+            for v in values:
+                lowered.setdefault(str(v).strip().lower(), []).append(v)
+            emails = self.session.scalars(select(User.email).where(User.email.in_(lowered)))
+            return {v for email in emails for v in lowered[email]}
+        else:
+            query = select(User.id).where(User.id.in_(text_of))
+        return {text_of[found] for found in self.session.scalars(query)}
+
+    def _purge(self, entry: TableEntry, reason: str, purge: Callable[[Engine, Callable[[int], None]], int]) -> None:
+        counts = self.counts[_key(entry)]
+
+        def on_batch(done: int) -> None:
+            counts[reason] += done
+            counts["rows"] += done
+            self.heartbeat()
+
+        try:
+            purge(self.ctx.datamap.engine(entry.store), on_batch)
+        except StoreError as exc:
+            self._failed(entry, reason, str(exc))
+
+    def _failed(self, entry: TableEntry, reason: str, error: str) -> None:
+        log.warning("retention sweep %s: %s (%s)", self.id, error, reason)
+        self.errors.append({"store": entry.store, "table": entry.table, "column": entry.column,
+                            "reason": reason, "error": error})
+
+    def heartbeat(self) -> None:
+        """Renew the lease and save the counts so far, at most every few seconds."""
+        if time.monotonic() - self._beat < min(5.0, self.lease.total_seconds() / 3):
+            return
+        if not self._fenced(status="running", lease_expires_at=self.clock() + self.lease):
+            raise LeaseLost(self.id)
+        self._beat = time.monotonic()
+
+    def _fenced(self, **values) -> bool:
+        """Write to this sweep's row only while this worker still holds it. Commits."""
+        if self.session.in_transaction():
+            self.session.commit()
+        write_lock(self.session)
+        done = self.session.execute(
+            update(RetentionSweep)
+            .where(RetentionSweep.id == self.id, RetentionSweep.owner == self.owner[:64],
+                   RetentionSweep.status == "running")
+            .values(rows=self.total(), entries=self.entries(), errors=list(self.errors), **values)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        self.session.commit()
+        return done == 1
+
+    def total(self) -> int:
+        return sum(c["rows"] for c in self.counts.values())
+
+    def entries(self) -> list[dict]:
+        return [dict(c) for c in self.counts.values()]
+
+    def finish(self, status: str) -> SweepResult:
+        if not self._fenced(status=status, finished_at=self.clock(), lease_expires_at=None):
+            log.warning("retention sweep %s lost its lease before it finished", self.id)
+            return self.result("abandoned")
+        log.info("retention sweep %s %s: %d rows purged", self.id, status, self.total())
+        return self.result(status)
+
+    def result(self, status: str) -> SweepResult:
+        return SweepResult(ran=True, sweep_id=self.id, status=status, rows=self.total(), entries=self.entries(),
+                           errors=list(self.errors))
+
+
+def _distinct_values(engine: Engine, entry: TableEntry, batch: int) -> Iterator[list]:
+    """The entry's distinct identity values, in order, a batch at a time: memory stays bounded."""
+    t = entry_table(entry)
+    col = t.c[entry.column]
+    last = None
+    while True:
+        query = select(col).where(col.is_not(None)).distinct().order_by(col).limit(batch)
+        if last is not None:
+            query = query.where(col > last)
+        try:
+            with engine.connect() as conn:
+                values = list(conn.scalars(query))
+        except sa_exc.NoSuchTableError:
+            raise StoreError(entry.store, f"table {entry.table!r}: no such table") from None
+        except sa_exc.SQLAlchemyError as exc:
+            # The driver's text may hold values (identities): only its class is kept.
+            orig = getattr(exc, "orig", None) or exc
+            raise StoreError(entry.store, f"table {entry.table!r}: cannot read the store "
+                                          f"({type(orig).__name__})") from None
+        if not values:
+            return
+        yield values
+        if len(values) < batch:
+            return
+        last = values[-1]
+
+
+def every(app) -> dt.timedelta:
+    """How often the worker sweeps: RETENTION_SWEEP_SECONDS in the app's config (60 by default)."""
+    return dt.timedelta(seconds=float(app.config.get("RETENTION_SWEEP_SECONDS", 60)))

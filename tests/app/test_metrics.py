@@ -1,0 +1,119 @@
+"""GET /metrics: who may scrape it, and that its figures match the database and the consent API."""
+import datetime as dt
+import os
+import subprocess
+import sys
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import select, update
+
+from app.db import utcnow
+from app.settings import ROOT
+from consent.suppression import Identity
+from erasure import receipts, service
+from erasure.context import context_from_app
+from erasure.models import ErasureStep, OptOutRequest
+
+
+def scrape(client, token: str) -> dict[tuple[str, tuple], float]:
+    response = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.mimetype == "text/plain"
+    samples = {}
+    for family in text_string_to_metric_families(response.get_data(as_text=True)):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+@pytest.mark.parametrize("role, status", [("anonymous", 401), ("person", 403), ("auditor", 403),
+                                          ("operator", 200), ("service", 200)])
+def test_only_operator_and_service_tokens_may_scrape(app, api_token, make_person, login, role, status):
+    client = app.test_client()
+    headers = {}
+    if role == "person":
+        login(client, make_person())
+    elif role != "anonymous":
+        headers["Authorization"] = f"Bearer {api_token(role)}"
+    response = client.get("/metrics", headers=headers)
+    assert response.status_code == status, response.get_data(as_text=True)
+    if status != 200:
+        assert response.json["error"]["code"] == ("unauthenticated" if status == 401 else "forbidden")
+    assert "Set-Cookie" not in response.headers
+
+
+def test_a_signed_in_operator_still_needs_a_token(app, make_person, login):
+    client = app.test_client()
+    login(client, make_person(role="operator"))
+    assert client.get("/metrics").status_code == 403
+
+
+def submit(app, account: str) -> str:
+    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+        submitted = service.submit(db, context_from_app(app), user=None, grants=[], scope="all", now=utcnow(),
+                                   given=[Identity("account", account, "demo")], source="service")
+        db.commit()
+        return submitted.request.id
+
+
+def test_the_figures_come_from_the_database(app, client, api_token):
+    token = api_token("operator")
+    empty = scrape(client, token)
+    assert empty[("ownstory_optout_requests", (("status", "received"),))] == 0
+    assert empty[("ownstory_oldest_unfinished_step_age_seconds", ())] == 0
+    assert empty[("ownstory_receipts_issued_total", ())] == 0
+
+    stuck, late, done = submit(app, "9001"), submit(app, "9002"), submit(app, "9003")
+    long_ago = utcnow() - dt.timedelta(days=40)
+    sessionmaker = app.extensions["ownstory_db"]["sessionmaker"]
+    with sessionmaker() as db:
+        db.execute(update(OptOutRequest).where(OptOutRequest.id == stuck).values(status="needs_attention"))
+        first, second = db.scalars(select(ErasureStep).where(ErasureStep.request_id == stuck)
+                                   .order_by(ErasureStep.position).limit(2)).all()
+        first.status, second.status = "needs_attention", "retrying"
+        db.execute(update(OptOutRequest).where(OptOutRequest.id == late).values(
+            status="in_progress", requested_at=long_ago, deadline=long_ago + dt.timedelta(days=30)))
+        db.execute(update(OptOutRequest).where(OptOutRequest.id == done).values(status="completed"))
+        db.execute(update(ErasureStep).where(ErasureStep.request_id == done).values(status="done"))
+        ctx = context_from_app(app)
+        receipts.issue(db, ctx, db.get(OptOutRequest, done), ctx.log_origin, utcnow())
+        failing = {(first.kind, first.target, "needs_attention"), (second.kind, second.target, "retrying")}
+        db.commit()
+
+    figures = scrape(client, token)
+    by_status = {status: figures[("ownstory_optout_requests", (("status", status),))]
+                 for status in ("received", "in_progress", "completed", "needs_attention")}
+    assert by_status == {"received": 0, "in_progress": 1, "completed": 1, "needs_attention": 1}
+    assert figures[("ownstory_optout_requests_overdue", ())] == 1
+    assert 40 * 86400 - 60 < figures[("ownstory_oldest_unfinished_step_age_seconds", ())] < 40 * 86400 + 60
+    failures = {(dict(labels)["kind"], dict(labels)["target"], dict(labels)["status"]): value
+                for (name, labels), value in figures.items() if name == "ownstory_erasure_step_failures"}
+    assert failures == dict.fromkeys(failing, 1)
+    assert figures[("ownstory_receipts_issued_total", ())] == 1
+    assert figures[("ownstory_log_size", ())] == 1
+    assert figures[("ownstory_log_signed_tree_size", ())] == 1
+
+
+def test_consent_checks_served_are_counted(app, client, api_token):
+    service_token = api_token("service")
+    before = scrape(client, service_token).get(("ownstory_consent_checks_total", ()), 0)
+    checks = [{"network": "demo", "account": str(1000 + n), "purpose": "scoring"} for n in range(3)]
+    answered = client.post("/api/v1/consent/check", json={"checks": checks},
+                           headers={"Authorization": f"Bearer {service_token}"})
+    assert answered.status_code == 200
+    assert scrape(client, service_token)[("ownstory_consent_checks_total", ())] == before + 3
+
+
+def test_multiprocess_mode_adds_up_every_process(app, client, api_token, tmp_path, monkeypatch):
+    """With PROMETHEUS_MULTIPROC_DIR set, each process writes its counts there and any one answers the sum."""
+    folder = tmp_path / "prometheus"
+    folder.mkdir()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
+    for served in (2, 5):
+        subprocess.run([sys.executable, "-c", f"from app.metrics import consent_checks_served as c; c({served})"],
+                       cwd=ROOT, env=env, check=True, timeout=60)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
+    figures = scrape(client, api_token("operator"))
+    assert figures[("ownstory_consent_checks_total", ())] == 7
+    assert ("ownstory_optout_requests", (("status", "received"),)) in figures  # the database's figures too
