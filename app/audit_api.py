@@ -76,7 +76,9 @@ def _decode_cursor(text: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("ascii")
         digits = raw[len(CURSOR_PREFIX):]
-        if not raw.startswith(CURSOR_PREFIX) or not digits.isdigit() or len(digits) > 18:
+        if not raw.startswith(CURSOR_PREFIX) or not digits.isascii() or not digits.isdigit() or len(digits) > 10:
+            raise ValueError("not a cursor")
+        if int(digits) > 2**31 - 1:  # audit_events.seq is a 32-bit integer on PostgreSQL
             raise ValueError("not a cursor")
         return int(digits)
     except (ValueError, UnicodeDecodeError):

@@ -13,13 +13,13 @@ class CheckSchema(StrictSchema):
     OPENAPI = {"oneOf": [{"required": ["account"]}, {"required": ["subject"]}]}  # what exactly_one_identity checks
 
     network = Text(required=True, validate=validate.Length(1, 64),
-                            metadata={"description": "A network key from the catalogue.", "example": "acme"})
+                   metadata={"description": "A network key from the catalogue.", "example": "acme"})
     purpose = Text(required=True, validate=validate.Length(1, 64),
-                            metadata={"description": "A purpose key from the catalogue.", "example": "scoring"})
+                   metadata={"description": "A purpose key from the catalogue.", "example": "scoring"})
     account = Text(validate=validate.Length(1, 255),
-                            metadata={"description": "The account id at the network. Give this or subject."})
+                   metadata={"description": "The account id at the network. Give this or subject."})
     subject = Text(validate=validate.Length(1, 64),
-                            metadata={"description": "The Ownstory subject id. Give this or account."})
+                   metadata={"description": "The Ownstory subject id. Give this or account."})
 
     @validates_schema
     def exactly_one_identity(self, data: dict, **_kwargs) -> None:

@@ -92,10 +92,10 @@ def time_to_complete(days: Sequence[DayTimings], deadline_seconds: float, chart_
                      f"the slowest {duration(d.max_seconds)}"
                      + (f"; {d.missed} missed the deadline" if d.missed else ""))
             kind = "bar missed" if d.missed else "bar"
-            top_y = y(d.mean_seconds or 0)
+            top_y = min(y(d.mean_seconds or 0), TOP + plot_h - 3)  # under a second still shows
             parts.append(f'<g class="{kind}"><title>{escape(words)}</title>'
                          f'<rect x="{x:.1f}" y="{top_y:.1f}" width="{bar_w:.1f}" '
-                         f'height="{max(TOP + plot_h - top_y, 1):.1f}"/>'
+                         f'height="{TOP + plot_h - top_y:.1f}"/>'
                          f'<line class="slowest" x1="{x - 1:.1f}" x2="{x + bar_w + 1:.1f}" '
                          f'y1="{y(d.max_seconds or 0):.1f}" y2="{y(d.max_seconds or 0):.1f}"/></g>')
         if n % 5 == 0 or n == len(days) - 1:

@@ -6,7 +6,7 @@ import functools
 import logging
 from dataclasses import dataclass, field
 
-from sqlalchemy import Integer, and_, bindparam, exists, func, or_, select, update
+from sqlalchemy import Integer, bindparam, exists, func, select, union_all, update
 from sqlalchemy.orm import Session, aliased
 
 from app.db import UTCDateTime, write_lock
@@ -31,22 +31,33 @@ class Claim:
 
 @functools.cache
 def _claim_statement(skip_locked: bool):
-    """Built once: the claim runs every tick of every worker, and building it costs more than running it."""
+    """Built once: the claim runs every tick of every worker, and building it costs more than running it.
+
+    One arm per status, each an ordered scan of ix_erasure_steps_claim (status, not_before) that stops
+    at `limit` steps not blocked by an earlier phase (each a probe of ix_erasure_steps_request_phase):
+    a claim reads about as many rows as it takes, however long the queue. One condition over all the
+    statuses at once (status IN (...) OR ...) cannot be read in not_before order from that index, and
+    PostgreSQL then joins and sorts every waiting step on every claim.
+    """
     now = bindparam("now", type_=UTCDateTime())
+    limit = bindparam("limit", type_=Integer())
     earlier = aliased(ErasureStep)
     blocked = exists().where(earlier.request_id == ErasureStep.request_id, earlier.phase < ErasureStep.phase,
                              earlier.status != "done")
-    due = or_(
-        and_(ErasureStep.status.in_(RUNNABLE), ErasureStep.not_before <= now),
-        and_(ErasureStep.status == "running", ErasureStep.lease_expires_at < now),
-    )
-    candidates = (select(ErasureStep.id).where(due, ~blocked).order_by(ErasureStep.not_before)
-                  .limit(bindparam("limit", type_=Integer())))
-    if skip_locked:
-        candidates = candidates.with_for_update(skip_locked=True)
+    arms = [(status, ErasureStep.not_before <= now) for status in RUNNABLE]
+    arms.append(("running", ErasureStep.lease_expires_at < now))  # its worker died: take it over
+    due = []
+    for status, condition in arms:
+        arm = (select(ErasureStep.id, ErasureStep.not_before).where(ErasureStep.status == status, condition, ~blocked)
+               .order_by(ErasureStep.not_before).limit(limit))
+        if skip_locked:
+            arm = arm.with_for_update(skip_locked=True)
+        due.append(select(*arm.cte(f"due_{status}").c))
+    candidates = union_all(*due).subquery("due")
+    first = select(candidates.c.id).order_by(candidates.c.not_before).limit(limit)
     return (
         update(ErasureStep)
-        .where(ErasureStep.id.in_(candidates.scalar_subquery()))
+        .where(ErasureStep.id.in_(first.scalar_subquery()))
         .values(status="running", lease_owner=bindparam("owner"),
                 lease_expires_at=bindparam("expires", type_=UTCDateTime()), attempts=ErasureStep.attempts + 1)
         .returning(ErasureStep)  # the claimed rows themselves: the worker need not read them again

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 from flask import Blueprint, abort, current_app, render_template, request
 from werkzeug.wrappers import Response
@@ -15,7 +16,11 @@ bp = Blueprint("receipt_pages", __name__)
 
 
 def _found(receipt_id: str) -> Receipt:
-    receipt = db.session.get(Receipt, receipt_id[:36])
+    try:
+        receipt_id = str(uuid.UUID(receipt_id))
+    except ValueError:
+        abort(404, "There is no receipt at this address.")
+    receipt = db.session.get(Receipt, receipt_id)
     if receipt is None:
         abort(404, "There is no receipt at this address.")
     return receipt

@@ -5,7 +5,7 @@ from flask_smorest import Blueprint
 from marshmallow import RAISE, Schema, fields, validate
 from sqlalchemy import select
 
-from app.auth import api_roles
+from app.openapi import QueryInteger, StrictSchema, bearer
 from app.extensions import db
 from erasure.retention import REASONS, SWEEP_STATUSES, RetentionSweep
 
@@ -13,11 +13,8 @@ blp = Blueprint("retention_api", __name__, url_prefix="/api/v1",
                 description="Retention sweeps: what the worker purged on its schedule, in counts.")
 
 
-class SweepQuerySchema(Schema):
-    class Meta:
-        unknown = RAISE
-
-    limit = fields.Integer(strict=False, load_default=20, validate=validate.Range(1, 200))
+class SweepQuerySchema(StrictSchema):
+    limit = QueryInteger(load_default=20, validate=validate.Range(1, 200))
 
 
 class SweepEntrySchema(Schema):
@@ -56,7 +53,7 @@ class SweepPageSchema(Schema):
 
 
 @blp.route("/sweeps", methods=["GET"])
-@api_roles("operator")
+@bearer("operator")
 @blp.arguments(SweepQuerySchema, location="query", unknown=RAISE)
 @blp.response(200, SweepPageSchema)
 def list_sweeps(query: dict):

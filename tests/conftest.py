@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from app import create_app
 from app.db import Base, make_engine
@@ -57,11 +58,24 @@ def postgres_url() -> str:
 
 
 def _empty_postgres(url: str) -> None:
+    """Empty every table for the next test. A connection the test left in a transaction would make
+    this wait forever: it fails the test instead, naming what was left open, and is ended."""
     engine = make_engine(url)
     names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-    with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-    engine.dispose()
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("SET LOCAL lock_timeout = '15s'"))
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    except OperationalError:
+        with engine.begin() as conn:
+            left = conn.execute(text(
+                "SELECT pg_terminate_backend(pid), left(query, 200) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() AND state LIKE 'idle in%'")).all()
+        with engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        pytest.fail(f"the test left database transactions open: {[q for _, q in left]}")
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture(params=BACKENDS)

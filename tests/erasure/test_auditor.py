@@ -111,7 +111,7 @@ def test_receipts_per_day_in_one_query(app, signed_in, make_person, login, csrf_
     today = utcnow().date()
     assert re.search(rf'<time datetime="{today.isoformat()}">[^<]+</time></th><td>1</td>', html)
     assert "1 in all" in html and html.count("<td>0</td>") == 29
-    assert "Tree size</dt><dd>1 receipts" in html
+    assert "Tree size</dt><dd>1 leaf, one per receipt" in html
 
 
 # --- verify ----------------------------------------------------------------------------------------
