@@ -277,3 +277,28 @@ def metadata():
         revocation_endpoint_auth_methods_supported=methods,
         introspection_endpoint_auth_methods_supported=methods,
     )
+
+
+# The endpoints an outage takes down: everything Ownstory calls, so an operator can watch a stuck
+# opt-out become "needs attention" under `make run`, bring the network back, and retry it.
+OUTAGE_ENDPOINTS = ("authorize", "token", "revoke", "introspect", "userinfo", "posts")
+OUTAGE_RETRY_AFTER = 30
+
+
+@bp.route("/outage", methods=["GET", "POST"])
+def outage():
+    """Demo Social's own switch for a network outage (a toy provider's admin page, for trying Ownstory)."""
+    if request.method == "POST":
+        if not _csrf_ok():
+            return _bad_request("This form has expired. Open the outage page again.")
+        down = request.form.get("state") == "down"
+        faults = _state().faults
+        for name in OUTAGE_ENDPOINTS:
+            if down:
+                faults.set(name, status=503, retry_after=OUTAGE_RETRY_AFTER)
+            else:
+                faults.clear(name)
+        current_app.config["DEMO_OUTAGE"] = down
+    csrf_token = session.setdefault("demo_csrf", secrets.token_urlsafe(32))
+    return render_template("demo/outage.html", down=bool(current_app.config.get("DEMO_OUTAGE")),
+                           csrf_token=csrf_token, action=url_for(".outage"))
