@@ -68,9 +68,10 @@ def time_left(row: oversight.QueueRow, now: dt.datetime) -> str:
 
 def identity_words(kinds: dict | None) -> str:
     """{"email": 1, "account": 2} as '1 email, 2 accounts': kinds and counts, never values."""
+    order = list(KIND_WORDS)
     parts = []
-    for kind, count in sorted((kinds or {}).items(), key=lambda kv: list(KIND_WORDS).index(kv[0])
-                              if kv[0] in KIND_WORDS else len(KIND_WORDS)):
+    for kind in sorted(kinds or {}, key=lambda k: (order.index(k) if k in order else len(order), k)):
+        count = kinds[kind]
         one, many = KIND_WORDS.get(kind, (kind, kind))
         if isinstance(count, int) and count > 0:
             parts.append(f"{count} {one if count == 1 else many}")
@@ -156,7 +157,9 @@ def queue():
     counts = oversight.queue_counts(db.session, now)
     failing = [f for f in oversight.failing_steps(db.session) if f.kind == "revoke"]
     args = {k: v for k, v in request.args.items() if k in ("status", "overdue", "network") and v}
-    return render_template("operator/queue.html", page=page, now=page.at, counts=counts, failing=failing,
+    # Bands are as of the walk's start (page.at), so no request is skipped or shown twice across pages;
+    # the time left is as of now.
+    return render_template("operator/queue.html", page=page, now=now, counts=counts, failing=failing,
                            filters=filters, args=args, networks=current_app.extensions["networks"],
                            statuses=REQUEST_STATUSES, first_page=cursor is None,
                            next_url=url_for(".queue", **args, cursor=page.next.encode()) if page.next else None)

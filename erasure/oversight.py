@@ -91,10 +91,6 @@ class QueueRow:
     steps_done: int = 0
     attempts: int = 0
 
-    @property
-    def overdue(self) -> bool:
-        return self.band == "overdue"
-
 
 @dataclass(frozen=True)
 class QueuePage:
@@ -230,7 +226,7 @@ def request_with_steps(session: Session, request_id: str) -> tuple[QueueRow, lis
     if row is None:
         return None
     steps = list(session.scalars(select(ErasureStep).where(ErasureStep.request_id == request_id)
-                                 .order_by(ErasureStep.position).execution_options(populate_existing=True)))
+                                 .order_by(ErasureStep.position)))
     band = row.status if row.status == "completed" else "open"
     listed = QueueRow(**row._asdict(), band=band, steps=len(steps), steps_done=sum(s.status == "done" for s in steps),
                       attempts=sum(s.attempts for s in steps))

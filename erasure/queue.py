@@ -6,7 +6,7 @@ import functools
 import logging
 from dataclasses import dataclass, field
 
-from sqlalchemy import Integer, bindparam, exists, func, select, union_all, update
+from sqlalchemy import Integer, String, bindparam, exists, func, literal, select, union_all, update
 from sqlalchemy.orm import Session, aliased
 
 from app.db import UTCDateTime, write_lock
@@ -38,17 +38,22 @@ def _claim_statement(skip_locked: bool):
     a claim reads about as many rows as it takes, however long the queue. One condition over all the
     statuses at once (status IN (...) OR ...) cannot be read in not_before order from that index, and
     PostgreSQL then joins and sorts every waiting step on every claim.
+
+    The statuses and the limit are written into the SQL, not sent as parameters: the driver prepares a
+    statement it runs often, and PostgreSQL's generic plan for `status != $1` expects no rows to pass
+    and scans the whole table for the blocked check on every claim.
     """
     now = bindparam("now", type_=UTCDateTime())
-    limit = bindparam("limit", type_=Integer())
+    limit = bindparam("limit", type_=Integer(), literal_execute=True)
     earlier = aliased(ErasureStep)
     blocked = exists().where(earlier.request_id == ErasureStep.request_id, earlier.phase < ErasureStep.phase,
-                             earlier.status != "done")
+                             earlier.status != _constant("done"))
     arms = [(status, ErasureStep.not_before <= now) for status in RUNNABLE]
     arms.append(("running", ErasureStep.lease_expires_at < now))  # its worker died: take it over
     due = []
     for status, condition in arms:
-        arm = (select(ErasureStep.id, ErasureStep.not_before).where(ErasureStep.status == status, condition, ~blocked)
+        arm = (select(ErasureStep.id, ErasureStep.not_before)
+               .where(ErasureStep.status == _constant(status), condition, ~blocked)
                .order_by(ErasureStep.not_before).limit(limit))
         if skip_locked:
             arm = arm.with_for_update(skip_locked=True)
@@ -58,11 +63,15 @@ def _claim_statement(skip_locked: bool):
     return (
         update(ErasureStep)
         .where(ErasureStep.id.in_(first.scalar_subquery()))
-        .values(status="running", lease_owner=bindparam("owner"),
+        .values(status=_constant("running"), lease_owner=bindparam("owner"),
                 lease_expires_at=bindparam("expires", type_=UTCDateTime()), attempts=ErasureStep.attempts + 1)
         .returning(ErasureStep)  # the claimed rows themselves: the worker need not read them again
         .execution_options(synchronize_session=False, populate_existing=True)
     )
+
+
+def _constant(value: str):
+    return literal(value, String(), literal_execute=True)
 
 
 @functools.cache
