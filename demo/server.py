@@ -282,7 +282,7 @@ def metadata():
 # The endpoints an outage takes down: everything Ownstory calls, so an operator can watch a stuck
 # opt-out become "needs attention" under `make run`, bring the network back, and retry it.
 OUTAGE_ENDPOINTS = ("authorize", "token", "revoke", "introspect", "userinfo", "posts")
-OUTAGE_RETRY_AFTER = 30
+OUTAGE_RETRY_AFTER = 5
 
 
 @bp.route("/outage", methods=["GET", "POST"])

@@ -11,7 +11,7 @@ import datetime as dt
 import io
 import json
 
-from flask import Blueprint, Response, abort, current_app, render_template, request, stream_with_context, url_for
+from flask import Blueprint, Response, abort, current_app, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
@@ -242,13 +242,19 @@ def export(fmt: str):
     audit.record_now(**audit.actor_of(current_user), action="requests_export", target=request.url_rule.rule,
                      details={"format": fmt, "since": request.args.get("since") or None,
                               "until": request.args.get("until") or None})
-    rows = oversight.export_rows(db.session, now, since, until)
+    rows = _rows(db.sessionmaker, now, since, until)
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
-    body = _csv(rows) if fmt == "csv" else _json(rows, now)
+    body = _csv(rows) if fmt == "csv" else _json(rows, now, current_app.config["ERASURE_DEADLINE_DAYS"])
     mimetype = "text/csv" if fmt == "csv" else "application/json"
-    return Response(stream_with_context(body), mimetype=mimetype, headers={
+    return Response(body, mimetype=mimetype, headers={
         "Content-Disposition": f'attachment; filename="ownstory-requests-{stamp}.{fmt}"',
         "Cache-Control": "no-store"})
+
+
+def _rows(sessionmaker, now: dt.datetime, since: dt.datetime | None, until: dt.datetime | None):
+    """The rows, read in a session of the stream's own: the request's is closed before the body is sent."""
+    with sessionmaker() as session:
+        yield from oversight.export_rows(session, now, since, until)
 
 
 def _csv(rows):
@@ -266,9 +272,9 @@ def _csv(rows):
     yield buffer.getvalue()
 
 
-def _json(rows, now: dt.datetime):
-    head = {"generated_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "deadline_days": current_app.config["ERASURE_DEADLINE_DAYS"], "fields": list(oversight.EXPORT_FIELDS)}
+def _json(rows, now: dt.datetime, deadline_days: int):
+    head = {"generated_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "deadline_days": deadline_days,
+            "fields": list(oversight.EXPORT_FIELDS)}
     yield json.dumps(head)[:-1] + ', "requests": ['
     chunk: list[str] = []
     first = True

@@ -38,6 +38,7 @@ class OptOutRequest(Base):
         CheckConstraint("deadline > requested_at", name="deadline_after_request"),
         Index("ix_optout_requests_status_deadline", "status", "deadline"),
         Index("ix_optout_requests_requested_at", "requested_at"),
+        Index("ix_optout_requests_completed_at", "completed_at", "requested_at", "deadline"),
     )
 
     id: Mapped[uuid_pk]
@@ -79,6 +80,7 @@ class ErasureStep(Base):
         UniqueConstraint("request_id", "position", name="uq_erasure_steps_request_position"),
         Index("ix_erasure_steps_claim", "status", "not_before"),
         Index("ix_erasure_steps_request_phase", "request_id", "phase", "status"),
+        Index("ix_erasure_steps_target_kind", "target", "kind", "request_id"),
     )
 
     id: Mapped[uuid_pk]
@@ -125,6 +127,7 @@ class Receipt(Base):
     """A signed deletion receipt: exactly one per opt-out request, and one leaf in the log."""
 
     __tablename__ = "receipts"
+    __table_args__ = (Index("ix_receipts_issued_at", "issued_at"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     request_id: Mapped[str] = mapped_column(ForeignKey("optout_requests.id", ondelete="RESTRICT"), unique=True)
