@@ -115,8 +115,9 @@ def test_a_worker_killed_mid_step_loses_nothing_and_does_nothing_twice(app, demo
     request_ids = submit_all(app, crowd)
     demo = demo_network.app.extensions["demo"]
 
-    # 1. Kill a worker while revocations are on the wire: each call takes 0.4 s at the network.
-    demo.faults.set("revoke", delay=0.4)
+    # 1. Kill a worker while revocations are on the wire: each call takes 1.5 s at the network, so a
+    # step lasts 3 s and the kill cannot slip in between two of them on a busy machine.
+    demo.faults.set("revoke", delay=1.5)
     first = start_worker(**QUICK_LEASE)
     wait_for(lambda: any(s.status == "done" for s in all_steps(app, "revoke"))
              and any(s.status == "running" and first.owns(s.lease_owner) for s in all_steps(app, "revoke")),
