@@ -97,14 +97,19 @@ def seed_platform(platform_url: str, people: list[Person], posts: int = POSTS,
     else:
         endorsements = [{"giver_id": p.account, "receiver_id": people[(i + d) % n].account, "topic": "bench"}
                         for i, p in enumerate(people) for d in (1, 2)]
+    rows = {
+        platform.profiles: [{"account_id": p.account, "handle": p.handle, "display_name": p.handle, "bio": ""}
+                            for p in people],
+        platform.posts: [{"author_id": p.account, "body": f"post {j}", "created_at": at}
+                         for p in people for j in range(posts)],
+        platform.endorsements: endorsements,
+        platform.scores: [{"handle": p.handle, "score": 50.0, "computed_at": at} for p in people],
+        platform.mailing_list: [{"email": p.email, "subscribed_at": at} for p in people],
+    }
     with engine.begin() as conn:
-        conn.execute(platform.profiles.insert(), [
-            {"account_id": p.account, "handle": p.handle, "display_name": p.handle, "bio": ""} for p in people])
-        conn.execute(platform.posts.insert(), [
-            {"author_id": p.account, "body": f"post {j}", "created_at": at} for p in people for j in range(posts)])
-        conn.execute(platform.endorsements.insert(), endorsements)
-        conn.execute(platform.scores.insert(), [{"handle": p.handle, "score": 50.0, "computed_at": at} for p in people])
-        conn.execute(platform.mailing_list.insert(), [{"email": p.email, "subscribed_at": at} for p in people])
+        for table, values in rows.items():
+            if values:  # an empty list would insert one row of defaults
+                conn.execute(table.insert(), values)
     engine.dispose()
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -154,6 +155,47 @@ def demo_social(folder: Path, key: str, store_url: str) -> Iterator[str]:
         stop(process)
 
 
+@contextmanager
+def gunicorn(environ: dict[str, str], log_path: Path, processes: int) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`gunicorn -c gunicorn.conf.py wsgi:app` with `processes` web processes on a free loopback port,
+    serving once /readyz answers; yields the master process and the base URL, and SIGTERMs it at the end."""
+    port = free_port()
+    env = {**environ, "WEB_CONCURRENCY": str(processes), "OWNSTORY_BIND": f"127.0.0.1:{port}"}
+    with open(log_path, "ab") as log:
+        master = subprocess.Popen(  # noqa: S603 (our own command, fixed arguments)
+            [str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while not _ready(base):
+            if master.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"gunicorn did not serve /readyz; see {log_path}")
+            time.sleep(0.1)
+        while len(web_processes(master.pid)) < processes and time.monotonic() < deadline:
+            time.sleep(0.1)
+        yield master, base
+    finally:
+        stop(master, timeout=30)
+
+
+def web_processes(master_pid: int) -> list[int]:
+    """The pids of a gunicorn master's web processes."""
+    path = Path(f"/proc/{master_pid}/task/{master_pid}/children")
+    try:
+        return [int(pid) for pid in path.read_text().split()]
+    except OSError:
+        return []
+
+
+def _ready(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base}/readyz", timeout=5) as answer:  # noqa: S310 (our own loopback URL)
+            return answer.status == 200
+    except OSError:
+        return False
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -173,10 +215,10 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30) -> 
     raise RuntimeError(f"nothing answers on port {port} after {timeout:.0f}s")
 
 
-def stop(process: subprocess.Popen) -> None:
+def stop(process: subprocess.Popen, timeout: float = 20) -> None:
     process.terminate()
     try:
-        process.wait(timeout=20)
+        process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()

@@ -6,7 +6,7 @@ import functools
 import logging
 from dataclasses import dataclass, field
 
-from sqlalchemy import Integer, String, bindparam, exists, func, literal, select, union_all, update
+from sqlalchemy import Integer, String, bindparam, exists, func, literal_column, select, union_all, update
 from sqlalchemy.orm import Session, aliased
 
 from app.db import UTCDateTime, write_lock
@@ -30,8 +30,9 @@ class Claim:
 
 
 @functools.cache
-def _claim_statement(skip_locked: bool):
-    """Built once: the claim runs every tick of every worker, and building it costs more than running it.
+def _claim_statement(skip_locked: bool, limit: int):
+    """Built once per limit: the claim runs every time a worker's thread is free, and building and
+    compiling it costs more than running it.
 
     One arm per status, each an ordered scan of ix_erasure_steps_claim (status, not_before) that stops
     at `limit` steps not blocked by an earlier phase (each a probe of ix_erasure_steps_request_phase):
@@ -44,7 +45,7 @@ def _claim_statement(skip_locked: bool):
     and scans the whole table for the blocked check on every claim.
     """
     now = bindparam("now", type_=UTCDateTime())
-    limit = bindparam("limit", type_=Integer(), literal_execute=True)
+    top = literal_column(str(int(limit)), Integer())
     earlier = aliased(ErasureStep)
     blocked = exists().where(earlier.request_id == ErasureStep.request_id, earlier.phase < ErasureStep.phase,
                              earlier.status != _constant("done"))
@@ -54,12 +55,12 @@ def _claim_statement(skip_locked: bool):
     for status, condition in arms:
         arm = (select(ErasureStep.id, ErasureStep.not_before)
                .where(ErasureStep.status == _constant(status), condition, ~blocked)
-               .order_by(ErasureStep.not_before).limit(limit))
+               .order_by(ErasureStep.not_before).limit(top))
         if skip_locked:
             arm = arm.with_for_update(skip_locked=True)
         due.append(select(*arm.cte(f"due_{status}").c))
     candidates = union_all(*due).subquery("due")
-    first = select(candidates.c.id).order_by(candidates.c.not_before).limit(limit)
+    first = select(candidates.c.id).order_by(candidates.c.not_before).limit(top)
     return (
         update(ErasureStep)
         .where(ErasureStep.id.in_(first.scalar_subquery()))
@@ -71,7 +72,10 @@ def _claim_statement(skip_locked: bool):
 
 
 def _constant(value: str):
-    return literal(value, String(), literal_execute=True)
+    """A status written into the SQL (they are this module's own words, never input)."""
+    if value not in (*RUNNABLE, "running", "done"):
+        raise ValueError(f"not a step status: {value!r}")
+    return literal_column(f"'{value}'", String())
 
 
 @functools.cache
@@ -93,8 +97,8 @@ def claim(session: Session, owner: str, now: dt.datetime, limit: int = 10, lease
     """
     dialect = session.get_bind().dialect.name
     write_lock(session)
-    steps = list(session.scalars(_claim_statement(dialect == "postgresql"),
-                                 {"now": now, "owner": owner, "expires": now + lease, "limit": limit}))
+    steps = list(session.scalars(_claim_statement(dialect == "postgresql", limit),
+                                 {"now": now, "owner": owner, "expires": now + lease}))
     requests = {}
     if steps:
         rows = session.execute(_requests_statement(), {"ids": sorted({s.request_id for s in steps})})
@@ -111,17 +115,52 @@ def finish(session: Session, claim_: Claim, now: dt.datetime, **values) -> bool:
     """
     values.setdefault("lease_owner", None)
     values.setdefault("lease_expires_at", None)
-    done = session.execute(
-        update(ErasureStep)
-        .where(ErasureStep.id == claim_.step_id, ErasureStep.lease_owner == claim_.owner,
-               ErasureStep.status == "running")
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    done = session.execute(_finish_statement(tuple(sorted(values))),
+                           {"step_id": claim_.step_id, "owner": claim_.owner, **values}).rowcount
     if done != 1:
         log.warning("step %s: lease lost before it finished; its outcome is dropped", claim_.step_id)
         return False
     return True
+
+
+@functools.cache
+def _finish_statement(names: tuple[str, ...]):
+    """One statement per set of columns written, built once: every step runs one or more of them."""
+    columns = ErasureStep.__table__.c
+    return (
+        update(ErasureStep)
+        .where(ErasureStep.id == bindparam("step_id"), ErasureStep.lease_owner == bindparam("owner"),
+               ErasureStep.status == _constant("running"))
+        .values({name: bindparam(name, type_=columns[name].type) for name in names})
+        .execution_options(synchronize_session=False)
+    )
+
+
+def hold_back(session: Session, step: ErasureStep, until: dt.datetime) -> None:
+    """The later phases of a failing step's request wait at least until its next try. The caller commits.
+
+    Only a saving: the claim still checks that every earlier phase is done. A claim reads the waiting
+    steps in not_before order; while a network is down, the steps blocked behind its revocations
+    would otherwise be read, and passed over, by every claim of every worker.
+    """
+    session.execute(
+        update(ErasureStep)
+        .where(ErasureStep.request_id == step.request_id, ErasureStep.phase > step.phase,
+               ErasureStep.status == "pending", ErasureStep.not_before < until)
+        .values(not_before=until)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def release(session: Session, step: ErasureStep, now: dt.datetime) -> None:
+    """A step that failed before is done: the later phases held back for it are due now. The caller commits."""
+    session.execute(
+        update(ErasureStep)
+        .where(ErasureStep.request_id == step.request_id, ErasureStep.phase > step.phase,
+               ErasureStep.status == "pending", ErasureStep.not_before > now)
+        .values(not_before=now)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def extend(session: Session, claim_: Claim, now: dt.datetime, lease: dt.timedelta = LEASE) -> bool:

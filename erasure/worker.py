@@ -156,6 +156,10 @@ class Worker:
         if not queue.finish(session, claim, now, **values):
             session.rollback()  # another worker took the step over; its run counts, not this one
             return
+        if not result.done:
+            queue.hold_back(session, step, values["not_before"])
+        elif step.attempts > 1:
+            queue.release(session, step, now)
         if _changes_status(claim, result):
             settle(session, step.request_id, now)
         session.commit()

@@ -1,0 +1,142 @@
+"""Consent checks per second through POST /api/v1/consent/check (gunicorn, 2 web processes, batches of
+1,000) against the same lookups made directly with SQLAlchemy Core on the same database: grants by
+(network, account) through uq_grants_network_account, then consent_state by its primary key.
+
+Both sides ask for the same batches, with as many at once (CLIENTS). The API does more than the two
+SELECTs: it authenticates the caller, validates the body, checks the opt-out list (an HMAC per
+identity, one more query), and writes and reads JSON. That is what the ratio prices.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+import re
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+from flask import Flask
+from sqlalchemy import insert, select, tuple_
+
+from app.db import make_engine
+from app.models import User
+from bench.world import World, gunicorn
+from consent.models import ConsentEvent, ConsentState, Grant
+
+NETWORK = "demo"
+PURPOSE = "scoring"
+BATCH = 1000  # checks per request: the API's limit
+WEB_PROCESSES = 2
+CLIENTS = 4  # batches in flight at once, on either side
+
+
+class ApiFailed(RuntimeError):
+    """The API answered an error: the figure cannot be measured until that is fixed."""
+
+
+def seed(world: World, people: int) -> list[str]:
+    """`people` people with a grant at NETWORK and consent to PURPOSE; returns their account ids.
+
+    Written in bulk. Consent checks read consent_state only, so one ledger event stands behind every
+    state here (the foreign key needs one); the ledger's chain is not what this measures.
+    """
+    engine = make_engine(world.database_url)
+    now = dt.datetime.now(dt.UTC)
+    accounts = [f"c{i:08d}" for i in range(people)]
+    ids = [str(uuid.uuid4()) for _ in accounts]
+    with engine.begin() as conn:
+        event = conn.execute(insert(ConsentEvent).returning(ConsentEvent.id), [{
+            "subject_id": "bench", "seq": 1, "network": NETWORK, "purpose": PURPOSE, "version": 1,
+            "action": "grant", "method": "form", "at": now, "prev_hash": "0" * 64, "hash": "0" * 64}]).scalar_one()
+        for start in range(0, people, 10_000):
+            chunk = range(start, min(people, start + 10_000))
+            conn.execute(insert(User), [{"id": ids[i], "email": f"{accounts[i]}@bench.example", "password_hash": "!",
+                                         "role": "person"} for i in chunk])
+            conn.execute(insert(Grant), [{"user_id": ids[i], "network": NETWORK, "account_id": accounts[i],
+                                          "handle": f"h{accounts[i]}", "scopes": "profile posts"} for i in chunk])
+            conn.execute(insert(ConsentState), [{"subject_id": ids[i], "network": NETWORK, "purpose": PURPOSE,
+                                                 "version": 1, "status": "granted", "event_id": event,
+                                                 "updated_at": now} for i in chunk])
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("ANALYZE grants")
+            conn.exec_driver_sql("ANALYZE consent_state")
+    engine.dispose()
+    return accounts
+
+
+def batches(accounts: list[str], count: int, seed_: int = 7) -> list[list[str]]:
+    rng = random.Random(seed_)
+    return [rng.sample(accounts, BATCH) for _ in range(count)]
+
+
+def through_api(app: Flask, world: World, asked: list[list[str]]) -> float:
+    """Checks per second answered by POST /api/v1/consent/check on WEB_PROCESSES gunicorn processes."""
+    token = _service_token(app)
+    local = threading.local()
+
+    def ask(accounts: list[str]) -> None:
+        if not hasattr(local, "http"):
+            local.http = requests.Session()
+        answer = local.http.post(f"{base}/api/v1/consent/check", timeout=120, headers={
+            "Authorization": f"Bearer {token}"}, json={"checks": [
+                {"network": NETWORK, "account": a, "purpose": PURPOSE} for a in accounts]})
+        if answer.status_code != 200:
+            raise ApiFailed(f"HTTP {answer.status_code}: {_last_error(log_path)}")
+        results = answer.json()["results"]
+        if len(results) != len(accounts) or not all(r["allowed"] for r in results):
+            raise RuntimeError("the consent API answered something other than granted for a person who consented")
+
+    env = {**_os_environ(), **world.environ}
+    log_path = world.folder / "gunicorn.log"
+    with gunicorn(env, log_path, WEB_PROCESSES) as (_master, base):
+        ask(asked[0])  # warm-up: each process's first request opens its connections
+        start = time.perf_counter()
+        with ThreadPoolExecutor(CLIENTS) as pool:
+            list(pool.map(ask, asked))
+        elapsed = time.perf_counter() - start
+    return len(asked) * BATCH / elapsed
+
+
+def raw_selects(world: World, asked: list[list[str]]) -> float:
+    """Checks per second when the same lookups are made directly: two indexed SELECTs per batch."""
+    engine = make_engine(world.database_url, pool_size=CLIENTS)
+
+    def ask(accounts: list[str]) -> None:
+        with engine.connect() as conn:
+            owners = dict(conn.execute(select(Grant.account_id, Grant.user_id).where(
+                tuple_(Grant.network, Grant.account_id).in_([(NETWORK, a) for a in accounts]))).all())
+            states = conn.execute(select(ConsentState.subject_id, ConsentState.version, ConsentState.status).where(
+                tuple_(ConsentState.subject_id, ConsentState.network, ConsentState.purpose).in_(
+                    [(owners[a], NETWORK, PURPOSE) for a in accounts if a in owners]))).all()
+        if len(states) != len(accounts):
+            raise RuntimeError("a person's consent state is missing")
+
+    ask(asked[0])
+    start = time.perf_counter()
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        list(pool.map(ask, asked))
+    elapsed = time.perf_counter() - start
+    engine.dispose()
+    return len(asked) * BATCH / elapsed
+
+
+def _last_error(log_path) -> str:
+    """The last exception a web process logged, in one line."""
+    text = log_path.read_text(errors="replace").replace("\\n", "\n")  # JSON log lines escape their newlines
+    found = re.findall(r"([A-Za-z_.]+(?:Error|Exception): [^\\\"\n]{0,160})", text)
+    return found[-1].strip() if found else f"see {log_path}"
+
+
+def _service_token(app: Flask) -> str:
+    result = app.test_cli_runner().invoke(args=["tokens", "create", "--role", "service", "--name", "bench"])
+    if result.exit_code != 0:
+        raise RuntimeError(result.output)
+    return result.output.strip()
+
+
+def _os_environ() -> dict[str, str]:
+    """The bench's own environment without OWNSTORY_* settings: the world's settings are the only ones."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("OWNSTORY_")}
