@@ -1,15 +1,16 @@
 """Who is asking: people by session cookie on pages, programs by bearer token on the API."""
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import logging
 from dataclasses import dataclass
 
 from flask import current_app, request, session
 from flask_login import current_user
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
-from app.db import utcnow
+from app.db import utcnow, write_lock
 from app.errors import ApiError
 from app.extensions import db, login_manager
 from app.models import ApiToken, User
@@ -33,6 +34,7 @@ class TokenPrincipal:
         return f"token:{self.token_id}"
 
 
+USE_RECORDED_EVERY = dt.timedelta(minutes=1)  # how fresh a token's "last used" is kept
 BEARER_ONLY_PATHS = ("/metrics",)  # outside /api/ but, like it, for programs with a bearer token only
 
 
@@ -61,9 +63,26 @@ def load_token(req) -> TokenPrincipal | None:
     if token is None:
         log.info("API call with an unknown or revoked bearer token")
         return None
-    db.session.execute(update(ApiToken).where(ApiToken.id == token.id).values(last_used_at=utcnow()))
+    principal, now = TokenPrincipal(token.id, token.name, token.role), utcnow()
+    if token.last_used_at is None or now - token.last_used_at >= USE_RECORDED_EVERY:
+        _record_use(token.id, now)
+    return principal
+
+
+def _record_use(token_id: str, now: dt.datetime) -> None:
+    """Note when a token was last used, in a short write of its own.
+
+    The read above ran in a read transaction; upgrading it to a write would make SQLite answer
+    "database is locked" under concurrent calls, so it ends first and the write takes the lock up front.
+    At most once a minute a token: a busy program's calls should not all queue on one row.
+    """
     db.session.commit()
-    return TokenPrincipal(token.id, token.name, token.role)
+    write_lock(db.session)
+    db.session.execute(update(ApiToken).where(
+        ApiToken.id == token_id,
+        or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at <= now - USE_RECORDED_EVERY),
+    ).values(last_used_at=now))
+    db.session.commit()
 
 
 def api_roles(*roles: str):

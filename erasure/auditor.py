@@ -154,11 +154,12 @@ def _claims(report) -> list[tuple[str, str]]:
 
 # --- checkpoints and consistency ---------------------------------------------------------------------
 
-def _int_arg(name: str, low: int = 1, high: int = 2**62) -> int | None:
+def _int_arg(name: str, low: int = 1, high: int = 2**31 - 1) -> int | None:
+    """A tree size from the query string; the column holds 32-bit integers, so larger ones are refused here."""
     raw = request.args.get(name, "").strip()
     if not raw:
         return None
-    if not raw.isdigit() or len(raw) > 18 or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 10 or not low <= int(raw) <= high:
         abort(400, f"{name} must be a whole number from {low} up.")
     return int(raw)
 

@@ -1,14 +1,19 @@
 """Who may call which /api/v1 endpoint: the role matrix of CONTRACT 9, and bearer-only access."""
+import datetime as dt
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import requests
 from sqlalchemy import func, select, update
 
 from app.db import utcnow
+from app.models import ApiToken
 from consent.suppression import Identity, Suppression
 from erasure import service
 from erasure.context import context_from_app
 from erasure.models import ErasureStep, OptOutRequest
+from tests.servers import LiveServer
 
 CHECK = {"checks": [{"network": "demo", "account": "1001", "purpose": "scoring"}]}
 SUPPRESSION_CHECK = {"identities": [{"kind": "email", "value": "liz@example.org"},
@@ -128,6 +133,26 @@ def test_a_bearer_token_works_whatever_cookies_the_caller_holds(caller):
     response = client.post("/api/v1/consent/check", json=CHECK, headers=headers)
     assert response.status_code == 200, response.get_data(as_text=True)
     assert "Set-Cookie" not in response.headers
+
+
+def test_one_token_serves_many_calls_at_once(app, api_token):
+    """A busy program calls with one token from many threads: every call answers, none meets a locked database."""
+    token = api_token("service")
+    server = LiveServer(app).start()
+    try:
+        def call(_: int) -> int:
+            with requests.Session() as http:
+                return http.post(f"{server.url}/api/v1/consent/check", json=CHECK, timeout=30,
+                                 headers={"Authorization": f"Bearer {token}"}).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(call, range(64)))
+    finally:
+        server.stop()
+    assert statuses == [200] * 64
+    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+        used = db.scalar(select(ApiToken.last_used_at))
+    assert used is not None and utcnow() - used < dt.timedelta(minutes=1)  # `flask tokens list` shows it
 
 
 @pytest.mark.parametrize("header", ["Bearer", "Bearer ", "Bearer ows_made_up", "Basic dXNlcjpwYXNz", "ows_x"])

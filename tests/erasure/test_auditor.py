@@ -222,8 +222,11 @@ def test_checkpoints_are_listed_newest_first_in_pages(app, signed_in):
     html = client.get(older).get_data(as_text=True)
     assert [int(s) for s in re.findall(r'<tr><th scope="row">(\d+)</th>', html)] == [5, 4, 3, 2, 1]
     assert 'rel="next"' not in html
-    for bad in ("before=x", "before=-1", "before=0", "before=" + "9" * 30):
-        assert client.get("/auditor/checkpoints?" + bad).status_code == 400
+    for bad in ("before=x", "before=-1", "before=0", "before=" + "9" * 30, "before=%C2%B2", "before=%D9%A3",
+                f"before={2**31}", f"before={2**62}"):
+        assert client.get("/auditor/checkpoints?" + bad).status_code == 400, bad
+    for bad in ("first=%C2%B2&second=3", f"first=1&second={2**40}"):
+        assert client.get("/auditor/consistency?" + bad).status_code == 400, bad
 
 
 def test_a_consistency_check_is_shown_as_it_is_computed_and_audited(app, signed_in, session):
