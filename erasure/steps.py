@@ -19,7 +19,7 @@ from erasure import mail_text
 from erasure.context import ErasureContext
 from erasure.datamap import Identities, TableEntry
 from erasure.models import ErasureStep, OptOutRequest
-from erasure.purge import StoreMisconfigured, StoreUnavailable, count_entry, purge_entry
+from erasure.purge import StoreMisconfigured, StoreUnavailable, count_entries, count_entry, purge_entry
 from erasure.revocation import TIMEOUT, GrantTokens, revoke
 from erasure.service import OWN_RECORDS, entries_in_scope, open_contact, open_identities
 
@@ -162,22 +162,25 @@ def _verify(ctx: ErasureContext, request: OptOutRequest) -> Result:
     ids = _identities(ctx, request)
     residual: list[str] = []
     late: list[dict] = []
+    by_store: dict[str, list[tuple[TableEntry, list[str]]]] = {}
     for entry in entries_in_scope(ctx, request.scope):
         values = ids.values_for(entry)
-        if not values:
-            continue
-        engine = ctx.datamap.engine(entry.store)
+        if values:
+            by_store.setdefault(entry.store, []).append((entry, values))
+    for store, wanted in by_store.items():
+        engine = ctx.datamap.engine(store)
         try:
-            if count_entry(engine, entry, values):
-                late.append({"store": entry.store, "category": entry.category,
-                             "rows": purge_entry(engine, entry, values)})
-            rows = count_entry(engine, entry, values)
+            for (entry, values), rows in zip(wanted, count_entries(engine, wanted), strict=True):
+                if rows:
+                    late.append({"store": entry.store, "category": entry.category,
+                                 "rows": purge_entry(engine, entry, values)})
+                    rows = count_entry(engine, entry, values)
+                if rows:
+                    residual.append(f"{rows} in {entry.store}/{entry.category}")
         except StoreUnavailable as exc:
             raise StepFailed(str(exc)) from None
         except StoreMisconfigured as exc:
             raise StepFailed(str(exc), attention=True) from None
-        if rows:
-            residual.append(f"{rows} in {entry.store}/{entry.category}")
     if residual:
         raise StepFailed("rows remain after purge: " + ", ".join(residual), attention=True)
     return Result(done=True, result={"residual_rows": 0, "late_rows": late})

@@ -84,6 +84,8 @@ def test_the_query_count_does_not_grow_with_the_checks(app, client, service_head
     by_account = [c for c, _ in people if "account" in c]
     mixed = [c for c, _ in people]
     counts = {}
+    # The first call of a token records its use; the next minute's calls do not, so count from the second.
+    assert client.post(PATH, json={"checks": by_account[:1]}, headers=service_headers).status_code == 200
     for name, checks in {"one": by_account[:1], "thousand": (by_account * 1000)[:1000],
                          "thousand mixed": (mixed * 1000)[:1000]}.items():
         with counted(app) as statements:

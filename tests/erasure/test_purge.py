@@ -18,7 +18,8 @@ from sqlalchemy import create_engine, event, func, select, text
 from app.db import make_engine
 from demo.platform import endorsements, metadata, posts
 from erasure.datamap import TableEntry
-from erasure.purge import StoreMisconfigured, StoreUnavailable, count_entry, purge_entry, row_key
+from erasure.purge import (StoreMisconfigured, StoreUnavailable, count_entries, count_entry, purge_entry,
+                           row_key)
 
 TEST_PG = os.environ.get("OWNSTORY_TEST_DATABASE_URL", "").strip()
 BACKENDS = ["sqlite"] + (["postgresql"] if TEST_PG else [])
@@ -108,6 +109,42 @@ def test_batches_commit_one_by_one_and_a_rerun_purges_nothing(store):
     assert purge_entry(store, POSTS, ["1001"], batch_size=7, on_batch=batches.append) == 0
     assert len(batches) == 15
     assert count_entry(store, POSTS, ["2001"]) == 10
+
+
+def statements_on(engine) -> list[str]:
+    seen: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda _c, _cur, statement, *_: seen.append(statement))
+    return seen
+
+
+def test_a_short_batch_is_the_last_one(store):
+    """No empty DELETE to prove a purge is done: a batch that took fewer rows than it could took them all."""
+    add_posts(store, {"1001": 100, "1002": 98})
+    seen = statements_on(store)
+    purge_entry(store, POSTS, ["1001"], batch_size=7)
+    assert sum(s.startswith("DELETE") for s in seen) == 15  # 14 of 7 rows, 1 of 2
+    seen.clear()
+    purge_entry(store, POSTS, ["1002"], batch_size=7)
+    assert sum(s.startswith("DELETE") for s in seen) == 15  # 14 of 7 rows, then one that finds none
+    assert count_entry(store, POSTS, ["1001", "1002"]) == 0
+
+
+def test_several_entries_are_counted_in_one_statement(store):
+    add_posts(store, {"1001": 4, "2001": 3})
+    add_endorsements(store, [("1001", "2001"), ("2001", "1001"), ("2002", "1001"), ("2002", "2003")])
+    wanted = [(POSTS, ["1001"]), (GIVEN, ["1001"]), (RECEIVED, ["1001"]), (POSTS, [f"{i:05d}" for i in range(1200)])]
+    count_entries(store, wanted)  # the tables' shapes are read once, before counting
+    seen = statements_on(store)
+    assert count_entries(store, wanted) == [count_entry(store, e, v) for e, v in wanted] == [4, 1, 2, 0]
+    counts = [s for s in seen if "count(" in s.lower()]
+    assert len(counts) == 1 + 3 + 3  # one for all four; then count_entry's: one each, three for 1,200 values
+
+
+def test_a_count_of_several_entries_names_the_entry_the_store_refuses(store):
+    add_posts(store, {"1001": 4})
+    missing = TableEntry("platform", "gone", "gone", "account_id", "account", "demo", "delete")
+    with pytest.raises(StoreMisconfigured, match="'gone'"):
+        count_entries(store, [(POSTS, ["1001"]), (missing, ["1001"])])
 
 
 def test_several_identity_values_and_long_value_lists(store):
