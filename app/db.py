@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from typing import Annotated
 
 from flask import Flask, current_app, g
 from sqlalchemy import DateTime, MetaData, String, TypeDecorator, create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
 
 # Constraint names are fixed so that Alembic migrations are the same on SQLite and PostgreSQL.
@@ -58,10 +60,15 @@ class Base(DeclarativeBase):
     type_annotation_map = {dt.datetime: UTCDateTime()}
 
 
-def make_engine(url: str, **kwargs) -> Engine:
+PING_AFTER_IDLE = 1.0  # seconds a pooled connection may rest before it is checked at checkout
+
+
+def make_engine(url: str, autocommit: bool = False, **kwargs) -> Engine:
     """An engine with SQLite made safe for several threads and processes.
 
     Bound parameters (emails, tokens) are kept out of SQLAlchemy's error messages, which reach logs.
+    `autocommit`: for callers whose every transaction is one statement (the platform stores): on a
+    server, BEGIN and COMMIT would be two round trips more for each.
     """
     kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
@@ -84,8 +91,36 @@ def make_engine(url: str, **kwargs) -> Engine:
             conn.exec_driver_sql(conn.get_execution_options().get("sqlite_begin", "BEGIN"))
 
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    if autocommit:
+        kwargs.setdefault("isolation_level", "AUTOCOMMIT")
+    engine = create_engine(url, **kwargs)
+    _ping_after_idle(engine)
+    return engine
+
+
+def _ping_after_idle(engine: Engine) -> None:
+    """Pessimistic disconnect handling, as SQLAlchemy's pool_pre_ping, for connections that rested.
+
+    pool_pre_ping pings at every checkout. A worker checks a connection out a dozen times a step,
+    each time moments after it came back from a statement that worked: a round trip each that tells
+    nothing. A connection that rested longer (the server may have restarted, a proxy may have cut
+    it) is pinged, and replaced if the ping fails. One cut within the second is met by the next
+    statement's error, after which SQLAlchemy replaces every pooled connection.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_conn, record) -> None:
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _check(dbapi_conn, record, _proxy) -> None:
+        if time.monotonic() - record.info.get("returned_at", 0.0) < PING_AFTER_IDLE:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            # The pool replaces the connection and checks out again (up to three times).
+            raise DisconnectionError("a pooled connection no longer answers") from exc
 
 
 def write_lock(session: Session) -> None:

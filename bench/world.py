@@ -62,11 +62,12 @@ class World:
 
 
 @contextmanager
-def world(database_url: str | None = None) -> Iterator[World]:
+def world(database_url: str | None = None, network_latency_ms: float = 0.0) -> Iterator[World]:
     """Everything made fresh in a temporary folder (and fresh PostgreSQL schemas), and removed afterwards.
 
     `database_url`: Ownstory's database, migrated already, e.g. the test suite's; the platform store
     then goes next to it (a fresh schema of the same PostgreSQL database, or a SQLite file).
+    `network_latency_ms`: how long each Demo Social answer takes, as a network across the internet would.
     """
     with ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ownstory-bench-")))
@@ -76,7 +77,8 @@ def world(database_url: str | None = None) -> Iterator[World]:
         else:
             platform_url = stack.enter_context(_platform_store(folder, database_url))
         stores = {key: f"sqlite:///{folder / f'{key}.db'}" for key in NETWORKS}
-        networks = {key: stack.enter_context(demo_social(folder, key, url)) for key, url in stores.items()}
+        networks = {key: stack.enter_context(demo_social(folder, key, url, network_latency_ms))
+                    for key, url in stores.items()}
         (folder / "networks.toml").write_text("".join(
             NETWORK_ENTRY.format(key=key, url=url, client_id=DEMO_CLIENT_ID, client_secret=DEMO_CLIENT_SECRET)
             for key, url in networks.items()))
@@ -141,12 +143,13 @@ def _schema(server: str, schema: str) -> Iterator[str]:
 
 
 @contextmanager
-def demo_social(folder: Path, key: str, store_url: str) -> Iterator[str]:
+def demo_social(folder: Path, key: str, store_url: str, latency_ms: float = 0.0) -> Iterator[str]:
     """`python -m demo` in a process of its own, as a real network would be."""
     port = free_port()
     with open(folder / f"{key}.log", "wb") as log:
         process = subprocess.Popen(  # noqa: S603 (our own module, fixed arguments)
-            [sys.executable, "-m", "demo", "--port", str(port), "--database", store_url],
+            [sys.executable, "-m", "demo", "--port", str(port), "--database", store_url,
+             "--latency-ms", str(latency_ms)],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for_port(port, process)

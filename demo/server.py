@@ -44,6 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "DEMO_DATABASE_URL": "sqlite://",
     "DEMO_CLIENTS": [],
     "DEMO_ACCESS_TOKEN_TTL": 3600,
+    "DEMO_LATENCY": 0.0,  # seconds every call waits before its answer (the bench's model of a real network)
     "DEMO_POSTS_PER_ACCOUNT": 20,  # as many as seed_platform_store copies by default
     # Its own cookie name: mounted under the main app's host, a plain "session" would clobber Ownstory's.
     "SESSION_COOKIE_NAME": "demo_social_session",
@@ -137,6 +138,8 @@ def _count_and_fault() -> Response | None:
     name = request.endpoint.rpartition(".")[2]
     state = _state()
     state.calls.hit(name)
+    if current_app.config.get("DEMO_LATENCY"):
+        time.sleep(current_app.config["DEMO_LATENCY"])  # a network across the internet, not next door
     fault = state.faults.take(name)
     if fault is None:
         return None

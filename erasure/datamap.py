@@ -90,7 +90,8 @@ class DataMap:
                 from app.db import make_engine
 
                 store = next(s for s in self.stores if s.name == store_name)
-                self._engines[store_name] = make_engine(store.url)
+                # Every purge, count and read of a store is a statement of its own: no BEGIN/COMMIT.
+                self._engines[store_name] = make_engine(store.url, autocommit=True)
             return self._engines[store_name]
 
     def dispose(self, close: bool = True) -> None:

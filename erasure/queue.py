@@ -61,13 +61,13 @@ def _claim_statement(skip_locked: bool, limit: int):
         due.append(select(*arm.cte(f"due_{status}").c))
     candidates = union_all(*due).subquery("due")
     first = select(candidates.c.id).order_by(candidates.c.not_before).limit(top)
-    return (
-        update(ErasureStep)
-        .where(ErasureStep.id.in_(first.scalar_subquery()))
+    steps = ErasureStep.__table__
+    return (  # on the table, not the mapped class: the rows come back as plain values (see claim)
+        update(steps)
+        .where(steps.c.id.in_(first.scalar_subquery()))
         .values(status=_constant("running"), lease_owner=bindparam("owner"),
-                lease_expires_at=bindparam("expires", type_=UTCDateTime()), attempts=ErasureStep.attempts + 1)
-        .returning(ErasureStep)  # the claimed rows themselves: the worker need not read them again
-        .execution_options(synchronize_session=False, populate_existing=True)
+                lease_expires_at=bindparam("expires", type_=UTCDateTime()), attempts=steps.c.attempts + 1)
+        .returning(*steps.c)  # the claimed rows themselves: the worker need not read them again
     )
 
 
@@ -80,9 +80,19 @@ def _constant(value: str):
 
 @functools.cache
 def _requests_statement():
-    last_phase = (select(func.max(ErasureStep.phase)).where(ErasureStep.request_id == OptOutRequest.id)
-                  .correlate(OptOutRequest).scalar_subquery())
-    return select(OptOutRequest, last_phase).where(OptOutRequest.id.in_(bindparam("ids", expanding=True)))
+    requests, steps = OptOutRequest.__table__, ErasureStep.__table__
+    last_phase = (select(func.max(steps.c.phase)).where(steps.c.request_id == requests.c.id)
+                  .correlate(requests).scalar_subquery().label("last_phase"))
+    return select(*requests.c, last_phase).where(requests.c.id.in_(bindparam("ids", expanding=True)))
+
+
+def _detached(model, row) -> object:
+    """A row as a mapped object outside any session: read only, as a claim's rows are.
+
+    The ORM's own loading (identity map, events) costs more than the claim's statements do, and
+    nothing here is written back through these objects.
+    """
+    return model(**{c.name: row[c.name] for c in model.__table__.c})
 
 
 def claim(session: Session, owner: str, now: dt.datetime, limit: int = 10, lease: dt.timedelta = LEASE) -> list[Claim]:
@@ -97,12 +107,14 @@ def claim(session: Session, owner: str, now: dt.datetime, limit: int = 10, lease
     """
     dialect = session.get_bind().dialect.name
     write_lock(session)
-    steps = list(session.scalars(_claim_statement(dialect == "postgresql", limit),
-                                 {"now": now, "owner": owner, "expires": now + lease}))
+    conn = session.connection()  # Core statements on the session's connection: no ORM on this path
+    rows = conn.execute(_claim_statement(dialect == "postgresql", limit),
+                        {"now": now, "owner": owner, "expires": now + lease}).mappings().all()
+    steps = [_detached(ErasureStep, row) for row in rows]
     requests = {}
     if steps:
-        rows = session.execute(_requests_statement(), {"ids": sorted({s.request_id for s in steps})})
-        requests = {request.id: (request, last) for request, last in rows}
+        rows = conn.execute(_requests_statement(), {"ids": sorted({s.request_id for s in steps})}).mappings()
+        requests = {row["id"]: (_detached(OptOutRequest, row), row["last_phase"]) for row in rows}
     session.commit()
     return [Claim(s.id, owner, s, requests[s.request_id][0], s.phase >= requests[s.request_id][1]) for s in steps]
 
@@ -115,8 +127,8 @@ def finish(session: Session, claim_: Claim, now: dt.datetime, **values) -> bool:
     """
     values.setdefault("lease_owner", None)
     values.setdefault("lease_expires_at", None)
-    done = session.execute(_finish_statement(tuple(sorted(values))),
-                           {"step_id": claim_.step_id, "owner": claim_.owner, **values}).rowcount
+    done = session.connection().execute(_finish_statement(tuple(sorted(values))),
+                                        {"step_id": claim_.step_id, "owner": claim_.owner, **values}).rowcount
     if done != 1:
         log.warning("step %s: lease lost before it finished; its outcome is dropped", claim_.step_id)
         return False
@@ -125,14 +137,17 @@ def finish(session: Session, claim_: Claim, now: dt.datetime, **values) -> bool:
 
 @functools.cache
 def _finish_statement(names: tuple[str, ...]):
-    """One statement per set of columns written, built once: every step runs one or more of them."""
+    """One statement per set of columns written, built once: every step runs one or more of them.
+
+    Written against the table, not the mapped class: the ORM's bulk-update path would look for
+    objects to synchronise on every call, and a worker runs this statement two or three times a step.
+    """
     columns = ErasureStep.__table__.c
     return (
-        update(ErasureStep)
-        .where(ErasureStep.id == bindparam("step_id"), ErasureStep.lease_owner == bindparam("owner"),
-               ErasureStep.status == _constant("running"))
+        update(ErasureStep.__table__)
+        .where(columns.id == bindparam("step_id"), columns.lease_owner == bindparam("owner"),
+               columns.status == _constant("running"))
         .values({name: bindparam(name, type_=columns[name].type) for name in names})
-        .execution_options(synchronize_session=False)
     )
 
 
