@@ -108,13 +108,14 @@ def _ping_after_idle(engine: Engine) -> None:
     statement's error, after which SQLAlchemy replaces every pooled connection.
     """
 
-    @event.listens_for(engine, "checkin")
-    def _returned(_dbapi_conn, record) -> None:
-        record.info["returned_at"] = time.monotonic()
+    @event.listens_for(engine, "connect")  # a new connection has just answered
+    @event.listens_for(engine, "checkin")  # a connection comes back from work that went through
+    def _known_good(_dbapi_conn, record) -> None:
+        record.info["known_good_at"] = time.monotonic()
 
     @event.listens_for(engine, "checkout")
     def _check(dbapi_conn, record, _proxy) -> None:
-        if time.monotonic() - record.info.get("returned_at", 0.0) < PING_AFTER_IDLE:
+        if time.monotonic() - record.info.get("known_good_at", 0.0) < PING_AFTER_IDLE:
             return
         try:
             engine.dialect.do_ping(dbapi_conn)
