@@ -1,12 +1,11 @@
 """POST /api/v1/consent/check: answers in order, a constant number of queries, strict input."""
-import contextlib
 import datetime as dt
 
 import pytest
-from sqlalchemy import event
 
 from consent import ledger, service, suppression
 from tests.consent.conftest import PURPOSES_V2
+from tests.statements import counted
 
 NOW = dt.datetime(2026, 11, 25, 19, 0, tzinfo=dt.UTC)
 PATH = "/api/v1/consent/check"
@@ -54,21 +53,6 @@ def people(app, make_person, connect):
         ({"network": "demo", "purpose": "scoring", "account": "nobody"}, "unknown"),
         ({"network": "demo", "purpose": "scoring", "subject": "no-such-subject"}, "unknown"),
     ]
-
-
-@contextlib.contextmanager
-def counted(app):
-    """Every SQL statement the app's engine runs inside the block."""
-    engine, statements = app.extensions["ownstory_db"]["engine"], []
-
-    def count(_conn, _cursor, statement, *_args):
-        statements.append(statement)
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
 
 
 def test_a_thousand_checks_answer_in_order(app, client, service_headers, people):

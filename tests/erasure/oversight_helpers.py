@@ -2,14 +2,13 @@
 a bulk seeder for pagination; a counter of SQL statements; a check that a page names nobody."""
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import re
 import uuid
 from dataclasses import dataclass, field
 
-from sqlalchemy import event, insert, select, update
+from sqlalchemy import insert, select, update
 
 from app.db import utcnow
 from consent.grants import store_grant
@@ -147,18 +146,3 @@ def grow_log(app, count: int) -> None:
             log.lock(db)
             log.append(db, vault, origin, f"entry {n}".encode(), utcnow())
             db.commit()
-
-
-@contextlib.contextmanager
-def counted(app):
-    """Every SQL statement the app's engine runs inside the block."""
-    engine, statements = app.extensions["ownstory_db"]["engine"], []
-
-    def count(_conn, _cursor, statement, *_args):
-        statements.append(statement)
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", count)

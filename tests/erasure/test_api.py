@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime as dt
 import json
 import re
@@ -10,7 +9,7 @@ import uuid
 
 import pytest
 import requests
-from sqlalchemy import event, func, select, update
+from sqlalchemy import func, select, update
 
 from app.db import utcnow
 from consent.grants import store_grant
@@ -22,6 +21,7 @@ from erasure.models import STEP_KINDS, ErasureStep, OptOutRequest
 from erasure.worker import Worker
 from tests.conftest import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 from tests.erasure.helpers import joined_person, outbox, submit_optout
+from tests.statements import counted
 
 OPTOUTS = "/api/v1/optouts"
 SUPPRESSIONS = "/api/v1/suppressions/check"
@@ -134,21 +134,6 @@ def assert_nothing_personal(text: str, *, emails=(), accounts=(), handles=(), su
     for value in (*accounts, *handles, *subjects):
         # Whole tokens only: "1001" must not be mistaken inside a timestamp or a UUID.
         assert not re.search(rf"(?<![\w.\-]){re.escape(value)}(?![\w\-])", text), value
-
-
-@contextlib.contextmanager
-def counted(app):
-    """Every SQL statement the app's engine runs inside the block."""
-    engine, statements = app.extensions["ownstory_db"]["engine"], []
-
-    def count(_conn, _cursor, statement, *_args):
-        statements.append(statement)
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
 
 
 # --- GET /api/v1/optouts -----------------------------------------------------------------------

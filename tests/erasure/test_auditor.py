@@ -22,7 +22,8 @@ from erasure.models import Receipt
 from erasure.worker import Worker
 from tests.conftest import csrf_token_from
 from tests.erasure.helpers import joined_person, submit_optout
-from tests.erasure.oversight_helpers import counted, db_session, grow_log, seed_every_state
+from tests.erasure.oversight_helpers import db_session, grow_log, seed_every_state
+from tests.statements import counted
 
 AUDITOR_GETS = ["/auditor", "/auditor/verify", "/auditor/checkpoints", "/auditor/checkpoints?before=3",
                 "/auditor/consistency?first=1&second=2", "/auditor/export.csv", "/auditor/export.json"]
