@@ -48,7 +48,7 @@ def main() -> int:
     if not 0 <= latency <= 2000:
         sys.exit(f"{LATENCY_VARIABLE} must be a number of milliseconds from 0 to 2000 (by default {NETWORK_MS:g})")
     logging.basicConfig(level=logging.WARNING)
-    people = max(10, round(1000 * scale))
+    people = max(60, round(1000 * scale))  # fewer, and 12 threads spend the run starting up and winding down
     small = max(2000, round(10_000 * scale))  # 20 people at least: purge.SAMPLES + 1 of them
     with world(network_latency_ms=latency) as w:
         print(f"Ownstory bench, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {machine.node()} "
