@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import os
 import platform as machine
 import sys
@@ -38,13 +39,10 @@ class Row:
 
 
 def main() -> int:
-    scale = float(os.environ.get(SCALE_VARIABLE) or 1)
+    scale = _number(SCALE_VARIABLE, 1.0)
     if not 0 < scale <= 10:
         sys.exit(f"{SCALE_VARIABLE} must be above 0 and at most 10, e.g. 0.02 for a quick run")
-    try:
-        latency = float(os.environ.get(LATENCY_VARIABLE) or NETWORK_MS)
-    except ValueError:
-        latency = -1.0
+    latency = _number(LATENCY_VARIABLE, NETWORK_MS)
     if not 0 <= latency <= 2000:
         sys.exit(f"{LATENCY_VARIABLE} must be a number of milliseconds from 0 to 2000 (by default {NETWORK_MS:g})")
     logging.basicConfig(level=logging.WARNING)
@@ -152,6 +150,15 @@ def table(rows: list[Row]) -> str:
              for c in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines + [f"* {r.note}" for r in rows if r.note])
+
+
+def _number(variable: str, default: float) -> float:
+    """An environment variable's number; NaN, so that the range check refuses it, where it is not one."""
+    raw = os.environ.get(variable, "").strip()
+    try:
+        return float(raw) if raw else default
+    except ValueError:
+        return math.nan
 
 
 def _progress(message: str) -> None:
