@@ -76,14 +76,16 @@ def purge_entry(
 
 def count_entry(engine: Engine, entry: TableEntry, values: list[str]) -> int:
     """Rows of the entry that still hold one of the values: what verify needs to see at 0."""
-    total = 0
     with _store_errors(engine, entry):
         _checked_shape(engine, entry)
-        t = entry_table(entry)
         with engine.connect() as conn:
-            for chunk in _chunks(values):
-                total += conn.scalar(select(func.count()).select_from(t).where(t.c[entry.column].in_(chunk)))
-    return total
+            return sum(conn.scalar(count) for count in _counts(entry, values))
+
+
+def _counts(entry: TableEntry, values: list[str]) -> list:
+    """One count of the entry's matching rows per IN list of values."""
+    t = entry_table(entry)
+    return [select(func.count()).select_from(t).where(t.c[entry.column].in_(chunk)) for chunk in _chunks(values)]
 
 
 def count_entries(engine: Engine, wanted: list[tuple[TableEntry, list[str]]]) -> list[int]:
@@ -94,9 +96,7 @@ def count_entries(engine: Engine, wanted: list[tuple[TableEntry, list[str]]]) ->
     for entry, values in wanted:
         with _store_errors(engine, entry):
             _checked_shape(engine, entry)
-        t = entry_table(entry)
-        counts.append([select(func.count()).select_from(t).where(t.c[entry.column].in_(chunk)).scalar_subquery()
-                       for chunk in _chunks(values)])
+        counts.append([count.scalar_subquery() for count in _counts(entry, values)])
     try:
         with engine.connect() as conn:
             row = conn.execute(select(*(c for each in counts for c in each))).one()

@@ -276,6 +276,21 @@ def login(csrf_post):
 
 
 @pytest.fixture
+def signed_in(app, make_person, login):
+    """A client signed in with a role, or anonymous (None)."""
+
+    def make(role: str | None):
+        client = app.test_client()
+        if role is not None:
+            user = make_person(role=role)
+            login(client, user)
+            client.user = user
+        return client
+
+    return make
+
+
+@pytest.fixture
 def api_token(app):
     """A bearer token for a role, made the way `flask tokens create` makes it."""
 

@@ -30,19 +30,6 @@ AUDITOR_GETS = ["/auditor", "/auditor/verify", "/auditor/checkpoints", "/auditor
 
 
 @pytest.fixture
-def signed_in(app, make_person, login):
-    def make(role: str | None):
-        client = app.test_client()
-        if role is not None:
-            user = make_person(role=role)
-            login(client, user)
-            client.user = user
-        return client
-
-    return make
-
-
-@pytest.fixture
 def worker(app):
     w = Worker(app, threads=2)
     yield w

@@ -26,21 +26,6 @@ def operator_pages(request_id: str) -> list[tuple[str, str]]:
             ("POST", f"/operator/requests/{request_id}/retry")]
 
 
-@pytest.fixture
-def signed_in(app, make_person, login):
-    """A client signed in with a role, or anonymous (None)."""
-
-    def make(role: str | None):
-        client = app.test_client()
-        if role is not None:
-            user = make_person(role=role)
-            login(client, user)
-            client.user = user
-        return client
-
-    return make
-
-
 def post_form(client, path: str, page: str = "/login", **data):
     """POST with a CSRF token the client's own session holds, as a browser would."""
     token = csrf_token_from(client.get(page).get_data(as_text=True))
