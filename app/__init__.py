@@ -32,7 +32,7 @@ def create_app(test_config: dict | None = None, environ: dict | None = None) -> 
 def _start_inline_worker_on_first_request(app: Flask) -> None:
     """Under `make run` the worker loop runs in the web process; it starts with the first request,
     so that one-off commands (`flask users create`) never start it."""
-    from erasure.runner import start_inline
+    from erasure.engine.scheduler import start_inline
 
     @app.before_request
     def _start() -> None:
@@ -69,7 +69,7 @@ def _configure_flask(app: Flask) -> None:
 def _load_catalogues(app: Flask) -> None:
     from consent.networks import load_networks
     from consent.purposes import load_purposes
-    from erasure.datamap import load_datamap
+    from erasure.stores.datamap import load_datamap
 
     networks = load_networks(app.config["NETWORKS_FILE"], base_url=app.config["BASE_URL"])
     app.extensions["networks"] = networks
@@ -106,9 +106,13 @@ def _register_blueprints(app: Flask) -> None:
     from consent import api as consent_api
     from consent import connect, gpc
     from consent import views as consent_views
-    from erasure import api as erasure_api
-    from erasure import export, forget, log_api, receipt_views, retention_api
-    from erasure import views as erasure_views
+    from erasure.export import views as export
+    from erasure.forget import views as forget
+    from erasure.optout import api as erasure_api
+    from erasure.optout import views as erasure_views
+    from erasure.receipts import api as log_api
+    from erasure.receipts import views as receipt_views
+    from erasure.retention import api as retention_api
 
     app.register_blueprint(pages.bp)
     app.register_blueprint(accounts.bp)
@@ -121,7 +125,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(forget.bp)
     forget.init_app(app)  # the one-time link's token stays out of access logs
     app.register_blueprint(export.bp)
-    from erasure import auditor, dashboard
+    from erasure.oversight import auditor, dashboard
 
     app.register_blueprint(dashboard.bp)  # /operator, for operators
     app.register_blueprint(auditor.bp)  # /auditor, for auditors

@@ -27,8 +27,8 @@ def _script_heads() -> set[str]:
 def _keys_usable() -> bool:
     """The signing keys in use open with the configured OWNSTORY_TOKEN_KEYS (none yet is fine: made on need)."""
     from app.security import VaultError
-    from erasure import keys
     from erasure.models import SigningKey
+    from erasure.receipts import keys
 
     vault = current_app.extensions["ownstory_vault"]
     try:

@@ -51,8 +51,8 @@ class DatabaseCollector:
         return []
 
     def collect(self):
-        from erasure import log as transparency_log
         from erasure.models import REQUEST_STATUSES, ErasureStep, OptOutRequest, Receipt
+        from erasure.receipts import tlog as transparency_log
 
         now = utcnow()
         with self._sessionmaker() as session:

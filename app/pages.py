@@ -22,7 +22,7 @@ def me():
     if current_user.role != "person":
         abort(403, "This page is for people with their own data here.")
     from consent import service as consent_service
-    from erasure.datamap import count_held, identities_of
+    from erasure.stores.datamap import count_held, identities_of
 
     grants = consent_service.grants_of(db.session, current_user.id)
     consents = consent_service.consent_overview(db.session, current_user.id, current_app.extensions["purposes"])

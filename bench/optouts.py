@@ -30,10 +30,10 @@ from consent.models import Grant
 from consent.service import grants_of, set_consents
 from demo import platform
 from demo.models import Token
-from erasure import service
 from erasure.context import context_from_app
-from erasure.datamap import Identities, entry_table, load_datamap
 from erasure.models import ErasureStep, OptOutRequest
+from erasure.optout import service
+from erasure.stores.datamap import Identities, entry_table, load_datamap
 
 THREADS = 4  # steps at once per worker process: `flask worker`'s default
 TICK = 0.1  # seconds between a worker's looks for due work (`flask worker --tick`; 1 by default)

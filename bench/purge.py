@@ -7,8 +7,8 @@ import time
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, cast, func, insert, literal, select
 
 from app.db import make_engine
-from erasure.datamap import TableEntry
-from erasure.purge import purge_entry
+from erasure.stores.datamap import TableEntry
+from erasure.stores.purge import purge_entry
 
 ROWS_EACH = 100  # rows per person
 SAMPLES = 15  # people purged per table size; the median counts

@@ -11,9 +11,10 @@ from sqlalchemy.orm import sessionmaker
 
 from app.db import make_engine, utcnow
 from app.security import Vault
-from erasure import log, merkle
+from bench.verification import benchmark
 from erasure.models import Checkpoint, LogNode
-from erasure.verify import benchmark
+from erasure.receipts import tlog
+from erasure.verifier import merkle
 
 SAMPLES = 200
 ORIGIN = "bench.example/ownstory/receipts"
@@ -48,11 +49,11 @@ def proof_time(engine, leaves: int) -> tuple[float, int, int]:
     times, rows_read, longest = [], 0, 0
     rng = random.Random(7)
     with sessions() as session:
-        log.inclusion(session, 0, leaves)  # warm-up
+        tlog.inclusion(session, 0, leaves)  # warm-up
         for _ in range(SAMPLES):
             index = rng.randrange(leaves)
             start = time.perf_counter()
-            proof = log.inclusion(session, index, leaves)
+            proof = tlog.inclusion(session, index, leaves)
             times.append(time.perf_counter() - start)
             rows_read = max(rows_read, len(merkle.needed_for_inclusion(index, leaves)))
             longest = max(longest, len(proof))
@@ -66,8 +67,8 @@ def appends_per_second(engine, vault: Vault, count: int) -> tuple[float, float]:
     start = time.perf_counter()
     for i in range(count):
         with sessions() as session:
-            log.lock(session)
-            log.append(session, vault, ORIGIN, hashlib.sha256(i.to_bytes(8, "big")).digest(), utcnow())
+            tlog.lock(session)
+            tlog.append(session, vault, ORIGIN, hashlib.sha256(i.to_bytes(8, "big")).digest(), utcnow())
             session.commit()
     appends = count / (time.perf_counter() - start)
     start = time.perf_counter()

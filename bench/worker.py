@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 
 from app import create_app
-from erasure.runner import run_forever
+from erasure.engine.scheduler import run_forever
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from flask.cli import with_appcontext
 @with_appcontext
 def worker_command(threads: int, tick: float) -> None:
     """Run erasure steps until stopped. Start as many as you like, on any machines, against one database."""
-    from erasure.runner import run_forever
+    from erasure.engine.scheduler import run_forever
 
     run_forever(current_app._get_current_object(), threads=threads, tick=tick)
 
@@ -25,7 +25,7 @@ def rotate_keys() -> None:
     """Make a new receipt-signing key current; the old ones stay published for verification."""
     from app.db import utcnow
     from app.extensions import db
-    from erasure import keys
+    from erasure.receipts import keys
 
     row = keys.rotate(db.session, current_app.extensions["ownstory_vault"], utcnow())
     db.session.commit()
@@ -48,8 +48,8 @@ def receipts_verify(file: str, jwks_source: str | None, log_key: str | None) -> 
 
     from app.db import utcnow
     from app.extensions import db
-    from erasure import keys, log
-    from erasure.verify import main
+    from erasure.receipts import keys, tlog
+    from erasure.verifier.verify import main
 
     args = [file]
     if jwks_source:
@@ -61,7 +61,7 @@ def receipts_verify(file: str, jwks_source: str | None, log_key: str | None) -> 
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
             json.dump(keys.jwks(db.session), fh)
         args += ["--jwks", fh.name]
-    key = log_key or log.verifier_key(db.session, current_app.extensions["ownstory_vault"],
+    key = log_key or tlog.verifier_key(db.session, current_app.extensions["ownstory_vault"],
                                       current_app.config["LOG_ORIGIN"], utcnow())
     db.session.commit()
     args += ["--log-key", key]

@@ -11,7 +11,7 @@ from app.security import Vault
 from consent.networks import Networks
 from consent.purposes import Purposes
 from consent.suppression import Peppers
-from erasure.datamap import DataMap
+from erasure.stores.datamap import DataMap
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ from sqlalchemy import func, select, update
 from app.db import utcnow
 from app.models import ApiToken
 from consent.suppression import Identity, Suppression
-from erasure import service
 from erasure.context import context_from_app
 from erasure.models import ErasureStep, OptOutRequest
+from erasure.optout import service
 from tests.servers import LiveServer
 
 CHECK = {"checks": [{"network": "demo", "account": "1001", "purpose": "scoring"}]}
@@ -56,11 +56,11 @@ def request_id(app) -> str:
 @pytest.fixture
 def receipt_id(app, request_id) -> str:
     """A receipt in the log, for the endpoints anyone may call."""
-    from erasure import receipts
+    from erasure.receipts import issue
 
     ctx = context_from_app(app)
     with app.extensions["ownstory_db"]["sessionmaker"]() as db:
-        receipt = receipts.issue(db, ctx, db.get(OptOutRequest, request_id), ctx.log_origin, utcnow())
+        receipt = issue.issue(db, ctx, db.get(OptOutRequest, request_id), ctx.log_origin, utcnow())
         db.commit()
         return receipt.id
 

@@ -11,9 +11,9 @@ from app.db import utcnow
 from app.models import ApiToken
 from app.security import token_hash
 from consent.suppression import Identity
-from erasure import service
 from erasure.context import context_from_app
 from erasure.models import ErasureStep
+from erasure.optout import service
 from tests.conftest import PASSWORD
 
 

@@ -29,7 +29,7 @@ def test_readyz_says_not_ready_when_the_signing_keys_cannot_be_opened(app, make_
     from cryptography.fernet import Fernet
 
     from app.db import utcnow
-    from erasure import keys
+    from erasure.receipts import keys
 
     with app.extensions["ownstory_db"]["sessionmaker"]() as db:
         keys.current(db, app.extensions["ownstory_vault"], "receipt", utcnow())

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import select
 
 from app import logging as app_logging
-from erasure import owner
-from erasure.worker import Worker
+from erasure.engine.worker import Worker
+from erasure.verifier import owner
 from tests.conftest import DEMO_CLIENT_SECRET, PASSWORD, TOKEN_KEY
 
 

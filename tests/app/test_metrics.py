@@ -11,9 +11,10 @@ from sqlalchemy import select, update
 from app.db import utcnow
 from app.settings import ROOT
 from consent.suppression import Identity
-from erasure import receipts, service
 from erasure.context import context_from_app
 from erasure.models import ErasureStep, OptOutRequest
+from erasure.optout import service
+from erasure.receipts import issue
 
 
 def scrape(client, token: str) -> dict[tuple[str, tuple], float]:
@@ -77,7 +78,7 @@ def test_the_figures_come_from_the_database(app, client, api_token):
         db.execute(update(OptOutRequest).where(OptOutRequest.id == done).values(status="completed"))
         db.execute(update(ErasureStep).where(ErasureStep.request_id == done).values(status="done"))
         ctx = context_from_app(app)
-        receipts.issue(db, ctx, db.get(OptOutRequest, done), ctx.log_origin, utcnow())
+        issue.issue(db, ctx, db.get(OptOutRequest, done), ctx.log_origin, utcnow())
         failing = {(first.kind, first.target, "needs_attention"), (second.kind, second.target, "retrying")}
         db.commit()
 

@@ -9,7 +9,7 @@ import schemathesis
 from marshmallow import ValidationError
 
 from app.openapi import BEARER, ROLES, QueryInteger, StrictBoolean
-from erasure.verify import CHECKS
+from erasure.verifier.verify import CHECKS
 
 DOC = "/api/v1/openapi.json"
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}

@@ -11,9 +11,10 @@ from hypothesis import HealthCheck, settings
 from app.db import utcnow
 from app.openapi import ROLES
 from consent.suppression import Identity
-from erasure import receipts, service
 from erasure.context import context_from_app
 from erasure.models import OptOutRequest
+from erasure.optout import service
+from erasure.receipts import issue
 from tests.servers import serve
 
 TOKEN_ROLES = ("service", "operator", "auditor")
@@ -51,7 +52,7 @@ def seeded(app, api_token) -> dict:
                                         source="service").request
                          for given in (Identity("account", "9001", "demo"), Identity("email", "open@example.org")))
         db.commit()
-        receipt = receipts.issue(db, ctx, db.get(OptOutRequest, closed.id), ctx.log_origin, utcnow())
+        receipt = issue.issue(db, ctx, db.get(OptOutRequest, closed.id), ctx.log_origin, utcnow())
         db.commit()
         ids = {"request_id": open_.id, "receipt_id": receipt.id, "index": receipt.leaf_index}
     return {"tokens": {role: api_token(role, name=f"schemathesis-{role}") for role in TOKEN_ROLES}, "ids": ids,

@@ -12,9 +12,9 @@ from sqlalchemy import insert, select, update
 
 from app.db import utcnow
 from consent.grants import store_grant
-from erasure import service
 from erasure.context import context_from_app
 from erasure.models import ErasureStep, OptOutRequest
+from erasure.optout import service
 
 HALF_HOUR = dt.timedelta(minutes=30)  # keeps "20 days left" true for half an hour of test time
 
@@ -138,11 +138,11 @@ def bulk_requests(app, count: int, now: dt.datetime | None = None) -> list[str]:
 
 def grow_log(app, count: int) -> None:
     """Append `count` entries to the transparency log directly, each signing a checkpoint."""
-    from erasure import log
+    from erasure.receipts import tlog
 
     vault, origin = app.extensions["ownstory_vault"], app.config["LOG_ORIGIN"]
     for n in range(count):
         with db_session(app) as db:
-            log.lock(db)
-            log.append(db, vault, origin, f"entry {n}".encode(), utcnow())
+            tlog.lock(db)
+            tlog.append(db, vault, origin, f"entry {n}".encode(), utcnow())
             db.commit()

@@ -292,8 +292,8 @@ def submit_all(app, crowd: list[Member], scope: str = "all") -> list[str]:
     from app.extensions import db
     from app.models import User
     from consent.service import grants_of
-    from erasure import service
     from erasure.context import context_from_app
+    from erasure.optout import service
 
     ctx = context_from_app(app)
     ids = []

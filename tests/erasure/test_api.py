@@ -15,10 +15,10 @@ from app.db import utcnow
 from consent.grants import store_grant
 from consent.models import Grant
 from consent.suppression import Identity, Suppression
-from erasure import service
 from erasure.context import context_from_app
+from erasure.engine.worker import Worker
 from erasure.models import STEP_KINDS, ErasureStep, OptOutRequest
-from erasure.worker import Worker
+from erasure.optout import service
 from tests.conftest import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 from tests.erasure.helpers import joined_person, outbox, submit_optout
 from tests.statements import counted

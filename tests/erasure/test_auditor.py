@@ -16,10 +16,10 @@ from sqlalchemy import select
 
 from app import audit
 from app.db import utcnow
-from erasure import merkle
-from erasure.log_trace import trace_consistency
+from erasure.engine.worker import Worker
 from erasure.models import Receipt
-from erasure.worker import Worker
+from erasure.receipts.log_trace import trace_consistency
+from erasure.verifier import merkle
 from tests.conftest import csrf_token_from
 from tests.erasure.helpers import joined_person, submit_optout
 from tests.erasure.oversight_helpers import db_session, grow_log, seed_every_state
@@ -319,12 +319,12 @@ def test_the_export_is_well_formed_streamed_and_names_nobody(app, signed_in, mak
 
 
 def test_the_export_reads_in_batches(app, signed_in):
-    from erasure import oversight
+    from erasure.oversight import queries
     from tests.erasure.oversight_helpers import bulk_requests
 
     ids = bulk_requests(app, 250)
     with db_session(app) as db, counted(app) as statements:
-        rows = list(oversight.export_rows(db, utcnow(), batch=100))
+        rows = list(queries.export_rows(db, utcnow(), batch=100))
     assert sorted(r["request_id"] for r in rows) == sorted(ids)
     assert len([s for s in statements if s.lstrip().startswith("SELECT")]) == 3
     assert [r["requested_at"] for r in rows] == sorted(r["requested_at"] for r in rows)

@@ -240,8 +240,8 @@ def test_health_names_failing_networks_and_the_chart_reads_without_javascript(ap
 
 
 def test_the_chart_with_no_completions_and_a_missed_deadline(app):
-    from erasure.charts import duration, time_to_complete
-    from erasure.oversight import DayTimings
+    from erasure.oversight.charts import duration, time_to_complete
+    from erasure.oversight.queries import DayTimings
 
     days = [DayTimings(dt.date(2026, 11, d)) for d in range(1, 31)]
     empty = str(time_to_complete(days, 30 * 86400))

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import select
 
 from app import audit
+from erasure.engine.worker import Worker
 from erasure.models import ErasureStep, Receipt
-from erasure.worker import Worker
 from tests.browser import free_port, screenshot
 from tests.conftest import PASSWORD
 from tests.erasure.helpers import joined_person, submit_optout

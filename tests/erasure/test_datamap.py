@@ -5,7 +5,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from app.settings import ROOT, ConfigError
-from erasure.datamap import Identities, count_held, load_datamap
+from erasure.stores.datamap import Identities, count_held, load_datamap
 
 NETWORKS = {"demo": object()}
 

@@ -17,9 +17,9 @@ from sqlalchemy import select, text
 from app.db import utcnow
 from app.models import User
 from consent.models import Grant
+from erasure.engine.worker import QUICK_RETRIES, Worker
 from erasure.models import ErasureStep, OptOutRequest
-from erasure.wording import REQUEST_STATES
-from erasure.worker import QUICK_RETRIES, Worker
+from erasure.optout.wording import REQUEST_STATES
 from tests.conftest import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 from tests.consent.helpers_connect import connect_through_demo
 from tests.erasure.helpers import joined_person, outbox, submit_optout

@@ -11,10 +11,10 @@ from sqlalchemy import func, select, update
 from app.db import utcnow
 from app.models import User
 from consent.models import Grant
-from erasure import proofs
-from erasure.forget import PROOF, RedactEmailLinks
+from erasure.engine.worker import Worker
+from erasure.forget import control
+from erasure.forget.views import PROOF, RedactEmailLinks
 from erasure.models import OptOutRequest, Receipt
-from erasure.worker import Worker
 from tests.consent.helpers_connect import answer_at_network, local_path, query
 from tests.erasure.helpers import joined_person, others_checksum, outbox, platform_rows, request_steps, submit_optout
 from tests.erasure.test_optout_flow import check_consent, demo_token_active, sealed_tokens
@@ -230,7 +230,7 @@ def test_leaving_with_an_email_link(app, client, csrf_post, worker, platform_url
         assert opened.headers["Cache-Control"] == "no-store"
         assert opened.headers["Referrer-Policy"] == "no-referrer"
     with db_session(app) as db:
-        assert db.scalar(select(proofs.EmailProof.used_at)) is None
+        assert db.scalar(select(control.EmailProof.used_at)) is None
     confirmed = csrf_post(browser, path)
     assert confirmed.status_code == 303 and confirmed.headers["Location"] == "/forget/optout"
     assert "the email address otto@elsewhere.example" in browser.get("/forget/optout").get_data(as_text=True)
@@ -279,9 +279,9 @@ def test_an_expired_link_is_refused(app, client, csrf_post):
     ask_for_link(client, csrf_post, "sam@elsewhere.example")
     path = mailed_link(app, "sam@elsewhere.example")
     with db_session(app) as db:
-        proof = db.scalar(select(proofs.EmailProof))
+        proof = db.scalar(select(control.EmailProof))
         assert proof.expires_at - proof.created_at <= dt.timedelta(minutes=10)
-        db.execute(update(proofs.EmailProof).values(
+        db.execute(update(control.EmailProof).values(
             created_at=utcnow() - dt.timedelta(minutes=11), expires_at=utcnow() - dt.timedelta(minutes=1)))
         db.commit()
     assert client.get(path).status_code == 400
@@ -292,22 +292,22 @@ def test_an_expired_link_is_refused(app, client, csrf_post):
 
 def test_links_expire_by_the_clock_and_only_a_hash_is_kept(app, session):
     now = utcnow()
-    token = proofs.new_email_link(session, "liz@demo.example", now)
+    token = control.new_email_link(session, "liz@demo.example", now)
     session.commit()
-    row = session.scalar(select(proofs.EmailProof))
+    row = session.scalar(select(control.EmailProof))
     assert row.token_hash == hashlib.sha256(token.encode()).hexdigest()
     assert token.encode() not in row.address_box and b"liz@demo.example" not in row.address_box
-    assert proofs.link_usable(session, token, now + dt.timedelta(minutes=9, seconds=59))
-    assert not proofs.link_usable(session, token, now + dt.timedelta(minutes=10))
-    assert proofs.use_email_link(session, token, now + dt.timedelta(minutes=10)) is None
-    assert proofs.use_email_link(session, token[:-1] + ("A" if token[-1] != "A" else "B"), now) is None
-    assert proofs.use_email_link(session, token, now + dt.timedelta(minutes=1)) == "liz@demo.example"
-    assert proofs.use_email_link(session, token, now + dt.timedelta(minutes=2)) is None
+    assert control.link_usable(session, token, now + dt.timedelta(minutes=9, seconds=59))
+    assert not control.link_usable(session, token, now + dt.timedelta(minutes=10))
+    assert control.use_email_link(session, token, now + dt.timedelta(minutes=10)) is None
+    assert control.use_email_link(session, token[:-1] + ("A" if token[-1] != "A" else "B"), now) is None
+    assert control.use_email_link(session, token, now + dt.timedelta(minutes=1)) == "liz@demo.example"
+    assert control.use_email_link(session, token, now + dt.timedelta(minutes=2)) is None
     session.commit()
     # Links that ran out are cleared when the next one is made.
-    proofs.new_email_link(session, "other@example.org", now + dt.timedelta(minutes=11))
+    control.new_email_link(session, "other@example.org", now + dt.timedelta(minutes=11))
     session.commit()
-    assert session.scalar(select(func.count()).select_from(proofs.EmailProof)) == 1
+    assert session.scalar(select(func.count()).select_from(control.EmailProof)) == 1
 
 
 def test_email_links_are_rate_limited_per_address_and_per_client(make_app, csrf_post):
@@ -346,7 +346,7 @@ def test_where_revoking_ends_the_whole_authorization_a_members_account_is_left_a
 
     from app.extensions import db
     from consent.grants import store_grant
-    from erasure import forget
+    from erasure.forget import views as forget
 
     calls = []
     monkeypatch.setattr(forget, "revoke", lambda network, tokens, http, timeout: calls.append(tokens) or

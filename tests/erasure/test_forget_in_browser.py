@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.models import User
-from erasure.worker import Worker
+from erasure.engine.worker import Worker
 from tests.browser import screenshot
 from tests.erasure.helpers import platform_rows, request_steps
 from tests.erasure.test_optout_in_browser import join, live_app  # noqa: F401 (live_app is a fixture)

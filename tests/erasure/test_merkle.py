@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from erasure import merkle
+from erasure.verifier import merkle
 
 MAX_SIZE = 300
 

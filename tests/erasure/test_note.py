@@ -7,7 +7,7 @@ import hashlib
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from erasure import note
+from erasure.verifier import note
 
 # The vectors of golang.org/x/mod/sumdb/note (note_test.go: TestSign, TestOpen, TestNewVerifier), the
 # reference implementation that C2SP signed-note documents. The signer key there is

@@ -5,8 +5,8 @@ import pytest
 import requests
 from sqlalchemy import select
 
+from erasure.engine.worker import Worker
 from erasure.models import OptOutRequest
-from erasure.worker import Worker
 from tests.conftest import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 from tests.erasure.helpers import joined_person, others_checksum, outbox, platform_rows, request_steps, submit_optout
 
@@ -146,7 +146,7 @@ def test_rows_written_after_the_purge_are_caught_by_verify(app, client, make_per
     from sqlalchemy import create_engine, text, update
 
     from erasure.models import ErasureStep, Receipt
-    from erasure.receipts import claims_of
+    from erasure.receipts.issue import claims_of
 
     joined_person(client, make_person, login, csrf_post, account="1005", consent=False)
     status_path = submit_optout(client, csrf_post, "all")

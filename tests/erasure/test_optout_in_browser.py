@@ -4,9 +4,9 @@ import re
 import pytest
 
 from app.settings import ROOT
-from erasure import wording
-from erasure.service import REASONS
-from erasure.worker import Worker
+from erasure.engine.worker import Worker
+from erasure.optout import wording
+from erasure.optout.service import REASONS
 from tests.browser import free_port, screenshot
 from tests.conftest import PASSWORD
 from tests.erasure.helpers import request_steps

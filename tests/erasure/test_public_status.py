@@ -7,8 +7,8 @@ import pytest
 from sqlalchemy import func, select
 
 from consent.suppression import Suppression
+from erasure.engine.worker import Worker
 from erasure.models import OptOutRequest
-from erasure.worker import Worker
 from tests.conftest import csrf_token_from
 from tests.erasure.helpers import joined_person, submit_optout
 

@@ -17,8 +17,8 @@ from sqlalchemy import create_engine, event, func, select, text
 
 from app.db import make_engine
 from demo.platform import endorsements, metadata, posts
-from erasure.datamap import TableEntry
-from erasure.purge import StoreMisconfigured, StoreUnavailable, count_entries, count_entry, purge_entry, row_key
+from erasure.stores.datamap import TableEntry
+from erasure.stores.purge import StoreMisconfigured, StoreUnavailable, count_entries, count_entry, purge_entry, row_key
 
 TEST_PG = os.environ.get("OWNSTORY_TEST_DATABASE_URL", "").strip()
 BACKENDS = ["sqlite"] + (["postgresql"] if TEST_PG else [])

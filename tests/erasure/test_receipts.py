@@ -9,11 +9,12 @@ import pytest
 from sqlalchemy import func, select
 
 from app.db import utcnow
-from erasure import merkle, note, receipts
 from erasure.context import context_from_app
+from erasure.engine.worker import Worker
 from erasure.models import Checkpoint, OptOutRequest, Receipt
-from erasure.verify import verify
-from erasure.worker import Worker
+from erasure.receipts import issue
+from erasure.verifier import merkle, note
+from erasure.verifier.verify import verify
 from tests.erasure.helpers import joined_person, submit_optout
 
 
@@ -85,7 +86,7 @@ def test_one_receipt_per_request_however_often_the_step_runs(app, client, make_p
     def issue_again():
         with sessions() as db:
             request = db.get(OptOutRequest, request_id)
-            results.append(receipts.issue(db, ctx, request, ctx.log_origin, utcnow()).id)
+            results.append(issue.issue(db, ctx, request, ctx.log_origin, utcnow()).id)
             db.commit()
 
     threads = [threading.Thread(target=issue_again) for _ in range(4)]

@@ -12,13 +12,13 @@ from app.db import utcnow
 from app.settings import ConfigError
 from consent.models import Grant
 from demo.platform import PLATFORM_TABLES, posts, row_counts
-from erasure import retention
 from erasure.context import context_from_app
-from erasure.datamap import load_datamap
+from erasure.engine.scheduler import _sweep
+from erasure.engine.worker import Worker
 from erasure.models import OptOutRequest
-from erasure.retention import RetentionSweep
-from erasure.runner import _sweep
-from erasure.worker import Worker
+from erasure.retention import sweeps as retention
+from erasure.retention.sweeps import RetentionSweep
+from erasure.stores.datamap import load_datamap
 from tests.erasure.helpers import joined_person, others_checksum, platform_rows, submit_optout
 
 RETAINED = 'column = "author_id"\nidentity = "account"\nnetwork = "demo"\naction = "delete"\n'

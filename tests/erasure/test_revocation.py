@@ -14,7 +14,7 @@ from flask import Flask, redirect
 from consent.networks import Network, Revocation
 from demo.faults import CallCounter, Faults
 from demo.server import create_demo_app
-from erasure.revocation import (
+from erasure.engine.revocation import (
     GrantTokens,
     Outcome,
     backoff,

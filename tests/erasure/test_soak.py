@@ -35,10 +35,10 @@ from bench import optouts
 from bench.world import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, NETWORK_ENTRY, NETWORKS, gunicorn, web_processes, world
 from demo import platform
 from demo.models import Token
-from erasure import merkle, note
 from erasure.models import Checkpoint, ErasureStep, OptOutRequest, Receipt
-from erasure.service import OWN_RECORDS
-from erasure.verify import Verifier
+from erasure.optout.service import OWN_RECORDS
+from erasure.verifier import merkle, note
+from erasure.verifier.verify import Verifier
 from tests.erasure.processes import MailSink, WorkerProcess, wait_for, worker_environ
 from tests.servers import serve
 

@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from joserfc import jws as jose
 from joserfc.jwk import ECKey, OKPKey
 
-from erasure import merkle, note, owner, verify
+from bench import verification
+from erasure.verifier import merkle, note, owner, verify
 
 ROOT = Path(__file__).resolve().parents[2]
 TYP = "ownstory-receipt+jws"
@@ -78,7 +79,7 @@ class World:
         self.log_private = Ed25519PrivateKey.generate()
         self.log_key = note.verifier_key(ORIGIN, self.log_private.public_key())
         self.k = os.urandom(32)
-        self.claims = verify.sample_claims()
+        self.claims = verification.sample_claims()
         self.claims["subject_commitment"] = owner.commitment(self.k, IDENTITIES)
         self.jws = sign(self.claims, self.key)
         self.verifier = verify.Verifier(self.jwks, self.log_key)
@@ -404,7 +405,7 @@ def test_a_verifier_reused_for_many_receipts_caches_nothing_wrongly(world):
 
 
 def test_the_benchmark_helper_reports_a_ratio():
-    result = verify.benchmark(seconds=0.05, tree_size=50)
+    result = verification.benchmark(seconds=0.05, tree_size=50)
     assert result["raw_ed25519_per_second"] > 0 and result["receipts_per_second"] > 0
     assert result["bundles_per_second"] > 0 and result["ratio"] > 0 and result["bundle_ratio"] > 0
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from markupsafe import Markup, escape
 
-from erasure.oversight import DayTimings
+from erasure.oversight.queries import DayTimings
 
 WIDTH, HEIGHT = 760, 320
 LEFT, RIGHT, TOP, BOTTOM = 84, 16, 20, 48

@@ -17,9 +17,9 @@ from app.db import utcnow, write_lock
 from app.extensions import db
 from app.logging import redact
 from app.staff import staff_only
-from erasure import charts, oversight
 from erasure.models import REQUEST_STATUSES, OptOutRequest
-from erasure.operations import retry_now
+from erasure.optout.operations import retry_now
+from erasure.oversight import charts, queries
 
 bp = Blueprint("dashboard", __name__, url_prefix="/operator")
 staff_only(bp, "operator")
@@ -54,7 +54,7 @@ def span(delta: dt.timedelta) -> str:
     return "less than a minute"
 
 
-def time_left(row: oversight.QueueRow, now: dt.datetime) -> str:
+def time_left(row: queries.QueueRow, now: dt.datetime) -> str:
     """What an operator needs to know about a request's deadline, in words."""
     if row.completed_at is not None:
         took = f"Completed in {span(row.completed_at - row.requested_at)}"
@@ -127,7 +127,7 @@ def _words():
 
 # --- the queue -------------------------------------------------------------------------------------
 
-def _filters() -> oversight.QueueFilter:
+def _filters() -> queries.QueueFilter:
     """The filters from the query string; a value we do not know is a 400, never a wider list."""
     args = request.args
     status = args.get("status", "")
@@ -139,7 +139,7 @@ def _filters() -> oversight.QueueFilter:
         abort(400, "The overdue filter is yes, no, or empty.")
     if network and network not in current_app.extensions["networks"]:
         abort(400, "That network is not in the catalogue.")
-    return oversight.QueueFilter(status=status or None, overdue={"yes": True, "no": False}.get(overdue),
+    return queries.QueueFilter(status=status or None, overdue={"yes": True, "no": False}.get(overdue),
                                  network=network or None)
 
 
@@ -149,13 +149,13 @@ def queue():
     cursor = None
     if request.args.get("cursor"):
         try:
-            cursor = oversight.Cursor.decode(request.args["cursor"])
-        except oversight.BadCursor as exc:
+            cursor = queries.Cursor.decode(request.args["cursor"])
+        except queries.BadCursor as exc:
             abort(400, str(exc))
     now = utcnow()
-    page = oversight.queue_page(db.session, filters, now, cursor, PAGE_SIZE)
-    counts = oversight.queue_counts(db.session, now)
-    failing = [f for f in oversight.failing_steps(db.session) if f.kind == "revoke"]
+    page = queries.queue_page(db.session, filters, now, cursor, PAGE_SIZE)
+    counts = queries.queue_counts(db.session, now)
+    failing = [f for f in queries.failing_steps(db.session) if f.kind == "revoke"]
     args = {k: v for k, v in request.args.items() if k in ("status", "overdue", "network") and v}
     # Bands are as of the walk's start (page.at), so no request is skipped or shown twice across pages;
     # the time left is as of now.
@@ -178,7 +178,7 @@ def _request_id(request_id: str) -> str:
 
 
 def _found(request_id: str):
-    found = oversight.request_with_steps(db.session, _request_id(request_id))
+    found = queries.request_with_steps(db.session, _request_id(request_id))
     if found is None:
         abort(404, "There is no opt-out request with that id.")
     return found
@@ -187,7 +187,7 @@ def _found(request_id: str):
 @bp.get("/requests/<request_id>")
 def request_detail(request_id: str):
     row, steps = _found(request_id)
-    retryable = sum(s.status in oversight.FAILING for s in steps)
+    retryable = sum(s.status in queries.FAILING for s in steps)
     return render_template("operator/request.html", row=row, steps=steps, now=utcnow(), retryable=retryable)
 
 
@@ -217,12 +217,12 @@ def retry(request_id: str):
 def health():
     now = utcnow()
     networks = current_app.extensions["networks"]
-    failing = oversight.failing_steps(db.session)
+    failing = queries.failing_steps(db.session)
     by_network = {f.target: f for f in failing if f.kind == "revoke"}
     rows = [(key, networks[key].name, by_network.pop(key, None)) for key in networks]
     rows += [(key, "not in the catalogue", f) for key, f in sorted(by_network.items())]
     others = [f for f in failing if f.kind != "revoke"]
-    days = oversight.completion_days(db.session, now)
+    days = queries.completion_days(db.session, now)
     deadline = current_app.config["ERASURE_DEADLINE_DAYS"] * 86400
     return render_template("operator/health.html", rows=rows, others=others, days=days, now=now,
                            chart=charts.time_to_complete(days, deadline), duration=charts.duration)

@@ -8,9 +8,10 @@ from flask import Blueprint, abort, current_app, render_template, request
 from werkzeug.wrappers import Response
 
 from app.extensions import db
-from erasure import owner, receipts
 from erasure.models import OptOutRequest, Receipt
-from erasure.service import find_request
+from erasure.optout.service import find_request
+from erasure.receipts import issue
+from erasure.verifier import owner
 
 bp = Blueprint("receipt_pages", __name__)
 
@@ -38,7 +39,7 @@ def _owner_secret(receipt: Receipt) -> bytes | None:
 
 def summary(claims: dict, networks) -> str:
     """One paragraph a person reads: what we did, and when."""
-    done = receipts.parse_time(claims["completed_at"])
+    done = issue.parse_time(claims["completed_at"])
     parts = []
     revoked = [networks[r["network"]].name if r["network"] in networks else r["network"]
                for r in claims["revocations"] if r["outcome"] in ("revoked", "already_invalid")]
@@ -62,7 +63,7 @@ def _join(items: list[str]) -> str:
 def receipt_page(receipt_id: str):
     receipt = _found(receipt_id)
     k = _owner_secret(receipt)
-    claims = receipts.claims_of(receipt)
+    claims = issue.claims_of(receipt)
     return render_template("receipt.html", receipt=receipt, claims=claims, k=request.args.get("k") if k else None,
                            summary=summary(claims, current_app.extensions["networks"]),
                            base_url=current_app.config["BASE_URL"])
@@ -73,7 +74,7 @@ def bundle_download(receipt_id: str):
     receipt = _found(receipt_id)
     k = _owner_secret(receipt)
     box = db.session.get(OptOutRequest, receipt.request_id).owner_box if k else None
-    body = json.dumps(receipts.bundle(db.session, receipt, k, box), indent=2)
+    body = json.dumps(issue.bundle(db.session, receipt, k, box), indent=2)
     return Response(body, mimetype="application/json", headers={
         "Content-Disposition": f'attachment; filename="ownstory-receipt-{receipt.id}.json"',
         "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})

@@ -10,8 +10,8 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask
 
 from app.db import utcnow
-from erasure import retention
-from erasure.worker import Worker
+from erasure.engine.worker import Worker
+from erasure.retention import sweeps as retention
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 1.0

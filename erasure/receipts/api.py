@@ -12,9 +12,8 @@ from app.db import utcnow
 from app.errors import ApiError
 from app.extensions import db
 from app.openapi import anyone
-from erasure import keys, log, receipts
 from erasure.models import Receipt
-from erasure.schemas import (
+from erasure.optout.schemas import (
     MAX_INDEX,
     BundleSchema,
     ConsistencyProofSchema,
@@ -25,6 +24,7 @@ from erasure.schemas import (
     VerifyAnswerSchema,
     VerifyRequestSchema,
 )
+from erasure.receipts import issue, keys, tlog
 
 blp = Blueprint("log_api", __name__, url_prefix="/api/v1",
                 description="Receipts and the transparency log: open to anyone.")
@@ -46,7 +46,7 @@ def get_receipt(receipt_id: uuid.UUID):
     receipt = db.session.get(Receipt, str(receipt_id))
     if receipt is None:
         raise ApiError(404, "not_found", "No receipt with that id.")
-    return receipts.bundle(db.session, receipt)
+    return issue.bundle(db.session, receipt)
 
 
 @blp.route("/receipts/verify", methods=["POST"])
@@ -55,7 +55,7 @@ def get_receipt(receipt_id: uuid.UUID):
 @blp.response(200, VerifyAnswerSchema)
 def verify_receipt(body: dict):
     """Check a receipt or a bundle against the published keys and this log's checkpoint key."""
-    from erasure.verify import verify
+    from erasure.verifier.verify import verify
 
     report = verify(body if "log" in body or "owner_proof" in body else body["receipt"],
                     keys.jwks(db.session), _log_key())
@@ -65,7 +65,7 @@ def verify_receipt(body: dict):
 
 
 def _log_key() -> str:
-    key = log.verifier_key(db.session, current_app.extensions["ownstory_vault"], current_app.config["LOG_ORIGIN"],
+    key = tlog.verifier_key(db.session, current_app.extensions["ownstory_vault"], current_app.config["LOG_ORIGIN"],
                            utcnow())
     db.session.commit()  # the log key is made on first need
     return key
@@ -81,7 +81,7 @@ def _text(body: str) -> Response:
 @blp.alt_response(404, response="NotFound", description="The log is empty: no receipt has been issued yet.")
 def checkpoint():
     """The latest signed checkpoint (C2SP tlog-checkpoint, signed note)."""
-    latest = log.latest_checkpoint(db.session)
+    latest = tlog.latest_checkpoint(db.session)
     if latest is None:
         raise ApiError(404, "not_found", "The log is empty: no receipt has been issued yet.")
     return _text(latest.note)
@@ -102,8 +102,8 @@ def log_key():
 def inclusion(query: dict):
     """The RFC 9162 inclusion path of a leaf in the tree of a given size."""
     try:
-        path = log.inclusion(db.session, query["leaf_index"], query["tree_size"])
-    except log.LogError as exc:
+        path = tlog.inclusion(db.session, query["leaf_index"], query["tree_size"])
+    except tlog.LogError as exc:
         raise ApiError(422, "invalid", str(exc)) from None
     return {"leaf_index": query["leaf_index"], "tree_size": query["tree_size"],
             "hashes": [base64.b64encode(h).decode() for h in path]}
@@ -116,8 +116,8 @@ def inclusion(query: dict):
 def consistency(query: dict):
     """The RFC 9162 consistency path between two tree sizes."""
     try:
-        path = log.consistency(db.session, query["first"], query["second"])
-    except log.LogError as exc:
+        path = tlog.consistency(db.session, query["first"], query["second"])
+    except tlog.LogError as exc:
         raise ApiError(422, "invalid", str(exc)) from None
     return {"first": query["first"], "second": query["second"],
             "hashes": [base64.b64encode(h).decode() for h in path]}
@@ -130,8 +130,8 @@ def leaf(index: str):
     """The receipt JWS stored at a leaf."""
     found = None
     # Past the log's size there is nothing to look up, and PostgreSQL's integer column would refuse the number.
-    if LEAF_DIGITS.fullmatch(index) and int(index) < log.size(db.session):
-        found = log.leaf(db.session, int(index))
+    if LEAF_DIGITS.fullmatch(index) and int(index) < tlog.size(db.session):
+        found = tlog.leaf(db.session, int(index))
     if found is None:
         raise ApiError(404, "not_found", "No leaf at that index.")
     return _text(found)

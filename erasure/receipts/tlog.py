@@ -9,8 +9,9 @@ from sqlalchemy.orm import Session
 
 from app.db import write_lock
 from app.security import Vault
-from erasure import keys, merkle, note
 from erasure.models import Checkpoint, LogNode, Receipt
+from erasure.receipts import keys
+from erasure.verifier import merkle, note
 
 LOCK_ID = 0x6F776E73  # "owns": the advisory lock that serializes appends on PostgreSQL
 

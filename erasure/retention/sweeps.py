@@ -60,9 +60,9 @@ from app.models import User
 from consent.models import Grant
 from consent.suppression import Identity, Suppression
 from erasure.context import ErasureContext
-from erasure.datamap import TableEntry, entry_table
 from erasure.models import OptOutRequest
-from erasure.purge import StoreError, purge_entry, purge_rows
+from erasure.stores.datamap import TableEntry, entry_table
+from erasure.stores.purge import StoreError, purge_entry, purge_rows
 
 log = logging.getLogger(__name__)
 

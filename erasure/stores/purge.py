@@ -12,7 +12,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql import ColumnElement, TableClause
 
-from erasure.datamap import TableEntry, entry_table
+from erasure.stores.datamap import TableEntry, entry_table
 
 IN_CHUNK = 500  # identity values per IN list: far below every driver's parameter limit
 

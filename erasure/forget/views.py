@@ -28,16 +28,17 @@ from consent.models import Grant
 from consent.networks import Network
 from consent.oauth import NetworkHttp, error_code, fetch_userinfo
 from consent.suppression import Identity
-from erasure import mail_text, proofs, service
 from erasure.context import context_from_app
-from erasure.revocation import GrantTokens, revoke
-from erasure.views import OptOutForm
+from erasure.engine.revocation import GrantTokens, revoke
+from erasure.forget import control
+from erasure.optout import mail_text, service
+from erasure.optout.views import OptOutForm
 
 bp = Blueprint("forget", __name__)
 log = logging.getLogger(__name__)
 
 PENDING = "forget_oauth"  # session key: {network key: {"state": ..., "verifier": ...}}
-PROOF = "forget_proof"  # session key: proofs.ForgetProof.to_session()
+PROOF = "forget_proof"  # session key: control.ForgetProof.to_session()
 # Revocation styles that end the whole authorization of the app, not just the token handed over.
 WHOLE_AUTHORIZATION = ("github", "meta")
 DISCARD_TIMEOUT = (3, 5)  # the person is waiting on this page
@@ -147,7 +148,7 @@ def _finish(network: Network, code: str, verifier: str):
     identities = [Identity("account", account_id, network.key)]
     if handle:
         identities.append(Identity("handle", handle[:MAX_ID], network.key))
-    session[PROOF] = proofs.new_proof(identities, network.key, utcnow()).to_session()
+    session[PROOF] = control.new_proof(identities, network.key, utcnow()).to_session()
     log.info("forget: control of a %s account was proven", network.key)
     return redirect(url_for("forget.optout"), code=303)
 
@@ -227,7 +228,7 @@ def email():
     address = normalize_email(form.email.data)
     db.session.commit()  # end any read, so SQLite's write lock comes first
     write_lock(db.session)
-    token = proofs.new_email_link(db.session, address, utcnow())
+    token = control.new_email_link(db.session, address, utcnow())
     db.session.commit()
     # Mailed whether or not anyone here knows the address: the answer and its timing are the same.
     link = f"{current_app.config['BASE_URL']}/forget/email/{token}"
@@ -235,11 +236,11 @@ def email():
         current_app.extensions["ownstory_mailer"].send(address, *_link_mail(link))
     except MailError:
         log.warning("forget: an email link could not be mailed")
-    return render_template("forget_email_sent.html", minutes=int(proofs.LINK_TTL.total_seconds() // 60))
+    return render_template("forget_email_sent.html", minutes=int(control.LINK_TTL.total_seconds() // 60))
 
 
 def _link_mail(link: str) -> tuple[str, str]:
-    minutes = int(proofs.LINK_TTL.total_seconds() // 60)
+    minutes = int(control.LINK_TTL.total_seconds() // 60)
     return "Your link to leave the platform", f"""Someone, we hope you, asked to leave the platform with this address.
 
 Open this link within {minutes} minutes to continue. It works once:
@@ -253,7 +254,7 @@ If you did not ask, ignore this mail and nothing happens.
 @bp.get("/forget/email/<token>")
 def email_link(token: str):
     """Only shows the confirmation: a mail scanner that follows the link spends nothing."""
-    if not proofs.link_usable(db.session, token, utcnow()):
+    if not control.link_usable(db.session, token, utcnow()):
         return _private(render_template("forget_link_spent.html"), 400)
     return _private(render_template("forget_email_confirm.html", form=ConfirmForm()))
 
@@ -266,11 +267,11 @@ def use_email_link(token: str):
         abort(400, "This form has expired. Open the link from your mail again.")
     db.session.commit()
     write_lock(db.session)
-    address = proofs.use_email_link(db.session, token, utcnow())
+    address = control.use_email_link(db.session, token, utcnow())
     db.session.commit()
     if address is None:
         return _private(render_template("forget_link_spent.html"), 400)
-    session[PROOF] = proofs.new_proof([Identity("email", address)], "email", utcnow()).to_session()
+    session[PROOF] = control.new_proof([Identity("email", address)], "email", utcnow()).to_session()
     log.info("forget: control of an email address was proven")
     return redirect(url_for("forget.optout"), code=303)
 
@@ -290,7 +291,7 @@ def optout():
     proof = current_proof()
     if proof is None:
         flash("Please show again that the account is yours: that proof lasts "
-              f"{int(proofs.PROOF_TTL.total_seconds() // 60)} minutes.", "info")
+              f"{int(control.PROOF_TTL.total_seconds() // 60)} minutes.", "info")
         return redirect(url_for("forget.start"))
     ctx = context_from_app(current_app)
     form = ForgetOptOutForm()
@@ -314,7 +315,7 @@ def optout():
                            deadline_days=ctx.deadline_days), 400 if form.errors else 200
 
 
-def _mail_link(ctx, submitted: service.Submitted, proof: proofs.ForgetProof) -> None:
+def _mail_link(ctx, submitted: service.Submitted, proof: control.ForgetProof) -> None:
     if proof.email is None:
         flash("Keep the address of this page: we have no email address to send it to, "
               "and it is the only way to follow your request and reach its receipt.", "info")
@@ -325,13 +326,13 @@ def _mail_link(ctx, submitted: service.Submitted, proof: proofs.ForgetProof) -> 
         log.warning("opt-out %s: the status link could not be mailed", submitted.request.id)
 
 
-def current_proof() -> proofs.ForgetProof | None:
+def current_proof() -> control.ForgetProof | None:
     """The visitor's proof, while it is valid (the export reads it too)."""
     raw = session.get(PROOF)
-    return proofs.proof_from_session(raw, utcnow()) if raw else None
+    return control.proof_from_session(raw, utcnow()) if raw else None
 
 
-def _describe(proof: proofs.ForgetProof | None) -> str:
+def _describe(proof: control.ForgetProof | None) -> str:
     if proof is None:
         return ""
     if proof.via == "email":

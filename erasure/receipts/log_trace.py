@@ -10,7 +10,7 @@ import base64
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from erasure import merkle
+from erasure.verifier import merkle
 
 
 def b64(value: bytes) -> str:

@@ -22,11 +22,11 @@ from app.models import User
 from app.openapi import bearer
 from consent.models import Grant
 from consent.suppression import Identity, lookup, suppress
-from erasure import mail_text, service
 from erasure.context import context_from_app
 from erasure.models import ErasureStep, OptOutRequest
-from erasure.operations import retry_now
-from erasure.schemas import (
+from erasure.optout import mail_text, service
+from erasure.optout.operations import retry_now
+from erasure.optout.schemas import (
     OptOutCreateSchema,
     OptOutDetailSchema,
     OptOutPageSchema,

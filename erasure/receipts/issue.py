@@ -11,10 +11,11 @@ from joserfc.jwk import OKPKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from erasure import keys, log, owner
 from erasure.context import ErasureContext
 from erasure.models import ErasureStep, OptOutRequest, Receipt
-from erasure.service import OWN_RECORDS
+from erasure.optout.service import OWN_RECORDS
+from erasure.receipts import keys, tlog
+from erasure.verifier import owner
 
 HEADER_TYPE = "ownstory-receipt+jws"
 REENTRY = {
@@ -74,7 +75,7 @@ def issue(session: Session, ctx: ErasureContext, request: OptOutRequest, origin:
     Takes the log's lock first, so a second caller waits, then finds the first one's receipt.
     The caller commits, together with the step's outcome.
     """
-    log.lock(session)
+    tlog.lock(session)
     existing = session.scalar(select(Receipt).where(Receipt.request_id == request.id))
     if existing is not None:
         return existing
@@ -86,7 +87,7 @@ def issue(session: Session, ctx: ErasureContext, request: OptOutRequest, origin:
     header = {"alg": "Ed25519", "kid": row.kid, "typ": HEADER_TYPE}
     body = json.dumps(claims, separators=(",", ":"), ensure_ascii=False).encode()
     token = jws.serialize_compact(header, body, OKPKey.import_key(private), algorithms=["Ed25519"])
-    index, _checkpoint = log.append(session, ctx.vault, origin, token.encode("ascii"), now)
+    index, _checkpoint = tlog.append(session, ctx.vault, origin, token.encode("ascii"), now)
     receipt = Receipt(id=receipt_id, request_id=request.id, kid=row.kid, jws=token, issued_at=now, leaf_index=index)
     session.add(receipt)
     session.get(OptOutRequest, request.id).receipt_id = receipt_id
@@ -105,8 +106,8 @@ def claims_of(receipt: Receipt) -> dict:
 
 def bundle(session: Session, receipt: Receipt, k: bytes | None = None, box: bytes | None = None) -> dict:
     """The download of CONTRACT 7: receipt, inclusion proof to the latest checkpoint, owner proof with k."""
-    checkpoint = log.latest_checkpoint(session)
-    proof = log.inclusion(session, receipt.leaf_index, checkpoint.tree_size)
+    checkpoint = tlog.latest_checkpoint(session)
+    proof = tlog.inclusion(session, receipt.leaf_index, checkpoint.tree_size)
     result = {"receipt": receipt.jws,
               "log": {"leaf_index": receipt.leaf_index, "tree_size": checkpoint.tree_size,
                       "inclusion": [base64.b64encode(h).decode() for h in proof], "checkpoint": checkpoint.note}}

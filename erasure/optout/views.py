@@ -14,9 +14,9 @@ from app.db import utcnow, write_lock
 from app.extensions import db, limiter
 from app.mail import MailError
 from consent.service import grants_of
-from erasure import mail_text, service, wording
 from erasure.context import context_from_app
-from erasure.service import REASONS
+from erasure.optout import mail_text, service, wording
+from erasure.optout.service import REASONS
 
 bp = Blueprint("optout", __name__)
 log = logging.getLogger(__name__)

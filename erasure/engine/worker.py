@@ -16,10 +16,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import utcnow, write_lock
-from erasure import queue, steps
 from erasure.context import ErasureContext, context_from_app
+from erasure.engine import queue, steps
+from erasure.engine.revocation import TIMEOUT, Outcome, next_delay
 from erasure.models import ErasureStep, OptOutRequest
-from erasure.revocation import TIMEOUT, Outcome, next_delay
 
 log = logging.getLogger(__name__)
 

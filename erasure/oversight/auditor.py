@@ -22,9 +22,11 @@ from app import audit
 from app.db import utcnow
 from app.extensions import db
 from app.staff import staff_only
-from erasure import keys, log, log_trace, note, oversight
 from erasure.models import Checkpoint, SigningKey
-from erasure.verify import CHECKS, UsageError, verify
+from erasure.oversight import queries
+from erasure.receipts import keys, log_trace, tlog
+from erasure.verifier import note
+from erasure.verifier.verify import CHECKS, UsageError, verify
 
 bp = Blueprint("auditor", __name__, url_prefix="/auditor")
 staff_only(bp, "auditor")
@@ -63,9 +65,9 @@ def _log_key_text() -> str | None:
 @bp.get("")
 def overview():
     now = utcnow()
-    per_day = oversight.receipts_per_day(db.session, now)
+    per_day = queries.receipts_per_day(db.session, now)
     return render_template("auditor/overview.html", per_day=per_day, total=sum(n for _d, n in per_day),
-                           latest=log.latest_checkpoint(db.session), log_key=_log_key_text())
+                           latest=tlog.latest_checkpoint(db.session), log_key=_log_key_text())
 
 
 # --- verify ----------------------------------------------------------------------------------------
@@ -173,7 +175,7 @@ def checkpoints():
     rows = db.session.execute(stmt.limit(CHECKPOINT_PAGE + 1)).all()
     more = len(rows) > CHECKPOINT_PAGE
     rows = rows[:CHECKPOINT_PAGE]
-    latest = log.latest_checkpoint(db.session)
+    latest = tlog.latest_checkpoint(db.session)
     return render_template("auditor/checkpoints.html", rows=rows, latest=latest, log_key=_log_key_text(),
                            first_page=before is None,
                            next_url=url_for(".checkpoints", before=rows[-1].tree_size) if more and rows else None)
@@ -193,8 +195,8 @@ def consistency():
     key_text = _log_key_text()
     signatures = [(cp.tree_size, _signed(cp, key_text)) for cp in (older, newer)]
     try:
-        proof = log.consistency(db.session, first, second)
-    except log.LogError as exc:
+        proof = tlog.consistency(db.session, first, second)
+    except tlog.LogError as exc:
         abort(400, str(exc))
     trace = log_trace.trace_consistency(first, second, older.root, newer.root, proof)
     db.session.commit()  # end the read before the audit entry's own transaction
@@ -255,12 +257,12 @@ def export(fmt: str):
 def _rows(sessionmaker, now: dt.datetime, since: dt.datetime | None, until: dt.datetime | None):
     """The rows, read in a session of the stream's own: the request's is closed before the body is sent."""
     with sessionmaker() as session:
-        yield from oversight.export_rows(session, now, since, until)
+        yield from queries.export_rows(session, now, since, until)
 
 
 def _csv(rows):
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=oversight.EXPORT_FIELDS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=queries.EXPORT_FIELDS, lineterminator="\n")
     writer.writeheader()
     for n, row in enumerate(rows, start=1):
         writer.writerow({**row, "met_deadline": {True: "yes", False: "no", None: ""}[row["met_deadline"]],
@@ -275,7 +277,7 @@ def _csv(rows):
 
 def _json(rows, now: dt.datetime, deadline_days: int):
     head = {"generated_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "deadline_days": deadline_days,
-            "fields": list(oversight.EXPORT_FIELDS)}
+            "fields": list(queries.EXPORT_FIELDS)}
     yield json.dumps(head)[:-1] + ', "requests": ['
     chunk: list[str] = []
     first = True

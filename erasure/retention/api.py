@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.openapi import QueryInteger, StrictSchema, bearer
-from erasure.retention import REASONS, SWEEP_STATUSES, RetentionSweep
+from erasure.retention.sweeps import REASONS, SWEEP_STATUSES, RetentionSweep
 
 blp = Blueprint("retention_api", __name__, url_prefix="/api/v1",
                 description="Retention sweeps: what the worker purged on its schedule, in counts.")

@@ -16,10 +16,10 @@ from app.models import User
 from consent import service as consent_service
 from consent.models import Grant
 from consent.suppression import Identity, suppress
-from erasure import owner
 from erasure.context import ErasureContext
-from erasure.datamap import Identities, TableEntry
 from erasure.models import ErasureStep, OptOutRequest
+from erasure.stores.datamap import Identities, TableEntry
+from erasure.verifier import owner
 
 log = logging.getLogger(__name__)
 

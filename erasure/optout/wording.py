@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 
 from erasure.models import ErasureStep, OptOutRequest
-from erasure.service import OWN_RECORDS
+from erasure.optout.service import OWN_RECORDS
 
 REQUEST_STATES = {
     "received": "Received: the work starts within moments.",

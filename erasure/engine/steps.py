@@ -15,13 +15,13 @@ from app.mail import MailError
 from app.models import User
 from consent import ledger
 from consent.models import ConsentEvent, ConsentState, Grant
-from erasure import mail_text
 from erasure.context import ErasureContext
-from erasure.datamap import Identities, TableEntry
+from erasure.engine.revocation import TIMEOUT, GrantTokens, revoke
 from erasure.models import ErasureStep, OptOutRequest
-from erasure.purge import StoreMisconfigured, StoreUnavailable, count_entries, count_entry, purge_entry
-from erasure.revocation import TIMEOUT, GrantTokens, revoke
-from erasure.service import OWN_RECORDS, entries_in_scope, open_contact, open_identities
+from erasure.optout import mail_text
+from erasure.optout.service import OWN_RECORDS, entries_in_scope, open_contact, open_identities
+from erasure.stores.datamap import Identities, TableEntry
+from erasure.stores.purge import StoreMisconfigured, StoreUnavailable, count_entries, count_entry, purge_entry
 
 log = logging.getLogger(__name__)
 
@@ -188,9 +188,9 @@ def _verify(ctx: ErasureContext, request: OptOutRequest) -> Result:
 
 def _receipt(session: Session, ctx: ErasureContext, request: OptOutRequest, now: dt.datetime) -> Result:
     """Signed and logged in the transaction that marks this step done: one receipt, whatever happens."""
-    from erasure import receipts
+    from erasure.receipts import issue
 
-    receipt = receipts.issue(session, ctx, request, ctx.log_origin, now)
+    receipt = issue.issue(session, ctx, request, ctx.log_origin, now)
     return Result(done=True, result={"receipt_id": receipt.id, "leaf_index": receipt.leaf_index})
 
 

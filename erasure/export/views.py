@@ -29,10 +29,11 @@ from consent.models import ConsentEvent, Grant
 from consent.purposes import Purpose
 from consent.service import consent_overview, grants_of
 from consent.suppression import Identity, Peppers, lookup
-from erasure import forget, service
-from erasure.datamap import DataMap, Identities, TableEntry, identities_of
+from erasure.forget import views as forget
 from erasure.models import OptOutRequest
-from erasure.purge import ROW_ADDRESS, StoreError, row_key
+from erasure.optout import service
+from erasure.stores.datamap import DataMap, Identities, TableEntry, identities_of
+from erasure.stores.purge import ROW_ADDRESS, StoreError, row_key
 
 bp = Blueprint("export", __name__)
 log = logging.getLogger(__name__)

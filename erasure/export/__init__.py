@@ -1,0 +1,1 @@
+"""Export: everything held about a person, as one streamed JSON document."""

@@ -1,0 +1,1 @@
+"""/forget: leaving without an account, after proving control of a network account or an email address."""
