@@ -32,7 +32,7 @@ from erasure.context import context_from_app
 from erasure.engine.revocation import GrantTokens, revoke
 from erasure.forget import control
 from erasure.optout import mail_text, service
-from erasure.optout.views import OptOutForm
+from erasure.optout.forms import OptOutForm
 
 bp = Blueprint("forget", __name__)
 log = logging.getLogger(__name__)

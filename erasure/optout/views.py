@@ -5,10 +5,6 @@ import logging
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request
 from flask_login import current_user, login_required, logout_user
-from flask_wtf import FlaskForm
-from wtforms import RadioField, SelectField, TextAreaField
-from wtforms.fields.choices import SelectChoice
-from wtforms.validators import Length, Optional
 
 from app.db import utcnow, write_lock
 from app.extensions import db, limiter
@@ -16,27 +12,10 @@ from app.mail import MailError
 from consent.service import grants_of
 from erasure.context import context_from_app
 from erasure.optout import mail_text, service, wording
-from erasure.optout.service import REASONS
+from erasure.optout.forms import OptOutForm, choices
 
 bp = Blueprint("optout", __name__)
 log = logging.getLogger(__name__)
-
-
-def _choices(pairs) -> list[SelectChoice]:
-    return [SelectChoice(value, label) for value, label in pairs]
-
-
-class OptOutForm(FlaskForm):
-    scope = SelectField("What to leave", validate_choice=True)
-    reason = RadioField("Why (optional)", choices=_choices([("", "I'd rather not say"), *REASONS.items()]), default="",
-                        validators=[Optional()], validate_choice=True)
-    reason_text = TextAreaField("Anything you want to add (optional)",
-                                validators=[Optional(), Length(max=service.MAX_REASON_TEXT)])
-    public_status = RadioField(
-        "If the platform looks you up after you leave",
-        choices=_choices([("yes", 'It may say "this person chose to opt out"'),
-                          ("no", "It may only say nothing is held")]),
-        default="yes", validate_choice=True)
 
 
 @bp.route("/optout", methods=["GET", "POST"])
@@ -48,7 +27,7 @@ def optout():
     ctx = context_from_app(current_app)
     grants = grants_of(db.session, current_user.id)
     form = OptOutForm()
-    form.scope.choices = _choices([("all", "Everything: every network and my account")] + [
+    form.scope.choices = choices([("all", "Everything: every network and my account")] + [
         (g.network, ctx.networks[g.network].name if g.network in ctx.networks else g.network) for g in grants])
     if request.method == "GET" and request.args.get("scope") in {c.value for c in form.scope.choices}:
         form.scope.data = request.args["scope"]

@@ -13,7 +13,8 @@ from app.errors import ApiError
 from app.extensions import db
 from app.openapi import anyone
 from erasure.models import Receipt
-from erasure.optout.schemas import (
+from erasure.receipts import issue, keys, tlog
+from erasure.receipts.schemas import (
     MAX_INDEX,
     BundleSchema,
     ConsistencyProofSchema,
@@ -24,7 +25,6 @@ from erasure.optout.schemas import (
     VerifyAnswerSchema,
     VerifyRequestSchema,
 )
-from erasure.receipts import issue, keys, tlog
 
 blp = Blueprint("log_api", __name__, url_prefix="/api/v1",
                 description="Receipts and the transparency log: open to anyone.")

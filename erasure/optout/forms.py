@@ -1,0 +1,27 @@
+"""The opt-out form: what to leave, an optional neutral reason, and whether the platform may say so."""
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import RadioField, SelectField, TextAreaField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import Length, Optional
+
+from erasure.optout import service
+from erasure.optout.service import REASONS
+
+
+def choices(pairs) -> list[SelectChoice]:
+    return [SelectChoice(value, label) for value, label in pairs]
+
+
+class OptOutForm(FlaskForm):
+    scope = SelectField("What to leave", validate_choice=True)
+    reason = RadioField("Why (optional)", choices=choices([("", "I'd rather not say"), *REASONS.items()]), default="",
+                        validators=[Optional()], validate_choice=True)
+    reason_text = TextAreaField("Anything you want to add (optional)",
+                                validators=[Optional(), Length(max=service.MAX_REASON_TEXT)])
+    public_status = RadioField(
+        "If the platform looks you up after you leave",
+        choices=choices([("yes", 'It may say "this person chose to opt out"'),
+                          ("no", "It may only say nothing is held")]),
+        default="yes", validate_choice=True)
