@@ -17,7 +17,7 @@ from marshmallow import RAISE, Schema, fields
 from app.auth import api_roles
 
 DESCRIPTION = (
-    "Ownstory's API for programs (CONTRACT 6.2). Callers send `Authorization: Bearer <token>`, never cookies; "
+    "Ownstory's API for programs. Callers send `Authorization: Bearer <token>`, never cookies; "
     "each operation's `x-roles` lists the token roles it accepts, and `security: []` marks those open to anyone. "
     'Every error is `{"error": {"code", "message"}}`, with `fields` saying where an input is wrong. Bodies and '
     "queries are strict: unknown fields, strings where booleans or integers belong, and 1.0 for an integer are "

@@ -1,1 +1,1 @@
-"""`make bench`: Ownstory's figures, each printed against a limit measured in the same run (CONTRACT 10)."""
+"""`make bench`: Ownstory's figures, each printed against a limit measured in the same run."""

@@ -1,4 +1,4 @@
-"""The purposes catalogue (CONTRACT 5): what the platform may use data for, with versioned texts."""
+"""The purposes catalogue: what the platform may use data for, with versioned texts."""
 from __future__ import annotations
 
 import re

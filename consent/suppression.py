@@ -37,7 +37,7 @@ class Identity:
     network: str | None = None
 
     def canonical(self) -> str:
-        """The string form of CONTRACT 7: email:<email>, account:<network>:<id>, handle:<network>:<handle>."""
+        """The string form of owner proofs: email:<email>, account:<network>:<id>, handle:<network>:<handle>."""
         if self.kind == "email":
             return f"email:{self.value.strip().lower()}"
         if self.kind == "subject":

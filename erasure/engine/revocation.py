@@ -1,4 +1,4 @@
-"""Revoking one grant at one network over HTTP, in the styles of CONTRACT 3.1, and when to try again."""
+"""Revoking one grant at one network over HTTP, in the catalogue's styles, and when to try again."""
 from __future__ import annotations
 
 import random

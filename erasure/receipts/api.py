@@ -77,7 +77,8 @@ def _text(body: str) -> Response:
 
 @blp.route("/log/checkpoint", methods=["GET"])
 @anyone
-@blp.response(200, TEXT, content_type="text/plain", description="The checkpoint as a signed note (CONTRACT 8).")
+@blp.response(200, TEXT, content_type="text/plain",
+              description="The checkpoint as a C2SP signed note: origin, tree size, root, then the log's signature.")
 @blp.alt_response(404, response="NotFound", description="The log is empty: no receipt has been issued yet.")
 def checkpoint():
     """The latest signed checkpoint (C2SP tlog-checkpoint, signed note)."""

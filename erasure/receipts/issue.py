@@ -1,4 +1,4 @@
-"""Deletion receipts: the signed payload of CONTRACT 7, issued once per request and logged."""
+"""Deletion receipts: a signed JWS payload with no personal data, issued once per request and logged."""
 from __future__ import annotations
 
 import base64
@@ -105,7 +105,7 @@ def claims_of(receipt: Receipt) -> dict:
 
 
 def bundle(session: Session, receipt: Receipt, k: bytes | None = None, box: bytes | None = None) -> dict:
-    """The download of CONTRACT 7: receipt, inclusion proof to the latest checkpoint, owner proof with k."""
+    """The bundle a person downloads: the receipt, inclusion proof to the latest checkpoint, owner proof with k."""
     checkpoint = tlog.latest_checkpoint(session)
     proof = tlog.inclusion(session, receipt.leaf_index, checkpoint.tree_size)
     result = {"receipt": receipt.jws,

@@ -13,7 +13,8 @@ class LogProofSchema(StrictSchema):
     tree_size = fields.Integer(strict=True, required=True, validate=validate.Range(1, MAX_INDEX))
     inclusion = fields.List(fields.String(), required=True, metadata={
         "description": "RFC 9162 inclusion path, leaf to root: SHA-256 hashes in standard base64."})
-    checkpoint = fields.String(required=True, metadata={"description": "The signed checkpoint note (CONTRACT 8)."})
+    checkpoint = fields.String(required=True, metadata={
+        "description": "The signed checkpoint: a C2SP signed note over origin, tree size and root."})
 
 
 class OwnerProofSchema(StrictSchema):
@@ -23,7 +24,7 @@ class OwnerProofSchema(StrictSchema):
 
 
 class BundleSchema(StrictSchema):
-    """A receipt with its inclusion proof to the latest checkpoint (CONTRACT 7); the API never adds owner_proof."""
+    """A receipt with its inclusion proof to the latest checkpoint; the API never adds owner_proof."""
 
     receipt = fields.String(required=True, metadata={"description": "The receipt: a compact JWS."})
     log = fields.Nested(LogProofSchema, required=True)
@@ -53,7 +54,8 @@ class VerifyChecksSchema(StrictSchema):
 class VerifyAnswerSchema(StrictSchema):
     valid = fields.Boolean(required=True)
     checks = fields.Nested(VerifyChecksSchema, required=True)
-    claims = fields.Dict(required=True, metadata={"description": "The receipt's payload (CONTRACT 7); {} if unread."})
+    claims = fields.Dict(required=True, metadata={
+        "description": "The receipt's payload, as signed; {} if it could not be read."})
     problems = fields.List(fields.String(), required=True, metadata={"description": "One line per failed check."})
 
 

@@ -1,4 +1,4 @@
-"""The owner proof of CONTRACT 7: a secret k, the salt derived from it, and the subject commitment."""
+"""The owner proof: a secret k, the salt derived from it, and the subject commitment."""
 from __future__ import annotations
 
 import base64

@@ -1,12 +1,14 @@
 """The offline receipt verifier: python -m erasure.verify FILE --jwks FILE|URL [--log-key KEY].
 
-It checks a deletion receipt (a compact JWS) or a bundle (CONTRACT 7) with nothing installed but the
-standard library and `cryptography`, so an auditor never has to trust, or even reach, the service:
-the JWS header and its Ed25519 signature against a JWKS, that the kid is the key's RFC 7638 thumbprint,
-the payload's fields, the receipt's inclusion in the log under the bundle's checkpoint, the checkpoint's
-signed-note signature against the log key, and the owner proof when identities are given.
+It checks a deletion receipt (a compact JWS) or a bundle (the receipt, its inclusion proof and checkpoint, and
+optionally the owner proof) with nothing installed but the standard library and `cryptography`, so an auditor
+never has to trust, or even reach, the service: the JWS header and its Ed25519 signature against a JWKS,
+that the kid is the key's RFC 7638 thumbprint, the payload's fields, the receipt's inclusion in the log under
+the bundle's checkpoint, the checkpoint's signed-note signature against the log key, and the owner proof when
+identities are given.
 
-Exit codes: 0 valid, 1 invalid, 2 usage error. Imports nothing from the service: keep it that way.
+Exit codes: 0 valid, 1 invalid, 2 usage error. Imports nothing from the service, and its siblings only
+relatively, so that the folder erasure/verifier/ runs alone: keep it that way.
 """
 from __future__ import annotations
 
@@ -406,7 +408,7 @@ def _check_header(header: dict, report: Report) -> bool:
 # --- the claims ---------------------------------------------------------------------------------
 
 def check_claims(claims: dict) -> list[str]:
-    """What is wrong with a receipt payload, as CONTRACT 7 describes it: one line per problem."""
+    """What is wrong with a receipt payload, against the receipt's published format: one line per problem."""
     missing = [name for name in CLAIMS if name not in claims]
     if missing:
         return [f"the payload lacks {', '.join(missing)}"]

@@ -1,4 +1,4 @@
-"""Who may call which /api/v1 endpoint: the role matrix of CONTRACT 9, and bearer-only access."""
+"""Who may call which /api/v1 endpoint (people, operators, auditors, services), and bearer-only access."""
 import datetime as dt
 import re
 from concurrent.futures import ThreadPoolExecutor
