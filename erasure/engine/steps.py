@@ -190,7 +190,7 @@ def _receipt(session: Session, ctx: ErasureContext, request: OptOutRequest, now:
     """Signed and logged in the transaction that marks this step done: one receipt, whatever happens."""
     from erasure.receipts import issue
 
-    receipt = issue.issue(session, ctx, request, ctx.log_origin, now)
+    receipt = issue.issue_receipt(session, ctx, request, ctx.log_origin, now)
     return Result(done=True, result={"receipt_id": receipt.id, "leaf_index": receipt.leaf_index})
 
 

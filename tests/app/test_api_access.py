@@ -60,7 +60,7 @@ def receipt_id(app, request_id) -> str:
 
     ctx = context_from_app(app)
     with app.extensions["ownstory_db"]["sessionmaker"]() as db:
-        receipt = issue.issue(db, ctx, db.get(OptOutRequest, request_id), ctx.log_origin, utcnow())
+        receipt = issue.issue_receipt(db, ctx, db.get(OptOutRequest, request_id), ctx.log_origin, utcnow())
         db.commit()
         return receipt.id
 

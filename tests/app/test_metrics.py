@@ -78,7 +78,7 @@ def test_the_figures_come_from_the_database(app, client, api_token):
         db.execute(update(OptOutRequest).where(OptOutRequest.id == done).values(status="completed"))
         db.execute(update(ErasureStep).where(ErasureStep.request_id == done).values(status="done"))
         ctx = context_from_app(app)
-        issue.issue(db, ctx, db.get(OptOutRequest, done), ctx.log_origin, utcnow())
+        issue.issue_receipt(db, ctx, db.get(OptOutRequest, done), ctx.log_origin, utcnow())
         failing = {(first.kind, first.target, "needs_attention"), (second.kind, second.target, "retrying")}
         db.commit()
 

@@ -52,7 +52,7 @@ def seeded(app, api_token) -> dict:
                                         source="service").request
                          for given in (Identity("account", "9001", "demo"), Identity("email", "open@example.org")))
         db.commit()
-        receipt = issue.issue(db, ctx, db.get(OptOutRequest, closed.id), ctx.log_origin, utcnow())
+        receipt = issue.issue_receipt(db, ctx, db.get(OptOutRequest, closed.id), ctx.log_origin, utcnow())
         db.commit()
         ids = {"request_id": open_.id, "receipt_id": receipt.id, "index": receipt.leaf_index}
     return {"tokens": {role: api_token(role, name=f"schemathesis-{role}") for role in TOKEN_ROLES}, "ids": ids,

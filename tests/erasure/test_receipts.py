@@ -86,7 +86,7 @@ def test_one_receipt_per_request_however_often_the_step_runs(app, client, make_p
     def issue_again():
         with sessions() as db:
             request = db.get(OptOutRequest, request_id)
-            results.append(issue.issue(db, ctx, request, ctx.log_origin, utcnow()).id)
+            results.append(issue.issue_receipt(db, ctx, request, ctx.log_origin, utcnow()).id)
             db.commit()
 
     threads = [threading.Thread(target=issue_again) for _ in range(4)]
