@@ -69,7 +69,8 @@ def payload(request: OptOutRequest, steps: list[ErasureStep], receipt_id: str, i
     }
 
 
-def issue_receipt(session: Session, ctx: ErasureContext, request: OptOutRequest, origin: str, now: dt.datetime) -> Receipt:
+def issue_receipt(session: Session, ctx: ErasureContext, request: OptOutRequest, origin: str,
+                  now: dt.datetime) -> Receipt:
     """Sign the request's receipt and append it to the log, exactly once however often it is called.
 
     Takes the log's lock first, so a second caller waits, then finds the first one's receipt.
