@@ -179,7 +179,7 @@ def _checked_shape(engine: Engine, entry: TableEntry, extra: tuple[str, ...] = (
     missing = [n for n in (entry.column, *entry.columns, *extra) if n not in shape.nullable]
     not_null = [n for n in entry.columns if not shape.nullable.get(n, True)]
     if missing or not_null:
-        _forget(engine)  # someone may fix the store next: look again on the retry
+        _drop_shapes(engine)  # someone may fix the store next: look again on the retry
         problem = f"has no column {missing[0]!r}" if missing else f"column {not_null[0]!r} is NOT NULL"
         raise StoreMisconfigured(entry.store, entry.table, problem)
     return shape
@@ -213,10 +213,10 @@ def _store_errors(engine: Engine, entry: TableEntry) -> Iterator[None]:
     try:
         yield
     except (sa_exc.IntegrityError, sa_exc.ProgrammingError, sa_exc.NoSuchTableError) as exc:
-        _forget(engine)
+        _drop_shapes(engine)
         raise StoreMisconfigured(entry.store, entry.table, f"the store refused the change ({_reason(exc)})") from None
     except (sa_exc.DBAPIError, sa_exc.DisconnectionError, sa_exc.TimeoutError) as exc:
-        _forget(engine)  # the table may have changed too: look again on the retry
+        _drop_shapes(engine)  # the table may have changed too: look again on the retry
         raise StoreUnavailable(entry.store, f"cannot reach or use the store ({_reason(exc)})") from None
 
 
@@ -227,6 +227,7 @@ def _reason(exc: Exception) -> str:
     return f"{type(orig).__name__} {code}" if code else type(orig).__name__
 
 
-def _forget(engine: Engine) -> None:
+def _drop_shapes(engine: Engine) -> None:
+    """Drop the cached table shapes of a store, so the next use reads them again."""
     with _shapes_lock:
         _shapes.pop(engine, None)
