@@ -9,9 +9,10 @@ from marshmallow import RAISE, Schema, fields, validate
 from sqlalchemy import select
 
 from app import audit
+from app.auth import bearer
 from app.errors import ApiError
 from app.extensions import db
-from app.openapi import QueryInteger, StrictSchema, bearer
+from app.openapi import QueryInteger, StrictSchema
 
 blp = Blueprint("audit_api", __name__, url_prefix="/api/v1",
                 description="The audit trail: who did what, hash-chained; for operators and auditors.")

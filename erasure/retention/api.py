@@ -5,8 +5,9 @@ from flask_smorest import Blueprint
 from marshmallow import RAISE, Schema, fields, validate
 from sqlalchemy import select
 
+from app.auth import bearer
 from app.extensions import db
-from app.openapi import QueryInteger, StrictSchema, bearer
+from app.openapi import QueryInteger, StrictSchema
 from erasure.retention.sweeps import REASONS, SWEEP_STATUSES, RetentionSweep
 
 blp = Blueprint("retention_api", __name__, url_prefix="/api/v1",
