@@ -106,6 +106,7 @@ def _register_blueprints(app: Flask) -> None:
     from consent import api as consent_api
     from consent import connect, gpc
     from consent import views as consent_views
+    from erasure import wiring as erasure_wiring
     from erasure.export import views as export
     from erasure.forget import views as forget
     from erasure.optout import api as erasure_api
@@ -142,11 +143,17 @@ def _register_blueprints(app: Flask) -> None:
     api.register_blueprint(retention_api.blp)
     csrf.exempt(retention_api.blp)
     gpc.init_app(app)  # /.well-known/gpc.json, and the signal honoured on every page
+    erasure_wiring.init_app(app)  # its /metrics figures, its /readyz check and /me's data held
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(Exception, handle_unexpected)
 
 
 def _register_cli(app: Flask) -> None:
+    """The base's commands, then each feature's."""
     from app import cli
+    from consent import cli as consent_cli
+    from erasure import cli as erasure_cli
 
     cli.init_app(app)
+    consent_cli.init_app(app)
+    erasure_cli.init_app(app)

@@ -77,7 +77,7 @@ def _start_session(user: User) -> None:
 @limiter.limit("10 per minute; 50 per hour", methods=["POST"])
 def signup():
     if current_user.is_authenticated:
-        return redirect(url_for("pages.me"))
+        return redirect(url_for("consent_pages.me"))
     form = SignupForm()
     if form.validate_on_submit():
         try:
@@ -90,7 +90,7 @@ def signup():
             log.info("person signed up: user %s", user.id)
             _start_session(user)
             flash("Welcome. Nothing is shared until you choose to.", "success")
-            return redirect(url_for("pages.me"))
+            return redirect(url_for("consent_pages.me"))
     return render_template("signup.html", form=form), 400 if form.errors else 200
 
 
@@ -106,7 +106,7 @@ def login():
             _start_session(user)
             audit.record_now(actor_kind=user.role, actor_id=user.id, action="login")
             log.info("signed in: user %s", user.id)
-            default = url_for("pages.me") if user.role == "person" else url_for("pages.index")
+            default = url_for("consent_pages.me") if user.role == "person" else url_for("pages.index")
             return redirect(safe_next(form.next.data) or default)
         log.info("failed sign-in")
         audit.record_now(actor_kind="anonymous", actor_id=None, action="login_failed", target=user and user.id,

@@ -17,15 +17,15 @@ from typing import Any
 import click
 from flask import Flask, Response, current_app, g, request, session
 from flask.cli import AppGroup
-from sqlalchemy import JSON, CheckConstraint, Integer, String, func, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
-from app.db import Base, utcnow, write_lock
+from app.db import utcnow, write_lock
+from app.models import ACTOR_KINDS, AuditEvent
 
 log = logging.getLogger(__name__)
 
-ACTOR_KINDS = ("person", "operator", "auditor", "service", "anonymous", "system")
 GENESIS = "0" * 64
 LOCK_ID = 0x61756474  # "audt": serializes appends on PostgreSQL; erasure/log.py's is 0x6F776E73
 ATTEMPTS = 5
@@ -37,29 +37,6 @@ MAX_DETAILS = 4000  # characters of canonical JSON: details are a few ids and co
 AUDITED_ENDPOINTS = {
     "log_api.verify_receipt": "receipt_verify",
 }
-
-
-class AuditEvent(Base):
-    """One entry of the audit trail; `hash` covers every other field and the entry before."""
-
-    __tablename__ = "audit_events"
-    __table_args__ = (
-        CheckConstraint("actor_kind IN ('person', 'operator', 'auditor', 'service', 'anonymous', 'system')",
-                        name="actor_kind"),
-        CheckConstraint("seq >= 1", name="seq_positive"),
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    seq: Mapped[int] = mapped_column(Integer, unique=True)
-    at: Mapped[dt.datetime]
-    actor_kind: Mapped[str] = mapped_column(String(16))
-    actor_id: Mapped[str | None] = mapped_column(String(64))  # a user or token id; never an email or token
-    action: Mapped[str] = mapped_column(String(64))
-    target: Mapped[str | None] = mapped_column(String(255))  # an id or a route, never personal data
-    outcome: Mapped[str] = mapped_column(String(32))
-    details: Mapped[dict] = mapped_column(JSON, default=dict)
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64))
 
 
 # --- the chain ---------------------------------------------------------------------------------

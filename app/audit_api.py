@@ -9,9 +9,11 @@ from marshmallow import RAISE, Schema, fields, validate
 from sqlalchemy import select
 
 from app import audit
+from app.auth import bearer
 from app.errors import ApiError
 from app.extensions import db
-from app.openapi import QueryInteger, StrictSchema, bearer
+from app.models import ACTOR_KINDS, AuditEvent
+from app.openapi import QueryInteger, StrictSchema
 
 blp = Blueprint("audit_api", __name__, url_prefix="/api/v1",
                 description="The audit trail: who did what, hash-chained; for operators and auditors.")
@@ -27,7 +29,7 @@ class AuditQuerySchema(StrictSchema):
 class AuditEventSchema(Schema):
     seq = fields.Integer(required=True)
     at = fields.AwareDateTime(required=True)
-    actor_kind = fields.String(required=True, validate=validate.OneOf(audit.ACTOR_KINDS))
+    actor_kind = fields.String(required=True, validate=validate.OneOf(ACTOR_KINDS))
     actor_id = fields.String(allow_none=True, required=True,
                              metadata={"description": "A user or API token id; null for anonymous and system."})
     action = fields.String(required=True)
@@ -50,9 +52,9 @@ class AuditPageSchema(Schema):
 @blp.alt_response(400, response="BadRequest")
 def list_events(query: dict):
     """The trail, newest first, with a cursor. Reading it is itself recorded."""
-    stmt = select(audit.AuditEvent).order_by(audit.AuditEvent.seq.desc())
+    stmt = select(AuditEvent).order_by(AuditEvent.seq.desc())
     if "cursor" in query:
-        stmt = stmt.where(audit.AuditEvent.seq < _decode_cursor(query["cursor"]))
+        stmt = stmt.where(AuditEvent.seq < _decode_cursor(query["cursor"]))
     rows = [_item(e) for e in db.session.scalars(stmt.limit(query["limit"] + 1))]
     more = len(rows) > query["limit"]
     rows = rows[: query["limit"]]
@@ -62,7 +64,7 @@ def list_events(query: dict):
     return {"items": rows, "next": _encode_cursor(rows[-1]["seq"]) if more and rows else None}
 
 
-def _item(e: audit.AuditEvent) -> dict:
+def _item(e: AuditEvent) -> dict:
     return {"seq": e.seq, "at": e.at, "actor_kind": e.actor_kind, "actor_id": e.actor_id, "action": e.action,
             "target": e.target, "outcome": e.outcome, "details": e.details or {}, "prev_hash": e.prev_hash,
             "hash": e.hash}

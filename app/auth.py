@@ -6,14 +6,16 @@ import functools
 import logging
 from dataclasses import dataclass
 
-from flask import current_app, request, session
+from flask import current_app, session
 from flask_login import current_user
+from flask_smorest import Blueprint
 from sqlalchemy import or_, select, update
 
 from app.db import utcnow, write_lock
 from app.errors import ApiError
-from app.extensions import db, login_manager
+from app.extensions import db, is_api_request, login_manager
 from app.models import ApiToken, User
+from app.openapi import BEARER, ROLES
 from app.security import token_hash
 
 log = logging.getLogger(__name__)
@@ -35,11 +37,6 @@ class TokenPrincipal:
 
 
 USE_RECORDED_EVERY = dt.timedelta(minutes=1)  # how fresh a token's "last used" is kept
-BEARER_ONLY_PATHS = ("/metrics",)  # outside /api/ but, like it, for programs with a bearer token only
-
-
-def is_api_request() -> bool:
-    return request.path.startswith("/api/") or request.path in BEARER_ONLY_PATHS
 
 
 @login_manager.user_loader
@@ -102,6 +99,24 @@ def api_roles(*roles: str):
         return wrapped
 
     return decorate
+
+
+def bearer(*roles: str):
+    """Only bearer tokens of these roles may call the view (api_roles), and the OpenAPI document says so.
+
+    Goes where api_roles would: below route, above arguments, so a caller without the role is refused
+    before its body is read.
+    """
+
+    def decorate(view):
+        return Blueprint.doc(security=[{BEARER: []}], **{ROLES: list(roles)})(api_roles(*roles)(view))
+
+    return decorate
+
+
+def anyone(view):
+    """The view takes no credentials: the document says security: [] rather than leaving it unsaid."""
+    return Blueprint.doc(security=[], **{ROLES: []})(view)
 
 
 def passwords():

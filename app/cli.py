@@ -1,10 +1,13 @@
 """The `flask` commands: database, accounts, API tokens and keys; feature packages add their own."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from app import audit
 from app.db import utcnow
@@ -16,6 +19,7 @@ db_cli = AppGroup("db", help="The database schema.")
 users_cli = AppGroup("users", help="Accounts.")
 tokens_cli = AppGroup("tokens", help="API bearer tokens for programs.")
 keys_cli = AppGroup("keys", help="Keys: receipt signing and token encryption.")
+KEY_COMMAND_TARGETS = "ownstory_key_command_targets"  # app.extensions' audit targets of the features' keys commands
 
 
 @db_cli.command("upgrade")
@@ -95,29 +99,28 @@ def tokens_revoke(token_id: str) -> None:
 @keys_cli.result_callback()
 @with_appcontext
 def _audit_keys(_result, **_params) -> None:
-    """The `keys` commands live in the feature packages; each one that succeeds is recorded here."""
-    from erasure.models import SigningKey
-
+    """The `keys` commands live in the feature packages; each one that succeeds is recorded here, naming as its
+    target what the feature's `target(session)` gives (register_key_command)."""
     command = click.get_current_context().invoked_subcommand
     audit.lock(db.session)  # before the first read: on SQLite the transaction must start as a writer
-    if command == "rotate":
-        kid = db.session.scalar(select(SigningKey.kid).where(SigningKey.purpose == "receipt",
-                                                             SigningKey.retired_at.is_(None)))
-        audit.record(db.session, actor_kind="system", actor_id=None, action="keys_rotate", target=kid,
-                     now=utcnow())
-    elif command:
+    if command:
+        target = current_app.extensions.get(KEY_COMMAND_TARGETS, {}).get(command)
         audit.record(db.session, actor_kind="system", actor_id=None, action=f"keys_{command}".replace("-", "_"),
-                     now=utcnow())
+                     target=target(db.session) if target else None, now=utcnow())
     db.session.commit()
 
 
-def init_app(app: Flask) -> None:
-    from consent.cli import consent_cli, rotate_tokens
-    from erasure.cli import receipts_cli, rotate_keys, worker_command
+def register_key_command(app: Flask, command: click.Command,
+                         target: Callable[[Session], str | None] | None = None) -> None:
+    """A feature's `flask keys` command. The audit trail records each run that succeeds, after it, with
+    `target(session)` as the event's target, if given (read in the trail's write lock)."""
+    keys_cli.add_command(command)
+    if target is not None:
+        app.extensions.setdefault(KEY_COMMAND_TARGETS, {})[command.name] = target
 
-    keys_cli.add_command(rotate_tokens)
-    keys_cli.add_command(rotate_keys)
-    app.cli.add_command(worker_command)
+
+def init_app(app: Flask) -> None:
+    """The base's commands; the factory then lets each feature add its own (their cli.init_app)."""
     app.cli.add_command(audit.audit_cli)
-    for group in (db_cli, users_cli, tokens_cli, keys_cli, consent_cli, receipts_cli):
+    for group in (db_cli, users_cli, tokens_cli, keys_cli):
         app.cli.add_command(group)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import logging
 
 from flask import Response, jsonify, render_template, request
-from flask_smorest import Api
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 log = logging.getLogger(__name__)
@@ -84,20 +83,3 @@ def handle_unexpected(exc: Exception):
     log.exception("unhandled error on %s %s", request.method, request.path)
     return handle_http_exception(InternalServerError("Something went wrong on our side. Nothing was changed."))
 
-
-class OwnstoryApi(Api):
-    """flask-smorest's Api, with errors answered in Ownstory's shape on every path, and documented so."""
-
-    DEFAULT_ERROR_RESPONSE_NAME = None  # no catch-all "default": each operation lists its errors (app.openapi)
-
-    def init_app(self, app, *, spec_kwargs=None):
-        # Imported here: app.openapi guards views with app.auth, which imports this module.
-        from app import openapi
-
-        self.ERROR_SCHEMA = openapi.ErrorSchema
-        super().init_app(app, spec_kwargs={"extra_plugins": [openapi.ErrorsPlugin()],
-                                           "info": {"description": openapi.DESCRIPTION}, **(spec_kwargs or {})})
-        openapi.register_components(self.spec)
-
-    def handle_http_exception(self, error):  # type: ignore[override]
-        return handle_http_exception(error)

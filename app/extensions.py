@@ -1,11 +1,20 @@
 """Flask extensions, created unbound here and bound to an app inside create_app."""
+from flask import request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
+from flask_smorest import Api
 from flask_wtf.csrf import CSRFProtect
 
+from app import openapi
 from app.db import Database
-from app.errors import OwnstoryApi
+from app.errors import handle_http_exception
+
+BEARER_ONLY_PATHS = ("/metrics",)  # outside /api/ but, like it, for programs with a bearer token only
+
+
+def is_api_request() -> bool:
+    return request.path.startswith("/api/") or request.path in BEARER_ONLY_PATHS
 
 
 class OwnstoryLoginManager(LoginManager):
@@ -16,11 +25,24 @@ class OwnstoryLoginManager(LoginManager):
     """
 
     def _session_protection_failed(self) -> bool:
-        from app.auth import is_api_request
-
         if is_api_request():
             return False
         return super()._session_protection_failed()
+
+
+class OwnstoryApi(Api):
+    """flask-smorest's Api, with errors answered in Ownstory's shape on every path, and documented so."""
+
+    DEFAULT_ERROR_RESPONSE_NAME = None  # no catch-all "default": each operation lists its errors (app.openapi)
+    ERROR_SCHEMA = openapi.ErrorSchema
+
+    def init_app(self, app, *, spec_kwargs=None):
+        super().init_app(app, spec_kwargs={"extra_plugins": [openapi.ErrorsPlugin()],
+                                           "info": {"description": openapi.DESCRIPTION}, **(spec_kwargs or {})})
+        openapi.register_components(self.spec)
+
+    def handle_http_exception(self, error):  # type: ignore[override]
+        return handle_http_exception(error)
 
 
 db = Database()

@@ -1,18 +1,21 @@
-"""Liveness and readiness probes for load balancers and orchestrators."""
+"""Liveness and readiness probes for load balancers and orchestrators; features add their readiness checks."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from flask import Blueprint, current_app, jsonify
-from sqlalchemy import select, text
+from flask import Blueprint, Flask, current_app, jsonify
+from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from app.extensions import db
 from app.migrate import alembic_config
 
 bp = Blueprint("health", __name__)
+CHECKS = "ownstory_readiness_checks"  # app.extensions' features' checks, by name
 logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)  # a probe a second would flood the log
 
 
@@ -24,19 +27,10 @@ def _script_heads() -> set[str]:
     return current_app.extensions["ownstory_script_heads"]
 
 
-def _keys_usable() -> bool:
-    """The signing keys in use open with the configured OWNSTORY_TOKEN_KEYS (none yet is fine: made on need)."""
-    from app.security import VaultError
-    from erasure.models import SigningKey
-    from erasure.receipts import keys
-
-    vault = current_app.extensions["ownstory_vault"]
-    try:
-        for row in db.session.scalars(select(SigningKey).where(SigningKey.retired_at.is_(None))):
-            keys.private_key(vault, row)
-    except (VaultError, SQLAlchemyError, ValueError):
-        return False
-    return True
+def register_check(app: Flask, name: str, check: Callable[[Session], bool]) -> None:
+    """A feature's readiness check, answered under `name`: `check(session)` says whether the feature can serve.
+    It runs only once the database answers and its migrations are current (before that it is not ready)."""
+    app.extensions.setdefault(CHECKS, {})[name] = check
 
 
 @bp.get("/livez")
@@ -46,7 +40,8 @@ def livez():
 
 @bp.get("/readyz")
 def readyz():
-    checks = {"database": False, "migrations": False, "keys": False}
+    features = current_app.extensions.get(CHECKS, {})
+    checks = {"database": False, "migrations": False}
     try:
         with db.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
@@ -55,6 +50,7 @@ def readyz():
         checks["migrations"] = current == _script_heads()
     except SQLAlchemyError:
         pass
-    checks["keys"] = checks["migrations"] and _keys_usable()
+    for name, check in features.items():
+        checks[name] = checks["migrations"] and check(db.session)
     ready = all(checks.values())
     return jsonify({"status": "ready" if ready else "not_ready", "checks": checks}), 200 if ready else 503

@@ -1,31 +1,32 @@
 """Prometheus metrics at GET /metrics, for operator and service bearer tokens.
 
-Everything about opt-outs, steps, receipts and the log is read from the database at scrape time, so
-every web process answers the same, however many run. The one in-process figure, consent checks
-served, is a prometheus_client counter: with PROMETHEUS_MULTIPROC_DIR set, every process writes it to
-that folder and any process's /metrics adds them all up (prometheus_client's multiprocess mode).
+The features' figures (erasure's opt-outs, steps, receipts and log) are read from the database at scrape
+time by the collectors each feature registers (register_collector), so every web process answers the
+same, however many run. The one in-process figure, consent checks served, is a prometheus_client
+counter: with PROMETHEUS_MULTIPROC_DIR set, every process writes it to that folder and any process's
+/metrics adds them all up (prometheus_client's multiprocess mode).
 """
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Iterable
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Flask, Response, current_app
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
-from sqlalchemy import case, func, select
+from prometheus_client.metrics_core import Metric
+from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from app.auth import api_roles
-from app.db import utcnow
 from app.errors import CODES, error_json
 
 bp = Blueprint("metrics", __name__)
 log = logging.getLogger(__name__)
 
-UNFINISHED_STEPS = ("pending", "running", "retrying", "needs_attention")
-FAILING_STEPS = ("retrying", "needs_attention")
+COLLECTORS = "ownstory_metrics_collectors"  # app.extensions' list of the features' collect functions
+Collect = Callable[[Session], Iterable[Metric]]
 
 # Not in the default registry: each scrape builds a registry of its own (see registry_for).
 CONSENT_CHECKS = Counter("ownstory_consent_checks", "Consent checks answered; each item of a batch counts once.",
@@ -42,65 +43,28 @@ def multiprocess_dir() -> str | None:
 
 
 class DatabaseCollector:
-    """The figures that live in the database, computed at scrape time with a handful of small queries."""
+    """One feature's figures, computed at scrape time with a handful of small queries in a session of their own."""
 
-    def __init__(self, sessionmaker) -> None:
+    def __init__(self, sessionmaker, collect: Collect) -> None:
         self._sessionmaker = sessionmaker
+        self._collect = collect
 
     def describe(self):  # nothing is read when the collector is registered, only when scraped
         return []
 
     def collect(self):
-        from erasure.models import REQUEST_STATUSES, ErasureStep, OptOutRequest, Receipt
-        from erasure.receipts import tlog as transparency_log
-
-        now = utcnow()
         with self._sessionmaker() as session:
-            overdue = case((OptOutRequest.deadline < now, 1), else_=0)
-            by_status = dict.fromkeys(REQUEST_STATUSES, 0)
-            late = 0
-            for status, total, overdue_count in session.execute(
-                    select(OptOutRequest.status, func.count(), func.sum(overdue)).group_by(OptOutRequest.status)):
-                by_status[status] = total
-                late += (overdue_count or 0) if status != "completed" else 0
-            oldest = session.scalar(select(func.min(OptOutRequest.requested_at))
-                                    .join(ErasureStep, ErasureStep.request_id == OptOutRequest.id)
-                                    .where(ErasureStep.status.in_(UNFINISHED_STEPS)))
-            failing = session.execute(
-                select(ErasureStep.kind, ErasureStep.target, ErasureStep.status, func.count())
-                .where(ErasureStep.status.in_(FAILING_STEPS))
-                .group_by(ErasureStep.kind, ErasureStep.target, ErasureStep.status)).all()
-            receipts = session.scalar(select(func.count()).select_from(Receipt)) or 0
-            leaves = transparency_log.size(session)
-            checkpoint = transparency_log.latest_checkpoint(session)
-            signed = checkpoint.tree_size if checkpoint is not None else 0
-
-        requests = GaugeMetricFamily("ownstory_optout_requests", "Opt-out requests by status.", labels=["status"])
-        for status, total in by_status.items():
-            requests.add_metric([status], total)
-        yield requests
-        yield GaugeMetricFamily("ownstory_optout_requests_overdue",
-                                "Opt-out requests not completed by their deadline.", value=late)
-        age = max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
-        yield GaugeMetricFamily(
-            "ownstory_oldest_unfinished_step_age_seconds",
-            "Seconds since the oldest opt-out with a step not yet done (pending, running, retrying or "
-            "needs attention) was requested; 0 when every step is done.", value=age)
-        failures = GaugeMetricFamily(
-            "ownstory_erasure_step_failures",
-            "Steps failing now (retrying or needing attention), by kind, target (the network key for "
-            "revoke steps, store/category for purge steps) and status.", labels=["kind", "target", "status"])
-        for kind, target, status, total in failing:
-            failures.add_metric([kind, target, status], total)
-        yield failures
-        yield CounterMetricFamily("ownstory_receipts_issued", "Deletion receipts issued.", value=receipts)
-        yield GaugeMetricFamily("ownstory_log_size", "Leaves in the transparency log.", value=leaves)
-        yield GaugeMetricFamily("ownstory_log_signed_tree_size", "The tree size of the latest signed checkpoint.",
-                                value=signed)
+            families = list(self._collect(session))
+        yield from families
 
 
-def registry_for(sessionmaker) -> CollectorRegistry:
-    """The database's figures and the consent-check counter: this process's, or every process's."""
+def register_collector(app: Flask, collect: Collect) -> None:
+    """A feature's figures: `collect(session)` gives its metric families, read from the database at each scrape."""
+    app.extensions.setdefault(COLLECTORS, []).append(collect)
+
+
+def registry_for(sessionmaker, collectors: Iterable[Collect] = ()) -> CollectorRegistry:
+    """The features' figures from the database and the consent-check counter: this process's, or every process's."""
     registry = CollectorRegistry()
     folder = multiprocess_dir()
     if folder:
@@ -109,7 +73,8 @@ def registry_for(sessionmaker) -> CollectorRegistry:
         multiprocess.MultiProcessCollector(registry, path=folder)
     else:
         registry.register(CONSENT_CHECKS)
-    registry.register(DatabaseCollector(sessionmaker))
+    for collect in collectors:
+        registry.register(DatabaseCollector(sessionmaker, collect))
     return registry
 
 
@@ -117,7 +82,9 @@ def registry_for(sessionmaker) -> CollectorRegistry:
 @api_roles("operator", "service")
 def metrics():
     """Prometheus text exposition (format 0.0.4)."""
-    body = generate_latest(registry_for(current_app.extensions["ownstory_db"]["sessionmaker"]))
+    registry = registry_for(current_app.extensions["ownstory_db"]["sessionmaker"],
+                            current_app.extensions.get(COLLECTORS, ()))
+    body = generate_latest(registry)
     return Response(body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4, "Cache-Control": "no-store"})
 
 

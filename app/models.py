@@ -1,9 +1,9 @@
-"""Accounts: the people, operators and auditors who sign in, and the API tokens of programs."""
+"""Accounts: the people, operators and auditors who sign in, the API tokens of programs, and the audit trail."""
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import CheckConstraint, String
+from sqlalchemy import JSON, CheckConstraint, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, timestamp, uuid_pk
@@ -45,3 +45,29 @@ class ApiToken(Base):
     created_at: Mapped[timestamp]
     last_used_at: Mapped[dt.datetime | None]
     revoked_at: Mapped[dt.datetime | None]
+
+
+ACTOR_KINDS = ("person", "operator", "auditor", "service", "anonymous", "system")
+
+
+class AuditEvent(Base):
+    """One entry of the audit trail; `hash` covers every other field and the entry before."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        CheckConstraint("actor_kind IN ('person', 'operator', 'auditor', 'service', 'anonymous', 'system')",
+                        name="actor_kind"),
+        CheckConstraint("seq >= 1", name="seq_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    seq: Mapped[int] = mapped_column(Integer, unique=True)
+    at: Mapped[dt.datetime]
+    actor_kind: Mapped[str] = mapped_column(String(16))
+    actor_id: Mapped[str | None] = mapped_column(String(64))  # a user or token id; never an email or token
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(255))  # an id or a route, never personal data
+    outcome: Mapped[str] = mapped_column(String(32))
+    details: Mapped[dict] = mapped_column(JSON, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))

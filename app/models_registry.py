@@ -2,11 +2,6 @@
 
 
 def import_all_models() -> None:
-    import app.audit  # noqa: F401
     import app.models  # noqa: F401
-    import consent.gpc  # noqa: F401
     import consent.models  # noqa: F401
-    import consent.suppression  # noqa: F401
-    import erasure.forget.control  # noqa: F401
     import erasure.models  # noqa: F401
-    import erasure.retention.sweeps  # noqa: F401

@@ -1,7 +1,7 @@
 """The OpenAPI document's shared parts: strict fields, the error body, the bearer scheme, every operation's errors.
 
 flask-smorest writes the document from the marshmallow schemas; what it cannot see, this module adds: who may
-call an operation (`bearer` and `anyone` on the view), and the errors every operation can answer, which
+call an operation (app.auth's `bearer` and `anyone` on the view), and the errors every operation can answer, which
 ErrorsPlugin derives from the operation itself (a body can be malformed or too large, a path can name
 nothing, a token can be missing or of the wrong role), so no view can forget one.
 """
@@ -11,10 +11,7 @@ import copy
 import re
 
 from apispec import BasePlugin
-from flask_smorest import Blueprint
 from marshmallow import RAISE, Schema, fields
-
-from app.auth import api_roles
 
 DESCRIPTION = (
     "Ownstory's API for programs. Callers send `Authorization: Bearer <token>`, never cookies; "
@@ -133,24 +130,6 @@ def register_components(spec) -> None:
         if status in HEADERS:
             response["headers"] = HEADERS[status]
         spec.components.response(name, response)
-
-
-def bearer(*roles: str):
-    """Only bearer tokens of these roles may call the view (app.auth.api_roles), and the document says so.
-
-    Goes where api_roles would: below route, above arguments, so a caller without the role is refused
-    before its body is read.
-    """
-
-    def decorate(view):
-        return Blueprint.doc(security=[{BEARER: []}], **{ROLES: list(roles)})(api_roles(*roles)(view))
-
-    return decorate
-
-
-def anyone(view):
-    """The view takes no credentials: the document says security: [] rather than leaving it unsaid."""
-    return Blueprint.doc(security=[], **{ROLES: []})(view)
 
 
 class ErrorsPlugin(BasePlugin):

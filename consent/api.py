@@ -4,10 +4,10 @@ from __future__ import annotations
 from flask import current_app
 from flask_smorest import Blueprint
 
+from app.auth import bearer
 from app.errors import ApiError
 from app.extensions import db
 from app.metrics import consent_checks_served
-from app.openapi import bearer
 from consent import service, suppression
 from consent.schemas import CheckRequestSchema, CheckResponseSchema
 

@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import click
-from flask import current_app
+from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import distinct, func, select
 
+from app.cli import register_key_command
 from app.extensions import db
 from consent import ledger
 from consent.models import ConsentEvent
 
 consent_cli = AppGroup("consent", help="The consent ledger.")
+
 
 
 @consent_cli.command("verify-ledger")
@@ -44,3 +46,9 @@ def rotate_tokens() -> None:
         raise click.ClickException(str(exc)) from None
     db.session.commit()
     click.echo(f"re-encrypted {count} grants' tokens")
+
+
+def init_app(app: Flask) -> None:
+    """Called by the factory after the base's commands."""
+    app.cli.add_command(consent_cli)
+    register_key_command(app, rotate_tokens)

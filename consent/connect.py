@@ -128,7 +128,7 @@ def _http() -> NetworkHttp:
 def _back(message: str, category: str = "error"):
     db.session.rollback()
     flash(message, category)
-    return redirect(url_for("pages.me"))
+    return redirect(url_for("consent_pages.me"))
 
 
 class RedactOAuthParams(logging.Filter):

@@ -25,13 +25,13 @@ from collections.abc import Mapping
 
 from flask import Blueprint, Flask, current_app, flash, jsonify, request, session
 from flask_login import current_user
-from sqlalchemy import ForeignKey, delete, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
-from app.db import Base, timestamp, utcnow, write_lock
+from app.db import utcnow, write_lock
 from consent import ledger
-from consent.models import ConsentState
+from consent.models import ConsentState, GpcSignal
 from consent.purposes import Purpose
 
 log = logging.getLogger(__name__)
@@ -40,15 +40,6 @@ bp = Blueprint("gpc", __name__)
 HEADER = "Sec-GPC"
 LAST_UPDATE = "2026-11-25"  # when what this service does on the signal last changed (gpc.json)
 SESSION_KEY = "gpc_seen"  # the signed-in person's id, while this browser's signal is on record
-
-
-class GpcSignal(Base):
-    """A person whose browser sends Global Privacy Control, since when; it goes when the signal stops."""
-
-    __tablename__ = "gpc_signals"
-
-    subject_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
-    since: Mapped[timestamp]
 
 
 def signal_on(headers: Mapping[str, str]) -> bool:

@@ -1,4 +1,5 @@
-"""Grants (network access a person gave) and the consent ledger with its materialized state."""
+"""Grants (network access a person gave), the consent ledger with its materialized state, the suppression
+list's entries and the Global Privacy Control signals on record."""
 from __future__ import annotations
 
 import datetime as dt
@@ -82,3 +83,28 @@ class ConsentState(Base):
     status: Mapped[str] = mapped_column(String(16))
     event_id: Mapped[int] = mapped_column(ForeignKey("consent_events.id", ondelete="RESTRICT"))
     updated_at: Mapped[timestamp]
+
+
+class Suppression(Base):
+    """One opted-out identity. `key_id` names the pepper that made `digest`, so peppers can rotate."""
+
+    __tablename__ = "suppressions"
+    __table_args__ = (UniqueConstraint("key_id", "digest", name="uq_suppressions_key_digest"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key_id: Mapped[str] = mapped_column(String(16))
+    digest: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    scope: Mapped[str] = mapped_column(String(64))  # "all", or the one network the person left
+    show_opted_out: Mapped[bool] = mapped_column(default=True)
+    request_id: Mapped[str | None] = mapped_column(String(36), index=True)  # the opt-out that listed it
+    created_at: Mapped[timestamp]
+
+
+class GpcSignal(Base):
+    """A person whose browser sends Global Privacy Control, since when; it goes when the signal stops."""
+
+    __tablename__ = "gpc_signals"
+
+    subject_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    since: Mapped[timestamp]

@@ -6,28 +6,12 @@ import hmac
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Integer, String, UniqueConstraint, delete, select, tuple_
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import delete, select, tuple_
+from sqlalchemy.orm import Session
 
-from app.db import Base, timestamp
+from consent.models import Suppression
 
 KINDS = ("email", "account", "handle", "subject")
-
-
-class Suppression(Base):
-    """One opted-out identity. `key_id` names the pepper that made `digest`, so peppers can rotate."""
-
-    __tablename__ = "suppressions"
-    __table_args__ = (UniqueConstraint("key_id", "digest", name="uq_suppressions_key_digest"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    key_id: Mapped[str] = mapped_column(String(16))
-    digest: Mapped[str] = mapped_column(String(64))
-    kind: Mapped[str] = mapped_column(String(16))
-    scope: Mapped[str] = mapped_column(String(64))  # "all", or the one network the person left
-    show_opted_out: Mapped[bool] = mapped_column(default=True)
-    request_id: Mapped[str | None] = mapped_column(String(36), index=True)  # the opt-out that listed it
-    created_at: Mapped[timestamp]
 
 
 @dataclass(frozen=True)

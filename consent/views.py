@@ -1,18 +1,46 @@
-"""The /consents page: a person gives and withdraws consent per connected network and purpose."""
+"""A person's own pages: /me, their overview, and /consents, where they give and withdraw consent."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from app.db import utcnow
 from app.extensions import db
+from app.models import User
 from consent import service
+from consent.models import Grant
 
 bp = Blueprint("consent_pages", __name__)
 log = logging.getLogger(__name__)
 PREFIX = "consent:"
+HELD = "ownstory_held_counter"  # app.extensions' counter of the data held about a person, for /me
+
+CountHeld = Callable[[User, Sequence[Grant]], list]
+
+
+def register_held_counter(app: Flask, count: CountHeld) -> None:
+    """What counts the rows the platform holds about a person, for /me: `count(user, grants)` gives objects
+    with `store`, `category` and `rows` (None when a store could not be counted). Erasure registers its data
+    map's count here, so that consent, which erasure builds on, never imports erasure."""
+    app.extensions[HELD] = count
+
+
+@bp.get("/me")
+@login_required
+def me():
+    if current_user.role != "person":
+        abort(403, "This page is for people with their own data here.")
+    grants = service.grants_of(db.session, current_user.id)
+    consents = service.consent_overview(db.session, current_user.id, current_app.extensions["purposes"])
+    count_held = current_app.extensions.get(HELD)
+    held = count_held(current_user, grants) if count_held else []
+    return render_template(
+        "me.html", grants=grants, consents=consents, held=held,
+        networks=current_app.extensions["networks"],
+    )
 
 
 @bp.route("/consents", methods=["GET", "POST"])

@@ -1,9 +1,14 @@
-"""`flask worker`: the scheduler and worker loop, in a process of its own."""
+"""Erasure's commands: `flask worker` (the worker loop, in a process of its own), `receipts` and `keys rotate`."""
 from __future__ import annotations
 
 import click
-from flask import current_app
+from flask import Flask, current_app
 from flask.cli import with_appcontext
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.cli import register_key_command
+from erasure.models import SigningKey
 
 
 @click.command("worker")
@@ -30,6 +35,12 @@ def rotate_keys() -> None:
     row = keys.rotate(db.session, current_app.extensions["ownstory_vault"], utcnow())
     db.session.commit()
     click.echo(f"new receipt key {row.kid}")
+
+
+def current_receipt_kid(session: Session) -> str | None:
+    """The audit trail's target for `flask keys rotate`: the receipt key now current."""
+    return session.scalar(select(SigningKey.kid).where(SigningKey.purpose == "receipt",
+                                                       SigningKey.retired_at.is_(None)))
 
 
 @click.group("receipts")
@@ -66,3 +77,10 @@ def receipts_verify(file: str, jwks_source: str | None, log_key: str | None) -> 
     db.session.commit()
     args += ["--log-key", key]
     sys.exit(main(args))
+
+
+def init_app(app: Flask) -> None:
+    """Called by the factory after the base's commands."""
+    register_key_command(app, rotate_keys, target=current_receipt_kid)
+    app.cli.add_command(worker_command)
+    app.cli.add_command(receipts_cli)

@@ -1,4 +1,5 @@
-"""Opt-out requests, their erasure steps (the workers' queue), receipts and the transparency log."""
+"""Opt-out requests, their erasure steps (the workers' queue), receipts, the transparency log, /forget's
+one-time email links and the retention sweeps."""
 from __future__ import annotations
 
 import datetime as dt
@@ -160,3 +161,48 @@ class Checkpoint(Base):
     root: Mapped[bytes] = mapped_column(LargeBinary)
     note: Mapped[str] = mapped_column(Text)
     signed_at: Mapped[timestamp]
+
+
+class EmailProof(Base):
+    """A one-time link mailed to an address. Only the SHA-256 of its token is kept, and the address
+    is sealed under a key derived from the token: the database alone cannot read it, nor use the link."""
+
+    __tablename__ = "email_proofs"
+    __table_args__ = (
+        CheckConstraint("expires_at > created_at", name="expires_after_creation"),
+        Index("ix_email_proofs_expires_at", "expires_at"),
+    )
+
+    id: Mapped[uuid_pk]
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    address_box: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[timestamp]
+    expires_at: Mapped[dt.datetime]
+    used_at: Mapped[dt.datetime | None]
+
+
+SWEEP_STATUSES = ("running", "done", "partial", "failed", "abandoned")
+
+
+class RetentionSweep(Base):
+    """One sweep: who ran it, when, and the rows it purged per data-map entry. Never personal data."""
+
+    __tablename__ = "retention_sweeps"
+    __table_args__ = (
+        CheckConstraint("status IN ('running', 'done', 'partial', 'failed', 'abandoned')", name="status"),
+        CheckConstraint("rows >= 0", name="rows_non_negative"),
+        Index("uq_retention_sweeps_one_running", "status", unique=True, sqlite_where=text("status = 'running'"),
+              postgresql_where=text("status = 'running'")),
+        Index("ix_retention_sweeps_started_at", "started_at"),
+    )
+
+    id: Mapped[uuid_pk]
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    owner: Mapped[str] = mapped_column(String(64))  # the worker: host:pid:random
+    started_at: Mapped[timestamp]
+    lease_expires_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    # [{"store", "table", "column", "category", "past_retention", "expired_grant", "reappeared", "rows"}]
+    entries: Mapped[list] = mapped_column(JSON, default=list)
+    errors: Mapped[list] = mapped_column(JSON, default=list)  # [{"store", "table", "column", "reason", "error"}]

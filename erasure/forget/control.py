@@ -8,11 +8,11 @@ import logging
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import CheckConstraint, Index, LargeBinary, String, delete, select, update
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
 
-from app.db import Base, timestamp, uuid_pk
 from consent.suppression import Identity
+from erasure.models import EmailProof
 
 log = logging.getLogger(__name__)
 
@@ -20,24 +20,6 @@ LINK_TTL = dt.timedelta(minutes=10)  # the issue's ceiling for an email link
 PROOF_TTL = dt.timedelta(minutes=30)  # how long a proven identity may be used to export or opt out
 BOX_LABEL = b"ownstory forget email"
 PROOF_KINDS = ("email", "account", "handle")
-
-
-class EmailProof(Base):
-    """A one-time link mailed to an address. Only the SHA-256 of its token is kept, and the address
-    is sealed under a key derived from the token: the database alone cannot read it, nor use the link."""
-
-    __tablename__ = "email_proofs"
-    __table_args__ = (
-        CheckConstraint("expires_at > created_at", name="expires_after_creation"),
-        Index("ix_email_proofs_expires_at", "expires_at"),
-    )
-
-    id: Mapped[uuid_pk]
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    address_box: Mapped[bytes] = mapped_column(LargeBinary)
-    created_at: Mapped[timestamp]
-    expires_at: Mapped[dt.datetime]
-    used_at: Mapped[dt.datetime | None]
 
 
 def token_hash(token: str) -> str:

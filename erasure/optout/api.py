@@ -14,12 +14,12 @@ from sqlalchemy import and_, or_, select, tuple_
 from sqlalchemy.orm import selectinload
 
 from app import audit
+from app.auth import bearer
 from app.db import utcnow, write_lock
 from app.errors import ApiError
 from app.extensions import db
 from app.mail import MailError
 from app.models import User
-from app.openapi import bearer
 from consent.models import Grant
 from consent.suppression import Identity, lookup, suppress
 from erasure.context import context_from_app

@@ -8,10 +8,10 @@ import uuid
 from flask import Response, current_app
 from flask_smorest import Blueprint
 
+from app.auth import anyone
 from app.db import utcnow
 from app.errors import ApiError
 from app.extensions import db
-from app.openapi import anyone
 from erasure.models import Receipt
 from erasure.receipts import issue, keys, tlog
 from erasure.receipts.schemas import (

@@ -5,9 +5,11 @@ from flask_smorest import Blueprint
 from marshmallow import RAISE, Schema, fields, validate
 from sqlalchemy import select
 
+from app.auth import bearer
 from app.extensions import db
-from app.openapi import QueryInteger, StrictSchema, bearer
-from erasure.retention.sweeps import REASONS, SWEEP_STATUSES, RetentionSweep
+from app.openapi import QueryInteger, StrictSchema
+from erasure.models import SWEEP_STATUSES, RetentionSweep
+from erasure.retention.sweeps import REASONS
 
 blp = Blueprint("retention_api", __name__, url_prefix="/api/v1",
                 description="Retention sweeps: what the worker purged on its schedule, in counts.")

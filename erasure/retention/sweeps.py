@@ -35,68 +35,37 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from sqlalchemy import (
-    JSON,
-    CheckConstraint,
     DateTime,
-    Index,
-    Integer,
-    String,
     and_,
     delete,
     exists,
     func,
     literal,
     select,
-    text,
     tuple_,
     update,
 )
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
-from app.db import Base, timestamp, utcnow, uuid_pk, write_lock
+from app.db import utcnow, write_lock
 from app.models import User
-from consent.models import Grant
-from consent.suppression import Identity, Suppression
+from consent.models import Grant, Suppression
+from consent.suppression import Identity
 from erasure.context import ErasureContext
-from erasure.models import OptOutRequest
+from erasure.models import OptOutRequest, RetentionSweep
 from erasure.stores.datamap import TableEntry, entry_table
 from erasure.stores.purge import StoreError, purge_entry, purge_rows
 
 log = logging.getLogger(__name__)
 
-SWEEP_STATUSES = ("running", "done", "partial", "failed", "abandoned")
 REASONS = ("past_retention", "expired_grant", "reappeared")
 LEASE = dt.timedelta(minutes=5)
 EXPIRED_GRANT_GRACE = dt.timedelta(days=1)  # time to connect again before an expired grant's data goes
 VALUES_BATCH = 500  # identity values per suppression lookup; with two peppers, 2,000 bound parameters
 KEEP_EMPTY = dt.timedelta(days=7)  # the record of a sweep that purged nothing
 LOCK_ID = 0x72657465  # "rete": the advisory lock that serializes starting a sweep on PostgreSQL
-
-
-class RetentionSweep(Base):
-    """One sweep: who ran it, when, and the rows it purged per data-map entry. Never personal data."""
-
-    __tablename__ = "retention_sweeps"
-    __table_args__ = (
-        CheckConstraint("status IN ('running', 'done', 'partial', 'failed', 'abandoned')", name="status"),
-        CheckConstraint("rows >= 0", name="rows_non_negative"),
-        Index("uq_retention_sweeps_one_running", "status", unique=True, sqlite_where=text("status = 'running'"),
-              postgresql_where=text("status = 'running'")),
-        Index("ix_retention_sweeps_started_at", "started_at"),
-    )
-
-    id: Mapped[uuid_pk]
-    status: Mapped[str] = mapped_column(String(16), default="running")
-    owner: Mapped[str] = mapped_column(String(64))  # the worker: host:pid:random
-    started_at: Mapped[timestamp]
-    lease_expires_at: Mapped[dt.datetime | None]
-    finished_at: Mapped[dt.datetime | None]
-    rows: Mapped[int] = mapped_column(Integer, default=0)
-    # [{"store", "table", "column", "category", "past_retention", "expired_grant", "reappeared", "rows"}]
-    entries: Mapped[list] = mapped_column(JSON, default=list)
-    errors: Mapped[list] = mapped_column(JSON, default=list)  # [{"store", "table", "column", "reason", "error"}]
 
 
 @dataclass

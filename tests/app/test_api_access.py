@@ -9,7 +9,8 @@ from sqlalchemy import func, select, update
 
 from app.db import utcnow
 from app.models import ApiToken
-from consent.suppression import Identity, Suppression
+from consent.models import Suppression
+from consent.suppression import Identity
 from erasure.context import context_from_app
 from erasure.models import ErasureStep, OptOutRequest
 from erasure.optout import service

@@ -6,9 +6,8 @@ import pytest
 from sqlalchemy import delete, func, insert, select, update
 
 from app import audit
-from app.audit import AuditEvent
 from app.db import utcnow
-from app.models import ApiToken
+from app.models import ApiToken, AuditEvent
 from app.security import token_hash
 from consent.suppression import Identity
 from erasure.context import context_from_app

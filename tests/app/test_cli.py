@@ -57,3 +57,23 @@ def test_a_revoked_token_no_longer_works(app, api_token, session):
     response = client.post("/api/v1/consent/check", json=check, headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 401
     assert run(app, "tokens", "revoke", token_id).exit_code == 2
+
+
+def test_a_features_keys_command_is_audited_with_its_target(app, session):
+    import click
+
+    from app.cli import keys_cli, register_key_command
+    from app.models import AuditEvent
+
+    @click.command("test-rotate")
+    def rotate() -> None:
+        click.echo("rotated")
+
+    register_key_command(app, rotate, target=lambda session_: "key-7")
+    try:
+        result = run(app, "keys", "test-rotate")
+    finally:
+        keys_cli.commands.pop("test-rotate")  # the group is shared by every app in this process
+    assert result.exit_code == 0 and result.output == "rotated\n", result.output
+    event = session.scalar(select(AuditEvent).order_by(AuditEvent.seq.desc()))
+    assert (event.action, event.target, event.actor_kind) == ("keys_test_rotate", "key-7", "system")

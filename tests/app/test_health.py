@@ -38,3 +38,19 @@ def test_readyz_says_not_ready_when_the_signing_keys_cannot_be_opened(app, make_
     other = make_app(token_keys=Fernet.generate_key().decode())  # someone changed OWNSTORY_TOKEN_KEYS
     response = other.test_client().get("/readyz")
     assert response.status_code == 503 and response.json["checks"]["keys"] is False
+
+
+def test_a_features_readiness_check_is_answered_under_its_name(make_app, tmp_path):
+    from app.health import register_check
+
+    ready = make_app()
+    register_check(ready, "spool", lambda session: False)
+    response = ready.test_client().get("/readyz")
+    assert response.status_code == 503 and response.json["checks"]["spool"] is False
+    assert response.json["checks"]["keys"] is True  # erasure's own, registered by the factory
+
+    unmigrated = make_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}"})
+    asked = []
+    register_check(unmigrated, "spool", lambda session: asked.append(session) or True)
+    assert unmigrated.test_client().get("/readyz").json["checks"]["spool"] is False
+    assert asked == []  # not run before the schema is there

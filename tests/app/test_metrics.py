@@ -6,7 +6,7 @@ import sys
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from app.db import utcnow
 from app.settings import ROOT
@@ -118,3 +118,19 @@ def test_multiprocess_mode_adds_up_every_process(app, client, api_token, tmp_pat
     figures = scrape(client, api_token("operator"))
     assert figures[("ownstory_consent_checks_total", ())] == 7
     assert ("ownstory_optout_requests", (("status", "received"),)) in figures  # the database's figures too
+
+
+def test_a_feature_adds_its_figures_with_a_collector(app, client, api_token):
+    from prometheus_client.metrics_core import GaugeMetricFamily
+
+    from app.metrics import register_collector
+    from app.models import User
+
+    def collect(session):
+        yield GaugeMetricFamily("ownstory_test_users", "People with an account.",
+                                value=session.scalar(select(func.count()).select_from(User)))
+
+    register_collector(app, collect)
+    figures = scrape(client, api_token("operator"))
+    assert figures[("ownstory_test_users", ())] == 0
+    assert ("ownstory_receipts_issued_total", ()) in figures  # erasure's, registered by the factory

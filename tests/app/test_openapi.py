@@ -66,7 +66,7 @@ def test_every_operation_says_who_may_call_it(doc):
         "type": "http", "scheme": "bearer", "description": doc["components"]["securitySchemes"][BEARER]["description"]}
     for path, method, operation, _ in operations(doc):
         where = f"{method.upper()} {path}"
-        assert "security" in operation, f"{where} does not say who may call it (app.openapi.bearer or anyone)"
+        assert "security" in operation, f"{where} does not say who may call it (app.auth.bearer or anyone)"
         if operation["security"]:
             assert operation["security"] == [{BEARER: []}], where
             assert operation[ROLES] and set(operation[ROLES]) <= TOKEN_ROLES, where

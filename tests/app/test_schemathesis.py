@@ -79,7 +79,7 @@ schema = schemathesis.pytest.from_fixture("api_schema")
           suppress_health_check=list(HealthCheck))
 def test_every_operation_keeps_to_the_document(case, seeded):
     roles = case.operation.definition.raw.get(ROLES)
-    assert roles is not None, "the operation does not say who may call it (app.openapi.bearer or anyone)"
+    assert roles is not None, "the operation does not say who may call it (app.auth.bearer or anyone)"
     # Cases take turns (schemathesis's given() does not mix with the document's examples): every other one
     # names things that exist rather than random ids, and the refused callers rotate.
     turn = next(seeded["turns"].setdefault(case.operation.label, itertools.count()))

@@ -8,8 +8,7 @@ import threading
 import pytest
 from sqlalchemy import select
 
-from consent.gpc import GpcSignal
-from consent.models import ConsentEvent, ConsentState
+from consent.models import ConsentEvent, ConsentState, GpcSignal
 from tests.conftest import csrf_token_from, networks_toml
 
 GPC = {"Sec-GPC": "1"}

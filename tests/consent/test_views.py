@@ -119,3 +119,24 @@ def test_a_box_we_did_not_offer_refuses_the_whole_form(app, client, person, csrf
     assert response.status_code == 400
     assert "Nothing was changed" in response.get_data(as_text=True)
     assert states(app, person) == {}
+
+
+def test_my_data_shows_what_the_registered_counter_counts(app, client, make_person, login):
+    from types import SimpleNamespace
+
+    from consent.views import register_held_counter
+
+    asked = []
+
+    def count(user, grants):
+        asked.append((user.id, list(grants)))
+        return [SimpleNamespace(store="archive", category="letters", rows=7),
+                SimpleNamespace(store="archive", category="photos", rows=None)]
+
+    register_held_counter(app, count)
+    person = make_person()
+    login(client, person)
+    html = client.get("/me").get_data(as_text=True)
+    assert "<th scope=\"row\">letters</th>" in html and "<td>7</td>" in html
+    assert "could not be counted just now" in html
+    assert asked == [(person.id, [])]

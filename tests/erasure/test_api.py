@@ -13,8 +13,8 @@ from sqlalchemy import func, select, update
 
 from app.db import utcnow
 from consent.grants import store_grant
-from consent.models import Grant
-from consent.suppression import Identity, Suppression
+from consent.models import Grant, Suppression
+from consent.suppression import Identity
 from erasure.context import context_from_app
 from erasure.engine.worker import Worker
 from erasure.models import STEP_KINDS, ErasureStep, OptOutRequest

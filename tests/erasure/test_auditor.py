@@ -14,8 +14,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlalchemy import select
 
-from app import audit
 from app.db import utcnow
+from app.models import AuditEvent
 from erasure.engine.worker import Worker
 from erasure.models import Receipt
 from erasure.receipts.log_trace import trace_consistency
@@ -120,8 +120,8 @@ def test_a_real_bundle_is_valid_by_paste_and_by_upload_and_is_audited(app, signe
         assert bundle["receipt"] not in html and email not in html.lower()  # the input is never echoed
         for identity in bundle["owner_proof"]["identities"]:
             assert identity.split(":")[-1] not in re.sub(r"[0-9a-f-]{36}|\d{4}-\d\d-\d\dT[\d:]+Z", "", html)
-        event = session.scalar(select(audit.AuditEvent).where(audit.AuditEvent.action == "receipt_verify")
-                               .order_by(audit.AuditEvent.seq.desc()))
+        event = session.scalar(select(AuditEvent).where(AuditEvent.action == "receipt_verify")
+                               .order_by(AuditEvent.seq.desc()))
         assert event.actor_id == client.user.id and event.details == {"input": how, "valid": True}
         session.rollback()
     # A bare receipt: valid, its log checks not run, said so in words.
@@ -231,8 +231,8 @@ def test_a_consistency_check_is_shown_as_it_is_computed_and_audited(app, signed_
             assert h in html
         assert "The path is used up exactly" in html or first == second
         assert "disagrees" not in html
-    event = session.scalar(select(audit.AuditEvent).where(audit.AuditEvent.action == "log_consistency_check")
-                           .order_by(audit.AuditEvent.seq.desc()))
+    event = session.scalar(select(AuditEvent).where(AuditEvent.action == "log_consistency_check")
+                           .order_by(AuditEvent.seq.desc()))
     assert event.actor_id == client.user.id and event.details == {"first": 6, "second": 6, "consistent": True}
     # Swapped sizes are put in order; sizes the log never had are 404; nonsense is 400.
     assert "tree of 7 contains the tree of 3" in client.get("/auditor/consistency?first=7&second=3").get_data(
@@ -314,7 +314,7 @@ def test_the_export_is_well_formed_streamed_and_names_nobody(app, signed_in, mak
     assert [r["request_id"] for r in ranged["requests"]] == [ids["completed"]]
     assert client.get("/auditor/export.csv?since=yesterday").status_code == 400
     assert client.get("/auditor/export.xml").status_code == 404
-    events = session.scalars(select(audit.AuditEvent).where(audit.AuditEvent.action == "requests_export")).all()
+    events = session.scalars(select(AuditEvent).where(AuditEvent.action == "requests_export")).all()
     assert [e.details["format"] for e in events] == ["csv", "json", "json"]
 
 

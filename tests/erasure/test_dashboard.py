@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from app import audit
 from app.db import utcnow
+from app.models import AuditEvent
 from erasure.models import ErasureStep, OptOutRequest
 from tests.conftest import csrf_token_from
 from tests.erasure.oversight_helpers import bulk_requests, db_session, seed_every_state
@@ -65,8 +66,8 @@ def test_only_operators_see_the_dashboard(app, signed_in, api_token, role):
 def test_a_refused_look_is_in_the_audit_trail(app, signed_in, session):
     client = signed_in("person")
     assert client.get("/operator").status_code == 403
-    event = session.scalar(select(audit.AuditEvent).where(audit.AuditEvent.action == "forbidden")
-                           .order_by(audit.AuditEvent.seq.desc()))
+    event = session.scalar(select(AuditEvent).where(AuditEvent.action == "forbidden")
+                           .order_by(AuditEvent.seq.desc()))
     assert event.actor_id == client.user.id and event.target == "/operator"
 
 
@@ -178,7 +179,7 @@ def test_retry_makes_failing_steps_due_now_and_is_audited(app, signed_in, make_p
         revoke = db.scalar(select(ErasureStep).where(ErasureStep.request_id == stuck, ErasureStep.kind == "revoke"))
         assert revoke.status == "retrying" and revoke.not_before <= utcnow()
         assert revoke.last_error == "HTTP 503 from Demo Social"  # shown until a run succeeds
-    event = session.scalar(select(audit.AuditEvent).where(audit.AuditEvent.action == "optout_retry"))
+    event = session.scalar(select(AuditEvent).where(AuditEvent.action == "optout_retry"))
     assert event.actor_kind == "operator" and event.actor_id == client.user.id and event.target == stuck
     assert event.details == {"steps": 1, "via": "dashboard"} and event.at >= before
     assert audit.verify(session) == []

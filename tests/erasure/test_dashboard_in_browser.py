@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlalchemy import select
 
-from app import audit
+from app.models import AuditEvent
 from erasure.engine.worker import Worker
 from erasure.models import ErasureStep, Receipt
 from tests.browser import free_port, screenshot
@@ -100,7 +100,7 @@ def test_operators_and_auditors_at_work(app, live, no_script_page, make_person, 
     with db_session(app) as db:
         assert db.scalar(select(ErasureStep.status).where(ErasureStep.request_id == ids["needs_attention"],
                                                           ErasureStep.kind == "revoke")) == "retrying"
-        assert db.scalar(select(audit.AuditEvent.actor_id).where(audit.AuditEvent.action == "optout_retry")) \
+        assert db.scalar(select(AuditEvent.actor_id).where(AuditEvent.action == "optout_retry")) \
             == operator.id
     secrets.assert_absent(page.content())
 

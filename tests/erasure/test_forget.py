@@ -14,7 +14,7 @@ from consent.models import Grant
 from erasure.engine.worker import Worker
 from erasure.forget import control
 from erasure.forget.views import PROOF, RedactEmailLinks
-from erasure.models import OptOutRequest, Receipt
+from erasure.models import EmailProof, OptOutRequest, Receipt
 from tests.consent.helpers_connect import answer_at_network, local_path, query
 from tests.erasure.helpers import joined_person, others_checksum, outbox, platform_rows, request_steps, submit_optout
 from tests.erasure.test_optout_flow import check_consent, demo_token_active, sealed_tokens
@@ -230,7 +230,7 @@ def test_leaving_with_an_email_link(app, client, csrf_post, worker, platform_url
         assert opened.headers["Cache-Control"] == "no-store"
         assert opened.headers["Referrer-Policy"] == "no-referrer"
     with db_session(app) as db:
-        assert db.scalar(select(control.EmailProof.used_at)) is None
+        assert db.scalar(select(EmailProof.used_at)) is None
     confirmed = csrf_post(browser, path)
     assert confirmed.status_code == 303 and confirmed.headers["Location"] == "/forget/optout"
     assert "the email address otto@elsewhere.example" in browser.get("/forget/optout").get_data(as_text=True)
@@ -279,9 +279,9 @@ def test_an_expired_link_is_refused(app, client, csrf_post):
     ask_for_link(client, csrf_post, "sam@elsewhere.example")
     path = mailed_link(app, "sam@elsewhere.example")
     with db_session(app) as db:
-        proof = db.scalar(select(control.EmailProof))
+        proof = db.scalar(select(EmailProof))
         assert proof.expires_at - proof.created_at <= dt.timedelta(minutes=10)
-        db.execute(update(control.EmailProof).values(
+        db.execute(update(EmailProof).values(
             created_at=utcnow() - dt.timedelta(minutes=11), expires_at=utcnow() - dt.timedelta(minutes=1)))
         db.commit()
     assert client.get(path).status_code == 400
@@ -294,7 +294,7 @@ def test_links_expire_by_the_clock_and_only_a_hash_is_kept(app, session):
     now = utcnow()
     token = control.new_email_link(session, "liz@demo.example", now)
     session.commit()
-    row = session.scalar(select(control.EmailProof))
+    row = session.scalar(select(EmailProof))
     assert row.token_hash == hashlib.sha256(token.encode()).hexdigest()
     assert token.encode() not in row.address_box and b"liz@demo.example" not in row.address_box
     assert control.link_usable(session, token, now + dt.timedelta(minutes=9, seconds=59))
@@ -307,7 +307,7 @@ def test_links_expire_by_the_clock_and_only_a_hash_is_kept(app, session):
     # Links that ran out are cleared when the next one is made.
     control.new_email_link(session, "other@example.org", now + dt.timedelta(minutes=11))
     session.commit()
-    assert session.scalar(select(func.count()).select_from(control.EmailProof)) == 1
+    assert session.scalar(select(func.count()).select_from(EmailProof)) == 1
 
 
 def test_email_links_are_rate_limited_per_address_and_per_client(make_app, csrf_post):

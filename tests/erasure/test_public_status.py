@@ -6,7 +6,7 @@ import re
 import pytest
 from sqlalchemy import func, select
 
-from consent.suppression import Suppression
+from consent.models import Suppression
 from erasure.engine.worker import Worker
 from erasure.models import OptOutRequest
 from tests.conftest import csrf_token_from

@@ -15,9 +15,8 @@ from demo.platform import PLATFORM_TABLES, posts, row_counts
 from erasure.context import context_from_app
 from erasure.engine.scheduler import _sweep
 from erasure.engine.worker import Worker
-from erasure.models import OptOutRequest
+from erasure.models import OptOutRequest, RetentionSweep
 from erasure.retention import sweeps as retention
-from erasure.retention.sweeps import RetentionSweep
 from erasure.stores.datamap import load_datamap
 from tests.erasure.helpers import joined_person, others_checksum, platform_rows, submit_optout
 

@@ -1,0 +1,62 @@
+"""Erasure's figures on /metrics, read from the database at each scrape."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from app.db import utcnow
+from erasure.models import REQUEST_STATUSES, ErasureStep, OptOutRequest, Receipt
+from erasure.receipts import tlog as transparency_log
+
+UNFINISHED_STEPS = ("pending", "running", "retrying", "needs_attention")
+FAILING_STEPS = ("retrying", "needs_attention")
+
+
+def collect(session: Session) -> Iterator[Metric]:
+    """Opt-outs by status and overdue, the oldest unfinished step, the failing steps, receipts issued and the
+    transparency log's size: a handful of small queries, then the families (app.metrics.register_collector)."""
+    now = utcnow()
+    overdue = case((OptOutRequest.deadline < now, 1), else_=0)
+    by_status = dict.fromkeys(REQUEST_STATUSES, 0)
+    late = 0
+    for status, total, overdue_count in session.execute(
+            select(OptOutRequest.status, func.count(), func.sum(overdue)).group_by(OptOutRequest.status)):
+        by_status[status] = total
+        late += (overdue_count or 0) if status != "completed" else 0
+    oldest = session.scalar(select(func.min(OptOutRequest.requested_at))
+                            .join(ErasureStep, ErasureStep.request_id == OptOutRequest.id)
+                            .where(ErasureStep.status.in_(UNFINISHED_STEPS)))
+    failing = session.execute(
+        select(ErasureStep.kind, ErasureStep.target, ErasureStep.status, func.count())
+        .where(ErasureStep.status.in_(FAILING_STEPS))
+        .group_by(ErasureStep.kind, ErasureStep.target, ErasureStep.status)).all()
+    receipts = session.scalar(select(func.count()).select_from(Receipt)) or 0
+    leaves = transparency_log.size(session)
+    checkpoint = transparency_log.latest_checkpoint(session)
+    signed = checkpoint.tree_size if checkpoint is not None else 0
+
+    requests = GaugeMetricFamily("ownstory_optout_requests", "Opt-out requests by status.", labels=["status"])
+    for status, total in by_status.items():
+        requests.add_metric([status], total)
+    yield requests
+    yield GaugeMetricFamily("ownstory_optout_requests_overdue",
+                            "Opt-out requests not completed by their deadline.", value=late)
+    age = max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
+    yield GaugeMetricFamily(
+        "ownstory_oldest_unfinished_step_age_seconds",
+        "Seconds since the oldest opt-out with a step not yet done (pending, running, retrying or "
+        "needs attention) was requested; 0 when every step is done.", value=age)
+    failures = GaugeMetricFamily(
+        "ownstory_erasure_step_failures",
+        "Steps failing now (retrying or needing attention), by kind, target (the network key for "
+        "revoke steps, store/category for purge steps) and status.", labels=["kind", "target", "status"])
+    for kind, target, status, total in failing:
+        failures.add_metric([kind, target, status], total)
+    yield failures
+    yield CounterMetricFamily("ownstory_receipts_issued", "Deletion receipts issued.", value=receipts)
+    yield GaugeMetricFamily("ownstory_log_size", "Leaves in the transparency log.", value=leaves)
+    yield GaugeMetricFamily("ownstory_log_signed_tree_size", "The tree size of the latest signed checkpoint.",
+                            value=signed)
