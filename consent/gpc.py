@@ -22,12 +22,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Mapping
+from typing import Any, cast
 
 from flask import Blueprint, Flask, current_app, flash, jsonify, request, session
 from flask_login import current_user
-from sqlalchemy import ForeignKey, delete, select
+from sqlalchemy import CursorResult, ForeignKey, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
+from werkzeug.datastructures import Headers
 
 from app.db import Base, timestamp, utcnow, write_lock
 from consent import ledger
@@ -51,7 +53,7 @@ class GpcSignal(Base):
     since: Mapped[timestamp]
 
 
-def signal_on(headers: Mapping[str, str]) -> bool:
+def signal_on(headers: Mapping[str, str] | Headers) -> bool:
     """The specification's one value: "1". Anything else, or no header, is no signal."""
     return headers.get(HEADER, "").strip() == "1"
 
@@ -86,7 +88,8 @@ def honour(db: Session, subject_id: str, purposes: Mapping[str, Purpose], now: d
 def stopped(db: Session, subject_id: str) -> bool:
     """The browser came back without the signal: forget it, so a new one is honoured anew. The caller commits."""
     write_lock(db)
-    return bool(db.execute(delete(GpcSignal).where(GpcSignal.subject_id == subject_id)).rowcount)
+    gone = cast(CursorResult[Any], db.execute(delete(GpcSignal).where(GpcSignal.subject_id == subject_id)))
+    return bool(gone.rowcount)
 
 
 def notice(withdrawn: list[ConsentState], purposes: Mapping[str, Purpose], networks: Mapping) -> str:
@@ -108,7 +111,7 @@ def _on_request() -> None:
         return  # the common case: no signal, and none on record from this browser; no query at all
     from app.extensions import db
 
-    if not on:
+    if not on and recorded is not None:
         db.session.commit()  # end the request's read transaction: the write lock comes before any read
         if stopped(db.session, recorded):
             log.info("gpc: user %s, the signal stopped", recorded)

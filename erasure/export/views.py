@@ -16,7 +16,7 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, flash, redirect, stream_with_context, url_for
 from flask_login import current_user, login_required
-from sqlalchemy import column, inspect, literal_column, select, table, text, tuple_
+from sqlalchemy import Label, column, inspect, literal_column, select, table, text, tuple_
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -166,6 +166,7 @@ def table_rows(engine: Engine, entry: TableEntry, values: list[str], batch_size:
     names = [c["name"] for c in inspect(engine).get_columns(entry.table)]
     t = table(entry.table, *(column(n) for n in names))
     address = key[0] if len(key) == 1 and key[0] in ROW_ADDRESS.values() and key[0] not in names else None
+    keys: list[Label[Any]]
     if address:
         keys = [literal_column(address).label("_ownstory_key")]
     else:
