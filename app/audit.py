@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import click
 from flask import Flask, Response, current_app, g, request, session
@@ -135,7 +135,14 @@ def record_now(*, actor_kind: str, actor_id: str | None, action: str, target: st
         return event
 
 
-def actor_of(principal: Any) -> dict[str, str | None]:
+class Actor(TypedDict):
+    """Who acted, as record() takes it: `record(session, **actor_of(user), ...)`."""
+
+    actor_kind: str
+    actor_id: str | None
+
+
+def actor_of(principal: Any) -> Actor:
     """`actor_kind` and `actor_id` for a signed-in user, an API token's principal, or nobody.
 
     Use as record(session, **actor_of(current_user), action=..., now=...).
@@ -228,7 +235,7 @@ def _record_request(response: Response) -> Response:
         _end_request_transaction()
         if status in (401, 403):
             _refusal(who, status)
-        elif who["actor_kind"] in ("operator", "auditor"):
+        elif audited is not None and who["actor_kind"] in ("operator", "auditor"):
             record_now(**who, action=audited, target=_route(), outcome="ok" if status < 400 else str(status),
                        details={"method": request.method, "status": status})
     except SQLAlchemyError:
@@ -245,7 +252,7 @@ def _end_request_transaction() -> None:
         own.rollback()
 
 
-def _refusal(who: dict, status: int) -> None:
+def _refusal(who: Actor, status: int) -> None:
     if request.headers.get("Authorization"):
         credential = "bearer"
     elif session.get("_user_id"):

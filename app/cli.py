@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, cast
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from app import audit
@@ -84,9 +85,9 @@ def tokens_list() -> None:
 @click.argument("token_id")
 def tokens_revoke(token_id: str) -> None:
     """Revoke a token by its id (from `flask tokens list`)."""
-    done = db.session.execute(
+    done = cast(CursorResult[Any], db.session.execute(
         update(ApiToken).where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None)).values(revoked_at=utcnow())
-    ).rowcount
+    )).rowcount
     if done:
         audit.record(db.session, actor_kind="system", actor_id=None, action="token_revoke", target=token_id,
                      now=utcnow())

@@ -41,7 +41,7 @@ class OwnstoryApi(Api):
                                            "info": {"description": openapi.DESCRIPTION}, **(spec_kwargs or {})})
         openapi.register_components(self.spec)
 
-    def handle_http_exception(self, error):  # type: ignore[override]
+    def handle_http_exception(self, error):
         return handle_http_exception(error)
 
 

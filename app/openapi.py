@@ -126,7 +126,7 @@ def register_components(spec) -> None:
                        "the roles it accepts; any other role gets 403.",
     })
     for status, (name, description) in ERRORS.items():
-        response = {"description": description, "content": {"application/json": {"schema": ErrorSchema}}}
+        response: dict = {"description": description, "content": {"application/json": {"schema": ErrorSchema}}}
         if status in HEADERS:
             response["headers"] = HEADERS[status]
         spec.components.response(name, response)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from typing import overload
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -54,6 +55,13 @@ class Vault:
 
     def seal(self, plaintext: str | None) -> bytes | None:
         return None if plaintext is None else self._fernet.encrypt(plaintext.encode())
+
+    @overload
+    def open(self, sealed: bytes) -> str: ...
+    @overload
+    def open(self, sealed: None) -> None: ...
+    @overload
+    def open(self, sealed: bytes | None) -> str | None: ...
 
     def open(self, sealed: bytes | None) -> str | None:
         if sealed is None:

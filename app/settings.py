@@ -5,6 +5,7 @@ import logging
 import os
 import secrets
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -30,7 +31,7 @@ class ConfigError(Exception):
 class Secret:
     env: str
     file: str
-    make: callable  # type: ignore[valid-type]
+    make: Callable[[], str]
 
 
 SECRETS = {
@@ -77,7 +78,7 @@ def resolve_database_url(url: str) -> str:
     return url
 
 
-def load(environ: dict[str, str] | None = None, instance_path: Path | None = None) -> dict:
+def load(environ: Mapping[str, str] | None = None, instance_path: Path | None = None) -> dict:
     """Read every setting once, at app creation. Raises ConfigError naming the culprit."""
     environ = os.environ if environ is None else environ
     try:

@@ -22,12 +22,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Mapping
+from typing import Any, cast
 
 from flask import Blueprint, Flask, current_app, flash, jsonify, request, session
 from flask_login import current_user
-from sqlalchemy import delete, select
+from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from werkzeug.datastructures import Headers
 
 from app.db import utcnow, write_lock
 from consent import ledger
@@ -42,7 +44,7 @@ LAST_UPDATE = "2026-11-25"  # when what this service does on the signal last cha
 SESSION_KEY = "gpc_seen"  # the signed-in person's id, while this browser's signal is on record
 
 
-def signal_on(headers: Mapping[str, str]) -> bool:
+def signal_on(headers: Mapping[str, str] | Headers) -> bool:
     """The specification's one value: "1". Anything else, or no header, is no signal."""
     return headers.get(HEADER, "").strip() == "1"
 
@@ -77,7 +79,8 @@ def honour(db: Session, subject_id: str, purposes: Mapping[str, Purpose], now: d
 def stopped(db: Session, subject_id: str) -> bool:
     """The browser came back without the signal: forget it, so a new one is honoured anew. The caller commits."""
     write_lock(db)
-    return bool(db.execute(delete(GpcSignal).where(GpcSignal.subject_id == subject_id)).rowcount)
+    gone = cast(CursorResult[Any], db.execute(delete(GpcSignal).where(GpcSignal.subject_id == subject_id)))
+    return bool(gone.rowcount)
 
 
 def notice(withdrawn: list[ConsentState], purposes: Mapping[str, Purpose], networks: Mapping) -> str:
@@ -99,7 +102,7 @@ def _on_request() -> None:
         return  # the common case: no signal, and none on record from this browser; no query at all
     from app.extensions import db
 
-    if not on:
+    if not on and recorded is not None:
         db.session.commit()  # end the request's read transaction: the write lock comes before any read
         if stopped(db.session, recorded):
             log.info("gpc: user %s, the signal stopped", recorded)

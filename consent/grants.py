@@ -76,7 +76,7 @@ def store_grant(session: Session, vault: Vault, user_id: str, network: Network, 
     if grant is not None and grant.user_id != user_id:
         raise AccountTaken(network.key, "this network account is connected to another person")
     is_new = grant is None
-    if is_new:
+    if grant is None:
         grant = Grant(user_id=user_id, network=network.key, account_id=account_id, granted_at=now)
     handle = field_value(userinfo, network.handle_field)
     grant.handle = handle[:MAX_ID] if handle else None
@@ -112,10 +112,11 @@ def access_token(session: Session, vault: Vault, grant: Grant, network: Network,
         return _open_access(vault, grant, network)
     # Lock the row (PostgreSQL) so that two workers do not both spend the refresh token; then
     # look again, as the other one may have refreshed it meanwhile.
-    grant = session.scalars(select(Grant).where(Grant.id == grant.id).with_for_update()
-                            .execution_options(populate_existing=True)).one_or_none()
-    if grant is None:
+    locked = session.scalars(select(Grant).where(Grant.id == grant.id).with_for_update()
+                             .execution_options(populate_existing=True)).one_or_none()
+    if locked is None:
         raise ReconnectRequired(network.key, "the grant is gone")
+    grant = locked
     if not _expiring(grant, now):
         return _open_access(vault, grant, network)
     refresh = vault.open(grant.refresh_token)

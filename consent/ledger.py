@@ -178,10 +178,10 @@ def _state_problem(last: dict[tuple[str, str], ConsentEvent], states: dict[tuple
     for pair in sorted(set(last) | set(states)):
         event, state = last.get(pair), states.get(pair)
         what = f"consent state for {pair[0]}/{pair[1]}"
-        if state is None:
-            return f"{what} is missing; the ledger's last entry is seq {event.seq}"
         if event is None:
             return f"{what} exists but the ledger has no entry for it"
+        if state is None:
+            return f"{what} is missing; the ledger's last entry is seq {event.seq}"
         if (state.status, state.version, state.event_id) != (STATUS_OF[event.action], event.version, event.id):
             return (f"{what} says {state.status} v{state.version} but the ledger's last entry "
                     f"(seq {event.seq}) says {STATUS_OF[event.action]} v{event.version}")

@@ -82,7 +82,7 @@ def _purpose(where: str, key: str, entry: object) -> Purpose:
         # bool is an int in Python; a version of `true` is still a mistake.
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise ConfigError(where, f"{name}.{field}", f"must be {_KIND_NAMES[kind]}, got {value!r}")
-        if kind is str and field != "changes" and not value.strip():
+        if isinstance(value, str) and field != "changes" and not value.strip():
             raise ConfigError(where, f"{name}.{field}", "must not be empty")
     if entry["version"] < 1:
         raise ConfigError(where, f"{name}.version", f"must be 1 or more, got {entry['version']}")

@@ -84,11 +84,11 @@ def set_consents(session: Session, subject_id: str, wanted: set[Pair], purposes:
     for network in sorted(networks_connected):
         for key, purpose in purposes.items():
             state = states.get((network, key))
-            granted = state is not None and state.status == "granted"
-            if (network, key) in wanted and not (granted and state.version == purpose.version):
+            granted_version = state.version if state is not None and state.status == "granted" else None
+            if (network, key) in wanted and granted_version != purpose.version:
                 changes.append(Change(network, key, "grant", purpose.version))
-            elif (network, key) not in wanted and granted and state.version == purpose.version:
-                changes.append(Change(network, key, "withdraw", state.version))
+            elif (network, key) not in wanted and granted_version == purpose.version:
+                changes.append(Change(network, key, "withdraw", purpose.version))
     _record(session, subject_id, changes, now, method)
     return changes
 
@@ -157,9 +157,9 @@ def check(session: Session, checks: list[dict], purposes: Mapping[str, Purpose],
     triples = {(s, c["network"], c["purpose"]) for s, c in zip(subjects, checks, strict=True) if s}
     states: dict[tuple[str, str, str], ConsentState] = {}
     if triples:
-        query = select(ConsentState).where(
+        states_query = select(ConsentState).where(
             tuple_(ConsentState.subject_id, ConsentState.network, ConsentState.purpose).in_(triples))
-        states = {(s.subject_id, s.network, s.purpose): s for s in session.scalars(query)}
+        states = {(s.subject_id, s.network, s.purpose): s for s in session.scalars(states_query)}
 
     identities = [_identities(c, s) for c, s in zip(checks, subjects, strict=True)]
     held = suppressed(session, {i for ids in identities for i in ids}) if suppressed else {}

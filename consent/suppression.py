@@ -5,8 +5,9 @@ import hashlib
 import hmac
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import CursorResult, delete, select, tuple_
 from sqlalchemy.orm import Session
 
 from consent.models import Suppression
@@ -78,9 +79,9 @@ def lift(session: Session, peppers: Peppers, identities: Iterable[Identity]) -> 
     pairs = [pair for identity in identities for pair in peppers.all(identity)]
     if not pairs:
         return 0
-    return session.execute(
+    return cast(CursorResult[Any], session.execute(
         delete(Suppression).where(tuple_(Suppression.key_id, Suppression.digest).in_(pairs))
-    ).rowcount
+    )).rowcount
 
 
 def lookup(session: Session, peppers: Peppers, identities: Sequence[Identity]) -> list[Suppression | None]:

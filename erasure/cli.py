@@ -21,7 +21,8 @@ def worker_command(threads: int, tick: float) -> None:
     """Run erasure steps until stopped. Start as many as you like, on any machines, against one database."""
     from erasure.engine.scheduler import run_forever
 
-    run_forever(current_app._get_current_object(), threads=threads, tick=tick)
+    # Flask types current_app as the Flask it stands for; it is a LocalProxy, which has this method.
+    run_forever(current_app._get_current_object(), threads=threads, tick=tick)  # type: ignore[attr-defined]
 
 
 @click.command("rotate")

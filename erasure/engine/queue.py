@@ -5,11 +5,12 @@ import datetime as dt
 import functools
 import logging
 from dataclasses import dataclass, field
+from typing import TypeVar, cast
 
-from sqlalchemy import Integer, String, bindparam, exists, func, literal_column, select, union_all, update
+from sqlalchemy import Integer, String, Table, bindparam, exists, func, literal_column, select, union_all, update
 from sqlalchemy.orm import Session, aliased
 
-from app.db import UTCDateTime, write_lock
+from app.db import Base, UTCDateTime, write_lock
 from erasure.models import ErasureStep, OptOutRequest
 
 log = logging.getLogger(__name__)
@@ -24,8 +25,8 @@ class Claim:
 
     step_id: str
     owner: str
-    step: ErasureStep | None = field(default=None, compare=False, repr=False)
-    request: OptOutRequest | None = field(default=None, compare=False, repr=False)
+    step: ErasureStep = field(compare=False, repr=False)
+    request: OptOutRequest = field(compare=False, repr=False)
     last_phase: bool = True  # no step of its request comes after it: finishing it may complete the request
 
 
@@ -61,7 +62,7 @@ def _claim_statement(skip_locked: bool, limit: int):
         due.append(select(*arm.cte(f"due_{status}").c))
     candidates = union_all(*due).subquery("due")
     first = select(candidates.c.id).order_by(candidates.c.not_before).limit(top)
-    steps = ErasureStep.__table__
+    steps = cast(Table, ErasureStep.__table__)  # typed as any FromClause; every model here maps a Table
     return (  # on the table, not the mapped class: the rows come back as plain values (see claim)
         update(steps)
         .where(steps.c.id.in_(first.scalar_subquery()))
@@ -86,7 +87,10 @@ def _requests_statement():
     return select(*requests.c, last_phase).where(requests.c.id.in_(bindparam("ids", expanding=True)))
 
 
-def _detached(model, row) -> object:
+_Model = TypeVar("_Model", bound=Base)
+
+
+def _detached(model: type[_Model], row) -> _Model:
     """A row as a mapped object outside any session: read only, as a claim's rows are.
 
     The ORM's own loading (identity map, events) costs more than the claim's statements do, and
@@ -113,8 +117,8 @@ def claim(session: Session, owner: str, now: dt.datetime, limit: int = 10, lease
     steps = [_detached(ErasureStep, row) for row in rows]
     requests = {}
     if steps:
-        rows = conn.execute(_requests_statement(), {"ids": sorted({s.request_id for s in steps})}).mappings()
-        requests = {row["id"]: (_detached(OptOutRequest, row), row["last_phase"]) for row in rows}
+        request_rows = conn.execute(_requests_statement(), {"ids": sorted({s.request_id for s in steps})}).mappings()
+        requests = {row["id"]: (_detached(OptOutRequest, row), row["last_phase"]) for row in request_rows}
     session.commit()
     return [Claim(s.id, owner, s, requests[s.request_id][0], s.phase >= requests[s.request_id][1]) for s in steps]
 
@@ -144,7 +148,7 @@ def _finish_statement(names: tuple[str, ...]):
     """
     columns = ErasureStep.__table__.c
     return (
-        update(ErasureStep.__table__)
+        update(cast(Table, ErasureStep.__table__))
         .where(columns.id == bindparam("step_id"), columns.lease_owner == bindparam("owner"),
                columns.status == _constant("running"))
         .values({name: bindparam(name, type_=columns[name].type) for name in names})
@@ -185,5 +189,5 @@ def extend(session: Session, claim_: Claim, now: dt.datetime, lease: dt.timedelt
     return ok
 
 
-def request_of(session: Session, step_id: str) -> OptOutRequest:
+def request_of(session: Session, step_id: str) -> OptOutRequest | None:
     return session.scalar(select(OptOutRequest).join(ErasureStep).where(ErasureStep.id == step_id))

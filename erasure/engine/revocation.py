@@ -149,7 +149,7 @@ class _RevocationClient(OAuth2Client):
     (an OAuth2Session would be a second session with a connection pool of its own per grant)."""
 
     client_auth_class = OAuth2ClientAuth  # the requests flavour: an AuthBase that signs the request
-    SESSION_REQUEST_PARAMS = ("timeout", "allow_redirects")  # the base class passes none of them on
+    SESSION_REQUEST_PARAMS = ["timeout", "allow_redirects"]  # the base class passes none of them on
 
 
 def _classify(response: requests.Response, network: Network) -> Outcome:

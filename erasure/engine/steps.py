@@ -5,9 +5,10 @@ import base64
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import requests
-from sqlalchemy import delete, select
+from sqlalchemy import CursorResult, Delete, delete, select
 from sqlalchemy.orm import Session
 
 from app.db import write_lock
@@ -138,22 +139,26 @@ def _forget(session: Session, request: OptOutRequest, now: dt.datetime) -> Resul
         return Result(done=True, result=forgotten)
     subject = request.user_id
     if request.scope == "all":
-        forgotten["grants"] = session.execute(delete(Grant).where(Grant.user_id == subject)).rowcount
+        forgotten["grants"] = _deleted(session, delete(Grant).where(Grant.user_id == subject))
         withdrawals = list(session.scalars(
             select(ConsentEvent).where(ConsentEvent.subject_id == subject, ConsentEvent.method == "optout",
                                        ConsentEvent.action == "withdraw").order_by(ConsentEvent.seq)))
         session.execute(delete(ConsentState).where(ConsentState.subject_id == subject))
-        forgotten["consent_events"] = session.execute(
-            delete(ConsentEvent).where(ConsentEvent.subject_id == subject)).rowcount
+        forgotten["consent_events"] = _deleted(session, delete(ConsentEvent).where(ConsentEvent.subject_id == subject))
         # What proves the withdrawal stays, in a chain named after the request, not the person.
         for event in withdrawals:
             ledger.append(session, f"optout:{request.id}", event.network, event.purpose, event.version,
                           "withdraw", "optout", event.at)
-        forgotten["account"] = session.execute(delete(User).where(User.id == subject)).rowcount
+        forgotten["account"] = _deleted(session, delete(User).where(User.id == subject))
     else:
-        forgotten["grants"] = session.execute(
-            delete(Grant).where(Grant.user_id == subject, Grant.network == request.scope)).rowcount
+        forgotten["grants"] = _deleted(
+            session, delete(Grant).where(Grant.user_id == subject, Grant.network == request.scope))
     return Result(done=True, result=forgotten)
+
+
+def _deleted(session: Session, statement: Delete) -> int:
+    """The rows a DELETE removed: Session.execute is typed to return a Result, and rowcount is on CursorResult."""
+    return cast(CursorResult[Any], session.execute(statement)).rowcount
 
 
 def _verify(ctx: ErasureContext, request: OptOutRequest) -> Result:

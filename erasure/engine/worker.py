@@ -9,10 +9,11 @@ import threading
 import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any, cast
 
 import requests
 from flask import Flask
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import utcnow, write_lock
@@ -141,6 +142,7 @@ class Worker:
         now = utcnow()
         write_lock(session)
         step = claim.step
+        values: dict[str, Any]
         if result.done:
             values = {"status": "done", "done_at": now, "last_error": None, "result": result.result}
             if result.clear_params:
@@ -185,7 +187,7 @@ def settle(session: Session, request_id: str, now: dt.datetime) -> str:
     query = select(OptOutRequest).where(OptOutRequest.id == request_id)
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
-    request = session.scalar(query)
+    request = session.scalars(query).one()
     statuses = list(session.scalars(select(ErasureStep.status).where(ErasureStep.request_id == request_id)))
     if request.status == "completed":
         return request.status
@@ -203,12 +205,12 @@ def settle(session: Session, request_id: str, now: dt.datetime) -> str:
 
 def sweep_deadlines(session: Session, now: dt.datetime) -> int:
     """Requests near their deadline need a person's attention, whatever their steps say."""
-    count = session.execute(
+    count = cast(CursorResult[Any], session.execute(
         update(OptOutRequest)
         .where(OptOutRequest.status.in_(("received", "in_progress")),
                OptOutRequest.deadline < now + DEADLINE_WARNING)
         .values(status="needs_attention")
         .execution_options(synchronize_session=False)
-    ).rowcount
+    )).rowcount
     session.commit()
     return count

@@ -7,8 +7,9 @@ import hmac
 import logging
 import secrets
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.orm import Session
 
 from consent.suppression import Identity
@@ -56,12 +57,12 @@ def use_email_link(session: Session, token: str, now: dt.datetime) -> str | None
     if not _plausible(token):
         return None
     digest = token_hash(token)
-    spent = session.execute(
+    spent = cast(CursorResult[Any], session.execute(
         update(EmailProof)
         .where(EmailProof.token_hash == digest, EmailProof.used_at.is_(None), EmailProof.expires_at > now)
         .values(used_at=now)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    )).rowcount
     if spent != 1:
         return None
     box = session.scalar(select(EmailProof.address_box).where(EmailProof.token_hash == digest))

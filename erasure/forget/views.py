@@ -63,8 +63,9 @@ class RedactEmailLinks(logging.Filter):
             record.args = tuple(self.PATH.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args)
         if isinstance(record.msg, str):
             record.msg = self.PATH.sub(r"\1[redacted]", record.msg)
-        if isinstance(getattr(record, "path", None), str):
-            record.path = self.PATH.sub(r"\1[redacted]", record.path)
+        path = getattr(record, "path", None)  # a field the access log adds with extra=
+        if isinstance(path, str):
+            record.__dict__["path"] = self.PATH.sub(r"\1[redacted]", path)  # as logging itself sets extra= fields
         return True
 
 
@@ -82,7 +83,9 @@ class ConfirmForm(FlaskForm):
 
 
 class ForgetOptOutForm(OptOutForm):
-    scope = None  # everything about the proven account: there is nothing else to choose
+    # Everything about the proven account: there is nothing else to choose. None is WTForms' way
+    # to drop an inherited field; its stubs cannot say so.
+    scope = None  # type: ignore[assignment]
 
 
 # --- the start page ----------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any, cast
 
-from sqlalchemy import update
+from sqlalchemy import CursorResult, update
 from sqlalchemy.orm import Session
 
 from app.db import write_lock
@@ -13,11 +14,11 @@ from erasure.models import ErasureStep, OptOutRequest
 def retry_now(session: Session, request: OptOutRequest, now: dt.datetime) -> int:
     """Make the steps that need attention or are waiting to retry due now. The caller commits."""
     write_lock(session)
-    count = session.execute(
+    count = cast(CursorResult[Any], session.execute(
         update(ErasureStep)
         .where(ErasureStep.request_id == request.id, ErasureStep.status.in_(("needs_attention", "retrying")))
         .values(status="retrying", not_before=now)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    )).rowcount
     session.expire(request)
     return count

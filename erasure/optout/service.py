@@ -6,7 +6,9 @@ import datetime as dt
 import json
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -53,7 +55,7 @@ class Submitted:
 
 
 def identities_in_scope(user: User | None, grants: list[Grant], scope: str, email: str | None = None,
-                        given: list[Identity] = ()) -> Identities:
+                        given: Sequence[Identity] = ()) -> Identities:
     """The identities an opt-out covers: everything of the person, or one network's accounts.
 
     `given` are identities another system named (the service API, /forget): they are covered too.
@@ -61,10 +63,11 @@ def identities_in_scope(user: User | None, grants: list[Grant], scope: str, emai
     grants = [g for g in grants if scope == "all" or g.network == scope]
     everything = scope == "all"
     given = [i for i in given if everything or i.network == scope]
+    # An account or a handle always names its network.
     accounts = {(g.network, g.account_id) for g in grants} | {
-        (i.network, i.value) for i in given if i.kind == "account"}
+        (cast(str, i.network), i.value) for i in given if i.kind == "account"}
     handles = {(g.network, g.handle) for g in grants if g.handle} | {
-        (i.network, i.value) for i in given if i.kind == "handle"}
+        (cast(str, i.network), i.value) for i in given if i.kind == "handle"}
     return Identities(
         subject=user.id if user is not None and everything else None,
         email=(email or (user.email if user is not None else None)) if everything else None,
@@ -87,7 +90,7 @@ def entries_in_scope(ctx: ErasureContext, scope: str) -> list[TableEntry]:
 def submit(session: Session, ctx: ErasureContext, *, user: User | None, grants: list[Grant], scope: str,
            now: dt.datetime, email: str | None = None, reason_code: str | None = None,
            reason_text: str | None = None, source: str = "person", show_opted_out: bool = True,
-           given: list[Identity] = ()) -> Submitted:
+           given: Sequence[Identity] = ()) -> Submitted:
     """Record an opt-out and everything that must happen at once. The caller commits."""
     if scope != "all" and scope not in {g.network for g in grants} | {i.network for i in given}:
         raise OptOutError("That network is not connected, so there is nothing to leave there.")

@@ -80,7 +80,7 @@ class VerifyForm(FlaskForm):
 def _submitted(form: VerifyForm) -> tuple[str | bytes | None, str | None, str | None]:
     """(what to verify, how it came, a problem to show) from the form."""
     upload = form.bundle.data
-    if upload is not None and getattr(upload, "filename", ""):
+    if upload is not None and getattr(upload, "filename", None):
         data = upload.stream.read(MAX_VERIFY_BYTES + 1)
         if len(data) > MAX_VERIFY_BYTES:
             return None, "file", f"That file is larger than {MAX_VERIFY_BYTES // 1024} KiB; a bundle is a few KiB."
@@ -121,7 +121,7 @@ def verify_page():
 
 def _check_rows(report) -> list[tuple[str, str, str]]:
     """(plain words, Passed|Failed|Not checked, why) for each check, in the verifier's order."""
-    why = {}
+    why: dict[str, str] = {}
     for problem in report.problems:
         name, _, text = problem.partition(": ")
         why.setdefault(name, text)
@@ -139,7 +139,7 @@ def _check_rows(report) -> list[tuple[str, str, str]]:
     return rows
 
 
-def _claims(report) -> list[tuple[str, str]]:
+def _claims(report) -> list[tuple[str, str | None]]:
     """What a valid receipt says, in words. Only a verified receipt's claims are shown."""
     if report is None or not report.valid:
         return []
@@ -242,7 +242,8 @@ def export(fmt: str):
         until += dt.timedelta(days=1)  # "until" names the last day included
     now = utcnow()
     db.session.commit()  # end the read of the sign-in before the audit entry's own transaction
-    audit.record_now(**audit.actor_of(current_user), action="requests_export", target=request.url_rule.rule,
+    rule = request.url_rule.rule if request.url_rule is not None else None
+    audit.record_now(**audit.actor_of(current_user), action="requests_export", target=rule,
                      details={"format": fmt, "since": request.args.get("since") or None,
                               "until": request.args.get("until") or None})
     rows = _rows(db.sessionmaker, now, since, until)

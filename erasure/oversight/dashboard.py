@@ -68,9 +68,10 @@ def time_left(row: queries.QueueRow, now: dt.datetime) -> str:
 
 def identity_words(kinds: dict | None) -> str:
     """{"email": 1, "account": 2} as '1 email, 2 accounts': kinds and counts, never values."""
+    kinds = kinds or {}
     order = list(KIND_WORDS)
     parts = []
-    for kind in sorted(kinds or {}, key=lambda k: (order.index(k) if k in order else len(order), k)):
+    for kind in sorted(kinds, key=lambda k: (order.index(k) if k in order else len(order), k)):
         count = kinds[kind]
         one, many = KIND_WORDS.get(kind, (kind, kind))
         if isinstance(count, int) and count > 0:
@@ -94,12 +95,12 @@ def target_words(step) -> str:
 
 def step_outcome(step) -> str:
     """The counts and outcome a step recorded: chosen keys only, as `result` may hold more one day."""
-    r = step.result or {}
+    r: dict = step.result or {}
     if step.status != "done":
         return ""
     if step.kind == "revoke":
         return {"revoked": "Revoked", "already_invalid": "Already invalid at the network",
-                "manual": "No revocation endpoint: tokens destroyed"}.get(r.get("outcome"), "Done")
+                "manual": "No revocation endpoint: tokens destroyed"}.get(r.get("outcome", ""), "Done")
     if step.kind == "purge" and "rows" in r:
         return f"{r['rows']} row{'s' if r['rows'] != 1 else ''} deleted"
     if step.kind == "verify":

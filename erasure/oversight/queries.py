@@ -324,8 +324,8 @@ def completion_days(session: Session, now: dt.datetime, days: int = DAYS) -> lis
 def receipts_per_day(session: Session, now: dt.datetime, days: int = DAYS) -> list[tuple[dt.date, int]]:
     """Receipts issued on each of the last `days` days (UTC): one GROUP BY over the issued_at index."""
     day = _day(session, Receipt.issued_at).label("day")
-    found = dict(session.execute(select(day, func.count()).where(Receipt.issued_at >= _since(now, days))
-                                 .group_by(day)).all())
+    found: dict[str, int] = dict(session.execute(select(day, func.count())
+                                                 .where(Receipt.issued_at >= _since(now, days)).group_by(day)).all())
     return [(d, found.get(d.isoformat(), 0)) for d in last_days(now, days)]
 
 

@@ -5,6 +5,7 @@ import base64
 import datetime as dt
 import json
 import uuid
+from typing import cast
 
 from joserfc import jws
 from joserfc.jwk import OKPKey
@@ -39,8 +40,9 @@ def iso(at: dt.datetime) -> str:
 
 def payload(request: OptOutRequest, steps: list[ErasureStep], receipt_id: str, iss: str, now: dt.datetime) -> dict:
     """What the receipt says, from the steps' recorded outcomes: no personal data in it."""
+    # Every step is done when its request's receipt is issued, so each has its done_at.
     revocations = [{"network": s.result.get("network", s.target), "outcome": s.result["outcome"],
-                    "at": s.result.get("at") or iso(s.done_at)} for s in steps if s.kind == "revoke"]
+                    "at": s.result.get("at") or iso(cast(dt.datetime, s.done_at))} for s in steps if s.kind == "revoke"]
     purged: dict[tuple[str, str], int] = {}
     for s in steps:
         if s.kind == "purge" and s.target != OWN_RECORDS:
@@ -91,7 +93,7 @@ def issue_receipt(session: Session, ctx: ErasureContext, request: OptOutRequest,
     index, _checkpoint = tlog.append(session, ctx.vault, origin, token.encode("ascii"), now)
     receipt = Receipt(id=receipt_id, request_id=request.id, kid=row.kid, jws=token, issued_at=now, leaf_index=index)
     session.add(receipt)
-    session.get(OptOutRequest, request.id).receipt_id = receipt_id
+    session.get_one(OptOutRequest, request.id).receipt_id = receipt_id
     session.flush()
     return receipt
 
@@ -108,6 +110,8 @@ def claims_of(receipt: Receipt) -> dict:
 def bundle(session: Session, receipt: Receipt, k: bytes | None = None, box: bytes | None = None) -> dict:
     """The bundle a person downloads: the receipt, inclusion proof to the latest checkpoint, owner proof with k."""
     checkpoint = tlog.latest_checkpoint(session)
+    if checkpoint is None:  # cannot be: the receipt's own append wrote one
+        raise tlog.LogError("the log has no checkpoint")
     proof = tlog.inclusion(session, receipt.leaf_index, checkpoint.tree_size)
     result = {"receipt": receipt.jws,
               "log": {"leaf_index": receipt.leaf_index, "tree_size": checkpoint.tree_size,

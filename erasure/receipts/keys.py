@@ -46,7 +46,8 @@ def current(session: Session, vault: Vault, purpose: str, now: dt.datetime) -> t
         with session.begin_nested():
             session.add(row)
     except IntegrityError:  # another process made it first: use theirs
-        row = session.scalar(select(SigningKey).where(SigningKey.purpose == purpose, SigningKey.retired_at.is_(None)))
+        row = session.scalars(select(SigningKey).where(SigningKey.purpose == purpose,
+                                                      SigningKey.retired_at.is_(None))).one()
         return row, private_key(vault, row)
     return row, private
 
@@ -62,9 +63,9 @@ def rotate(session: Session, vault: Vault, now: dt.datetime) -> SigningKey:
 
 
 def public_jwk(row: SigningKey) -> dict:
-    jwk = {**OKPKey.import_key({"kty": "OKP", "crv": "Ed25519",
-                                "x": _b64url(row.public_key)}).as_dict(private=False),
-           "kid": row.kid, "alg": "Ed25519", "use": "sig"}
+    jwk: dict = {**OKPKey.import_key({"kty": "OKP", "crv": "Ed25519",
+                                      "x": _b64url(row.public_key)}).as_dict(private=False),
+                 "kid": row.kid, "alg": "Ed25519", "use": "sig"}
     if row.retired_at is not None:
         jwk["retired"] = True
         jwk["retired_at"] = row.retired_at.strftime("%Y-%m-%dT%H:%M:%SZ")

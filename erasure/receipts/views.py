@@ -73,7 +73,7 @@ def receipt_page(receipt_id: str):
 def bundle_download(receipt_id: str):
     receipt = _found(receipt_id)
     k = _owner_secret(receipt)
-    box = db.session.get(OptOutRequest, receipt.request_id).owner_box if k else None
+    box = db.session.get_one(OptOutRequest, receipt.request_id).owner_box if k else None
     body = json.dumps(issue.bundle(db.session, receipt, k, box), indent=2)
     return Response(body, mimetype="application/json", headers={
         "Content-Disposition": f'attachment; filename="ownstory-receipt-{receipt.id}.json"',

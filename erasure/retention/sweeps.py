@@ -33,9 +33,12 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 from sqlalchemy import (
+    CursorResult,
     DateTime,
+    Select,
     and_,
     delete,
     exists,
@@ -169,8 +172,9 @@ class _Sweep:
         self.session, self.ctx, self.id, self.owner = session, ctx, row.id, owner
         self.started, self.lease, self.batch_size = now, lease, batch_size
         self._t0 = self._beat = time.monotonic()
-        self.counts = {_key(e): {"store": e.store, "table": e.table, "column": e.column, "category": e.category,
-                                 **dict.fromkeys(REASONS, 0), "rows": 0} for e in ctx.datamap.entries}
+        self.counts: dict[tuple[str, str, str], dict[str, Any]] = {
+            _key(e): {"store": e.store, "table": e.table, "column": e.column, "category": e.category,
+                      **dict.fromkeys(REASONS, 0), "rows": 0} for e in ctx.datamap.entries}
         self.errors: list[dict] = []
 
     def clock(self) -> dt.datetime:
@@ -184,7 +188,8 @@ class _Sweep:
                 continue
             cutoff = literal(self.started - dt.timedelta(days=entry.retention_days), DateTime(timezone=True))
             stamp = entry.timestamp_column
-            self._purge(entry, "past_retention", lambda engine, on_batch, entry=entry, stamp=stamp, cutoff=cutoff:
+            # mypy cannot type a lambda with default arguments (python/mypy#15459): hence the ignore.
+            self._purge(entry, "past_retention", lambda engine, on_batch, entry=entry, stamp=stamp, cutoff=cutoff:  # type: ignore[misc]
                         purge_rows(engine, entry, lambda t: t.c[stamp] < cutoff, self.batch_size, on_batch,
                                    extra=(stamp,)))
 
@@ -216,7 +221,8 @@ class _Sweep:
                     values = {g.handle for g in grants if g.network == entry.network and g.handle
                               and (g.network, g.handle) not in held}
                 if values:
-                    self._purge(entry, "expired_grant", lambda engine, on_batch, entry=entry, values=values:
+                    # mypy cannot type a lambda with default arguments (python/mypy#15459): hence the ignore.
+                    self._purge(entry, "expired_grant", lambda engine, on_batch, entry=entry, values=values:  # type: ignore[misc]
                                 purge_entry(engine, entry, sorted(values), self.batch_size, on_batch))
 
     def reappeared(self) -> None:
@@ -226,7 +232,8 @@ class _Sweep:
                 for values in _distinct_values(engine, entry, VALUES_BATCH):
                     matched = self._suppressed(entry, values)
                     if matched:
-                        self._purge(entry, "reappeared", lambda engine, on_batch, entry=entry, matched=matched:
+                        # mypy cannot type a lambda with default arguments (python/mypy#15459): hence the ignore.
+                        self._purge(entry, "reappeared", lambda engine, on_batch, entry=entry, matched=matched:  # type: ignore[misc]
                                     purge_entry(engine, entry, matched, self.batch_size, on_batch))
                     self.heartbeat()
             except StoreError as exc:
@@ -253,6 +260,7 @@ class _Sweep:
     def _held_now(self, entry: TableEntry, values: set) -> set:
         """Values that identify someone signed up or connected now: a person who came back."""
         text_of = {str(v): v for v in values}
+        query: Select[str | None]
         if entry.identity == "account":
             query = select(Grant.account_id).where(Grant.network == entry.network, Grant.account_id.in_(text_of))
         elif entry.identity == "handle":
@@ -265,7 +273,7 @@ class _Sweep:
             return {v for email in emails for v in lowered[email]}
         else:
             query = select(User.id).where(User.id.in_(text_of))
-        return {text_of[found] for found in self.session.scalars(query)}
+        return {text_of[found] for found in self.session.scalars(query) if found is not None}  # NULL is in no IN list
 
     def _purge(self, entry: TableEntry, reason: str, purge: Callable[[Engine, Callable[[int], None]], int]) -> None:
         counts = self.counts[_key(entry)]
@@ -298,13 +306,13 @@ class _Sweep:
         if self.session.in_transaction():
             self.session.commit()
         write_lock(self.session)
-        done = self.session.execute(
+        done = cast(CursorResult[Any], self.session.execute(
             update(RetentionSweep)
             .where(RetentionSweep.id == self.id, RetentionSweep.owner == self.owner[:64],
                    RetentionSweep.status == "running")
             .values(rows=self.total(), entries=self.entries(), errors=list(self.errors), **values)
             .execution_options(synchronize_session=False)
-        ).rowcount
+        )).rowcount
         self.session.commit()
         return done == 1
 

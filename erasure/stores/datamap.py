@@ -127,12 +127,14 @@ def count_held(datamap: DataMap, identities: Identities) -> list[HeldCount]:
         t = entry_table(entry)
         try:
             with datamap.engine(entry.store).connect() as conn:
-                rows = conn.scalar(select(func.count()).select_from(t).where(t.c[entry.column].in_(values)))
+                rows = conn.execute(
+                    select(func.count()).select_from(t).where(t.c[entry.column].in_(values))).scalar_one()
         except SQLAlchemyError:
             totals[key] = None
             continue
-        if totals.get(key, 0) is not None:
-            totals[key] = totals.get(key, 0) + rows
+        held = totals.get(key, 0)
+        if held is not None:
+            totals[key] = held + rows
     return [HeldCount(store, category, rows) for (store, category), rows in totals.items()]
 
 

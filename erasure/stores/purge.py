@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import and_, delete, func, inspect, or_, select, tuple_, update
+from sqlalchemy import Delete, Update, and_, delete, func, inspect, or_, select, tuple_, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql import ColumnElement, TableClause
@@ -68,8 +68,9 @@ def purge_entry(
             f"nullify must set {entry.column!r} to NULL too, or the rows go on naming the person",
         )
     column = entry.column
+    # mypy cannot type a lambda with default arguments (python/mypy#15459): hence the ignore.
     return sum(
-        purge_rows(engine, entry, lambda t, chunk=chunk: t.c[column].in_(chunk), batch_size, on_batch)
+        purge_rows(engine, entry, lambda t, chunk=chunk: t.c[column].in_(chunk), batch_size, on_batch)  # type: ignore[misc]
         for chunk in _chunks(values)
     )
 
@@ -138,6 +139,7 @@ def purge_rows(
         condition = and_(condition, or_(*(picked_from.c[c].is_not(None) for c in entry.columns)))
     picked = select(*(picked_from.c[k] for k in shape.key)).where(condition).limit(batch_size)
     key = t.c[shape.key[0]] if len(shape.key) == 1 else tuple_(*(t.c[k] for k in shape.key))
+    statement: Delete | Update
     if entry.action == "delete":
         statement = delete(t).where(key.in_(picked))
     else:
@@ -157,7 +159,7 @@ def row_key(engine: Engine, entry: TableEntry) -> tuple[str, ...]:
         return _checked_shape(engine, entry).key
 
 
-def _batches(engine: Engine, entry: TableEntry, statement, batch_size: int) -> Iterator[int]:
+def _batches(engine: Engine, entry: TableEntry, statement, batch_size: int) -> Generator[int, None, None]:
     with _store_errors(engine, entry), engine.connect() as conn:
         while True:
             with conn.begin():

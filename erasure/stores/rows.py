@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
-from sqlalchemy import column, inspect, literal_column, select, table, text, tuple_
+from sqlalchemy import Label, column, inspect, literal_column, select, table, text, tuple_
 from sqlalchemy.engine import Engine
 
 from erasure.stores.datamap import TableEntry
@@ -19,6 +20,7 @@ def table_rows(engine: Engine, entry: TableEntry, values: list[str], batch_size:
     names = [c["name"] for c in inspect(engine).get_columns(entry.table)]
     t = table(entry.table, *(column(n) for n in names))
     address = key[0] if len(key) == 1 and key[0] in ROW_ADDRESS.values() and key[0] not in names else None
+    keys: list[Label[Any]]
     if address:
         keys = [literal_column(address).label("_ownstory_key")]
     else:

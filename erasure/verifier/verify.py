@@ -24,6 +24,7 @@ import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TypeGuard, cast
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -254,11 +255,11 @@ class Verifier:
                 self._checkpoints.clear()
             if len(text) <= 4096:  # a real checkpoint is a few hundred bytes
                 self._checkpoints[text] = cached
-        checkpoint, error = cached
+        checkpoint, problem = cached
         if checkpoint is not None:
             report.checks["checkpoint_signature"] = True
             return checkpoint
-        report.fail("checkpoint_signature", f"the checkpoint is not signed by the log key: {error}")
+        report.fail("checkpoint_signature", f"the checkpoint is not signed by the log key: {problem}")
         try:  # still say whether the proof matches the unsigned checkpoint
             return note.parse_checkpoint(note.note_text(text))
         except note.NoteError:
@@ -435,10 +436,11 @@ def check_claims(claims: dict) -> list[str]:
         times[name] = _timestamp(claims[name])
         if times[name] is None:
             problems.append(f"{name} is not an RFC 3339 UTC time ending in Z")
-    if None not in times.values():
-        if times["completed_at"] < times["requested_at"]:
+    requested, deadline, completed = times["requested_at"], times["deadline"], times["completed_at"]
+    if requested is not None and deadline is not None and completed is not None:
+        if completed < requested:
             problems.append("completed_at is before requested_at")
-        if not times["requested_at"] < times["deadline"] <= times["requested_at"] + MAX_DEADLINE:
+        if not requested < deadline <= requested + MAX_DEADLINE:
             problems.append("deadline is not within 30 days after requested_at")
     problems += _check_list(claims, "revocations", _revocation_problem)
     problems += _check_list(claims, "purged", _purged_problem)
@@ -505,7 +507,7 @@ def _timestamp(value: object) -> datetime | None:
 
 # --- the bundle ---------------------------------------------------------------------------------
 
-def _read_input(item: str | bytes | dict) -> tuple[str, object, object]:
+def _read_input(item: object) -> tuple[str, object, object]:
     """(JWS, log or None, owner_proof or None) from a JWS text, a bundle's JSON text, or a bundle dict."""
     if isinstance(item, (bytes, bytearray)):
         if len(item) > MAX_INPUT_BYTES:
@@ -622,7 +624,7 @@ def _json_loads(data: str | bytes) -> object:
         raise ValueError("nested too deeply") from None
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return type(value) is int  # not a bool, not a float that happens to be whole
 
 
@@ -690,7 +692,7 @@ def load_jwks_source(source: str) -> dict:
     except ValueError:
         raise UsageError(f"the JWKS {source!r} is not JSON") from None
     load_jwks(jwks)  # raises UsageError with the reason
-    return jwks
+    return cast(dict, jwks)  # a dict: load_jwks has checked it
 
 
 def log_key_text(value: str) -> str:
