@@ -31,7 +31,7 @@ from consent.service import grants_of, set_consents
 from demo import platform
 from demo.models import Token
 from erasure.context import context_from_app
-from erasure.models import ErasureStep, OptOutRequest
+from erasure.models import ErasureStep, OptOutRequest, RequestStatus, StepStatus
 from erasure.optout import service
 from erasure.stores.datamap import Identities, entry_table, load_datamap
 
@@ -208,11 +208,11 @@ def _wait_until_done(sessions: sessionmaker[Session], ids: list[str], timeout: f
         with sessions() as session:
             done, last = session.execute(
                 select(func.count(), func.max(OptOutRequest.completed_at))
-                .where(OptOutRequest.id.in_(ids), OptOutRequest.status == "completed")).one()
+                .where(OptOutRequest.id.in_(ids), OptOutRequest.status == RequestStatus.COMPLETED)).one()
             if done == len(ids):
                 return last
             stuck = session.scalar(select(ErasureStep.last_error).where(
-                ErasureStep.request_id.in_(ids), ErasureStep.status == "needs_attention").limit(1))
+                ErasureStep.request_id.in_(ids), ErasureStep.status == StepStatus.NEEDS_ATTENTION).limit(1))
         if stuck or time.monotonic() > deadline:
             raise RuntimeError(f"{done} of {len(ids)} opt-outs completed; " + (stuck or "timed out"))
         time.sleep(0.1)

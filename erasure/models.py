@@ -3,6 +3,8 @@ one-time email links and the retention sweeps."""
 from __future__ import annotations
 
 import datetime as dt
+import enum
+from collections.abc import Iterable
 
 from sqlalchemy import (
     JSON,
@@ -20,13 +22,44 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, timestamp, uuid_pk
 
-REQUEST_STATUSES = ("received", "in_progress", "completed", "needs_attention")
-STEP_STATUSES = ("pending", "running", "done", "retrying", "needs_attention")
-STEP_KINDS = ("revoke", "purge", "verify", "receipt", "notify")
+
+class RequestStatus(enum.StrEnum):
+    """Where an opt-out request stands, derived from its steps (engine.worker.settle)."""
+
+    RECEIVED = "received"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    NEEDS_ATTENTION = "needs_attention"  # a step used up its quick retries, or the deadline is near
 
 
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+class StepStatus(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"  # leased to a worker
+    DONE = "done"
+    RETRYING = "retrying"
+    NEEDS_ATTENTION = "needs_attention"  # still retried, and shown to the operators
+
+
+class StepKind(enum.StrEnum):
+    """What a step does, in the order a request's steps run."""
+
+    REVOKE = "revoke"  # end our access at a network (target: the network key)
+    PURGE = "purge"  # delete the person's rows from one store's table (target: "store/category")
+    FORGET = "forget"  # delete Ownstory's own records of the person (target: "ownstory")
+    VERIFY = "verify"  # count again: nothing of the person is left in any store
+    RECEIPT = "receipt"  # sign the deletion receipt and add it to the transparency log
+    NOTIFY = "notify"  # mail the person the outcome
+
+
+# The groups the code asks about. Open requests are listed most urgent first, as the operators see them.
+OPEN_REQUESTS = (RequestStatus.NEEDS_ATTENTION, RequestStatus.IN_PROGRESS, RequestStatus.RECEIVED)
+FAILING_STEPS = (StepStatus.RETRYING, StepStatus.NEEDS_ATTENTION)
+RUNNABLE_STEPS = (StepStatus.PENDING, *FAILING_STEPS)  # a worker may claim these once they are due
+UNFINISHED_STEPS = (StepStatus.PENDING, StepStatus.RUNNING, *FAILING_STEPS)
+
+
+def _in(column: str, values: Iterable[str]) -> str:
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
 
 
 class OptOutRequest(Base):
@@ -35,7 +68,7 @@ class OptOutRequest(Base):
 
     __tablename__ = "optout_requests"
     __table_args__ = (
-        CheckConstraint(_in("status", REQUEST_STATUSES), name="status"),
+        CheckConstraint(_in("status", RequestStatus), name="status"),
         CheckConstraint("deadline > requested_at", name="deadline_after_request"),
         Index("ix_optout_requests_status_deadline", "status", "deadline"),
         Index("ix_optout_requests_requested_at", "requested_at"),
@@ -46,7 +79,7 @@ class OptOutRequest(Base):
     user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
     scope: Mapped[str] = mapped_column(String(64))  # "all" or a network key
     source: Mapped[str] = mapped_column(String(16), default="person")  # person | service | forget
-    status: Mapped[str] = mapped_column(String(20), default="received")
+    status: Mapped[str] = mapped_column(String(20), default=RequestStatus.RECEIVED)
     reason_code: Mapped[str | None] = mapped_column(String(32))
     reason_text: Mapped[str | None] = mapped_column(Text)  # free text; cleared when the request completes
     show_opted_out: Mapped[bool] = mapped_column(default=True)
@@ -75,8 +108,8 @@ class ErasureStep(Base):
 
     __tablename__ = "erasure_steps"
     __table_args__ = (
-        CheckConstraint(_in("status", STEP_STATUSES), name="status"),
-        CheckConstraint(_in("kind", STEP_KINDS), name="kind"),
+        CheckConstraint(_in("status", StepStatus), name="status"),
+        CheckConstraint(_in("kind", StepKind), name="kind"),
         CheckConstraint("attempts >= 0", name="attempts_non_negative"),
         UniqueConstraint("request_id", "position", name="uq_erasure_steps_request_position"),
         Index("ix_erasure_steps_claim", "status", "not_before"),
@@ -88,10 +121,10 @@ class ErasureStep(Base):
     request_id: Mapped[str] = mapped_column(ForeignKey("optout_requests.id", ondelete="CASCADE"))
     position: Mapped[int] = mapped_column(Integer)
     phase: Mapped[int] = mapped_column(Integer)
-    kind: Mapped[str] = mapped_column(String(16))
-    target: Mapped[str] = mapped_column(String(255))  # a network key, "store/category", or "ownstory"
+    kind: Mapped[str] = mapped_column(String(16))  # a StepKind
+    target: Mapped[str] = mapped_column(String(255))  # what the step acts on: see StepKind
     params: Mapped[dict] = mapped_column(JSON, default=dict)  # e.g. the grant id; never personal data
-    status: Mapped[str] = mapped_column(String(20), default="pending")
+    status: Mapped[str] = mapped_column(String(20), default=StepStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     not_before: Mapped[timestamp]

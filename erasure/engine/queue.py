@@ -11,12 +11,11 @@ from sqlalchemy import Integer, String, Table, bindparam, exists, func, literal_
 from sqlalchemy.orm import Session, aliased
 
 from app.db import Base, UTCDateTime, write_lock
-from erasure.models import ErasureStep, OptOutRequest
+from erasure.models import RUNNABLE_STEPS, ErasureStep, OptOutRequest, StepStatus
 
 log = logging.getLogger(__name__)
 
 LEASE = dt.timedelta(seconds=120)
-RUNNABLE = ("pending", "retrying", "needs_attention")
 
 
 @dataclass(frozen=True)
@@ -49,9 +48,9 @@ def _claim_statement(skip_locked: bool, limit: int):
     top = literal_column(str(int(limit)), Integer())
     earlier = aliased(ErasureStep)
     blocked = exists().where(earlier.request_id == ErasureStep.request_id, earlier.phase < ErasureStep.phase,
-                             earlier.status != _constant("done"))
-    arms = [(status, ErasureStep.not_before <= now) for status in RUNNABLE]
-    arms.append(("running", ErasureStep.lease_expires_at < now))  # its worker died: take it over
+                             earlier.status != _constant(StepStatus.DONE))
+    arms = [(status, ErasureStep.not_before <= now) for status in RUNNABLE_STEPS]
+    arms.append((StepStatus.RUNNING, ErasureStep.lease_expires_at < now))  # its worker died: take it over
     due = []
     for status, condition in arms:
         arm = (select(ErasureStep.id, ErasureStep.not_before)
@@ -66,17 +65,15 @@ def _claim_statement(skip_locked: bool, limit: int):
     return (  # on the table, not the mapped class: the rows come back as plain values (see claim)
         update(steps)
         .where(steps.c.id.in_(first.scalar_subquery()))
-        .values(status=_constant("running"), lease_owner=bindparam("owner"),
+        .values(status=_constant(StepStatus.RUNNING), lease_owner=bindparam("owner"),
                 lease_expires_at=bindparam("expires", type_=UTCDateTime()), attempts=steps.c.attempts + 1)
         .returning(*steps.c)  # the claimed rows themselves: the worker need not read them again
     )
 
 
-def _constant(value: str):
-    """A status written into the SQL (they are this module's own words, never input)."""
-    if value not in (*RUNNABLE, "running", "done"):
-        raise ValueError(f"not a step status: {value!r}")
-    return literal_column(f"'{value}'", String())
+def _constant(status: StepStatus):
+    """A status written into the SQL (StepStatus's own words, never input)."""
+    return literal_column(f"'{StepStatus(status)}'", String())
 
 
 @functools.cache
@@ -150,7 +147,7 @@ def _finish_statement(names: tuple[str, ...]):
     return (
         update(cast(Table, ErasureStep.__table__))
         .where(columns.id == bindparam("step_id"), columns.lease_owner == bindparam("owner"),
-               columns.status == _constant("running"))
+               columns.status == _constant(StepStatus.RUNNING))
         .values({name: bindparam(name, type_=columns[name].type) for name in names})
     )
 
@@ -165,7 +162,7 @@ def hold_back(session: Session, step: ErasureStep, until: dt.datetime) -> None:
     session.execute(
         update(ErasureStep)
         .where(ErasureStep.request_id == step.request_id, ErasureStep.phase > step.phase,
-               ErasureStep.status == "pending", ErasureStep.not_before < until)
+               ErasureStep.status == StepStatus.PENDING, ErasureStep.not_before < until)
         .values(not_before=until)
         .execution_options(synchronize_session=False)
     )
@@ -176,7 +173,7 @@ def release(session: Session, step: ErasureStep, now: dt.datetime) -> None:
     session.execute(
         update(ErasureStep)
         .where(ErasureStep.request_id == step.request_id, ErasureStep.phase > step.phase,
-               ErasureStep.status == "pending", ErasureStep.not_before > now)
+               ErasureStep.status == StepStatus.PENDING, ErasureStep.not_before > now)
         .values(not_before=now)
         .execution_options(synchronize_session=False)
     )
@@ -184,7 +181,7 @@ def release(session: Session, step: ErasureStep, now: dt.datetime) -> None:
 
 def extend(session: Session, claim_: Claim, now: dt.datetime, lease: dt.timedelta = LEASE) -> bool:
     """Keep a long step's lease (e.g. between purge batches). Commits."""
-    ok = finish(session, claim_, now, status="running", lease_owner=claim_.owner, lease_expires_at=now + lease)
+    ok = finish(session, claim_, now, status=StepStatus.RUNNING, lease_owner=claim_.owner, lease_expires_at=now + lease)
     session.commit()
     return ok
 

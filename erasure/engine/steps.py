@@ -18,9 +18,9 @@ from consent import ledger
 from consent.models import ConsentEvent, ConsentState, Grant
 from erasure.context import ErasureContext
 from erasure.engine.revocation import TIMEOUT, GrantTokens, revoke
-from erasure.models import ErasureStep, OptOutRequest
+from erasure.models import ErasureStep, OptOutRequest, StepKind
 from erasure.optout import mail_text
-from erasure.optout.service import OWN_RECORDS, entries_in_scope, open_contact, open_identities
+from erasure.optout.service import entries_in_scope, open_contact, open_identities
 from erasure.stores.datamap import Identities, TableEntry
 from erasure.stores.purge import StoreMisconfigured, StoreUnavailable, count_entries, count_entry, purge_entry
 
@@ -49,17 +49,17 @@ class StepFailed(Exception):
 def run(session: Session, ctx: ErasureContext, step: ErasureStep, request: OptOutRequest, now: dt.datetime,
         http: requests.Session, heartbeat, timeout=TIMEOUT) -> Result:
     try:
-        if step.kind == "revoke":
+        if step.kind == StepKind.REVOKE:
             return _revoke(ctx, step, now, http, timeout)
-        if step.kind == "purge" and step.target == OWN_RECORDS:
-            return _forget(session, request, now)
-        if step.kind == "purge":
+        if step.kind == StepKind.PURGE:
             return _purge(ctx, step, request, heartbeat)
-        if step.kind == "verify":
+        if step.kind == StepKind.FORGET:
+            return _forget(session, request, now)
+        if step.kind == StepKind.VERIFY:
             return _verify(ctx, request)
-        if step.kind == "receipt":
+        if step.kind == StepKind.RECEIPT:
             return _receipt(session, ctx, request, now)
-        if step.kind == "notify":
+        if step.kind == StepKind.NOTIFY:
             return _notify(ctx, request)
     except StepFailed as exc:
         return Result(retry=True, attention=exc.attention, error=str(exc))

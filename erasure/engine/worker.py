@@ -20,7 +20,7 @@ from app.db import utcnow, write_lock
 from erasure.context import ErasureContext, context_from_app
 from erasure.engine import queue, steps
 from erasure.engine.revocation import TIMEOUT, Outcome, next_delay
-from erasure.models import ErasureStep, OptOutRequest
+from erasure.models import ErasureStep, OptOutRequest, RequestStatus, StepStatus
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,8 @@ class Worker:
             """Record progress (always), or keep the lease (once a third of it has gone by)."""
             if result is None and time.monotonic() - renewed[0] < self.lease.total_seconds() / 3:
                 return
-            values = {"status": "running", "lease_owner": claim.owner, "lease_expires_at": utcnow() + self.lease}
+            values = {"status": StepStatus.RUNNING, "lease_owner": claim.owner,
+                      "lease_expires_at": utcnow() + self.lease}
             if result is not None:
                 values["result"] = result
             if not queue.finish(session, claim, utcnow(), **values):
@@ -144,15 +145,15 @@ class Worker:
         step = claim.step
         values: dict[str, Any]
         if result.done:
-            values = {"status": "done", "done_at": now, "last_error": None, "result": result.result}
+            values = {"status": StepStatus.DONE, "done_at": now, "last_error": None, "result": result.result}
             if result.clear_params:
                 values["params"] = {k: v for k, v in step.params.items() if not k.endswith("_token")}
         else:
             delay = next_delay(Outcome("retry", result.retry_after), step.attempts, base=self.retry_base,
                                cap=MAX_DELAY)
             attention = result.attention or step.attempts >= QUICK_RETRIES
-            values = {"status": "needs_attention" if attention else "retrying", "last_error": result.error,
-                      "not_before": now + dt.timedelta(seconds=delay)}
+            values = {"status": StepStatus.NEEDS_ATTENTION if attention else StepStatus.RETRYING,
+                      "last_error": result.error, "not_before": now + dt.timedelta(seconds=delay)}
             log.info("step %s (%s %s): attempt %d failed, next in %.0fs", step.id, step.kind, step.target,
                      step.attempts, delay)
         if not queue.finish(session, claim, now, **values):
@@ -175,7 +176,8 @@ def _changes_status(claim: queue.Claim, result: steps.Result) -> bool:
     attention. Its request's status is left alone, and its row not locked, unless it still says received.
     (A request nearing its deadline is marked by sweep_deadlines.)
     """
-    return not result.done or claim.step.attempts > 1 or claim.last_phase or claim.request.status == "received"
+    return (not result.done or claim.step.attempts > 1 or claim.last_phase
+            or claim.request.status == RequestStatus.RECEIVED)
 
 
 class LeaseLost(Exception):
@@ -189,17 +191,17 @@ def settle(session: Session, request_id: str, now: dt.datetime) -> str:
         query = query.with_for_update()
     request = session.scalars(query).one()
     statuses = list(session.scalars(select(ErasureStep.status).where(ErasureStep.request_id == request_id)))
-    if request.status == "completed":
+    if request.status == RequestStatus.COMPLETED:
         return request.status
-    if statuses and all(s == "done" for s in statuses):
-        request.status, request.completed_at = "completed", now
+    if statuses and all(s == StepStatus.DONE for s in statuses):
+        request.status, request.completed_at = RequestStatus.COMPLETED, now
         request.identities_sealed = None  # nothing left to find: drop what identified the person
         request.reason_text = None
         log.info("opt-out %s completed", request.id)
-    elif "needs_attention" in statuses or request.deadline - now < DEADLINE_WARNING:
-        request.status = "needs_attention"
+    elif StepStatus.NEEDS_ATTENTION in statuses or request.deadline - now < DEADLINE_WARNING:
+        request.status = RequestStatus.NEEDS_ATTENTION
     else:
-        request.status = "in_progress"
+        request.status = RequestStatus.IN_PROGRESS
     return request.status
 
 
@@ -207,9 +209,9 @@ def sweep_deadlines(session: Session, now: dt.datetime) -> int:
     """Requests near their deadline need a person's attention, whatever their steps say."""
     count = cast(CursorResult[Any], session.execute(
         update(OptOutRequest)
-        .where(OptOutRequest.status.in_(("received", "in_progress")),
+        .where(OptOutRequest.status.in_((RequestStatus.RECEIVED, RequestStatus.IN_PROGRESS)),
                OptOutRequest.deadline < now + DEADLINE_WARNING)
-        .values(status="needs_attention")
+        .values(status=RequestStatus.NEEDS_ATTENTION)
         .execution_options(synchronize_session=False)
     )).rowcount
     session.commit()

@@ -23,7 +23,7 @@ from app.models import User
 from consent.models import Grant
 from consent.suppression import Identity, lookup, suppress
 from erasure.context import context_from_app
-from erasure.models import ErasureStep, OptOutRequest
+from erasure.models import ErasureStep, OptOutRequest, RequestStatus, StepKind
 from erasure.optout import mail_text, service
 from erasure.optout.operations import retry_now
 from erasure.optout.schemas import (
@@ -148,12 +148,13 @@ def list_optouts(query: dict):
     if "status" in query:
         stmt = stmt.where(OptOutRequest.status == query["status"])
     if query.get("overdue") is True:
-        stmt = stmt.where(OptOutRequest.status != "completed", OptOutRequest.deadline < now)
+        stmt = stmt.where(OptOutRequest.status != RequestStatus.COMPLETED, OptOutRequest.deadline < now)
     elif query.get("overdue") is False:
-        stmt = stmt.where(or_(OptOutRequest.status == "completed", OptOutRequest.deadline >= now))
+        stmt = stmt.where(or_(OptOutRequest.status == RequestStatus.COMPLETED, OptOutRequest.deadline >= now))
     if "network" in query:
         stmt = stmt.where(OptOutRequest.id.in_(
-            select(ErasureStep.request_id).where(ErasureStep.kind == "revoke", ErasureStep.target == query["network"])))
+            select(ErasureStep.request_id).where(ErasureStep.kind == StepKind.REVOKE,
+                                                 ErasureStep.target == query["network"])))
     if "since" in query:
         stmt = stmt.where(OptOutRequest.requested_at >= query["since"])
     if "until" in query:
@@ -220,7 +221,7 @@ def _summary(r: OptOutRequest, now: dt.datetime | None = None) -> dict:
     now = now or utcnow()
     return {"id": r.id, "status": r.status, "scope": r.scope, "source": r.source, "requested_at": r.requested_at,
             "deadline": r.deadline, "completed_at": r.completed_at,
-            "overdue": r.status != "completed" and r.deadline < now,
+            "overdue": r.status != RequestStatus.COMPLETED and r.deadline < now,
             "identity_kinds": r.identity_kinds or {}, "receipt_id": r.receipt_id}
 
 
@@ -229,7 +230,10 @@ def _detail(r: OptOutRequest) -> dict:
 
 
 def _step(s: ErasureStep) -> dict:
-    return {"kind": s.kind, "target": s.target, "status": s.status, "attempts": s.attempts,
+    kind, target = s.kind, s.target
+    if kind == StepKind.FORGET:  # the API's callers know it as a purge of Ownstory's own records
+        kind, target = StepKind.PURGE, service.OWN_RECORDS
+    return {"kind": kind, "target": target, "status": s.status, "attempts": s.attempts,
             "last_error": s.last_error, "done_at": s.done_at}
 
 

@@ -8,7 +8,7 @@ from sqlalchemy import CursorResult, update
 from sqlalchemy.orm import Session
 
 from app.db import write_lock
-from erasure.models import ErasureStep, OptOutRequest
+from erasure.models import FAILING_STEPS, ErasureStep, OptOutRequest, StepStatus
 
 
 def retry_now(session: Session, request: OptOutRequest, now: dt.datetime) -> int:
@@ -16,8 +16,8 @@ def retry_now(session: Session, request: OptOutRequest, now: dt.datetime) -> int
     write_lock(session)
     count = cast(CursorResult[Any], session.execute(
         update(ErasureStep)
-        .where(ErasureStep.request_id == request.id, ErasureStep.status.in_(("needs_attention", "retrying")))
-        .values(status="retrying", not_before=now)
+        .where(ErasureStep.request_id == request.id, ErasureStep.status.in_(FAILING_STEPS))
+        .values(status=StepStatus.RETRYING, not_before=now)
         .execution_options(synchronize_session=False)
     )).rowcount
     session.expire(request)

@@ -7,11 +7,13 @@ import re
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from app.openapi import QueryBoolean, QueryInteger, StrictSchema, Text
-from erasure.models import REQUEST_STATUSES, STEP_KINDS, STEP_STATUSES
+from erasure.models import RequestStatus, StepKind, StepStatus
 
 MAX_IDENTITIES = 1000
 MAX_OPTOUT_IDENTITIES = 50
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
+# The API keeps the kinds its callers know: a forget step is shown as a purge (see api._step).
+PUBLIC_STEP_KINDS = [k.value for k in StepKind if k is not StepKind.FORGET]
 
 
 class IdentitySchema(StrictSchema):
@@ -77,7 +79,7 @@ class UTCDateTime(fields.AwareDateTime):
 
 
 class OptOutQuerySchema(StrictSchema):
-    status = fields.String(validate=validate.OneOf(REQUEST_STATUSES))
+    status = fields.String(validate=validate.OneOf(list(RequestStatus)))
     overdue = QueryBoolean(metadata={"description": "true: past the deadline and not completed; false: the rest."})
     network = Text(validate=validate.Length(1, 64), metadata={
         "description": "Only opt-outs that revoke access at this network."})
@@ -88,9 +90,14 @@ class OptOutQuerySchema(StrictSchema):
 
 
 class StepSchema(StrictSchema):
-    kind = fields.String(required=True, validate=validate.OneOf(STEP_KINDS))
-    target = fields.String(required=True, metadata={"description": "A network key, a store, or the person."})
-    status = fields.String(required=True, validate=validate.OneOf(STEP_STATUSES))
+    kind = fields.String(required=True, validate=validate.OneOf(PUBLIC_STEP_KINDS), metadata={
+        "description": "What the step does: revoke access at a network, purge a store's rows, verify that nothing is "
+                       "left, sign the receipt, notify the person. Deleting this service's own records of the person "
+                       'is shown as a purge step with the target "ownstory".'})
+    target = fields.String(required=True, metadata={
+        "description": 'What the step acts on: a network key (revoke), "store/category" (purge), or "ownstory" '
+                       "(purge of this service's own records)."})
+    status = fields.String(required=True, validate=validate.OneOf(list(StepStatus)))
     attempts = fields.Integer(required=True)
     last_error = fields.String(allow_none=True, required=True)
     done_at = fields.AwareDateTime(allow_none=True, required=True)
@@ -98,7 +105,7 @@ class StepSchema(StrictSchema):
 
 class OptOutSchema(StrictSchema):
     id = fields.UUID(required=True)
-    status = fields.String(required=True, validate=validate.OneOf(REQUEST_STATUSES))
+    status = fields.String(required=True, validate=validate.OneOf(list(RequestStatus)))
     scope = fields.String(required=True, metadata={"description": '"all" or a network key.'})
     source = fields.String(required=True, validate=validate.OneOf(("person", "service", "forget")))
     requested_at = fields.AwareDateTime(required=True)

@@ -19,7 +19,7 @@ from consent import service as consent_service
 from consent.models import Grant
 from consent.suppression import Identity, suppress
 from erasure.context import ErasureContext
-from erasure.models import ErasureStep, OptOutRequest
+from erasure.models import ErasureStep, OptOutRequest, RequestStatus, StepKind, StepStatus
 from erasure.stores.datamap import Identities, TableEntry
 from erasure.verifier import owner
 
@@ -36,8 +36,9 @@ REASONS = {
 MAX_REASON_TEXT = 2000
 
 # Steps run phase by phase; a step waits until every step of a lower phase is done.
-PHASES = {"revoke": 1, "purge": 2, "forget": 3, "verify": 4, "receipt": 5, "notify": 6}
-OWN_RECORDS = "ownstory"
+PHASES = {StepKind.REVOKE: 1, StepKind.PURGE: 2, StepKind.FORGET: 3, StepKind.VERIFY: 4, StepKind.RECEIPT: 5,
+          StepKind.NOTIFY: 6}
+OWN_RECORDS = "ownstory"  # the target of the forget step: Ownstory's own records of the person
 
 
 class OptOutError(ValueError):
@@ -105,7 +106,7 @@ def submit(session: Session, ctx: ErasureContext, *, user: User | None, grants: 
     k = owner.new_secret()
     request = OptOutRequest(
         id=str(uuid.uuid4()), user_id=user.id if user is not None else None, scope=scope, source=source,
-        status="received", reason_code=reason_code, reason_text=reason_text, show_opted_out=show_opted_out,
+        status=RequestStatus.RECEIVED, reason_code=reason_code, reason_text=reason_text, show_opted_out=show_opted_out,
         requested_at=now, deadline=now + dt.timedelta(days=ctx.deadline_days),
         secret_hash=owner.secret_hash(k),
         subject_commitment=owner.commitment(k, [i.canonical() for i in identities]),
@@ -144,24 +145,24 @@ def _close_account(user: User) -> None:
 
 def _lay_steps(session: Session, ctx: ErasureContext, request: OptOutRequest, grants: list[Grant], scope: str,
                now: dt.datetime, has_email: bool) -> None:
-    steps: list[tuple[str, str, str, dict]] = []
+    steps: list[tuple[StepKind, str, dict]] = []
     for g in grants:
-        steps.append(("revoke", "revoke", g.network, {
+        steps.append((StepKind.REVOKE, g.network, {
             "account_id": g.account_id,
             "access_token": _b64(g.access_token),
             "refresh_token": _b64(g.refresh_token),
         }))
     for e in entries_in_scope(ctx, scope):
-        steps.append(("purge", "purge", f"{e.store}/{e.category}",
+        steps.append((StepKind.PURGE, f"{e.store}/{e.category}",
                       {"store": e.store, "table": e.table, "column": e.column}))
-    steps.append(("forget", "purge", OWN_RECORDS, {}))
-    steps.append(("verify", "verify", "all stores", {}))
-    steps.append(("receipt", "receipt", "transparency log", {}))
+    steps.append((StepKind.FORGET, OWN_RECORDS, {}))
+    steps.append((StepKind.VERIFY, "all stores", {}))
+    steps.append((StepKind.RECEIPT, "transparency log", {}))
     if has_email:
-        steps.append(("notify", "notify", "email", {}))
-    for position, (phase, kind, target, params) in enumerate(steps, start=1):
-        request.steps.append(ErasureStep(position=position, phase=PHASES[phase], kind=kind, target=target,
-                                         params=params, status="pending", not_before=now))
+        steps.append((StepKind.NOTIFY, "email", {}))
+    for position, (kind, target, params) in enumerate(steps, start=1):
+        request.steps.append(ErasureStep(position=position, phase=PHASES[kind], kind=kind, target=target,
+                                         params=params, status=StepStatus.PENDING, not_before=now))
 
 
 def _b64(sealed: bytes | None) -> str | None:

@@ -11,6 +11,7 @@ from app.extensions import db, limiter
 from app.mail import MailError
 from consent.service import grants_of
 from erasure.context import context_from_app
+from erasure.models import StepKind
 from erasure.optout import mail_text, service, wording
 from erasure.optout.forms import OptOutForm, choices
 
@@ -80,7 +81,7 @@ def status(request_id: str):
     ctx = context_from_app(current_app)
     response = current_app.make_response(render_template(
         "optout_status.html", request=found, steps=found.steps, networks=ctx.networks, now=utcnow(),
-        wording=wording, k=request.args.get("k"), mailed=any(s.kind == "notify" for s in found.steps)))
+        wording=wording, k=request.args.get("k"), mailed=any(s.kind == StepKind.NOTIFY for s in found.steps)))
     # The link is a capability: keep it out of caches and out of Referer headers.
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"

@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import datetime as dt
 
-from erasure.models import ErasureStep, OptOutRequest
-from erasure.optout.service import OWN_RECORDS
+from erasure.models import ErasureStep, OptOutRequest, RequestStatus, StepKind, StepStatus
 
-REQUEST_STATES = {
-    "received": "Received: the work starts within moments.",
-    "in_progress": "In progress.",
-    "completed": "Done.",
-    "needs_attention": "Still working: a step is taking longer than it should. We keep retrying, and our "
-                       "operators can see it. Nothing is dropped.",
+REQUEST_STATES: dict[str, str] = {
+    RequestStatus.RECEIVED: "Received: the work starts within moments.",
+    RequestStatus.IN_PROGRESS: "In progress.",
+    RequestStatus.COMPLETED: "Done.",
+    RequestStatus.NEEDS_ATTENTION: "Still working: a step is taking longer than it should. We keep retrying, "
+                                   "and our operators can see it. Nothing is dropped.",
 }
 
 
@@ -20,49 +19,49 @@ def _time(at: dt.datetime | None) -> str:
 
 
 def step_title(step: ErasureStep, networks) -> str:
-    if step.kind == "revoke":
+    if step.kind == StepKind.REVOKE:
         name = networks[step.target].name if step.target in networks else step.target
         return f"Revoke our access at {name}"
-    if step.kind == "purge" and step.target == OWN_RECORDS:
-        return "Delete Ownstory's own records of you"
-    if step.kind == "purge":
+    if step.kind == StepKind.PURGE:
         store, _, category = step.target.partition("/")
         return f"Delete your {category} (in the {store} store)"
-    if step.kind == "verify":
+    if step.kind == StepKind.FORGET:
+        return "Delete Ownstory's own records of you"
+    if step.kind == StepKind.VERIFY:
         return "Check that nothing about you is left"
-    if step.kind == "receipt":
+    if step.kind == StepKind.RECEIPT:
         return "Sign your deletion receipt"
     return "Mail you the outcome"
 
 
 def step_outcome(step: ErasureStep, now: dt.datetime) -> str:
     r = step.result or {}
-    if step.status == "done":
-        if step.kind == "revoke":
+    if step.status == StepStatus.DONE:
+        if step.kind == StepKind.REVOKE:
             if r.get("outcome") == "manual":
                 return ("This network offers no way for us to revoke access. "
                         f"Please remove it here: {r.get('manual_url')}")
             if r.get("outcome") == "already_invalid":
                 return f"The network had already ended our access ({_time(step.done_at)})."
             return f"Revoked, confirmed by the network ({_time(step.done_at)})."
-        if step.kind == "purge" and step.target == OWN_RECORDS:
-            return f"Deleted ({_time(step.done_at)})."
-        if step.kind == "purge":
+        if step.kind == StepKind.PURGE:
             rows = r.get("rows", 0)
             return f"Deleted {rows} row{'s' if rows != 1 else ''} ({_time(step.done_at)})."
-        if step.kind == "verify":
+        if step.kind == StepKind.FORGET:
+            return f"Deleted ({_time(step.done_at)})."
+        if step.kind == StepKind.VERIFY:
             return "Nothing is left."
-        if step.kind == "receipt":
+        if step.kind == StepKind.RECEIPT:
             return f"Signed and listed in the public log ({_time(step.done_at)})."
         return f"Done ({_time(step.done_at)})."
-    if step.status == "running":
+    if step.status == StepStatus.RUNNING:
         return "Working on it now."
-    if step.status == "pending":
+    if step.status == StepStatus.PENDING:
         return "Waiting its turn."
     wait = max(0, int((step.not_before - now).total_seconds())) if step.not_before else 0
     why = step.last_error or "it did not succeed yet"
     retry = "in a moment" if wait < 5 else f"in about {wait // 60 + 1} minute{'s' if wait >= 60 else ''}"
-    if step.status == "needs_attention":
+    if step.status == StepStatus.NEEDS_ATTENTION:
         return (f"Not done yet: {why}. We keep retrying automatically (next try {retry}), "
                 "and our operators have been alerted.")
     return f"Not done yet: {why}. Retrying {retry}."

@@ -17,7 +17,7 @@ from app.db import utcnow, write_lock
 from app.extensions import db
 from app.logging import redact
 from app.staff import staff_only
-from erasure.models import REQUEST_STATUSES, OptOutRequest
+from erasure.models import FAILING_STEPS, OPEN_REQUESTS, OptOutRequest, RequestStatus, StepKind, StepStatus
 from erasure.optout.operations import retry_now
 from erasure.oversight import charts, queries
 
@@ -25,10 +25,10 @@ bp = Blueprint("dashboard", __name__, url_prefix="/operator")
 staff_only(bp, "operator")
 
 PAGE_SIZE = 50
-STATUS_WORDS = {"received": "Received", "in_progress": "In progress", "needs_attention": "Needs attention",
-                "completed": "Completed"}
-STEP_STATUS_WORDS = {"pending": "Pending", "running": "Running", "done": "Done", "retrying": "Retrying",
-                     "needs_attention": "Needs attention"}
+STATUS_WORDS = {RequestStatus.RECEIVED: "Received", RequestStatus.IN_PROGRESS: "In progress",
+                RequestStatus.NEEDS_ATTENTION: "Needs attention", RequestStatus.COMPLETED: "Completed"}
+STEP_STATUS_WORDS = {StepStatus.PENDING: "Pending", StepStatus.RUNNING: "Running", StepStatus.DONE: "Done",
+                     StepStatus.RETRYING: "Retrying", StepStatus.NEEDS_ATTENTION: "Needs attention"}
 KIND_WORDS = {"email": ("email", "emails"), "account": ("account", "accounts"), "handle": ("handle", "handles"),
               "subject": ("Ownstory account", "Ownstory accounts")}
 
@@ -88,7 +88,7 @@ def scope_words(scope: str) -> str:
 
 def target_words(step) -> str:
     networks = current_app.extensions["networks"]
-    if step.kind == "revoke" and step.target in networks:
+    if step.kind == StepKind.REVOKE and step.target in networks:
         return f"{networks[step.target].name} ({step.target})"
     return step.target
 
@@ -96,16 +96,16 @@ def target_words(step) -> str:
 def step_outcome(step) -> str:
     """The counts and outcome a step recorded: chosen keys only, as `result` may hold more one day."""
     r: dict = step.result or {}
-    if step.status != "done":
+    if step.status != StepStatus.DONE:
         return ""
-    if step.kind == "revoke":
+    if step.kind == StepKind.REVOKE:
         return {"revoked": "Revoked", "already_invalid": "Already invalid at the network",
                 "manual": "No revocation endpoint: tokens destroyed"}.get(r.get("outcome", ""), "Done")
-    if step.kind == "purge" and "rows" in r:
+    if step.kind == StepKind.PURGE and "rows" in r:
         return f"{r['rows']} row{'s' if r['rows'] != 1 else ''} deleted"
-    if step.kind == "verify":
+    if step.kind == StepKind.VERIFY:
         return f"{r.get('residual_rows', 0)} rows left"
-    if step.kind == "notify":
+    if step.kind == StepKind.NOTIFY:
         return "Mailed" if r.get("sent") else "No address to mail"
     return "Done"
 
@@ -123,7 +123,8 @@ def when(at: dt.datetime | None) -> str:
 def _words():
     return {"time_left": time_left, "identity_words": identity_words, "scope_words": scope_words,
             "target_words": target_words, "step_outcome": step_outcome, "safe_error": safe_error, "when": when,
-            "STATUS_WORDS": STATUS_WORDS, "STEP_STATUS_WORDS": STEP_STATUS_WORDS}
+            "STATUS_WORDS": STATUS_WORDS, "STEP_STATUS_WORDS": STEP_STATUS_WORDS, "OPEN_REQUESTS": OPEN_REQUESTS,
+            "FAILING_STEPS": FAILING_STEPS}
 
 
 # --- the queue -------------------------------------------------------------------------------------
@@ -134,7 +135,7 @@ def _filters() -> queries.QueueFilter:
     status = args.get("status", "")
     overdue = args.get("overdue", "")
     network = args.get("network", "")
-    if status and status not in REQUEST_STATUSES:
+    if status and status not in list(RequestStatus):
         abort(400, "That status filter is not one of received, in_progress, needs_attention or completed.")
     if overdue not in ("", "yes", "no"):
         abort(400, "The overdue filter is yes, no, or empty.")
@@ -156,13 +157,13 @@ def queue():
     now = utcnow()
     page = queries.queue_page(db.session, filters, now, cursor, PAGE_SIZE)
     counts = queries.queue_counts(db.session, now)
-    failing = [f for f in queries.failing_steps(db.session) if f.kind == "revoke"]
+    failing = [f for f in queries.failing_steps(db.session) if f.kind == StepKind.REVOKE]
     args = {k: v for k, v in request.args.items() if k in ("status", "overdue", "network") and v}
     # Bands are as of the walk's start (page.at), so no request is skipped or shown twice across pages;
     # the time left is as of now.
     return render_template("operator/queue.html", page=page, now=now, counts=counts, failing=failing,
                            filters=filters, args=args, networks=current_app.extensions["networks"],
-                           statuses=REQUEST_STATUSES, first_page=cursor is None,
+                           statuses=list(RequestStatus), first_page=cursor is None,
                            next_url=url_for(".queue", **args, cursor=page.next.encode()) if page.next else None)
 
 
@@ -188,7 +189,7 @@ def _found(request_id: str):
 @bp.get("/requests/<request_id>")
 def request_detail(request_id: str):
     row, steps = _found(request_id)
-    retryable = sum(s.status in queries.FAILING for s in steps)
+    retryable = sum(s.status in FAILING_STEPS for s in steps)
     return render_template("operator/request.html", row=row, steps=steps, now=utcnow(), retryable=retryable)
 
 
@@ -219,10 +220,10 @@ def health():
     now = utcnow()
     networks = current_app.extensions["networks"]
     failing = queries.failing_steps(db.session)
-    by_network = {f.target: f for f in failing if f.kind == "revoke"}
+    by_network = {f.target: f for f in failing if f.kind == StepKind.REVOKE}
     rows = [(key, networks[key].name, by_network.pop(key, None)) for key in networks]
     rows += [(key, "not in the catalogue", f) for key, f in sorted(by_network.items())]
-    others = [f for f in failing if f.kind != "revoke"]
+    others = [f for f in failing if f.kind != StepKind.REVOKE]
     days = queries.completion_days(db.session, now)
     deadline = current_app.config["ERASURE_DEADLINE_DAYS"] * 86400
     return render_template("operator/health.html", rows=rows, others=others, days=days, now=now,

@@ -8,11 +8,8 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
-from erasure.models import REQUEST_STATUSES, ErasureStep, OptOutRequest, Receipt
+from erasure.models import FAILING_STEPS, UNFINISHED_STEPS, ErasureStep, OptOutRequest, Receipt, RequestStatus
 from erasure.receipts import tlog as transparency_log
-
-UNFINISHED_STEPS = ("pending", "running", "retrying", "needs_attention")
-FAILING_STEPS = ("retrying", "needs_attention")
 
 
 def collect(session: Session) -> Iterator[Metric]:
@@ -20,12 +17,12 @@ def collect(session: Session) -> Iterator[Metric]:
     transparency log's size: a handful of small queries, then the families (app.metrics.register_collector)."""
     now = utcnow()
     overdue = case((OptOutRequest.deadline < now, 1), else_=0)
-    by_status = dict.fromkeys(REQUEST_STATUSES, 0)
+    by_status: dict[str, int] = dict.fromkeys(RequestStatus, 0)
     late = 0
     for status, total, overdue_count in session.execute(
             select(OptOutRequest.status, func.count(), func.sum(overdue)).group_by(OptOutRequest.status)):
         by_status[status] = total
-        late += (overdue_count or 0) if status != "completed" else 0
+        late += (overdue_count or 0) if status != RequestStatus.COMPLETED else 0
     oldest = session.scalar(select(func.min(OptOutRequest.requested_at))
                             .join(ErasureStep, ErasureStep.request_id == OptOutRequest.id)
                             .where(ErasureStep.status.in_(UNFINISHED_STEPS)))
@@ -52,7 +49,8 @@ def collect(session: Session) -> Iterator[Metric]:
     failures = GaugeMetricFamily(
         "ownstory_erasure_step_failures",
         "Steps failing now (retrying or needing attention), by kind, target (the network key for "
-        "revoke steps, store/category for purge steps) and status.", labels=["kind", "target", "status"])
+        "revoke steps, store/category for purge steps, ownstory for forget steps) and status.",
+        labels=["kind", "target", "status"])
     for kind, target, status, total in failing:
         failures.add_metric([kind, target, status], total)
     yield failures

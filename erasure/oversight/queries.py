@@ -16,12 +16,20 @@ from dataclasses import dataclass, replace
 from sqlalchemy import and_, case, exists, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session
 
-from erasure.models import ErasureStep, OptOutRequest, Receipt
+from erasure.models import (
+    FAILING_STEPS,
+    OPEN_REQUESTS,
+    ErasureStep,
+    OptOutRequest,
+    Receipt,
+    RequestStatus,
+    StepKind,
+    StepStatus,
+)
 
-OPEN = ("needs_attention", "in_progress", "received")
 # The queue's bands, most urgent first. "overdue" is any open request past its deadline.
-BANDS = ("overdue", "needs_attention", "in_progress", "received", "completed")
-FAILING = ("retrying", "needs_attention")
+OVERDUE = "overdue"
+BANDS = (OVERDUE, *OPEN_REQUESTS, RequestStatus.COMPLETED)
 DAYS = 30
 EXPORT_BATCH = 1000
 
@@ -40,7 +48,7 @@ class BadCursor(ValueError):
 
 @dataclass(frozen=True)
 class QueueFilter:
-    status: str | None = None  # one of REQUEST_STATUSES
+    status: str | None = None  # a RequestStatus
     overdue: bool | None = None
     network: str | None = None  # requests that revoke access at this network
 
@@ -102,13 +110,13 @@ class QueuePage:
 def _bands_for(filters: QueueFilter) -> list[int]:
     wanted = []
     for index, band in enumerate(BANDS):
-        if filters.overdue is True and band != "overdue":
+        if filters.overdue is True and band != OVERDUE:
             continue
-        if filters.overdue is False and band == "overdue":
+        if filters.overdue is False and band == OVERDUE:
             continue
-        if filters.status and band not in ("overdue", filters.status):
+        if filters.status and band not in (OVERDUE, filters.status):
             continue
-        if filters.status == "completed" and band == "overdue":
+        if filters.status == RequestStatus.COMPLETED and band == OVERDUE:
             continue
         wanted.append(index)
     return wanted
@@ -117,7 +125,7 @@ def _bands_for(filters: QueueFilter) -> list[int]:
 def _with_network(stmt, network: str | None):
     if network is None:
         return stmt
-    return stmt.where(exists().where(ErasureStep.request_id == OptOutRequest.id, ErasureStep.kind == "revoke",
+    return stmt.where(exists().where(ErasureStep.request_id == OptOutRequest.id, ErasureStep.kind == StepKind.REVOKE,
                                      ErasureStep.target == network))
 
 
@@ -137,11 +145,11 @@ def _after(after: tuple[dt.datetime, str] | None, descending: bool = False):
 
 def _band_statement(band: str, filters: QueueFilter, at: dt.datetime, after, limit: int):
     """One statement per band, each arm an index range scan on (status, deadline)."""
-    if band == "overdue":
+    if band == OVERDUE:
         # One arm per open status, each walking its own stretch of the index in deadline order,
         # merged by the database: an IN list over status would have to sort every overdue row.
         arms = []
-        for status in OPEN:
+        for status in OPEN_REQUESTS:
             if filters.status and filters.status != status:
                 continue
             arm = (select(*LISTED).where(OptOutRequest.status == status, OptOutRequest.deadline < at,
@@ -151,7 +159,7 @@ def _band_statement(band: str, filters: QueueFilter, at: dt.datetime, after, lim
         merged = union_all(*arms).subquery()
         return select(*merged.c).order_by(merged.c.deadline, merged.c.id).limit(limit)
     stmt = select(*LISTED).where(OptOutRequest.status == band)
-    if band == "completed":
+    if band == RequestStatus.COMPLETED:
         # The most recently due first: the end of the history an operator looks at.
         stmt = stmt.where(*_after(after, descending=True)).order_by(OptOutRequest.deadline.desc(),
                                                                    OptOutRequest.id.desc())
@@ -192,7 +200,7 @@ def _with_step_counts(session: Session, rows: list[QueueRow]) -> list[QueueRow]:
         return rows
     counts = {r.request_id: r for r in session.execute(
         select(ErasureStep.request_id, func.count().label("steps"),
-               func.sum(case((ErasureStep.status == "done", 1), else_=0)).label("done"),
+               func.sum(case((ErasureStep.status == StepStatus.DONE, 1), else_=0)).label("done"),
                func.sum(ErasureStep.attempts).label("attempts"))
         .where(ErasureStep.request_id.in_([r.id for r in rows])).group_by(ErasureStep.request_id))}
     return [replace(row, steps=c.steps, steps_done=int(c.done or 0), attempts=int(c.attempts or 0))
@@ -207,11 +215,11 @@ class QueueCounts:
 
 def queue_counts(session: Session, now: dt.datetime) -> QueueCounts:
     """How many open requests there are in each state, and how many are overdue: one statement."""
-    by_status = dict.fromkeys(OPEN, 0)
+    by_status: dict[str, int] = dict.fromkeys(OPEN_REQUESTS, 0)
     overdue = 0
     stmt = (select(OptOutRequest.status, func.count().label("n"),
                    func.sum(case((OptOutRequest.deadline < now, 1), else_=0)).label("overdue"))
-            .where(OptOutRequest.status.in_(OPEN)).group_by(OptOutRequest.status))
+            .where(OptOutRequest.status.in_(OPEN_REQUESTS)).group_by(OptOutRequest.status))
     for status, n, late in session.execute(stmt):
         by_status[status] = n
         overdue += int(late or 0)
@@ -227,8 +235,9 @@ def request_with_steps(session: Session, request_id: str) -> tuple[QueueRow, lis
         return None
     steps = list(session.scalars(select(ErasureStep).where(ErasureStep.request_id == request_id)
                                  .order_by(ErasureStep.position)))
-    band = row.status if row.status == "completed" else "open"
-    listed = QueueRow(**row._asdict(), band=band, steps=len(steps), steps_done=sum(s.status == "done" for s in steps),
+    band = row.status if row.status == RequestStatus.COMPLETED else "open"
+    listed = QueueRow(**row._asdict(), band=band, steps=len(steps),
+                      steps_done=sum(s.status == StepStatus.DONE for s in steps),
                       attempts=sum(s.attempts for s in steps))
     return listed, steps
 
@@ -257,9 +266,9 @@ def failing_steps(session: Session) -> list[Failing]:
                                             order_by=(ErasureStep.not_before.desc(), ErasureStep.id))
                      .label("rank"),
                      func.count().over(partition_by=partition).label("failing"),
-                     func.sum(case((ErasureStep.status == "needs_attention", 1), else_=0))
+                     func.sum(case((ErasureStep.status == StepStatus.NEEDS_ATTENTION, 1), else_=0))
                      .over(partition_by=partition).label("attention"))
-              .where(ErasureStep.status.in_(FAILING)).subquery())
+              .where(ErasureStep.status.in_(FAILING_STEPS)).subquery())
     rows = session.execute(select(ranked).where(ranked.c.rank == 1)
                            .order_by(ranked.c.kind, ranked.c.target)).all()
     return [Failing(r.kind, r.target, r.failing, int(r.attention or 0), r.last_error, r.not_before) for r in rows]

@@ -13,8 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from erasure.context import ErasureContext
-from erasure.models import ErasureStep, OptOutRequest, Receipt
-from erasure.optout.service import OWN_RECORDS
+from erasure.models import ErasureStep, OptOutRequest, Receipt, StepKind
 from erasure.receipts import keys, tlog
 from erasure.verifier import owner
 
@@ -42,13 +41,14 @@ def payload(request: OptOutRequest, steps: list[ErasureStep], receipt_id: str, i
     """What the receipt says, from the steps' recorded outcomes: no personal data in it."""
     # Every step is done when its request's receipt is issued, so each has its done_at.
     revocations = [{"network": s.result.get("network", s.target), "outcome": s.result["outcome"],
-                    "at": s.result.get("at") or iso(cast(dt.datetime, s.done_at))} for s in steps if s.kind == "revoke"]
+                    "at": s.result.get("at") or iso(cast(dt.datetime, s.done_at))} for s in steps
+                   if s.kind == StepKind.REVOKE]
     purged: dict[tuple[str, str], int] = {}
-    for s in steps:
-        if s.kind == "purge" and s.target != OWN_RECORDS:
+    for s in steps:  # the platform's rows only: what the forget step deletes, Ownstory's own records, is not listed
+        if s.kind == StepKind.PURGE:
             key = (s.result.get("store", ""), s.result.get("category", ""))
             purged[key] = purged.get(key, 0) + int(s.result.get("rows", 0))
-    verified = next((s for s in steps if s.kind == "verify"), None)
+    verified = next((s for s in steps if s.kind == StepKind.VERIFY), None)
     for late in (verified.result.get("late_rows", []) if verified else []):  # written after the purge ran
         key = (late["store"], late["category"])
         purged[key] = purged.get(key, 0) + int(late["rows"])

@@ -133,6 +133,12 @@ def test_the_log_answers_text_where_the_contract_says(doc):
     assert jwks["security"] == []
 
 
+def test_a_steps_kind_keeps_the_values_callers_know_and_says_where_forget_went(doc):
+    kind = doc["components"]["schemas"]["Step"]["properties"]["kind"]
+    assert kind["enum"] == ["revoke", "purge", "verify", "receipt", "notify"]
+    assert 'purge step with the target "ownstory"' in kind["description"]
+
+
 def test_the_verify_answer_names_every_check_of_the_verifier(doc):
     assert set(doc["components"]["schemas"]["VerifyChecks"]["properties"]) == set(CHECKS)
 

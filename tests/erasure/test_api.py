@@ -17,7 +17,7 @@ from consent.models import Grant, Suppression
 from consent.suppression import Identity
 from erasure.context import context_from_app
 from erasure.engine.worker import Worker
-from erasure.models import STEP_KINDS, ErasureStep, OptOutRequest
+from erasure.models import ErasureStep, OptOutRequest, StepKind
 from erasure.optout import service
 from tests.conftest import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 from tests.erasure.helpers import joined_person, outbox, submit_optout
@@ -29,6 +29,7 @@ CONSENT = "/api/v1/consent/check"
 DETAIL_FIELDS = {"id", "status", "scope", "requested_at", "deadline", "completed_at", "steps", "receipt_id"}
 EXTRA_FIELDS = {"source", "overdue", "identity_kinds"}  # counts and flags, never personal data
 STEP_FIELDS = {"kind", "target", "status", "attempts", "last_error", "done_at"}
+STEP_KINDS = ("revoke", "purge", "verify", "receipt", "notify")  # as the API's callers know them
 T0 = dt.datetime(2026, 11, 25, 19, 0, tzinfo=dt.UTC)
 
 
@@ -268,6 +269,19 @@ def test_an_opt_out_answers_the_contract_fields(app, client, operator_headers, s
     kinds = [s["kind"] for s in body["steps"]]
     assert kinds == sorted(kinds, key=STEP_KINDS.index)  # in the order they run: revoke, purge, verify, ...
     assert kinds[-1] == "notify" and "verify" in kinds
+
+
+def test_a_forget_step_is_shown_as_a_purge_of_ownstorys_own_records(app, client, operator_headers,
+                                                                     service_headers):
+    made = client.post(OPTOUTS, json={"identities": [{"kind": "email", "value": "nobody@example.org"}],
+                                      "scope": "all"}, headers=service_headers)
+    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+        stored = [(s.kind, s.target) for s in db.scalars(
+            select(ErasureStep).where(ErasureStep.request_id == made.json["id"]).order_by(ErasureStep.position))]
+    shown = [(s["kind"], s["target"]) for s in client.get(f"{OPTOUTS}/{made.json['id']}",
+                                                           headers=operator_headers).json["steps"]]
+    assert (StepKind.FORGET, "ownstory") in stored
+    assert shown == [("purge", "ownstory") if kind == StepKind.FORGET else (kind, target) for kind, target in stored]
 
 
 @pytest.mark.parametrize("path", [

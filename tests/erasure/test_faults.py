@@ -248,7 +248,7 @@ def test_an_unreachable_store_is_retried_and_nothing_partial_is_reported_done(
     # The store is back: the purges finish, then the store goes away again just before verify.
     away.rename(store)
     assert worker.run_once(now=due(purges())) == len(purges()) - 2
-    assert worker.run_once() == 1 and step(app, request_id, "purge", "ownstory").status == "done"
+    assert worker.run_once() == 1 and step(app, request_id, "forget", "ownstory").status == "done"
     outage()
     for _ in range(3):
         assert worker.run_once(now=due(steps_of(app, request_id))) == 1

@@ -107,7 +107,7 @@ def test_a_demo_account_that_never_signed_up_leaves(app, client, csrf_post, api_
     request_id = STATUS.match(status_path).group(1)
     steps = request_steps(app, request_id)
     assert [s.status for s in steps] == ["done"] * len(steps)
-    assert {s.kind for s in steps} == {"purge", "verify", "receipt"}  # no grant to revoke, no address to mail
+    assert {s.kind for s in steps} == {"purge", "forget", "verify", "receipt"}  # no grant to revoke, no address to mail
     assert "Done." in client.get(status_path).get_data(as_text=True)
     for table, column, value in (("posts", "author_id", "1003"), ("profiles", "account_id", "1003"),
                                  ("endorsements", "giver_id", "1003"), ("endorsements", "receiver_id", "1003"),

@@ -1,4 +1,7 @@
 """Leaving, end to end: the form, consent stopping at once, every step done by the worker, coming back."""
+import base64
+import json
+import re
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -6,7 +9,7 @@ import requests
 from sqlalchemy import select
 
 from erasure.engine.worker import Worker
-from erasure.models import OptOutRequest
+from erasure.models import OptOutRequest, Receipt, StepKind
 from tests.conftest import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 from tests.erasure.helpers import joined_person, others_checksum, outbox, platform_rows, request_steps, submit_optout
 
@@ -187,3 +190,29 @@ def utcnow_now():
     from app.db import utcnow
 
     return utcnow()
+
+
+def test_the_forget_step_deletes_ownstorys_own_records_and_shows_on_the_status_page(
+        app, client, make_person, login, csrf_post, worker):
+    person = joined_person(client, make_person, login, csrf_post, account="1001")
+    status_path = submit_optout(client, csrf_post, "all")
+    request_id = urlsplit(status_path).path.rsplit("/", 1)[1]
+    [forget] = [s for s in request_steps(app, request_id) if s.kind == StepKind.FORGET]
+    assert (forget.target, forget.status) == ("ownstory", "pending")
+    assert not [s for s in request_steps(app, request_id) if s.kind == "purge" and s.target == "ownstory"]
+    own_records = re.compile(r'<li class="step (\w+)">\s*<strong>Delete Ownstory&#39;s own records of you</strong>'
+                             r'<br>\s*<span>([^<]*)</span>')
+    assert own_records.findall(client.get(status_path).get_data(as_text=True)) == [("pending", "Waiting its turn.")]
+
+    worker.drain()
+    [forget] = [s for s in request_steps(app, request_id) if s.kind == StepKind.FORGET]
+    assert forget.status == "done" and forget.result == {"grants": 0, "account": 1, "consent_events": 2}
+    [(status, outcome)] = own_records.findall(client.get(status_path).get_data(as_text=True))
+    assert status == "done" and outcome.startswith("Deleted (") and "row" not in outcome
+    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+        from app.models import User
+
+        assert db.get(User, person.id) is None
+        receipt = db.scalar(select(Receipt).where(Receipt.request_id == request_id))
+    payload = json.loads(base64.urlsafe_b64decode(receipt.jws.split(".")[1] + "=="))
+    assert payload["purged"] and all(p["store"] == "platform" for p in payload["purged"])  # own records: not listed
