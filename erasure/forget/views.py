@@ -11,8 +11,6 @@ import logging
 import re
 
 import requests
-from authlib.common.security import generate_token
-from authlib.integrations.base_client import OAuthError
 from flask import Blueprint, Flask, abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_wtf import FlaskForm
 from sqlalchemy import select
@@ -23,10 +21,9 @@ from app.accounts import normalize_email
 from app.db import utcnow, write_lock
 from app.extensions import db, limiter
 from app.mail import MailError
-from consent.grants import MAX_ID, field_value
+from consent import account_control
 from consent.models import Grant
 from consent.networks import Network
-from consent.oauth import NetworkHttp, error_code, fetch_userinfo
 from consent.suppression import Identity
 from erasure.context import context_from_app
 from erasure.engine.revocation import GrantTokens, revoke
@@ -38,6 +35,8 @@ bp = Blueprint("forget", __name__)
 log = logging.getLogger(__name__)
 
 PENDING = "forget_oauth"  # session key: {network key: {"state": ..., "verifier": ...}}
+# The redirect URI to register with the network for /forget, beside /networks/<key>/callback.
+CONTROL = account_control.AccountControl(PENDING, "/forget/networks/{key}/callback", back_to="forget.start")
 PROOF = "forget_proof"  # session key: control.ForgetProof.to_session()
 # Revocation styles that end the whole authorization of the app, not just the token handed over.
 WHOLE_AUTHORIZATION = ("github", "meta")
@@ -98,72 +97,55 @@ def start():
 @bp.post("/forget/networks/<key>")
 @limiter.limit("20 per hour", methods=["POST"])
 def start_network(key: str):
-    network = _network(key)
-    verifier = generate_token(64)  # PKCE S256, as in the connect flow
-    oauth = _http().session(network, redirect_uri=callback_url(key))
-    url, state = oauth.create_authorization_url(network.authorize_url, code_verifier=verifier, scope=network.scope)
-    session[PENDING] = {**session.get(PENDING, {}), key: {"state": state, "verifier": verifier}}
-    return redirect(url, code=303)
+    return redirect(CONTROL.start(CONTROL.network(key)), code=303)
 
 
 @bp.get("/forget/networks/<key>/callback")
 def network_callback(key: str):
-    network = _network(key)
-    pending = dict(session.get(PENDING, {}))
-    started = pending.pop(key, None)  # single use, whatever happens next
-    session[PENDING] = pending
-    state = request.args.get("state", "")
-    if not started or not state or not hmac.compare_digest(state.encode(), started["state"].encode()):
-        log.warning("forget callback for %s with a missing or wrong state", key)
-        abort(400, f"This sign-in at {network.name} did not start here, or has already been used. "
-                   "Nothing was changed. Start again from the Leave page.")
-    if request.args.get("error"):
-        log.info("forget: %s answered %s", key, error_code(request.args["error"]))
-        if request.args["error"] == "access_denied":
-            return _back(f"You chose not to sign in at {network.name}. Nothing was changed.", "info")
-        return _back(f"{network.name} did not let the sign-in go ahead. Nothing was changed.")
-    if not request.args.get("code"):
-        abort(400, f"{network.name} sent you back without an answer. Nothing was changed. Start again.")
-    return _finish(network, request.args["code"], started["verifier"])
-
-
-def _finish(network: Network, code: str, verifier: str):
+    network = CONTROL.network(key)
     name = network.name
-    token: dict = {}
     try:
-        oauth = _http().session(network, redirect_uri=callback_url(network.key))
-        token = dict(oauth.fetch_token(network.token_url, code=code, code_verifier=verifier))
-        userinfo = fetch_userinfo(oauth, network)
-    except (OAuthError, requests.RequestException, ValueError) as exc:
-        if token:
-            _discard(network, token, None)
+        proven = CONTROL.finish(network)
+    except account_control.WrongState:
+        log.warning("forget callback for %s with a missing or wrong state", key)
+        abort(400, f"This sign-in at {name} did not start here, or has already been used. "
+                   "Nothing was changed. Start again from the Leave page.")
+    except account_control.Declined as answer:
+        log.info("forget: %s answered %s", key, answer.code)
+        if answer.denied:
+            return CONTROL.back(f"You chose not to sign in at {name}. Nothing was changed.", "info")
+        return CONTROL.back(f"{name} did not let the sign-in go ahead. Nothing was changed.")
+    except account_control.NoCode:
+        abort(400, f"{name} sent you back without an answer. Nothing was changed. Start again.")
+    except account_control.NoAccountId as exc:
+        _discard(network, exc.token, None)
+        log.info("forget: %s userinfo lacks %s", key, network.account_id_field)
+        return CONTROL.back(f"{name} did not tell us which account you signed in with. Nothing was changed.")
+    except account_control.ControlError as exc:
+        if exc.token:
+            _discard(network, exc.token, None)
         return _network_trouble(network, exc)
-    account_id = field_value(userinfo, network.account_id_field)
-    if account_id is None or len(account_id) > MAX_ID:
-        _discard(network, token, None)
-        log.info("forget: %s userinfo lacks %s", network.key, network.account_id_field)
-        return _back(f"{name} did not tell us which account you signed in with. Nothing was changed.")
-    handle = field_value(userinfo, network.handle_field)
-    _discard(network, token, account_id)
-    identities = [Identity("account", account_id, network.key)]
-    if handle:
-        identities.append(Identity("handle", handle[:MAX_ID], network.key))
+    _discard(network, proven.token, proven.account_id)
+    identities = [Identity("account", proven.account_id, network.key)]
+    if proven.handle:
+        identities.append(Identity("handle", proven.handle, network.key))
     session[PROOF] = control.new_proof(identities, network.key, utcnow()).to_session()
     log.info("forget: control of a %s account was proven", network.key)
     return redirect(url_for("forget.optout"), code=303)
 
 
-def _network_trouble(network: Network, exc: Exception):
+def _network_trouble(network: Network, exc: account_control.ControlError):
     name = network.name
-    if isinstance(exc, OAuthError):
-        log.info("forget: %s refused the code exchange (%s)", network.key, error_code(exc.error))
-        return _back(f"{name} did not accept this sign-in. Nothing was changed. Please try again.")
-    if isinstance(exc, requests.ConnectionError | requests.Timeout):
+    if isinstance(exc, account_control.Refused):
+        log.info("forget: %s refused the code exchange (%s)", network.key, exc.code)
+        return CONTROL.back(f"{name} did not accept this sign-in. Nothing was changed. Please try again.")
+    if isinstance(exc, account_control.Unreachable):
         log.info("forget: %s could not be reached", network.key)
-        return _back(f"{name} could not be reached, so we could not check that the account is yours. "
-                     "Nothing was changed. Please try again later.")
-    log.info("forget: %s answered with an error (%s)", network.key, type(exc).__name__)
-    return _back(f"{name} answered with an error. Nothing was changed. Please try again later.")
+        return CONTROL.back(f"{name} could not be reached, so we could not check that the account is yours. "
+                            "Nothing was changed. Please try again later.")
+    log.info("forget: %s answered with an error (%s)", network.key,
+             exc.kind if isinstance(exc, account_control.ErrorAnswer) else type(exc).__name__)
+    return CONTROL.back(f"{name} answered with an error. Nothing was changed. Please try again later.")
 
 
 def _discard(network: Network, token: dict, account_id: str | None) -> None:
@@ -184,28 +166,6 @@ def _discard(network: Network, token: dict, account_id: str | None) -> None:
         outcome = revoke(network, tokens, http, DISCARD_TIMEOUT)
     if not outcome.done:
         log.info("forget: the proof's token at %s was not revoked (%s); it is not kept", network.key, outcome.kind)
-
-
-def callback_url(key: str) -> str:
-    """The redirect URI to register with the network for /forget (beside /networks/<key>/callback)."""
-    return f"{current_app.config['BASE_URL']}/forget/networks/{key}/callback"
-
-
-def _network(key: str) -> Network:
-    network = current_app.extensions["networks"].get(key)
-    if network is None:
-        abort(404, "There is no network by that name here.")
-    return network
-
-
-def _http() -> NetworkHttp:
-    return current_app.extensions.get("network_http") or NetworkHttp()
-
-
-def _back(message: str, category: str = "error"):
-    db.session.rollback()
-    flash(message, category)
-    return redirect(url_for("forget.start"))
 
 
 # --- proving an email address with a one-time link ---------------------------------------------
