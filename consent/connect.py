@@ -7,6 +7,7 @@ import re
 from flask import Blueprint, Flask, abort, current_app, flash, redirect, url_for
 from flask_login import current_user, login_required
 
+from app import logging as app_logging
 from app.db import utcnow, write_lock
 from app.extensions import db
 from consent import account_control, suppression
@@ -24,9 +25,7 @@ CONTROL = account_control.AccountControl(PENDING, "/networks/{key}/callback", ba
 def init_app(app: Flask) -> None:
     """The outbound HTTP client for the views, and a log filter that keeps codes out of access logs."""
     app.extensions.setdefault("network_http", NetworkHttp())
-    werkzeug_log = logging.getLogger("werkzeug")
-    if not any(isinstance(f, RedactOAuthParams) for f in werkzeug_log.filters):
-        werkzeug_log.addFilter(RedactOAuthParams())
+    RedactOAuthParams.install(("werkzeug",))
 
 
 @bp.post("/networks/<key>/connect")
@@ -100,15 +99,7 @@ def _network(key: str) -> Network:
     return CONTROL.network(key)
 
 
-class RedactOAuthParams(logging.Filter):
+class RedactOAuthParams(app_logging.RedactMatches):
     """Werkzeug's access log prints query strings; an OAuth callback's code and state must not appear."""
 
-    PARAMS = re.compile(r"([?&](?:code|state|code_verifier|access_token|refresh_token|token)=)[^&\s\"]*")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(self.PARAMS.sub(r"\1[redacted]", a) if isinstance(a, str) else a
-                                for a in record.args)
-        elif isinstance(record.msg, str):
-            record.msg = self.PARAMS.sub(r"\1[redacted]", record.msg)
-        return True
+    PATTERN = re.compile(r"([?&](?:code|state|code_verifier|access_token|refresh_token|token)=)[^&\s\"]*")

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from wtforms import EmailField
 from wtforms.validators import DataRequired, Email, Length
 
+from app import logging as app_logging
 from app.accounts import normalize_email
 from app.db import utcnow, write_lock
 from app.extensions import db, limiter
@@ -41,30 +42,17 @@ PROOF = "forget_proof"  # session key: control.ForgetProof.to_session()
 # Revocation styles that end the whole authorization of the app, not just the token handed over.
 WHOLE_AUTHORIZATION = ("github", "meta")
 DISCARD_TIMEOUT = (3, 5)  # the person is waiting on this page
-ACCESS_LOGGERS = ("werkzeug", "ownstory.access")
 
 
 def init_app(app: Flask) -> None:
     """Keep the one-time link's token out of the access logs (werkzeug's, and Ownstory's own)."""
-    for name in ACCESS_LOGGERS:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, RedactEmailLinks) for f in logger.filters):
-            logger.addFilter(RedactEmailLinks())
+    RedactEmailLinks.install()
 
 
-class RedactEmailLinks(logging.Filter):
+class RedactEmailLinks(app_logging.RedactMatches):
     """The one-time link's token is in its path, and access logs print paths."""
 
-    PATH = re.compile(r"(/forget/email/)[^\s?\"/]+")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(self.PATH.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args)
-        if isinstance(record.msg, str):
-            record.msg = self.PATH.sub(r"\1[redacted]", record.msg)
-        if isinstance(getattr(record, "path", None), str):
-            record.path = self.PATH.sub(r"\1[redacted]", record.path)
-        return True
+    PATTERN = re.compile(r"(/forget/email/)[^\s?\"/]+")
 
 
 def _strip(value: str | None) -> str | None:
