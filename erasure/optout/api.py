@@ -1,7 +1,6 @@
 """The erasure API: opt-outs for services and operators, and the suppression check."""
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 import uuid
@@ -20,6 +19,7 @@ from app.extensions import db
 from app.mail import MailError
 from app.models import User
 from app.openapi import bearer
+from app.text import b64url, b64url_decode
 from consent.models import Grant
 from consent.suppression import Identity, lookup, suppress
 from erasure.context import context_from_app
@@ -235,13 +235,13 @@ def _step(s: ErasureStep) -> dict:
 
 def _encode_cursor(r: OptOutRequest) -> str:
     raw = json.dumps([r.requested_at.isoformat(), r.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return b64url(raw)
 
 
 def _decode_cursor(text: str) -> tuple[dt.datetime, str]:
     """The (requested_at, id) of the last item of the page before; anything else is refused with 400."""
     try:
-        decoded = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        decoded = json.loads(b64url_decode(text))
         if not isinstance(decoded, list) or len(decoded) != 2:
             raise ValueError("not a cursor")
         at, last_id = decoded

@@ -114,14 +114,10 @@ def safe_error(text: str | None) -> str:
     return redact(text) if text else ""
 
 
-def when(at: dt.datetime | None) -> str:
-    return at.astimezone(dt.UTC).strftime("%-d %b %Y, %H:%M UTC") if at else ""
-
-
 @bp.context_processor
 def _words():
     return {"time_left": time_left, "identity_words": identity_words, "scope_words": scope_words,
-            "target_words": target_words, "step_outcome": step_outcome, "safe_error": safe_error, "when": when,
+            "target_words": target_words, "step_outcome": step_outcome, "safe_error": safe_error,
             "STATUS_WORDS": STATUS_WORDS, "STEP_STATUS_WORDS": STEP_STATUS_WORDS}
 
 
