@@ -8,7 +8,7 @@ from flask import Blueprint, Flask, abort, current_app, flash, redirect, url_for
 from flask_login import current_user, login_required
 
 from app import logging as app_logging
-from app.db import utcnow, write_lock
+from app.db import utcnow
 from app.extensions import db
 from consent import account_control, suppression
 from consent.grants import AccountTaken, GrantError, store_grant
@@ -74,20 +74,18 @@ def _store(network: Network, proven: account_control.Proven):
     try:
         # The network has answered; only now take SQLite's write lock (ending the read that
         # loaded the user), so no lock is held while waiting on the network.
-        db.session.commit()
-        write_lock(db.session)
-        grant = store_grant(db.session, current_app.extensions["ownstory_vault"], current_user.id, network,
-                            proven.token, proven.userinfo, utcnow())
-        # The owner proved control of the account again: that is their new consent, so a past
-        # opt-out of this account no longer stands in their way.
-        suppression.lift(db.session, current_app.extensions["ownstory_peppers"], suppression.of_grant(grant))
+        with db.writing():
+            grant = store_grant(db.session, current_app.extensions["ownstory_vault"], current_user.id, network,
+                                proven.token, proven.userinfo, utcnow())
+            # The owner proved control of the account again: that is their new consent, so a past
+            # opt-out of this account no longer stands in their way.
+            suppression.lift(db.session, current_app.extensions["ownstory_peppers"], suppression.of_grant(grant))
     except AccountTaken:
         log.info("user %s: that %s account belongs to another person", current_user.id, network.key)
         return CONTROL.back(f"That {name} account is already connected to another Ownstory account, so nothing "
                             "was changed. If it is yours, sign in to that account; you can leave from there.")
     except GrantError:
         return CONTROL.back(f"{name} answered in a way we could not use; nothing was changed.")
-    db.session.commit()
     log.info("user %s connected %s", current_user.id, network.key)
     flash(f"Connected {name}. Nothing is shared until you consent to a purpose.", "success")
     return redirect(url_for("consent_pages.consents"))

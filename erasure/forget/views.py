@@ -19,7 +19,7 @@ from wtforms.validators import DataRequired, Email, Length
 
 from app import logging as app_logging
 from app.accounts import normalize_email
-from app.db import utcnow, write_lock
+from app.db import utcnow
 from app.extensions import db, limiter
 from app.mail import MailError
 from consent import account_control
@@ -174,10 +174,8 @@ def email():
         return render_template("forget.html", networks=current_app.extensions["networks"], form=form,
                                proof=current_proof(), what=_describe(current_proof())), 400
     address = normalize_email(form.email.data)
-    db.session.commit()  # end any read, so SQLite's write lock comes first
-    write_lock(db.session)
-    token = control.new_email_link(db.session, address, utcnow())
-    db.session.commit()
+    with db.writing():
+        token = control.new_email_link(db.session, address, utcnow())
     # Mailed whether or not anyone here knows the address: the answer and its timing are the same.
     link = f"{current_app.config['BASE_URL']}/forget/email/{token}"
     try:
@@ -213,10 +211,8 @@ def use_email_link(token: str):
     form = ConfirmForm()
     if not form.validate_on_submit():
         abort(400, "This form has expired. Open the link from your mail again.")
-    db.session.commit()
-    write_lock(db.session)
-    address = control.use_email_link(db.session, token, utcnow())
-    db.session.commit()
+    with db.writing():
+        address = control.use_email_link(db.session, token, utcnow())
     if address is None:
         return _private(render_template("forget_link_spent.html"), 400)
     session[PROOF] = control.new_proof([Identity("email", address)], "email", utcnow()).to_session()
@@ -244,18 +240,15 @@ def optout():
     ctx = context_from_app(current_app)
     form = ForgetOptOutForm()
     if form.validate_on_submit():
-        db.session.commit()  # end the read transaction: the write lock comes before any read
-        write_lock(db.session)
         try:
-            submitted = service.submit(
-                db.session, ctx, user=None, grants=[], scope="all", now=utcnow(), email=proof.email,
-                given=list(proof.identities), source="forget", reason_code=form.reason.data or None,
-                reason_text=form.reason_text.data, show_opted_out=form.public_status.data == "yes")
+            with db.writing():
+                submitted = service.submit(
+                    db.session, ctx, user=None, grants=[], scope="all", now=utcnow(), email=proof.email,
+                    given=list(proof.identities), source="forget", reason_code=form.reason.data or None,
+                    reason_text=form.reason_text.data, show_opted_out=form.public_status.data == "yes")
         except service.OptOutError as exc:
-            db.session.rollback()
             form.reason.errors.append(str(exc))
         else:
-            db.session.commit()
             session.pop(PROOF, None)
             _mail_link(ctx, submitted, proof)
             return redirect(submitted.status_path)

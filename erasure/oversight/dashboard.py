@@ -13,7 +13,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_login import current_user
 
 from app import audit
-from app.db import utcnow, write_lock
+from app.db import utcnow
 from app.extensions import db
 from app.logging import redact
 from app.staff import staff_only
@@ -191,15 +191,13 @@ def request_detail(request_id: str):
 def retry(request_id: str):
     """Make the request's failing steps due now: the retry and its audit entry commit together."""
     request_id = _request_id(request_id)
-    db.session.commit()  # end the read of the sign-in: on SQLite the write lock comes before any read
-    write_lock(db.session)
-    found = db.session.get(OptOutRequest, request_id)
-    if found is None:
-        abort(404, "There is no opt-out request with that id.")
-    count = retry_now(db.session, found, utcnow())
-    audit.record(db.session, **audit.actor_of(current_user), action="optout_retry", target=request_id,
-                 details={"steps": count, "via": "dashboard"}, now=utcnow())
-    db.session.commit()
+    with db.writing():  # ends the read of the sign-in: on SQLite the write lock comes before any read
+        found = db.session.get(OptOutRequest, request_id)
+        if found is None:
+            abort(404, "There is no opt-out request with that id.")
+        count = retry_now(db.session, found, utcnow())
+        audit.record(db.session, **audit.actor_of(current_user), action="optout_retry", target=request_id,
+                     details={"steps": count, "via": "dashboard"}, now=utcnow())
     if count:
         flash(f"{count} step{'s' if count != 1 else ''} will be tried again now.", "success")
     else:
