@@ -62,8 +62,10 @@ def _configure_flask(app: Flask) -> None:
     app.config.setdefault("FAST_PASSWORD_HASHING", False)
     app.secret_key = app.config["SECRET_KEY"]
     from app import logging as app_logging
+    from app import templating
 
     app_logging.init_app(app)  # JSON lines with a request id, and redaction; not in tests unless JSON_LOGS
+    templating.init_app(app)  # |date, |datetime and |iso
 
 
 def _load_catalogues(app: Flask) -> None:

@@ -7,7 +7,6 @@ only: never an email, a token, a password or anything else a person could be rec
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 from collections.abc import Iterator
@@ -18,17 +17,18 @@ import click
 from flask import Flask, Response, current_app, g, request, session
 from flask.cli import AppGroup
 from sqlalchemy import func, select, text
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from app import chain
 from app.db import utcnow, write_lock
 from app.models import ACTOR_KINDS, AuditEvent
+from app.text import iso_utc
 
 log = logging.getLogger(__name__)
 
-GENESIS = "0" * 64
+GENESIS = chain.GENESIS
 LOCK_ID = 0x61756474  # "audt": serializes appends on PostgreSQL; erasure/log.py's is 0x6F776E73
-ATTEMPTS = 5
 BATCH = 1000
 MAX_DETAILS = 4000  # characters of canonical JSON: details are a few ids and codes, never a payload
 
@@ -41,29 +41,12 @@ AUDITED_ENDPOINTS = {
 
 # --- the chain ---------------------------------------------------------------------------------
 
-def iso_utc(at: dt.datetime) -> str:
-    """Always with microseconds and 'Z', so the same instant always hashes the same way."""
-    return at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def canonical(*, seq: int, at: dt.datetime, actor_kind: str, actor_id: str | None, action: str,
-              target: str | None, outcome: str, details: dict, prev_hash: str) -> bytes:
-    """The bytes an event's hash covers: compact JSON with sorted keys."""
-    fields = {"seq": seq, "at": iso_utc(at), "actor_kind": actor_kind, "actor_id": actor_id, "action": action,
-              "target": target, "outcome": outcome, "details": details, "prev_hash": prev_hash}
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
-def chain_hash(prev_hash: str, canonical_bytes: bytes) -> str:
-    """SHA-256 over the previous hash (its 64 ASCII hex digits) followed by the canonical fields."""
-    return hashlib.sha256(prev_hash.encode("ascii") + canonical_bytes).hexdigest()
-
-
 def event_hash(event) -> str:
     """The hash an event (a model instance or a row with the same fields) should carry."""
-    return chain_hash(event.prev_hash, canonical(
-        seq=event.seq, at=event.at, actor_kind=event.actor_kind, actor_id=event.actor_id, action=event.action,
-        target=event.target, outcome=event.outcome, details=event.details or {}, prev_hash=event.prev_hash))
+    return chain.link_hash({
+        "seq": event.seq, "at": iso_utc(event.at, micro=True), "actor_kind": event.actor_kind,
+        "actor_id": event.actor_id, "action": event.action, "target": event.target, "outcome": event.outcome,
+        "details": event.details or {}, "prev_hash": event.prev_hash})
 
 
 def _plain_json(details: dict | None) -> dict:
@@ -102,21 +85,16 @@ def record(session_: Session, *, actor_kind: str, actor_id: str | None, action: 
         raise ValueError("an audit action is a short code such as 'login'")
     plain = _plain_json(details)
     lock(session_)
-    for attempt in range(ATTEMPTS):
-        try:
-            with session_.begin_nested():
-                seq, prev_hash = _next_link(session_)
-                event = AuditEvent(seq=seq, at=now, actor_kind=actor_kind, actor_id=_short(actor_id, 64),
-                                   action=action, target=_short(target, 255), outcome=_short(outcome, 32) or "ok",
-                                   details=plain, prev_hash=prev_hash)
-                event.hash = event_hash(event)
-                session_.add(event)
-                session_.flush()
-            return event
-        except IntegrityError:  # a writer that skipped the lock took our seq: read the head again
-            if attempt == ATTEMPTS - 1:
-                raise
-    raise AssertionError("unreachable")
+
+    def build(seq: int, prev_hash: str) -> AuditEvent:
+        event = AuditEvent(seq=seq, at=now, actor_kind=actor_kind, actor_id=_short(actor_id, 64), action=action,
+                           target=_short(target, 255), outcome=_short(outcome, 32) or "ok", details=plain,
+                           prev_hash=prev_hash)
+        event.hash = event_hash(event)
+        return event
+
+    # A writer that skipped the lock may take our seq: append then reads the head again.
+    return chain.append(session_, lambda: _next_link(session_), build)
 
 
 def record_now(*, actor_kind: str, actor_id: str | None, action: str, target: str | None = None,
@@ -160,8 +138,7 @@ def _short(value: str | None, limit: int) -> str | None:
 
 
 def _next_link(session_: Session) -> tuple[int, str]:
-    last = session_.execute(select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)).first()
-    return (last.seq + 1, last.hash) if last else (1, GENESIS)
+    return chain.next_link(session_, AuditEvent)
 
 
 # --- replay ------------------------------------------------------------------------------------
@@ -183,18 +160,11 @@ def verify(session_: Session) -> list[Break]:
     A deleted entry shows as a gap, an edited one as a hash mismatch, a forged or reordered one as
     a broken link. Only the tip is unanchored: removing the newest entries leaves a shorter valid chain.
     """
-    expected, prev_hash = 1, GENESIS
-    for event in _stream(session_):
-        if event.seq != expected:
-            problem = (f"gap: the trail starts at seq {event.seq}, not 1" if expected == 1
-                       else f"gap: seq jumps {expected - 1} -> {event.seq}; entries are missing")
-            return [Break(event.seq, problem)]
-        if event.prev_hash != prev_hash:
-            return [Break(event.seq, f"broken link at seq {event.seq}: prev_hash does not match the hash of "
-                                     f"seq {event.seq - 1} (an entry was removed, reordered or forged)")]
-        if event_hash(event) != event.hash:
-            return [Break(event.seq, f"hash mismatch at seq {event.seq}: the entry was edited")]
-        expected, prev_hash = event.seq + 1, event.hash
+    try:
+        for _event in chain.replay(_stream(session_), event_hash, "trail"):
+            pass
+    except chain.Broken as broken:
+        return [Break(broken.seq, broken.problem)]
     return []
 
 
@@ -297,5 +267,5 @@ def list_command(limit: int) -> None:
     for e in events:
         actor = f"{e.actor_kind}:{e.actor_id}" if e.actor_id else e.actor_kind
         details = json.dumps(e.details, sort_keys=True, separators=(",", ":")) if e.details else ""
-        click.echo(f"{e.seq:>8}  {iso_utc(e.at)}  {actor:<46}  {e.action:<16}  {e.outcome:<8}  "
+        click.echo(f"{e.seq:>8}  {iso_utc(e.at, micro=True)}  {actor:<46}  {e.action:<16}  {e.outcome:<8}  "
                    f"{e.target or '-'}  {details}".rstrip())

@@ -1,8 +1,6 @@
 """The audit trail's read API, GET /api/v1/audit, for operators and auditors (people and services get 403)."""
 from __future__ import annotations
 
-import base64
-
 from flask_login import current_user
 from flask_smorest import Blueprint
 from marshmallow import RAISE, Schema, fields, validate
@@ -14,6 +12,7 @@ from app.errors import ApiError
 from app.extensions import db
 from app.models import ACTOR_KINDS, AuditEvent
 from app.openapi import QueryInteger, StrictSchema
+from app.text import b64url, b64url_decode
 
 blp = Blueprint("audit_api", __name__, url_prefix="/api/v1",
                 description="The audit trail: who did what, hash-chained; for operators and auditors.")
@@ -71,12 +70,12 @@ def _item(e: AuditEvent) -> dict:
 
 
 def _encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"{CURSOR_PREFIX}{seq}".encode()).decode().rstrip("=")
+    return b64url(f"{CURSOR_PREFIX}{seq}".encode())
 
 
 def _decode_cursor(text: str) -> int:
     try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("ascii")
+        raw = b64url_decode(text).decode("ascii")
         digits = raw[len(CURSOR_PREFIX):]
         if not raw.startswith(CURSOR_PREFIX) or not digits.isascii() or not digits.isdigit() or len(digits) > 10:
             raise ValueError("not a cursor")

@@ -11,7 +11,7 @@ from flask_login import current_user
 from flask_smorest import Blueprint
 from sqlalchemy import or_, select, update
 
-from app.db import utcnow, write_lock
+from app.db import utcnow
 from app.errors import ApiError
 from app.extensions import db, is_api_request, login_manager
 from app.models import ApiToken, User
@@ -73,13 +73,11 @@ def _record_use(token_id: str, now: dt.datetime) -> None:
     "database is locked" under concurrent calls, so it ends first and the write takes the lock up front.
     At most once a minute a token: a busy program's calls should not all queue on one row.
     """
-    db.session.commit()
-    write_lock(db.session)
-    db.session.execute(update(ApiToken).where(
-        ApiToken.id == token_id,
-        or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at <= now - USE_RECORDED_EVERY),
-    ).values(last_used_at=now))
-    db.session.commit()
+    with db.writing():
+        db.session.execute(update(ApiToken).where(
+            ApiToken.id == token_id,
+            or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at <= now - USE_RECORDED_EVERY),
+        ).values(last_used_at=now))
 
 
 def api_roles(*roles: str):

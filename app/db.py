@@ -4,6 +4,8 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Annotated
 
 from flask import Flask, current_app, g
@@ -135,6 +137,25 @@ def write_lock(session: Session) -> None:
         session.connection(execution_options={"sqlite_begin": "BEGIN IMMEDIATE"})
 
 
+@contextmanager
+def writing(session: Session) -> Iterator[Session]:
+    """A write transaction that holds the write lock from its first statement: `with writing(session):`.
+
+    Whatever transaction is open (a request's reads so far) is committed first, because on SQLite a
+    transaction that has read cannot always become a writer. The block's work is committed when it
+    ends, and rolled back if it raises.
+    """
+    if session.in_transaction():
+        session.commit()
+    write_lock(session)
+    try:
+        yield session
+    except BaseException:
+        session.rollback()
+        raise
+    session.commit()
+
+
 class Database:
     """Binds an engine and a session factory to each Flask app; one session per app context."""
 
@@ -160,6 +181,10 @@ class Database:
         if "db_session" not in g:
             g.db_session = self.sessionmaker()
         return g.db_session
+
+    def writing(self) -> AbstractContextManager[Session]:
+        """`with db.writing():` writing(), on the current app context's session."""
+        return writing(self.session)
 
     @staticmethod
     def _close_session(_exc) -> None:

@@ -103,10 +103,9 @@ def _on_request() -> None:
     from app.extensions import db
 
     if not on and recorded is not None:
-        db.session.commit()  # end the request's read transaction: the write lock comes before any read
-        if stopped(db.session, recorded):
-            log.info("gpc: user %s, the signal stopped", recorded)
-        db.session.commit()
+        with db.writing():  # ends the request's read transaction: the write lock comes before any read
+            if stopped(db.session, recorded):
+                log.info("gpc: user %s, the signal stopped", recorded)
         session.pop(SESSION_KEY, None)
         return
     if not current_user.is_authenticated or getattr(current_user, "role", None) != "person":
@@ -114,10 +113,9 @@ def _on_request() -> None:
     if recorded == current_user.id or request.method != "GET":
         return  # already honoured from this browser; or honoured on the next page, where the person is told
     subject_id = current_user.id
-    db.session.commit()
     purposes = current_app.extensions["purposes"]
-    withdrawn = honour(db.session, subject_id, purposes, utcnow())
-    db.session.commit()
+    with db.writing():
+        withdrawn = honour(db.session, subject_id, purposes, utcnow())
     session[SESSION_KEY] = subject_id
     if withdrawn:
         log.info("gpc: user %s, %d consent(s) withdrawn", subject_id, len(withdrawn))

@@ -2,47 +2,32 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import groupby
 
 from sqlalchemy import exists, func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app import chain, text
 from app.db import write_lock
 from consent.models import ConsentEvent, ConsentState
 
-GENESIS = "0" * 64
-ATTEMPTS = 5  # racing writers for one person; each lost race costs one retry
+GENESIS = chain.GENESIS
 STATUS_OF = {"grant": "granted", "withdraw": "withdrawn"}
 BATCH = 1000
 
 
 def iso_utc(at: dt.datetime) -> str:
     """Always with microseconds and 'Z', so the same instant always hashes the same way."""
-    return at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def canonical(*, subject_id: str, seq: int, network: str, purpose: str, version: int, action: str,
-              method: str, at: dt.datetime, prev_hash: str) -> bytes:
-    """The bytes an event's hash covers: compact JSON with sorted keys."""
-    fields = {"subject_id": subject_id, "seq": seq, "network": network, "purpose": purpose, "version": version,
-              "action": action, "method": method, "at": iso_utc(at), "prev_hash": prev_hash}
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
-def chain_hash(prev_hash: str, canonical_bytes: bytes) -> str:
-    """SHA-256 over the previous hash (its 64 ASCII hex digits) followed by the canonical fields."""
-    return hashlib.sha256(prev_hash.encode("ascii") + canonical_bytes).hexdigest()
+    return text.iso_utc(at, micro=True)
 
 
 def event_hash(event: ConsentEvent) -> str:
-    return chain_hash(event.prev_hash, canonical(
-        subject_id=event.subject_id, seq=event.seq, network=event.network, purpose=event.purpose,
-        version=event.version, action=event.action, method=event.method, at=event.at, prev_hash=event.prev_hash))
+    return chain.link_hash({
+        "subject_id": event.subject_id, "seq": event.seq, "network": event.network, "purpose": event.purpose,
+        "version": event.version, "action": event.action, "method": event.method, "at": iso_utc(event.at),
+        "prev_hash": event.prev_hash})
 
 
 def append(session: Session, subject_id: str, network: str, purpose: str, version: int, action: str,
@@ -60,22 +45,15 @@ def append(session: Session, subject_id: str, network: str, purpose: str, versio
     if at.tzinfo is None:
         raise ValueError("a consent event's time must be timezone-aware")
     _serialize_writers(session, subject_id)
-    for attempt in range(ATTEMPTS):
-        try:
-            with session.begin_nested():
-                seq, prev_hash = _next_link(session, subject_id)
-                event = ConsentEvent(subject_id=subject_id, seq=seq, network=network, purpose=purpose,
-                                     version=version, action=action, method=method, at=at, prev_hash=prev_hash)
-                event.hash = event_hash(event)
-                session.add(event)
-                session.flush()
-                _materialize(session, event)
-                session.flush()
-            return event
-        except IntegrityError:
-            if attempt == ATTEMPTS - 1:
-                raise
-    raise AssertionError("unreachable")
+
+    def build(seq: int, prev_hash: str) -> ConsentEvent:
+        event = ConsentEvent(subject_id=subject_id, seq=seq, network=network, purpose=purpose, version=version,
+                             action=action, method=method, at=at, prev_hash=prev_hash)
+        event.hash = event_hash(event)
+        return event
+
+    return chain.append(session, lambda: _next_link(session, subject_id), build,
+                        then=lambda event: _materialize(session, event))
 
 
 def _serialize_writers(session: Session, subject_id: str) -> None:
@@ -86,11 +64,7 @@ def _serialize_writers(session: Session, subject_id: str) -> None:
 
 def _next_link(session: Session, subject_id: str) -> tuple[int, str]:
     """The seq and prev_hash the next entry of this person's chain takes."""
-    last = session.execute(
-        select(ConsentEvent.seq, ConsentEvent.hash).where(ConsentEvent.subject_id == subject_id)
-        .order_by(ConsentEvent.seq.desc()).limit(1)
-    ).first()
-    return (last.seq + 1, last.hash) if last else (1, GENESIS)
+    return chain.next_link(session, ConsentEvent, ConsentEvent.subject_id == subject_id)
 
 
 def _materialize(session: Session, event: ConsentEvent) -> None:
@@ -129,8 +103,8 @@ def verify(session: Session, subject_id: str | None = None) -> list[Break]:
     stream = session.scalars(events.execution_options(yield_per=BATCH))
     breaks: list[Break] = []
     pending: dict[str, dict[tuple[str, str], ConsentEvent]] = {}
-    for subject, chain in groupby(stream, key=lambda e: e.subject_id):
-        found = _replay(subject, chain)
+    for subject, entries in groupby(stream, key=lambda e: e.subject_id):
+        found = _replay(subject, entries)
         if isinstance(found, Break):
             breaks.append(found)
         else:
@@ -143,22 +117,14 @@ def verify(session: Session, subject_id: str | None = None) -> list[Break]:
     return sorted(breaks, key=lambda b: b.subject_id)
 
 
-def _replay(subject: str, chain: Iterable[ConsentEvent]) -> Break | dict[tuple[str, str], ConsentEvent]:
+def _replay(subject: str, events: Iterable[ConsentEvent]) -> Break | dict[tuple[str, str], ConsentEvent]:
     """The last event per (network, purpose), or the first break in the chain."""
     last: dict[tuple[str, str], ConsentEvent] = {}
-    expected, prev_hash = 1, GENESIS
-    for event in chain:
-        if event.seq != expected:
-            problem = (f"gap: the chain starts at seq {event.seq}, not 1" if expected == 1
-                       else f"gap: seq jumps {expected - 1} -> {event.seq}; entries are missing")
-            return Break(subject, event.seq, problem)
-        if event.prev_hash != prev_hash:
-            return Break(subject, event.seq, f"broken link at seq {event.seq}: prev_hash does not match the hash "
-                                             f"of seq {event.seq - 1} (an entry was removed, reordered or forged)")
-        if event_hash(event) != event.hash:
-            return Break(subject, event.seq, f"hash mismatch at seq {event.seq}: the entry was edited")
-        last[(event.network, event.purpose)] = event
-        expected, prev_hash = event.seq + 1, event.hash
+    try:
+        for event in chain.replay(events, event_hash):
+            last[(event.network, event.purpose)] = event
+    except chain.Broken as broken:
+        return Break(subject, broken.seq, broken.problem)
     return last
 
 

@@ -53,10 +53,8 @@ def consents():
     connected = list(dict.fromkeys(g.network for g in service.grants_of(db.session, user_id)))
     if request.method == "POST":
         wanted = _wanted(request.form.keys(), connected, purposes)
-        # End this request's read transaction, so set_consents takes SQLite's write lock up front.
-        db.session.commit()
-        changes = service.set_consents(db.session, user_id, wanted, purposes, set(connected), utcnow())
-        db.session.commit()
+        with db.writing():  # ends this request's read transaction: SQLite's write lock comes first
+            changes = service.set_consents(db.session, user_id, wanted, purposes, set(connected), utcnow())
         log.info("consents saved: user %s, %d change(s)", user_id, len(changes))
         flash(_summary(changes), "success")
         return redirect(url_for("consent_pages.consents"))

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from app.db import write_lock
 from app.mail import MailError
 from app.models import User
+from app.text import iso_utc
 from consent import ledger
 from consent.models import ConsentEvent, ConsentState, Grant
 from erasure.context import ErasureContext
@@ -79,7 +80,7 @@ def _revoke(ctx: ErasureContext, step: ErasureStep, now: dt.datetime, http: requ
     )
     outcome = revoke(network, tokens, http, timeout)
     if outcome.kind in ("revoked", "already_invalid", "manual"):
-        result = {"network": step.target, "outcome": outcome.kind, "at": _iso(now)}
+        result = {"network": step.target, "outcome": outcome.kind, "at": iso_utc(now)}
         if outcome.kind == "manual":
             result["manual_url"] = network.revocation.manual_url
         return Result(done=True, result=result, clear_params=True)
@@ -210,5 +211,4 @@ def _notify(ctx: ErasureContext, request: OptOutRequest) -> Result:
     return Result(done=True, result={"sent": True})
 
 
-def _iso(at: dt.datetime) -> str:
-    return at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from app.db import utcnow
 from app.extensions import db
 from app.models import User
-from consent.ledger import iso_utc
+from app.text import iso_utc, iso_utc_or_none
 from consent.models import ConsentEvent, Grant
 from consent.purposes import Purpose
 from consent.service import consent_overview, grants_of
@@ -56,15 +56,15 @@ def member_records(session: Session, user: User, grants: list[Grant], purposes: 
     requests = session.scalars(select(OptOutRequest).where(OptOutRequest.user_id == user.id)
                                .order_by(OptOutRequest.requested_at))
     return {
-        "account": {"id": user.id, "email": user.email, "created_at": _iso(user.created_at),
-                    "last_login_at": _iso(user.last_login_at)},
+        "account": {"id": user.id, "email": user.email, "created_at": iso_utc_or_none(user.created_at),
+                    "last_login_at": iso_utc_or_none(user.last_login_at)},
         "grants": [{"network": g.network, "account_id": g.account_id, "handle": g.handle,
-                    "scopes": g.scope_list, "granted_at": _iso(g.granted_at)} for g in grants],
+                    "scopes": g.scope_list, "granted_at": iso_utc_or_none(g.granted_at)} for g in grants],
         "consents": [{"network": c.network, "purpose": c.purpose, "title": c.title, "status": c.status,
-                      "version": c.version, "current_version": c.current_version, "since": _iso(c.since)}
+                      "version": c.version, "current_version": c.current_version, "since": iso_utc_or_none(c.since)}
                      for c in consent_overview(session, user.id, purposes)],
         "consent_history": [{"seq": e.seq, "network": e.network, "purpose": e.purpose, "version": e.version,
-                             "action": e.action, "method": e.method, "at": iso_utc(e.at), "hash": e.hash}
+                             "action": e.action, "method": e.method, "at": iso_utc(e.at, micro=True), "hash": e.hash}
                             for e in history],
         "optouts": [_optout(r, base_url) for r in requests],
         "suppressions": _suppressions(session, peppers, identities),
@@ -83,7 +83,8 @@ def proof_records(session: Session, peppers: Peppers, identities: Identities) ->
 
 def _optout(r: OptOutRequest, base_url: str) -> dict:
     return {"id": r.id, "scope": r.scope, "status": r.status, "source": r.source,
-            "requested_at": _iso(r.requested_at), "deadline": _iso(r.deadline), "completed_at": _iso(r.completed_at),
+            "requested_at": iso_utc_or_none(r.requested_at), "deadline": iso_utc_or_none(r.deadline),
+            "completed_at": iso_utc_or_none(r.completed_at),
             "receipt_id": r.receipt_id,
             "receipt_url": f"{base_url}/receipts/{r.receipt_id}" if r.receipt_id else None}
 
@@ -91,7 +92,7 @@ def _optout(r: OptOutRequest, base_url: str) -> dict:
 def _suppressions(session: Session, peppers: Peppers, identities: Identities) -> list[dict]:
     """Which of the person's identities are on the suppression list (kept as HMACs; named here for them)."""
     listed = identity_list(identities)
-    return [{"identity": i.canonical(), "scope": row.scope, "since": _iso(row.created_at),
+    return [{"identity": i.canonical(), "scope": row.scope, "since": iso_utc_or_none(row.created_at),
              "platform_may_say_opted_out": row.show_opted_out}
             for i, row in zip(listed, lookup(session, peppers, listed), strict=True) if row is not None]
 
@@ -106,7 +107,7 @@ def identity_list(identities: Identities) -> list[Identity]:
 def stream_export(datamap: DataMap, identities: Identities, records: dict, now: dt.datetime,
                   batch_size: int = BATCH) -> Iterator[str]:
     """Yield the JSON document in pieces of at most `batch_size` rows: memory does not grow with the data."""
-    head = {"format": FORMAT, "version": VERSION, "generated_at": iso_utc(now), "about": ABOUT,
+    head = {"format": FORMAT, "version": VERSION, "generated_at": iso_utc(now, micro=True), "about": ABOUT,
             "identities": sorted(i.canonical() for i in identity_list(identities)), "ownstory": records}
     yield _dumps(head)[:-1] + ', "stores": {'
     incomplete: list[str] = []
@@ -185,10 +186,6 @@ def _plain(value):
 
 
 _ENCODER = json.JSONEncoder(default=_plain, ensure_ascii=False, allow_nan=False, separators=(", ", ": "))
-
-
-def _iso(at: dt.datetime | None) -> str | None:
-    return at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if at else None
 
 
 # --- the downloads -----------------------------------------------------------------------------

@@ -11,22 +11,20 @@ import logging
 import re
 
 import requests
-from authlib.common.security import generate_token
-from authlib.integrations.base_client import OAuthError
 from flask import Blueprint, Flask, abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import EmailField
 from wtforms.validators import DataRequired, Email, Length
 
+from app import logging as app_logging
 from app.accounts import normalize_email
-from app.db import utcnow, write_lock
+from app.db import utcnow
 from app.extensions import db, limiter
 from app.mail import MailError
-from consent.grants import MAX_ID, field_value
+from consent import account_control
 from consent.models import Grant
 from consent.networks import Network
-from consent.oauth import NetworkHttp, error_code, fetch_userinfo
 from consent.suppression import Identity
 from erasure.context import context_from_app
 from erasure.engine.revocation import GrantTokens, revoke
@@ -38,35 +36,23 @@ bp = Blueprint("forget", __name__)
 log = logging.getLogger(__name__)
 
 PENDING = "forget_oauth"  # session key: {network key: {"state": ..., "verifier": ...}}
+# The redirect URI to register with the network for /forget, beside /networks/<key>/callback.
+CONTROL = account_control.AccountControl(PENDING, "/forget/networks/{key}/callback", back_to="forget.start")
 PROOF = "forget_proof"  # session key: control.ForgetProof.to_session()
 # Revocation styles that end the whole authorization of the app, not just the token handed over.
 WHOLE_AUTHORIZATION = ("github", "meta")
 DISCARD_TIMEOUT = (3, 5)  # the person is waiting on this page
-ACCESS_LOGGERS = ("werkzeug", "ownstory.access")
 
 
 def init_app(app: Flask) -> None:
     """Keep the one-time link's token out of the access logs (werkzeug's, and Ownstory's own)."""
-    for name in ACCESS_LOGGERS:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, RedactEmailLinks) for f in logger.filters):
-            logger.addFilter(RedactEmailLinks())
+    RedactEmailLinks.install()
 
 
-class RedactEmailLinks(logging.Filter):
+class RedactEmailLinks(app_logging.RedactMatches):
     """The one-time link's token is in its path, and access logs print paths."""
 
-    PATH = re.compile(r"(/forget/email/)[^\s?\"/]+")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(self.PATH.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args)
-        if isinstance(record.msg, str):
-            record.msg = self.PATH.sub(r"\1[redacted]", record.msg)
-        path = getattr(record, "path", None)  # a field the access log adds with extra=
-        if isinstance(path, str):
-            record.__dict__["path"] = self.PATH.sub(r"\1[redacted]", path)  # as logging itself sets extra= fields
-        return True
+    PATTERN = re.compile(r"(/forget/email/)[^\s?\"/]+")
 
 
 def _strip(value: str | None) -> str | None:
@@ -101,72 +87,55 @@ def start():
 @bp.post("/forget/networks/<key>")
 @limiter.limit("20 per hour", methods=["POST"])
 def start_network(key: str):
-    network = _network(key)
-    verifier = generate_token(64)  # PKCE S256, as in the connect flow
-    oauth = _http().session(network, redirect_uri=callback_url(key))
-    url, state = oauth.create_authorization_url(network.authorize_url, code_verifier=verifier, scope=network.scope)
-    session[PENDING] = {**session.get(PENDING, {}), key: {"state": state, "verifier": verifier}}
-    return redirect(url, code=303)
+    return redirect(CONTROL.start(CONTROL.network(key)), code=303)
 
 
 @bp.get("/forget/networks/<key>/callback")
 def network_callback(key: str):
-    network = _network(key)
-    pending = dict(session.get(PENDING, {}))
-    started = pending.pop(key, None)  # single use, whatever happens next
-    session[PENDING] = pending
-    state = request.args.get("state", "")
-    if not started or not state or not hmac.compare_digest(state.encode(), started["state"].encode()):
-        log.warning("forget callback for %s with a missing or wrong state", key)
-        abort(400, f"This sign-in at {network.name} did not start here, or has already been used. "
-                   "Nothing was changed. Start again from the Leave page.")
-    if request.args.get("error"):
-        log.info("forget: %s answered %s", key, error_code(request.args["error"]))
-        if request.args["error"] == "access_denied":
-            return _back(f"You chose not to sign in at {network.name}. Nothing was changed.", "info")
-        return _back(f"{network.name} did not let the sign-in go ahead. Nothing was changed.")
-    if not request.args.get("code"):
-        abort(400, f"{network.name} sent you back without an answer. Nothing was changed. Start again.")
-    return _finish(network, request.args["code"], started["verifier"])
-
-
-def _finish(network: Network, code: str, verifier: str):
+    network = CONTROL.network(key)
     name = network.name
-    token: dict = {}
     try:
-        oauth = _http().session(network, redirect_uri=callback_url(network.key))
-        token = dict(oauth.fetch_token(network.token_url, code=code, code_verifier=verifier))
-        userinfo = fetch_userinfo(oauth, network)
-    except (OAuthError, requests.RequestException, ValueError) as exc:
-        if token:
-            _discard(network, token, None)
+        proven = CONTROL.finish(network)
+    except account_control.WrongState:
+        log.warning("forget callback for %s with a missing or wrong state", key)
+        abort(400, f"This sign-in at {name} did not start here, or has already been used. "
+                   "Nothing was changed. Start again from the Leave page.")
+    except account_control.Declined as answer:
+        log.info("forget: %s answered %s", key, answer.code)
+        if answer.denied:
+            return CONTROL.back(f"You chose not to sign in at {name}. Nothing was changed.", "info")
+        return CONTROL.back(f"{name} did not let the sign-in go ahead. Nothing was changed.")
+    except account_control.NoCode:
+        abort(400, f"{name} sent you back without an answer. Nothing was changed. Start again.")
+    except account_control.NoAccountId as exc:
+        _discard(network, exc.token, None)
+        log.info("forget: %s userinfo lacks %s", key, network.account_id_field)
+        return CONTROL.back(f"{name} did not tell us which account you signed in with. Nothing was changed.")
+    except account_control.ControlError as exc:
+        if exc.token:
+            _discard(network, exc.token, None)
         return _network_trouble(network, exc)
-    account_id = field_value(userinfo, network.account_id_field)
-    if account_id is None or len(account_id) > MAX_ID:
-        _discard(network, token, None)
-        log.info("forget: %s userinfo lacks %s", network.key, network.account_id_field)
-        return _back(f"{name} did not tell us which account you signed in with. Nothing was changed.")
-    handle = field_value(userinfo, network.handle_field)
-    _discard(network, token, account_id)
-    identities = [Identity("account", account_id, network.key)]
-    if handle:
-        identities.append(Identity("handle", handle[:MAX_ID], network.key))
+    _discard(network, proven.token, proven.account_id)
+    identities = [Identity("account", proven.account_id, network.key)]
+    if proven.handle:
+        identities.append(Identity("handle", proven.handle, network.key))
     session[PROOF] = control.new_proof(identities, network.key, utcnow()).to_session()
     log.info("forget: control of a %s account was proven", network.key)
     return redirect(url_for("forget.optout"), code=303)
 
 
-def _network_trouble(network: Network, exc: Exception):
+def _network_trouble(network: Network, exc: account_control.ControlError):
     name = network.name
-    if isinstance(exc, OAuthError):
-        log.info("forget: %s refused the code exchange (%s)", network.key, error_code(exc.error))
-        return _back(f"{name} did not accept this sign-in. Nothing was changed. Please try again.")
-    if isinstance(exc, requests.ConnectionError | requests.Timeout):
+    if isinstance(exc, account_control.Refused):
+        log.info("forget: %s refused the code exchange (%s)", network.key, exc.code)
+        return CONTROL.back(f"{name} did not accept this sign-in. Nothing was changed. Please try again.")
+    if isinstance(exc, account_control.Unreachable):
         log.info("forget: %s could not be reached", network.key)
-        return _back(f"{name} could not be reached, so we could not check that the account is yours. "
-                     "Nothing was changed. Please try again later.")
-    log.info("forget: %s answered with an error (%s)", network.key, type(exc).__name__)
-    return _back(f"{name} answered with an error. Nothing was changed. Please try again later.")
+        return CONTROL.back(f"{name} could not be reached, so we could not check that the account is yours. "
+                            "Nothing was changed. Please try again later.")
+    log.info("forget: %s answered with an error (%s)", network.key,
+             exc.kind if isinstance(exc, account_control.ErrorAnswer) else type(exc).__name__)
+    return CONTROL.back(f"{name} answered with an error. Nothing was changed. Please try again later.")
 
 
 def _discard(network: Network, token: dict, account_id: str | None) -> None:
@@ -189,28 +158,6 @@ def _discard(network: Network, token: dict, account_id: str | None) -> None:
         log.info("forget: the proof's token at %s was not revoked (%s); it is not kept", network.key, outcome.kind)
 
 
-def callback_url(key: str) -> str:
-    """The redirect URI to register with the network for /forget (beside /networks/<key>/callback)."""
-    return f"{current_app.config['BASE_URL']}/forget/networks/{key}/callback"
-
-
-def _network(key: str) -> Network:
-    network = current_app.extensions["networks"].get(key)
-    if network is None:
-        abort(404, "There is no network by that name here.")
-    return network
-
-
-def _http() -> NetworkHttp:
-    return current_app.extensions.get("network_http") or NetworkHttp()
-
-
-def _back(message: str, category: str = "error"):
-    db.session.rollback()
-    flash(message, category)
-    return redirect(url_for("forget.start"))
-
-
 # --- proving an email address with a one-time link ---------------------------------------------
 
 def _address_key() -> str:
@@ -229,10 +176,8 @@ def email():
         return render_template("forget.html", networks=current_app.extensions["networks"], form=form,
                                proof=current_proof(), what=_describe(current_proof())), 400
     address = normalize_email(form.email.data)
-    db.session.commit()  # end any read, so SQLite's write lock comes first
-    write_lock(db.session)
-    token = control.new_email_link(db.session, address, utcnow())
-    db.session.commit()
+    with db.writing():
+        token = control.new_email_link(db.session, address, utcnow())
     # Mailed whether or not anyone here knows the address: the answer and its timing are the same.
     link = f"{current_app.config['BASE_URL']}/forget/email/{token}"
     try:
@@ -268,10 +213,8 @@ def use_email_link(token: str):
     form = ConfirmForm()
     if not form.validate_on_submit():
         abort(400, "This form has expired. Open the link from your mail again.")
-    db.session.commit()
-    write_lock(db.session)
-    address = control.use_email_link(db.session, token, utcnow())
-    db.session.commit()
+    with db.writing():
+        address = control.use_email_link(db.session, token, utcnow())
     if address is None:
         return _private(render_template("forget_link_spent.html"), 400)
     session[PROOF] = control.new_proof([Identity("email", address)], "email", utcnow()).to_session()
@@ -299,18 +242,15 @@ def optout():
     ctx = context_from_app(current_app)
     form = ForgetOptOutForm()
     if form.validate_on_submit():
-        db.session.commit()  # end the read transaction: the write lock comes before any read
-        write_lock(db.session)
         try:
-            submitted = service.submit(
-                db.session, ctx, user=None, grants=[], scope="all", now=utcnow(), email=proof.email,
-                given=list(proof.identities), source="forget", reason_code=form.reason.data or None,
-                reason_text=form.reason_text.data, show_opted_out=form.public_status.data == "yes")
+            with db.writing():
+                submitted = service.submit(
+                    db.session, ctx, user=None, grants=[], scope="all", now=utcnow(), email=proof.email,
+                    given=list(proof.identities), source="forget", reason_code=form.reason.data or None,
+                    reason_text=form.reason_text.data, show_opted_out=form.public_status.data == "yes")
         except service.OptOutError as exc:
-            db.session.rollback()
             form.reason.errors.append(str(exc))
         else:
-            db.session.commit()
             session.pop(PROOF, None)
             _mail_link(ctx, submitted, proof)
             return redirect(submitted.status_path)

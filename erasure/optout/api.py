@@ -1,7 +1,6 @@
 """The erasure API: opt-outs for services and operators, and the suppression check."""
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 import uuid
@@ -15,11 +14,12 @@ from sqlalchemy.orm import selectinload
 
 from app import audit
 from app.auth import bearer
-from app.db import utcnow, write_lock
+from app.db import utcnow
 from app.errors import ApiError
 from app.extensions import db
 from app.mail import MailError
 from app.models import User
+from app.text import b64url, b64url_decode
 from consent.models import Grant
 from consent.suppression import Identity, lookup, suppress
 from erasure.context import context_from_app
@@ -87,28 +87,26 @@ def create_optout(body: dict):
     _known_networks(body["identities"])
     ctx = context_from_app(current_app)
     identities = list({i.canonical(): i for i in (_identity(raw) for raw in body["identities"])}.values())
-    db.session.commit()  # end the token lookup's transaction: the owner is read under the write lock
-    write_lock(db.session)
-    user = _owner(identities)
-    grants = list(db.session.scalars(select(Grant).where(Grant.user_id == user.id))) if user else []
-    # The platform's data is keyed by the email it knows the person by, so that one is purged and mailed.
-    email = next((i.value for i in identities if i.kind == "email"), None)
-    named = identities + ([Identity("email", user.email)] if user is not None else [])
-    covered = {i.canonical() for i in service.identity_list(
-        service.identities_in_scope(user, grants, "all", email, identities))}
-    submitted = service.submit(db.session, ctx, user=user, grants=grants, scope="all", now=utcnow(),
-                               email=email, given=identities, source="service")
-    request = submitted.request
-    # A request carries one email; any other (another the platform named, or the one the person signed
-    # up with) is suppressed all the same.
-    extra = list({i.canonical(): i for i in named if i.canonical() not in covered}.values())
-    if extra:
-        suppress(db.session, ctx.peppers, extra, "all", request.id)
-        kinds = dict(request.identity_kinds or {})
-        for i in extra:
-            kinds[i.kind] = kinds.get(i.kind, 0) + 1
-        request.identity_kinds = kinds
-    db.session.commit()
+    with db.writing():  # ends the token lookup's transaction: the owner is read under the write lock
+        user = _owner(identities)
+        grants = list(db.session.scalars(select(Grant).where(Grant.user_id == user.id))) if user else []
+        # The platform's data is keyed by the email it knows the person by, so that one is purged and mailed.
+        email = next((i.value for i in identities if i.kind == "email"), None)
+        named = identities + ([Identity("email", user.email)] if user is not None else [])
+        covered = {i.canonical() for i in service.identity_list(
+            service.identities_in_scope(user, grants, "all", email, identities))}
+        submitted = service.submit(db.session, ctx, user=user, grants=grants, scope="all", now=utcnow(),
+                                   email=email, given=identities, source="service")
+        request = submitted.request
+        # A request carries one email; any other (another the platform named, or the one the person signed
+        # up with) is suppressed all the same.
+        extra = list({i.canonical(): i for i in named if i.canonical() not in covered}.values())
+        if extra:
+            suppress(db.session, ctx.peppers, extra, "all", request.id)
+            kinds = dict(request.identity_kinds or {})
+            for i in extra:
+                kinds[i.kind] = kinds.get(i.kind, 0) + 1
+            request.identity_kinds = kinds
     contact = service.open_contact(ctx, request)
     if contact:
         try:
@@ -188,12 +186,10 @@ def get_optout(request_id: str):
 def retry_optout(request_id: str):
     """Make every step that needs attention (or is waiting to retry) due now. Answers the request as it is then."""
     _checked_id(request_id)
-    db.session.commit()  # end the token lookup's transaction: the steps are read under the write lock
-    write_lock(db.session)
-    steps = retry_now(db.session, _get(request_id), utcnow())
-    audit.record(db.session, **audit.actor_of(current_user), action="optout_retry", target=request_id,
-                 details={"steps": steps}, now=utcnow())  # in the retry's transaction: both or neither
-    db.session.commit()
+    with db.writing():  # ends the token lookup's transaction: the steps are read under the write lock
+        steps = retry_now(db.session, _get(request_id), utcnow())
+        audit.record(db.session, **audit.actor_of(current_user), action="optout_retry", target=request_id,
+                     details={"steps": steps}, now=utcnow())  # in the retry's transaction: both or neither
     return _detail(_get(request_id))
 
 
@@ -239,13 +235,13 @@ def _step(s: ErasureStep) -> dict:
 
 def _encode_cursor(r: OptOutRequest) -> str:
     raw = json.dumps([r.requested_at.isoformat(), r.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return b64url(raw)
 
 
 def _decode_cursor(text: str) -> tuple[dt.datetime, str]:
     """The (requested_at, id) of the last item of the page before; anything else is refused with 400."""
     try:
-        decoded = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        decoded = json.loads(b64url_decode(text))
         if not isinstance(decoded, list) or len(decoded) != 2:
             raise ValueError("not a cursor")
         at, last_id = decoded

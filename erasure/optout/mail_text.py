@@ -1,13 +1,10 @@
 """The words of the mails a leaving person gets: the status link at once, the outcome at the end."""
 from __future__ import annotations
 
+from app.text import date_text
 from erasure.models import OptOutRequest
 
 COME_BACK = "You can come back at any time, starting now. Nothing about leaving is held against you."
-
-
-def _when(request: OptOutRequest) -> str:
-    return request.deadline.strftime("%-d %B %Y")
 
 
 def submitted(request: OptOutRequest, status_url: str) -> tuple[str, str]:
@@ -15,7 +12,7 @@ def submitted(request: OptOutRequest, status_url: str) -> tuple[str, str]:
     body = f"""We received your request to leave {what}.
 
 Your consent stopped counting the moment you asked. We are now revoking our access at the
-networks for you and deleting your data. All of it will be done by {_when(request)} at the latest;
+networks for you and deleting your data. All of it will be done by {date_text(request.deadline)} at the latest;
 most of it takes minutes.
 
 Follow every step here (this link is yours alone; anyone who has it can see the status):

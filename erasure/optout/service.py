@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from app.db import write_lock
 from app.models import User
+from app.text import b64url
 from consent import service as consent_service
 from consent.models import Grant
 from consent.suppression import Identity, suppress
@@ -134,7 +135,7 @@ def submit(session: Session, ctx: ErasureContext, *, user: User | None, grants: 
     session.flush()
     log.info("opt-out %s submitted: scope %s, %d steps", request.id, scope if scope == "all" else "network",
              len(request.steps))
-    return Submitted(request, owner.b64url(k))
+    return Submitted(request, b64url(k))
 
 
 def _close_account(user: User) -> None:

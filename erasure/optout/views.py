@@ -6,7 +6,7 @@ import logging
 from flask import Blueprint, abort, current_app, redirect, render_template, request
 from flask_login import current_user, login_required, logout_user
 
-from app.db import utcnow, write_lock
+from app.db import utcnow
 from app.extensions import db, limiter
 from app.mail import MailError
 from consent.service import grants_of
@@ -33,19 +33,16 @@ def optout():
     if request.method == "GET" and request.args.get("scope") in {c.value for c in form.scope.choices}:
         form.scope.data = request.args["scope"]
     if form.validate_on_submit():
-        db.session.commit()  # end the read transaction: the write lock comes before any read
-        write_lock(db.session)
-        grants = grants_of(db.session, current_user.id)
         try:
-            submitted = service.submit(
-                db.session, ctx, user=current_user._get_current_object(), grants=grants, scope=form.scope.data,
-                now=utcnow(), reason_code=form.reason.data or None, reason_text=form.reason_text.data,
-                show_opted_out=form.public_status.data == "yes")
+            with db.writing():  # ends the read transaction: the write lock comes before any read
+                grants = grants_of(db.session, current_user.id)
+                submitted = service.submit(
+                    db.session, ctx, user=current_user._get_current_object(), grants=grants, scope=form.scope.data,
+                    now=utcnow(), reason_code=form.reason.data or None, reason_text=form.reason_text.data,
+                    show_opted_out=form.public_status.data == "yes")
         except service.OptOutError as exc:
-            db.session.rollback()
             form.scope.errors.append(str(exc))
         else:
-            db.session.commit()
             status_url = ctx.base_url + submitted.status_path
             _mail_link(ctx, submitted, status_url)
             if submitted.request.scope == "all":

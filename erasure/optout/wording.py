@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from app.text import datetime_text
 from erasure.models import ErasureStep, OptOutRequest, RequestStatus, StepKind, StepStatus
 
 REQUEST_STATES: dict[str, str] = {
@@ -12,10 +13,6 @@ REQUEST_STATES: dict[str, str] = {
     RequestStatus.NEEDS_ATTENTION: "Still working: a step is taking longer than it should. We keep retrying, "
                                    "and our operators can see it. Nothing is dropped.",
 }
-
-
-def _time(at: dt.datetime | None) -> str:
-    return at.strftime("%-d %B %Y, %H:%M UTC") if at else ""
 
 
 def step_title(step: ErasureStep, networks) -> str:
@@ -42,18 +39,18 @@ def step_outcome(step: ErasureStep, now: dt.datetime) -> str:
                 return ("This network offers no way for us to revoke access. "
                         f"Please remove it here: {r.get('manual_url')}")
             if r.get("outcome") == "already_invalid":
-                return f"The network had already ended our access ({_time(step.done_at)})."
-            return f"Revoked, confirmed by the network ({_time(step.done_at)})."
+                return f"The network had already ended our access ({datetime_text(step.done_at)})."
+            return f"Revoked, confirmed by the network ({datetime_text(step.done_at)})."
         if step.kind == StepKind.PURGE:
             rows = r.get("rows", 0)
-            return f"Deleted {rows} row{'s' if rows != 1 else ''} ({_time(step.done_at)})."
+            return f"Deleted {rows} row{'s' if rows != 1 else ''} ({datetime_text(step.done_at)})."
         if step.kind == StepKind.FORGET:
-            return f"Deleted ({_time(step.done_at)})."
+            return f"Deleted ({datetime_text(step.done_at)})."
         if step.kind == StepKind.VERIFY:
             return "Nothing is left."
         if step.kind == StepKind.RECEIPT:
-            return f"Signed and listed in the public log ({_time(step.done_at)})."
-        return f"Done ({_time(step.done_at)})."
+            return f"Signed and listed in the public log ({datetime_text(step.done_at)})."
+        return f"Done ({datetime_text(step.done_at)})."
     if step.status == StepStatus.RUNNING:
         return "Working on it now."
     if step.status == StepStatus.PENDING:

@@ -22,6 +22,7 @@ from app import audit
 from app.db import utcnow
 from app.extensions import db
 from app.staff import staff_only
+from app.text import iso_utc
 from erasure.models import Checkpoint, SigningKey
 from erasure.oversight import queries
 from erasure.receipts import keys, log_trace, tlog
@@ -45,13 +46,9 @@ CHECK_WORDS = {
 }
 
 
-def when(at: dt.datetime | None) -> str:
-    return at.astimezone(dt.UTC).strftime("%-d %b %Y, %H:%M:%S UTC") if at else ""
-
-
 @bp.context_processor
 def _words():
-    return {"when": when, "b64": log_trace.b64}
+    return {"b64": log_trace.b64}
 
 
 def _log_key_text() -> str | None:
@@ -277,7 +274,7 @@ def _csv(rows):
 
 
 def _json(rows, now: dt.datetime, deadline_days: int):
-    head = {"generated_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "deadline_days": deadline_days,
+    head = {"generated_at": iso_utc(now), "deadline_days": deadline_days,
             "fields": list(queries.EXPORT_FIELDS)}
     yield json.dumps(head)[:-1] + ', "requests": ['
     chunk: list[str] = []

@@ -13,7 +13,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_login import current_user
 
 from app import audit
-from app.db import utcnow, write_lock
+from app.db import utcnow
 from app.extensions import db
 from app.logging import redact
 from app.staff import staff_only
@@ -115,14 +115,10 @@ def safe_error(text: str | None) -> str:
     return redact(text) if text else ""
 
 
-def when(at: dt.datetime | None) -> str:
-    return at.astimezone(dt.UTC).strftime("%-d %b %Y, %H:%M UTC") if at else ""
-
-
 @bp.context_processor
 def _words():
     return {"time_left": time_left, "identity_words": identity_words, "scope_words": scope_words,
-            "target_words": target_words, "step_outcome": step_outcome, "safe_error": safe_error, "when": when,
+            "target_words": target_words, "step_outcome": step_outcome, "safe_error": safe_error,
             "STATUS_WORDS": STATUS_WORDS, "STEP_STATUS_WORDS": STEP_STATUS_WORDS, "OPEN_REQUESTS": OPEN_REQUESTS,
             "FAILING_STEPS": FAILING_STEPS}
 
@@ -197,15 +193,13 @@ def request_detail(request_id: str):
 def retry(request_id: str):
     """Make the request's failing steps due now: the retry and its audit entry commit together."""
     request_id = _request_id(request_id)
-    db.session.commit()  # end the read of the sign-in: on SQLite the write lock comes before any read
-    write_lock(db.session)
-    found = db.session.get(OptOutRequest, request_id)
-    if found is None:
-        abort(404, "There is no opt-out request with that id.")
-    count = retry_now(db.session, found, utcnow())
-    audit.record(db.session, **audit.actor_of(current_user), action="optout_retry", target=request_id,
-                 details={"steps": count, "via": "dashboard"}, now=utcnow())
-    db.session.commit()
+    with db.writing():  # ends the read of the sign-in: on SQLite the write lock comes before any read
+        found = db.session.get(OptOutRequest, request_id)
+        if found is None:
+            abort(404, "There is no opt-out request with that id.")
+        count = retry_now(db.session, found, utcnow())
+        audit.record(db.session, **audit.actor_of(current_user), action="optout_retry", target=request_id,
+                     details={"steps": count, "via": "dashboard"}, now=utcnow())
     if count:
         flash(f"{count} step{'s' if count != 1 else ''} will be tried again now.", "success")
     else:

@@ -6,7 +6,6 @@ identities appear as kinds and counts only, and no user id ever leaves this modu
 """
 from __future__ import annotations
 
-import base64
 import binascii
 import datetime as dt
 import json
@@ -16,6 +15,7 @@ from dataclasses import dataclass, replace
 from sqlalchemy import and_, case, exists, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session
 
+from app.text import b64url, b64url_decode, iso_utc_or_none
 from erasure.models import (
     FAILING_STEPS,
     OPEN_REQUESTS,
@@ -65,14 +65,14 @@ class Cursor:
 
     def encode(self) -> str:
         raw = json.dumps([self.at.isoformat(), self.band, self.deadline.isoformat(), self.id], separators=(",", ":"))
-        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+        return b64url(raw.encode())
 
     @classmethod
     def decode(cls, text: str) -> Cursor:
         try:
             if len(text) > 400:
                 raise ValueError("too long")
-            decoded = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+            decoded = json.loads(b64url_decode(text))
             at, band, deadline, last_id = decoded
             at, deadline = dt.datetime.fromisoformat(at), dt.datetime.fromisoformat(deadline)
             if (at.tzinfo is None or deadline.tzinfo is None or type(band) is not int
@@ -344,10 +344,6 @@ EXPORT_FIELDS = ("request_id", "requested_at", "deadline", "completed_at", "seco
                  "status", "scope_kind")
 
 
-def _iso(at: dt.datetime | None) -> str | None:
-    return at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if at else None
-
-
 def export_rows(session: Session, now: dt.datetime, since: dt.datetime | None = None,
                 until: dt.datetime | None = None, batch: int = EXPORT_BATCH) -> Iterator[dict]:
     """Every request's timings against its deadline, oldest first, read in keyset batches.
@@ -375,8 +371,9 @@ def export_rows(session: Session, now: dt.datetime, since: dt.datetime | None = 
                 met: bool | None = r.completed_at <= r.deadline
             else:
                 took, met = None, (False if r.deadline < now else None)
-            yield {"request_id": r.id, "requested_at": _iso(r.requested_at), "deadline": _iso(r.deadline),
-                   "completed_at": _iso(r.completed_at), "seconds_to_complete": took, "met_deadline": met,
+            yield {"request_id": r.id, "requested_at": iso_utc_or_none(r.requested_at),
+                   "deadline": iso_utc_or_none(r.deadline), "completed_at": iso_utc_or_none(r.completed_at),
+                   "seconds_to_complete": took, "met_deadline": met,
                    "status": r.status, "scope_kind": "all" if r.scope == "all" else "network"}
         if len(rows) < batch:
             return

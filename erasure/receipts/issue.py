@@ -12,6 +12,7 @@ from joserfc.jwk import OKPKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.text import ISO_UTC, b64url, b64url_decode, iso_utc
 from erasure.context import ErasureContext
 from erasure.models import ErasureStep, OptOutRequest, Receipt, StepKind
 from erasure.receipts import keys, tlog
@@ -33,15 +34,11 @@ RETAINED = [
 ]
 
 
-def iso(at: dt.datetime) -> str:
-    return at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def payload(request: OptOutRequest, steps: list[ErasureStep], receipt_id: str, iss: str, now: dt.datetime) -> dict:
     """What the receipt says, from the steps' recorded outcomes: no personal data in it."""
     # Every step is done when its request's receipt is issued, so each has its done_at.
     revocations = [{"network": s.result.get("network", s.target), "outcome": s.result["outcome"],
-                    "at": s.result.get("at") or iso(cast(dt.datetime, s.done_at))} for s in steps
+                    "at": s.result.get("at") or iso_utc(cast(dt.datetime, s.done_at))} for s in steps
                    if s.kind == StepKind.REVOKE]
     purged: dict[tuple[str, str], int] = {}
     for s in steps:  # the platform's rows only: what the forget step deletes, Ownstory's own records, is not listed
@@ -60,9 +57,9 @@ def payload(request: OptOutRequest, steps: list[ErasureStep], receipt_id: str, i
         "request_id": request.id,
         "scope": request.scope,
         "subject_commitment": request.subject_commitment,
-        "requested_at": iso(request.requested_at),
-        "deadline": iso(request.deadline),
-        "completed_at": iso(verified.done_at if verified and verified.done_at else now),
+        "requested_at": iso_utc(request.requested_at),
+        "deadline": iso_utc(request.deadline),
+        "completed_at": iso_utc(verified.done_at if verified and verified.done_at else now),
         "revocations": revocations,
         "purged": [{"store": st, "category": cat, "rows": rows} for (st, cat), rows in purged.items()],
         "residual_rows": int(verified.result.get("residual_rows", 0)) if verified else 0,
@@ -99,12 +96,12 @@ def issue_receipt(session: Session, ctx: ErasureContext, request: OptOutRequest,
 
 
 def parse_time(text: str) -> dt.datetime:
-    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    return dt.datetime.strptime(text, ISO_UTC).replace(tzinfo=dt.UTC)
 
 
 def claims_of(receipt: Receipt) -> dict:
     body = receipt.jws.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    return json.loads(b64url_decode(body))
 
 
 def bundle(session: Session, receipt: Receipt, k: bytes | None = None, box: bytes | None = None) -> dict:
@@ -119,5 +116,5 @@ def bundle(session: Session, receipt: Receipt, k: bytes | None = None, box: byte
     if k is not None and box is not None:
         identities = owner.open_for_owner(k, box)
         if identities is not None:
-            result["owner_proof"] = {"salt": owner.b64url(owner.salt(k)), "identities": sorted(identities)}
+            result["owner_proof"] = {"salt": b64url(owner.salt(k)), "identities": sorted(identities)}
     return result

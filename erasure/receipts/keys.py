@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.security import Vault
+from app.text import b64url, iso_utc
 from erasure.models import SigningKey
 
 RAW = serialization.Encoding.Raw
@@ -64,11 +65,11 @@ def rotate(session: Session, vault: Vault, now: dt.datetime) -> SigningKey:
 
 def public_jwk(row: SigningKey) -> dict:
     jwk: dict = {**OKPKey.import_key({"kty": "OKP", "crv": "Ed25519",
-                                      "x": _b64url(row.public_key)}).as_dict(private=False),
+                                      "x": b64url(row.public_key)}).as_dict(private=False),
                  "kid": row.kid, "alg": "Ed25519", "use": "sig"}
     if row.retired_at is not None:
         jwk["retired"] = True
-        jwk["retired_at"] = row.retired_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        jwk["retired_at"] = iso_utc(row.retired_at)
     return jwk
 
 
@@ -76,9 +77,3 @@ def jwks(session: Session) -> dict:
     """Every receipt key ever used, oldest first, so any receipt ever issued can be checked."""
     rows = session.scalars(select(SigningKey).where(SigningKey.purpose == "receipt").order_by(SigningKey.created_at))
     return {"keys": [public_jwk(r) for r in rows]}
-
-
-def _b64url(data: bytes) -> str:
-    import base64
-
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()

@@ -52,7 +52,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from app.db import utcnow, write_lock
+from app.db import utcnow, write_lock, writing
 from app.models import User
 from consent.models import Grant, Suppression
 from consent.suppression import Identity
@@ -303,17 +303,14 @@ class _Sweep:
 
     def _fenced(self, **values) -> bool:
         """Write to this sweep's row only while this worker still holds it. Commits."""
-        if self.session.in_transaction():
-            self.session.commit()
-        write_lock(self.session)
-        done = cast(CursorResult[Any], self.session.execute(
-            update(RetentionSweep)
-            .where(RetentionSweep.id == self.id, RetentionSweep.owner == self.owner[:64],
-                   RetentionSweep.status == "running")
-            .values(rows=self.total(), entries=self.entries(), errors=list(self.errors), **values)
-            .execution_options(synchronize_session=False)
-        )).rowcount
-        self.session.commit()
+        with writing(self.session):
+            done = cast(CursorResult[Any], self.session.execute(
+                update(RetentionSweep)
+                .where(RetentionSweep.id == self.id, RetentionSweep.owner == self.owner[:64],
+                       RetentionSweep.status == "running")
+                .values(rows=self.total(), entries=self.entries(), errors=list(self.errors), **values)
+                .execution_options(synchronize_session=False)
+            )).rowcount
         return done == 1
 
     def total(self) -> int:

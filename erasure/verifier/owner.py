@@ -10,6 +10,8 @@ import secrets
 SALT_LABEL = b"ownstory owner salt"
 
 
+# The verifier's own base64url, for the whole folder: the service's is app/text.py's, but an auditor
+# runs this folder alone, with nothing but the standard library and `cryptography`.
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 

@@ -30,6 +30,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from . import merkle, note
+from .owner import b64url
 
 MAX_INPUT_BYTES = 1 << 20  # a receipt or bundle file
 MAX_JWS_BYTES = 64 << 10
@@ -575,10 +576,6 @@ def commitment(salt: bytes, identities: list[str]) -> str:
 
 
 # --- small helpers ------------------------------------------------------------------------------
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
 
 def _b64url_decode(text: str) -> bytes | None:
     """Unpadded base64url, canonical only: a second spelling of the same bytes (other unused low bits in

@@ -1,17 +1,18 @@
-"""Pooled connections on a server: checked when they have rested, not on every checkout."""
+"""Pooled connections on a server, checked when they have rested; and `writing`, the write transaction."""
 from __future__ import annotations
 
 import os
 import uuid
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, func, select, text
 
 from app import db
-from app.db import make_engine
+from app.db import make_engine, utcnow, writing
+from app.models import ApiToken
 
 TEST_PG = os.environ.get("OWNSTORY_TEST_DATABASE_URL", "").strip()
-pytestmark = pytest.mark.skipif(
+pg_only = pytest.mark.skipif(
     not TEST_PG, reason="PostgreSQL only: SQLite's connections are files, which no server can cut")
 
 
@@ -44,6 +45,7 @@ def cut(pid: int) -> None:
     admin.dispose()
 
 
+@pg_only
 def test_a_connection_back_moments_ago_is_used_without_a_ping(engine):
     first = backend_pid(engine)
     for _ in range(20):
@@ -51,6 +53,7 @@ def test_a_connection_back_moments_ago_is_used_without_a_ping(engine):
     assert engine.pings == []  # a new connection, then twenty checkouts: no round trip spent on them
 
 
+@pg_only
 def test_a_connection_cut_while_it_rested_is_replaced_before_anyone_uses_it(engine, monkeypatch):
     first = backend_pid(engine)
     cut(first)  # e.g. the server restarted, or a proxy closed an idle connection
@@ -61,3 +64,48 @@ def test_a_connection_cut_while_it_rested_is_replaced_before_anyone_uses_it(engi
 
     assert second != first
     assert len(engine.pings) > pinged
+
+
+# --- writing -----------------------------------------------------------------------------------
+
+def tokens_named(app, name: str) -> int:
+    with app.extensions["ownstory_db"]["sessionmaker"]() as other:
+        return other.scalar(select(func.count()).select_from(ApiToken).where(ApiToken.name == name))
+
+
+def new_token(name: str) -> ApiToken:
+    return ApiToken(name=name, role="service", token_hash=uuid.uuid4().hex * 2, created_at=utcnow())
+
+
+def test_writing_commits_the_block(app, session):
+    with writing(session):
+        session.add(new_token("kept"))
+    assert not session.in_transaction()
+    assert tokens_named(app, "kept") == 1
+
+
+def test_writing_rolls_the_block_back_when_it_raises(app, session):
+    with pytest.raises(RuntimeError), writing(session):
+        session.add(new_token("dropped"))
+        session.flush()
+        raise RuntimeError("the block failed")
+    assert tokens_named(app, "dropped") == 0
+
+
+def test_writing_ends_the_open_read_and_locks_before_its_first_statement(app, session):
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_args) -> None:
+        statements.append(statement)
+
+    bind = session.get_bind()
+    session.execute(select(ApiToken.id).limit(1))  # a read: the transaction has begun
+    event.listen(bind, "before_cursor_execute", seen)
+    try:
+        with writing(session):
+            session.execute(select(ApiToken.id).limit(1))
+    finally:
+        event.remove(bind, "before_cursor_execute", seen)
+    if bind.dialect.name == "sqlite":
+        assert statements[0] == "BEGIN IMMEDIATE"  # the earlier read ended: a new transaction, locked up front
+    assert statements[-1].startswith("SELECT")
