@@ -18,7 +18,7 @@ from app.migrate import upgrade
 from app.models_registry import import_all_models
 from app.settings import ROOT
 
-pytest_plugins = ["tests.browser"]  # the browser_page fixture
+pytest_plugins = ["tests.helpers_browser"]  # the browser_page fixture
 
 TEST_PG = os.environ.get("OWNSTORY_TEST_DATABASE_URL", "").strip()
 BACKENDS = ["sqlite"] + (["postgresql"] if TEST_PG else [])
@@ -96,7 +96,7 @@ def database_url(request, tmp_path) -> str:
 def demo_network():
     """Demo Social, a real Authlib OAuth server, on a loopback port for the whole run."""
     from demo.server import create_demo_app
-    from tests.servers import serve
+    from tests.helpers_servers import serve
 
     demo_app = create_demo_app({
         "DEMO_CLIENTS": [{

@@ -13,7 +13,7 @@ from consent.suppression import Identity, Suppression
 from erasure.context import context_from_app
 from erasure.models import ErasureStep, OptOutRequest
 from erasure.optout import service
-from tests.servers import LiveServer
+from tests.helpers_servers import LiveServer
 
 CHECK = {"checks": [{"network": "demo", "account": "1001", "purpose": "scoring"}]}
 SUPPRESSION_CHECK = {"identities": [{"kind": "email", "value": "liz@example.org"},

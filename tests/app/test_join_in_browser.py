@@ -2,9 +2,9 @@
 import pytest
 
 from app.settings import ROOT
-from tests.browser import free_port, screenshot
 from tests.conftest import PASSWORD
-from tests.servers import LiveServer
+from tests.helpers_browser import free_port, screenshot
+from tests.helpers_servers import LiveServer
 
 pytestmark = pytest.mark.browser
 

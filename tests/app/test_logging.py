@@ -180,7 +180,7 @@ def test_a_whole_run_logs_no_secret(app, client, csrf_post, api_token, every_log
     the status page: then grep every line of every logger for every secret involved."""
     from consent.models import Grant
     from tests.consent.helpers_connect import connect_through_demo
-    from tests.erasure.helpers import submit_optout
+    from tests.erasure.helpers_optout import submit_optout
 
     raw, json_lines = every_logger_at_debug
     email = "whole.run.person@example.org"

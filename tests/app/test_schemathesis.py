@@ -15,7 +15,7 @@ from erasure.context import context_from_app
 from erasure.models import OptOutRequest
 from erasure.optout import service
 from erasure.receipts import issue
-from tests.servers import serve
+from tests.helpers_servers import serve
 
 TOKEN_ROLES = ("service", "operator", "auditor")
 EXAMPLES = 50  # per operation, for the fuzzing phase; the examples and coverage phases add their own

@@ -5,7 +5,7 @@ import pytest
 
 from consent import ledger, service, suppression
 from tests.consent.conftest import PURPOSES_V2
-from tests.statements import counted
+from tests.helpers_statements import counted
 
 NOW = dt.datetime(2026, 11, 25, 19, 0, tzinfo=dt.UTC)
 PATH = "/api/v1/consent/check"

@@ -39,8 +39,8 @@ from erasure.models import Checkpoint, ErasureStep, OptOutRequest, Receipt
 from erasure.optout.service import OWN_RECORDS
 from erasure.verifier import merkle, note
 from erasure.verifier.verify import Verifier
-from tests.erasure.processes import MailSink, WorkerProcess, wait_for, worker_environ
-from tests.servers import serve
+from tests.erasure.engine.helpers_processes import MailSink, WorkerProcess, wait_for, worker_environ
+from tests.helpers_servers import serve
 
 SIZE = int(os.environ.get("OWNSTORY_SOAK_SIZE") or 2000)
 WEB_PROCESSES = 3

@@ -13,9 +13,9 @@ from app.models import User
 from consent.models import Grant
 from erasure.export import views as export
 from erasure.stores.datamap import identities_of
-from tests.erasure.helpers import joined_person
-from tests.erasure.test_forget import prove_account
-from tests.erasure.test_optout_flow import sealed_tokens
+from tests.erasure.forget.test_forget import prove_account
+from tests.erasure.helpers_optout import joined_person
+from tests.erasure.optout.test_flow import sealed_tokens
 
 
 def download(client, path: str = "/export") -> dict:
@@ -83,7 +83,7 @@ def test_the_export_matches_the_data_map_row_for_row(app, client, make_person, l
 
 def test_opt_outs_and_receipts_are_in_the_export(app, client, make_person, login, csrf_post):
     from erasure.engine.worker import Worker
-    from tests.erasure.helpers import submit_optout
+    from tests.erasure.helpers_optout import submit_optout
 
     joined_person(client, make_person, login, csrf_post, account="1004", consent=False)
     status_path = submit_optout(client, csrf_post, "demo")  # leave one network; the account stays

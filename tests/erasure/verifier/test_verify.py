@@ -23,7 +23,7 @@ from joserfc.jwk import ECKey, OKPKey
 from bench import verification
 from erasure.verifier import merkle, note, owner, verify
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TYP = "ownstory-receipt+jws"
 ORIGIN = "127.0.0.1/ownstory/receipts"
 IDENTITIES = ["email:liz@example.org", "account:demo:1001", "handle:demo:liz"]

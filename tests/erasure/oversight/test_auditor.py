@@ -21,9 +21,9 @@ from erasure.models import Receipt
 from erasure.receipts.log_trace import trace_consistency
 from erasure.verifier import merkle
 from tests.conftest import csrf_token_from
-from tests.erasure.helpers import joined_person, submit_optout
-from tests.erasure.oversight_helpers import db_session, grow_log, seed_every_state
-from tests.statements import counted
+from tests.erasure.helpers_optout import joined_person, submit_optout
+from tests.erasure.oversight.helpers_seed import db_session, grow_log, seed_every_state
+from tests.helpers_statements import counted
 
 AUDITOR_GETS = ["/auditor", "/auditor/verify", "/auditor/checkpoints", "/auditor/checkpoints?before=3",
                 "/auditor/consistency?first=1&second=2", "/auditor/export.csv", "/auditor/export.json"]
@@ -320,7 +320,7 @@ def test_the_export_is_well_formed_streamed_and_names_nobody(app, signed_in, mak
 
 def test_the_export_reads_in_batches(app, signed_in):
     from erasure.oversight import queries
-    from tests.erasure.oversight_helpers import bulk_requests
+    from tests.erasure.oversight.helpers_seed import bulk_requests
 
     ids = bulk_requests(app, 250)
     with db_session(app) as db, counted(app) as statements:

@@ -22,7 +22,7 @@ from erasure.engine.revocation import (
     parse_retry_after,
     revoke,
 )
-from tests.fakes.networks import (
+from tests.erasure.engine.helpers_fake_networks import (
     CLIENT_ID,
     CLIENT_SECRET,
     ENDPOINT,
@@ -37,7 +37,7 @@ from tests.fakes.networks import (
     state_of,
     watch_demo_revocations,
 )
-from tests.servers import LiveServer, serve
+from tests.helpers_servers import LiveServer, serve
 
 STYLES = ["rfc7009", "github", "meta", "reddit"]
 NAMES = {"rfc7009": "Demo Social", "github": "GitHub", "meta": "Meta", "reddit": "Reddit", "none": "Nowhere"}

@@ -16,8 +16,15 @@ from erasure.forget import control
 from erasure.forget.views import PROOF, RedactEmailLinks
 from erasure.models import OptOutRequest, Receipt
 from tests.consent.helpers_connect import answer_at_network, local_path, query
-from tests.erasure.helpers import joined_person, others_checksum, outbox, platform_rows, request_steps, submit_optout
-from tests.erasure.test_optout_flow import check_consent, demo_token_active, sealed_tokens
+from tests.erasure.helpers_optout import (
+    joined_person,
+    others_checksum,
+    outbox,
+    platform_rows,
+    request_steps,
+    submit_optout,
+)
+from tests.erasure.optout.test_flow import check_consent, demo_token_active, sealed_tokens
 
 LINK = re.compile(r"http://localhost(/forget/email/[A-Za-z0-9_-]+)")
 STATUS = re.compile(r"^/optout/([0-9a-f-]{36})\?k=[A-Za-z0-9_-]+$")

@@ -20,8 +20,8 @@ from erasure.engine.worker import Worker
 from erasure.models import STEP_KINDS, ErasureStep, OptOutRequest
 from erasure.optout import service
 from tests.conftest import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
-from tests.erasure.helpers import joined_person, outbox, submit_optout
-from tests.statements import counted
+from tests.erasure.helpers_optout import joined_person, outbox, submit_optout
+from tests.helpers_statements import counted
 
 OPTOUTS = "/api/v1/optouts"
 SUPPRESSIONS = "/api/v1/suppressions/check"

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from erasure.models import ErasureStep, OptOutRequest
 from tests.conftest import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
-from tests.erasure.processes import (
+from tests.erasure.engine.helpers_processes import (
     MailSink,
     StoreWriteLock,
     WorkerProcess,

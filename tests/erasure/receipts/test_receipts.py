@@ -15,7 +15,7 @@ from erasure.models import Checkpoint, OptOutRequest, Receipt
 from erasure.receipts import issue
 from erasure.verifier import merkle, note
 from erasure.verifier.verify import verify
-from tests.erasure.helpers import joined_person, submit_optout
+from tests.erasure.helpers_optout import joined_person, submit_optout
 
 
 @pytest.fixture

@@ -22,8 +22,8 @@ from erasure.models import ErasureStep, OptOutRequest
 from erasure.optout.wording import REQUEST_STATES
 from tests.conftest import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 from tests.consent.helpers_connect import connect_through_demo
-from tests.erasure.helpers import joined_person, outbox, submit_optout
-from tests.erasure.processes import column_names, held_rows, naming, snapshot, without
+from tests.erasure.engine.helpers_processes import column_names, held_rows, naming, snapshot, without
+from tests.erasure.helpers_optout import joined_person, outbox, submit_optout
 
 QUICK_TIMEOUT = (2, 0.3)  # connect, read: what the worker allows a network in these tests
 SLOW = 1.0  # a network that takes longer than that to answer

@@ -7,10 +7,10 @@ from app.settings import ROOT
 from erasure.engine.worker import Worker
 from erasure.optout import wording
 from erasure.optout.service import REASONS
-from tests.browser import free_port, screenshot
 from tests.conftest import PASSWORD
-from tests.erasure.helpers import request_steps
-from tests.servers import LiveServer
+from tests.erasure.helpers_optout import request_steps
+from tests.helpers_browser import free_port, screenshot
+from tests.helpers_servers import LiveServer
 
 pytestmark = pytest.mark.browser
 

@@ -10,7 +10,7 @@ from consent.suppression import Suppression
 from erasure.engine.worker import Worker
 from erasure.models import OptOutRequest
 from tests.conftest import csrf_token_from
-from tests.erasure.helpers import joined_person, submit_optout
+from tests.erasure.helpers_optout import joined_person, submit_optout
 
 CHECK = "/api/v1/suppressions/check"
 

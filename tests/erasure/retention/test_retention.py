@@ -19,7 +19,7 @@ from erasure.models import OptOutRequest
 from erasure.retention import sweeps as retention
 from erasure.retention.sweeps import RetentionSweep
 from erasure.stores.datamap import load_datamap
-from tests.erasure.helpers import joined_person, others_checksum, platform_rows, submit_optout
+from tests.erasure.helpers_optout import joined_person, others_checksum, platform_rows, submit_optout
 
 RETAINED = 'column = "author_id"\nidentity = "account"\nnetwork = "demo"\naction = "delete"\n'
 # The seeded posts were written between 5 and 11 January 2026: this cutoff splits them.

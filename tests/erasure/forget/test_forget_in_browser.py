@@ -7,9 +7,9 @@ from sqlalchemy import func, select
 
 from app.models import User
 from erasure.engine.worker import Worker
-from tests.browser import screenshot
-from tests.erasure.helpers import platform_rows, request_steps
-from tests.erasure.test_optout_in_browser import join, live_app  # noqa: F401 (live_app is a fixture)
+from tests.erasure.helpers_optout import platform_rows, request_steps
+from tests.erasure.optout.test_optout_in_browser import join, live_app  # noqa: F401 (live_app is a fixture)
+from tests.helpers_browser import screenshot
 
 pytestmark = pytest.mark.browser
 

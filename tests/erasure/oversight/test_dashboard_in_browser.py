@@ -10,11 +10,11 @@ from sqlalchemy import select
 from app import audit
 from erasure.engine.worker import Worker
 from erasure.models import ErasureStep, Receipt
-from tests.browser import free_port, screenshot
 from tests.conftest import PASSWORD
-from tests.erasure.helpers import joined_person, submit_optout
-from tests.erasure.oversight_helpers import db_session, grow_log, seed_every_state
-from tests.servers import LiveServer
+from tests.erasure.helpers_optout import joined_person, submit_optout
+from tests.erasure.oversight.helpers_seed import db_session, grow_log, seed_every_state
+from tests.helpers_browser import free_port, screenshot
+from tests.helpers_servers import LiveServer
 
 pytestmark = pytest.mark.browser
 

@@ -8,7 +8,14 @@ from sqlalchemy import select
 from erasure.engine.worker import Worker
 from erasure.models import OptOutRequest
 from tests.conftest import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
-from tests.erasure.helpers import joined_person, others_checksum, outbox, platform_rows, request_steps, submit_optout
+from tests.erasure.helpers_optout import (
+    joined_person,
+    others_checksum,
+    outbox,
+    platform_rows,
+    request_steps,
+    submit_optout,
+)
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from app import audit
 from app.db import utcnow
 from erasure.models import ErasureStep, OptOutRequest
 from tests.conftest import csrf_token_from
-from tests.erasure.oversight_helpers import bulk_requests, db_session, seed_every_state
-from tests.statements import counted
+from tests.erasure.oversight.helpers_seed import bulk_requests, db_session, seed_every_state
+from tests.helpers_statements import counted
 
 ROW = re.compile(r'<tr class="(\w+)">\s*<th scope="row"><a href="/operator/requests/([0-9a-f-]{36})"')
 NEXT = re.compile(r'<a href="([^"]+)" rel="next">')
