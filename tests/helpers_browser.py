@@ -1,4 +1,5 @@
-"""Playwright driving Debian's chromium, for tests that use the pages as a person does."""
+"""Playwright driving Debian's chromium, for tests that use the pages as a person does, and the app served
+as `make run` serves it, for it to drive."""
 from __future__ import annotations
 
 import os
@@ -6,6 +7,9 @@ import socket
 from pathlib import Path
 
 import pytest
+
+from app.settings import ROOT
+from tests.helpers_servers import LiveServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -46,3 +50,16 @@ def browser_page():
         yield page
         context.close()
         browser.close()
+
+
+@pytest.fixture
+def live_app(make_app, tmp_path):
+    """The app as `make run` serves it, on a loopback port, with Demo Social mounted at /demo and the shipped
+    catalogue, but no inline worker (a test runs one): (app, base URL)."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    app = make_app({"DEMO_DATABASE_URL": f"sqlite:///{tmp_path / 'demo_social.db'}"},
+                   demo="1", base_url=base, networks=str(ROOT / "config" / "networks.toml"))
+    server = LiveServer(app, port=port).start()
+    yield app, base
+    server.stop()

@@ -44,10 +44,10 @@ allow_header_conformance.enabled = true
 
 
 @pytest.fixture
-def seeded(app, api_token) -> dict:
+def seeded(app, api_token, sessions) -> dict:
     """A token per role, an opt-out still open, and a receipt at leaf 0, so that paths can name real things."""
     ctx = context_from_app(app)
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with sessions() as db:
         closed, open_ = (service.submit(db, ctx, user=None, grants=[], scope="all", now=utcnow(), given=[given],
                                         source="service").request
                          for given in (Identity("account", "9001", "demo"), Identity("email", "open@example.org")))

@@ -18,11 +18,6 @@ def app(make_app, write_purposes):
 
 
 @pytest.fixture
-def service_headers(api_token):
-    return {"Authorization": f"Bearer {api_token('service')}"}
-
-
-@pytest.fixture
 def people(app, make_person, connect):
     """One person per answer the check can give; returns (check, expected reason) cases."""
     from app.extensions import db

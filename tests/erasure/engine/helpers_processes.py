@@ -224,11 +224,12 @@ def make_crowd(app, demo_app, platform_url: str, size: int, first_account: int =
     from app.extensions import db
     from consent.grants import store_grant
     from consent.service import set_consents
+    from erasure.context import context_from_app
 
     accounts = [str(first_account + n) for n in range(size)]
     tokens = issue_demo_tokens(demo_app, accounts)
-    network = app.extensions["networks"]["demo"]
-    vault = app.extensions["ownstory_vault"]
+    ctx = context_from_app(app)
+    network, vault = ctx.networks["demo"], ctx.vault
     crowd: list[Member] = []
     with app.app_context():
         for n, (account, token) in enumerate(zip(accounts, tokens, strict=True)):
@@ -236,7 +237,7 @@ def make_crowd(app, demo_app, platform_url: str, size: int, first_account: int =
             user = create_user(db.session, email, secrets.token_urlsafe(12))
             store_grant(db.session, vault, user.id, network, token, {"sub": account, "preferred_username": handle},
                         utcnow())
-            set_consents(db.session, user.id, {("demo", "scoring")}, app.extensions["purposes"], {"demo"}, utcnow())
+            set_consents(db.session, user.id, {("demo", "scoring")}, ctx.purposes, {"demo"}, utcnow())
             crowd.append(Member(user.id, email, account, handle, token["access_token"], token["refresh_token"]))
         db.session.commit()
     add_platform_rows(platform_url, crowd)

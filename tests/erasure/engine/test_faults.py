@@ -11,7 +11,6 @@ from html import escape
 from urllib.parse import urlsplit
 
 import pytest
-import requests
 from sqlalchemy import select, text
 
 from app.db import utcnow
@@ -20,10 +19,10 @@ from consent.models import Grant
 from erasure.engine.worker import QUICK_RETRIES, Worker
 from erasure.models import ErasureStep, OptOutRequest
 from erasure.optout.wording import REQUEST_STATES
-from tests.conftest import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+from tests.conftest import db_session
 from tests.consent.helpers_connect import connect_through_demo
 from tests.erasure.engine.helpers_processes import column_names, held_rows, naming, snapshot, without
-from tests.erasure.helpers_optout import joined_person, outbox, submit_optout
+from tests.erasure.helpers_optout import demo_token_active, joined_person, outbox, sealed_tokens, submit_optout
 
 QUICK_TIMEOUT = (2, 0.3)  # connect, read: what the worker allows a network in these tests
 SLOW = 1.0  # a network that takes longer than that to answer
@@ -58,6 +57,8 @@ def platform_url(tmp_path, platform_template) -> str:
 
 @pytest.fixture
 def worker(app):
+    # Not tests/erasure/conftest.py's worker: this one gives up on a slow network quickly, and claims a
+    # whole round at once, so that a test can drive it round by round and see every retry.
     app.config["ERASURE_HTTP_TIMEOUT"] = QUICK_TIMEOUT
     w = Worker(app, threads=2, batch=16)  # alone, and driven a round at a time: each round takes all that is due
     yield w
@@ -67,7 +68,7 @@ def worker(app):
 # --- reading what a person and an operator would see ---------------------------------------------
 
 def steps_of(app, request_id: str) -> list[ErasureStep]:
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with db_session(app) as db:
         return list(db.scalars(select(ErasureStep).where(ErasureStep.request_id == request_id)
                                .order_by(ErasureStep.position)))
 
@@ -79,7 +80,7 @@ def step(app, request_id: str, kind: str, target: str | None = None) -> ErasureS
 
 
 def request_status(app, request_id: str) -> str:
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with db_session(app) as db:
         return db.get(OptOutRequest, request_id).status
 
 
@@ -92,20 +93,6 @@ def due(steps: list[ErasureStep]) -> dt.datetime:
     return max([utcnow(), *(s.not_before for s in steps if s.status in ("retrying", "needs_attention"))])
 
 
-def grant_tokens(app, account: str) -> tuple[str, str]:
-    vault = app.extensions["ownstory_vault"]
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
-        grant = db.scalar(select(Grant).where(Grant.account_id == account))
-        return vault.open(grant.access_token), vault.open(grant.refresh_token)
-
-
-def active_at_network(demo_network, token: str) -> bool:
-    answer = requests.post(f"{demo_network.url}/oauth/introspect", data={"token": token},
-                           auth=(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET), timeout=10)
-    answer.raise_for_status()
-    return answer.json()["active"]
-
-
 def operator_view(app, api_token, request_id: str) -> dict:
     answer = app.test_client().get(f"/api/v1/optouts/{request_id}",
                                    headers={"Authorization": f"Bearer {api_token('operator')}"})
@@ -115,8 +102,8 @@ def operator_view(app, api_token, request_id: str) -> dict:
 
 # --- a network misbehaves ------------------------------------------------------------------------
 
-def break_network(demo_network, fault: str) -> None:
-    faults = demo_network.app.extensions["demo"].faults
+def break_network(demo_network, demo_state, fault: str) -> None:
+    faults = demo_state.faults
     if fault == "busy":
         faults.set("revoke", status=503, retry_after=RETRY_AFTER)
     elif fault == "error":
@@ -127,22 +114,21 @@ def break_network(demo_network, fault: str) -> None:
         demo_network.stop()
 
 
-def mend_network(demo_network) -> None:
-    demo_network.app.extensions["demo"].faults.clear("revoke")
+def mend_network(demo_network, demo_state) -> None:
+    demo_state.faults.clear("revoke")
     demo_network.start()  # a no-op when it is running
 
 
 @pytest.mark.parametrize("fault", list(NETWORK_FAULTS))
 def test_a_misbehaving_network_is_retried_shown_honestly_and_finished_when_it_recovers(
-        fault, app, client, make_person, login, csrf_post, api_token, worker, demo_network, caplog):
+        fault, app, client, make_person, login, csrf_post, api_token, worker, demo_network, caplog, demo_state):
     caplog.set_level(logging.DEBUG)
     joined_person(client, make_person, login, csrf_post, account="1001")
-    access, refresh = grant_tokens(app, "1001")
+    access, refresh = sealed_tokens(app, "1001")
     status_path = submit_optout(client, csrf_post, "all")
     request_id = request_id_of(status_path)
-    demo = demo_network.app.extensions["demo"]
-    calls_before = demo.calls["revoke"]
-    break_network(demo_network, fault)
+    calls_before = demo_state.calls["revoke"]
+    break_network(demo_network, demo_state, fault)
 
     for attempt in range(1, QUICK_RETRIES + 2):  # the quick retries, and one more after them
         started = utcnow()
@@ -157,18 +143,18 @@ def test_a_misbehaving_network_is_retried_shown_honestly_and_finished_when_it_re
         assert {s.status for s in steps_of(app, request_id) if s.kind != "revoke"} == {"pending"}
         assert request_status(app, request_id) == ("in_progress" if attempt < QUICK_RETRIES else "needs_attention")
         # The network really was asked each time (unless it refused the connection).
-        assert demo.calls["revoke"] - calls_before == (0 if fault == "refused" else attempt)
+        assert demo_state.calls["revoke"] - calls_before == (0 if fault == "refused" else attempt)
         if fault == "busy":
             assert revoke.not_before >= started + dt.timedelta(seconds=RETRY_AFTER)
             assert worker.run_once() == 0, "Retry-After is honoured: nothing is due before then"
         if fault in ("busy", "error"):
-            assert active_at_network(demo_network, refresh) and active_at_network(demo_network, access)
+            assert demo_token_active(demo_network, refresh) and demo_token_active(demo_network, access)
 
     if fault == "timeout":
         # The network acted on our calls after we had given up waiting. It never said so to us,
         # so the step stays open: only a confirmation counts.
-        demo_network.app.extensions["demo"].faults.clear("revoke")
-        assert not active_at_network(demo_network, refresh)
+        demo_state.faults.clear("revoke")
+        assert not demo_token_active(demo_network, refresh)
         assert step(app, request_id, "revoke").status == "needs_attention"
 
     # What the person sees: honest about the delay, no claim that anything is done.
@@ -187,11 +173,11 @@ def test_a_misbehaving_network_is_retried_shown_honestly_and_finished_when_it_re
         assert secret not in page and secret not in str(view)
 
     # The network recovers: the step, still retrying on its own, goes through with no one's help.
-    mend_network(demo_network)
+    mend_network(demo_network, demo_state)
     assert worker.run_once(now=due(steps_of(app, request_id))) == 1
     revoke = step(app, request_id, "revoke")
     assert (revoke.status, revoke.result["outcome"], revoke.last_error) == ("done", "revoked", None)
-    assert not active_at_network(demo_network, refresh) and not active_at_network(demo_network, access)
+    assert not demo_token_active(demo_network, refresh) and not demo_token_active(demo_network, access)
     worker.drain()
     assert request_status(app, request_id) == "completed"
     page = app.test_client().get(status_path).get_data(as_text=True)
@@ -331,7 +317,7 @@ NEIGHBOURS = [  # people whose ids and addresses look like the leavers', and who
 
 
 def test_only_the_leavers_data_goes_and_every_other_row_is_unchanged(app, make_person, login, csrf_post, api_token,
-                                                                     worker, platform_url):
+                                                                     worker, platform_url, sessions):
     engine = app.extensions["datamap"].engine("platform")
     with engine.begin() as conn:
         for table, row in NEIGHBOURS:
@@ -385,7 +371,7 @@ def test_only_the_leavers_data_goes_and_every_other_row_is_unchanged(app, make_p
                          {"network": "demo", "account": "1002", "purpose": "scoring"},
                          {"network": "demo", "account": "1003", "purpose": "scoring"}]})
     assert [r["reason"] for r in answer.json["results"]] == ["granted", "opted_out", "withdrawn"]
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with sessions() as db:
         assert db.get(User, omar.id) is None
         assert db.get(User, mei.id) is not None and db.get(User, liz.id) is not None
         assert [g.account_id for g in db.scalars(select(Grant))] == ["1001"]

@@ -8,7 +8,7 @@ import requests
 from sqlalchemy import func, select
 
 from erasure.models import ErasureStep, OptOutRequest
-from tests.conftest import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+from tests.conftest import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, db_session
 from tests.erasure.engine.helpers_processes import (
     MailSink,
     StoreWriteLock,
@@ -53,13 +53,13 @@ def start_worker(test_environ, database_url, mail_sink, tmp_path):
 
 
 def all_steps(app, kind: str | None = None) -> list[ErasureStep]:
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with db_session(app) as db:
         query = select(ErasureStep).order_by(ErasureStep.request_id, ErasureStep.position)
         return list(db.scalars(query if kind is None else query.where(ErasureStep.kind == kind)))
 
 
 def completed(app) -> int:
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with db_session(app) as db:
         return db.scalar(select(func.count()).select_from(OptOutRequest).where(OptOutRequest.status == "completed"))
 
 
@@ -74,7 +74,7 @@ def assert_everything_done_once(app, crowd, request_ids, before, platform_url, m
                                 kills: int = 0):
     """What the people, the platform and an operator can see once every request is through."""
     by_request = dict(zip(request_ids, crowd, strict=True))
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with db_session(app) as db:
         requests_ = list(db.scalars(select(OptOutRequest)))
         assert sorted(r.id for r in requests_) == sorted(request_ids)
         assert all(r.status == "completed" and r.completed_at is not None for r in requests_)
@@ -111,16 +111,15 @@ def assert_everything_done_once(app, crowd, request_ids, before, platform_url, m
 
 @pytest.mark.slow
 def test_a_worker_killed_mid_step_loses_nothing_and_does_nothing_twice(app, demo_network, platform_url, start_worker,
-                                                                       mail_sink):
+                                                                       mail_sink, demo_state):
     to_wal(platform_url)
     crowd = make_crowd(app, demo_network.app, platform_url, 10)
     before = snapshot(platform_url)
     request_ids = submit_all(app, crowd)
-    demo = demo_network.app.extensions["demo"]
 
     # 1. Kill a worker while revocations are on the wire: each call takes 1.5 s at the network, so a
     # step lasts 3 s and the kill cannot slip in between two of them on a busy machine.
-    demo.faults.set("revoke", delay=1.5)
+    demo_state.faults.set("revoke", delay=1.5)
     first = start_worker(**QUICK_LEASE)
     wait_for(lambda: any(s.status == "done" for s in all_steps(app, "revoke"))
              and any(s.status == "running" and first.owns(s.lease_owner) for s in all_steps(app, "revoke")),
@@ -128,7 +127,7 @@ def test_a_worker_killed_mid_step_loses_nothing_and_does_nothing_twice(app, demo
     first.kill()
     cut_revokes = {s.id for s in all_steps(app, "revoke") if s.status == "running" and first.owns(s.lease_owner)}
     assert cut_revokes, "the kill landed between steps, not in one"
-    demo.faults.clear("revoke")
+    demo_state.faults.clear("revoke")
 
     # 2. Kill the next worker in the middle of purges: it has counted the person's rows and is
     # waiting to delete them, because another program holds the platform store's write lock.
@@ -157,19 +156,19 @@ def test_a_worker_killed_mid_step_loses_nothing_and_does_nothing_twice(app, demo
 
 
 @pytest.mark.slow
-def test_two_workers_on_one_database_run_each_step_once(app, demo_network, platform_url, start_worker, mail_sink):
+def test_two_workers_on_one_database_run_each_step_once(app, demo_network, platform_url, start_worker, mail_sink,
+                                                        sessions, demo_state):
     crowd = make_crowd(app, demo_network.app, platform_url, 200, first_account=60000)
     before = snapshot(platform_url)
     request_ids = submit_all(app, crowd)
-    demo = demo_network.app.extensions["demo"]
-    revocations_before = demo.calls["revoke"]
+    revocations_before = demo_state.calls["revoke"]
 
     # A lease far longer than any step: a step run twice here could only be a double claim.
     workers = [start_worker(erasure_lease_seconds=120), start_worker(erasure_lease_seconds=120)]
     owners: set[str] = set()
 
     def all_completed() -> bool:
-        with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+        with sessions() as db:
             owners.update(db.scalars(select(ErasureStep.lease_owner).where(ErasureStep.status == "running")))
         return completed(app) == len(crowd)
 
@@ -182,7 +181,7 @@ def test_two_workers_on_one_database_run_each_step_once(app, demo_network, platf
     steps = all_steps(app)
     assert {s.attempts for s in steps} == {1}
     # The revocation server saw each grant's two tokens once: refresh, then access, 2 calls a grant.
-    assert demo.calls["revoke"] - revocations_before == 2 * len(crowd)
+    assert demo_state.calls["revoke"] - revocations_before == 2 * len(crowd)
     tokens = [t for m in crowd for t in (m.refresh_token, m.access_token)]
     assert all(demo_revoked(demo_network.app, tokens).values())
     assert_everything_done_once(app, crowd, request_ids, before, platform_url, mail_sink, workers)
@@ -190,33 +189,32 @@ def test_two_workers_on_one_database_run_each_step_once(app, demo_network, platf
 
 @pytest.mark.slow
 def test_a_step_waiting_its_turn_in_one_worker_is_not_run_again_by_another(app, demo_network, platform_url,
-                                                                           start_worker, mail_sink):
+                                                                           start_worker, mail_sink, demo_state):
     """Short leases and a slow network: a worker claims only what it can start at once, so no lease
     runs out while a step waits in its queue, and no other worker revokes the same grant again."""
     crowd = make_crowd(app, demo_network.app, platform_url, 16, first_account=70000)
     request_ids = submit_all(app, crowd)
-    demo = demo_network.app.extensions["demo"]
-    revocations_before = demo.calls["revoke"]
-    demo.faults.set("revoke", delay=0.3)  # 0.6 s a grant: 16 grants are 2.4 s of work for one worker's 4 threads
+    revocations_before = demo_state.calls["revoke"]
+    demo_state.faults.set("revoke", delay=0.3)  # 0.6 s a grant: 16 grants are 2.4 s of work for one worker's 4 threads
 
     workers = [start_worker(**QUICK_LEASE), start_worker(**QUICK_LEASE)]
     wait_for(lambda: completed(app) == len(crowd), 90, "every request to complete")
     for worker in workers:
         worker.stop()
 
-    assert demo.calls["revoke"] - revocations_before == 2 * len(crowd)
+    assert demo_state.calls["revoke"] - revocations_before == 2 * len(crowd)
     assert {s.attempts for s in all_steps(app)} == {1}
     assert {s.request_id for s in all_steps(app)} == set(request_ids)
 
 
 @pytest.mark.slow
 def test_a_worker_its_operator_stops_finishes_what_it_started_and_leaves_nothing_leased(app, demo_network, platform_url,
-                                                                                        start_worker, mail_sink):
+                                                                                        start_worker, mail_sink,
+                                                                                        demo_state):
     crowd = make_crowd(app, demo_network.app, platform_url, 12, first_account=80000)
     submit_all(app, crowd)
-    demo = demo_network.app.extensions["demo"]
-    revocations_before = demo.calls["revoke"]
-    demo.faults.set("revoke", delay=0.3)
+    revocations_before = demo_state.calls["revoke"]
+    demo_state.faults.set("revoke", delay=0.3)
 
     first = start_worker()  # the default lease: two minutes
     wait_for(lambda: any(s.status == "done" for s in all_steps(app, "revoke"))
@@ -227,9 +225,9 @@ def test_a_worker_its_operator_stops_finishes_what_it_started_and_leaves_nothing
     assert "Traceback" not in first.output
 
     # The next worker need not wait for any lease to run out.
-    demo.faults.clear("revoke")
+    demo_state.faults.clear("revoke")
     second = start_worker()
     wait_for(lambda: completed(app) == len(crowd), 30, "the next worker to finish every request")
     second.stop()
-    assert demo.calls["revoke"] - revocations_before == 2 * len(crowd)
+    assert demo_state.calls["revoke"] - revocations_before == 2 * len(crowd)
     assert {s.attempts for s in all_steps(app)} == {1}

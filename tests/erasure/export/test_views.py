@@ -13,9 +13,7 @@ from app.models import User
 from consent.models import Grant
 from erasure.export import views as export
 from erasure.stores.datamap import identities_of
-from tests.erasure.forget.test_forget import prove_account
-from tests.erasure.helpers_optout import joined_person
-from tests.erasure.optout.test_flow import sealed_tokens
+from tests.erasure.helpers_optout import joined_person, prove_account, sealed_tokens
 
 
 def download(client, path: str = "/export") -> dict:
@@ -44,7 +42,8 @@ def direct_rows(platform_url: str, entry, values: list[str]) -> list[dict]:
     return [{k: normalized(v) for k, v in row.items()} for row in rows]
 
 
-def test_the_export_matches_the_data_map_row_for_row(app, client, make_person, login, csrf_post, platform_url):
+def test_the_export_matches_the_data_map_row_for_row(app, client, make_person, login, csrf_post, platform_url,
+                                                     sessions):
     person = joined_person(client, make_person, login, csrf_post, account="1002")
     assert 'href="/export"' in client.get("/me").get_data(as_text=True)
     body = client.get("/export").get_data(as_text=True)
@@ -52,7 +51,7 @@ def test_the_export_matches_the_data_map_row_for_row(app, client, make_person, l
     assert document["complete"] is True and list(document)[-1] == "complete"
     assert document["format"] == "ownstory-export" and document["version"] == 1
 
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with sessions() as db:
         grant = db.scalar(select(Grant))
         identities = identities_of(db.get(User, person.id), [grant])
     for entry in app.extensions["datamap"].entries:

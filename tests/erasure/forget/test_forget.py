@@ -11,55 +11,34 @@ from sqlalchemy import func, select, update
 from app.db import utcnow
 from app.models import User
 from consent.models import Grant
-from erasure.engine.worker import Worker
 from erasure.forget import control
 from erasure.forget.views import PROOF, RedactEmailLinks
 from erasure.models import OptOutRequest, Receipt
 from tests.consent.helpers_connect import answer_at_network, local_path, query
 from tests.erasure.helpers_optout import (
+    check_consent,
+    demo_token_active,
     joined_person,
     others_checksum,
     outbox,
     platform_rows,
+    prove_account,
     request_steps,
+    sealed_tokens,
+    start_at_network,
     submit_optout,
 )
-from tests.erasure.optout.test_flow import check_consent, demo_token_active, sealed_tokens
 
 LINK = re.compile(r"http://localhost(/forget/email/[A-Za-z0-9_-]+)")
 STATUS = re.compile(r"^/optout/([0-9a-f-]{36})\?k=[A-Za-z0-9_-]+$")
 
 
-@pytest.fixture
-def worker(app):
-    w = Worker(app, threads=2)
-    yield w
-    w.close()
-
-
-def db_session(app):
-    return app.extensions["ownstory_db"]["sessionmaker"]()
-
-
-def live_demo_tokens(demo_network, account: str) -> int:
+def live_demo_tokens(demo_state, account: str) -> int:
     from demo.models import Token
 
-    with demo_network.app.extensions["demo"].sessions() as demo_db:
+    with demo_state.sessions() as demo_db:
         return demo_db.scalar(select(func.count()).select_from(Token).where(
             Token.account_id == account, Token.access_token_revoked_at == 0))
-
-
-def start_at_network(client, csrf_post):
-    started = csrf_post(client, "/forget/networks/demo", page="/forget")
-    assert started.status_code == 303, started.get_data(as_text=True)
-    return started.headers["Location"]
-
-
-def prove_account(client, csrf_post, account: str):
-    """Sign in at Demo Social through /forget; returns the callback's answer."""
-    back = answer_at_network(start_at_network(client, csrf_post), "allow", account)
-    assert back.startswith("http://localhost/forget/networks/demo/callback?")
-    return client.get(local_path(back))
 
 
 def leave(client, csrf_post, **fields) -> str:
@@ -81,26 +60,26 @@ def mailed_link(app, address: str) -> str:
 
 # --- with a network account ------------------------------------------------------------------
 
-def test_a_demo_account_that_never_signed_up_leaves(app, client, csrf_post, api_token, worker, demo_network,
-                                                    platform_url):
+def test_a_demo_account_that_never_signed_up_leaves(app, client, csrf_post, api_token, worker, demo_state,
+                                                    platform_url, sessions):
     assert "Leave without an account" in client.get("/").get_data(as_text=True)
     page = client.get("/forget").get_data(as_text=True)
     assert "Sign in with Demo Social" in page and "Send me a link" in page
-    live_before = live_demo_tokens(demo_network, "1003")
+    live_before = live_demo_tokens(demo_state, "1003")
     others = others_checksum(platform_url, "1003")
     assert platform_rows(platform_url, "posts", "author_id", "1003") == 20
 
     proven = prove_account(client, csrf_post, "1003")
     assert proven.status_code == 303 and proven.headers["Location"] == "/forget/optout"
     # The network's token told us who signed in; it is revoked at once, not kept.
-    assert live_demo_tokens(demo_network, "1003") == live_before
+    assert live_demo_tokens(demo_state, "1003") == live_before
     form = client.get("/forget/optout").get_data(as_text=True)
     assert "@mei" in form and "Opt out now" in form and "come back at any time, starting now" in form
     assert "Your Demo Social account @mei (id 1003)." in client.get("/forget").get_data(as_text=True)
 
     status_path = leave(client, csrf_post, reason="distrust")
     # No account was made, the proof is spent, and consent stops counting at once.
-    with db_session(app) as db:
+    with sessions() as db:
         assert db.scalar(select(func.count()).select_from(User)) == 0
         assert db.scalar(select(func.count()).select_from(Grant)) == 0
     with client.session_transaction() as sess:
@@ -121,7 +100,7 @@ def test_a_demo_account_that_never_signed_up_leaves(app, client, csrf_post, api_
                                  ("scores", "handle", "mei")):
         assert platform_rows(platform_url, table, column, value) == 0, table
     assert others_checksum(platform_url, "1003") == others
-    with db_session(app) as db:
+    with sessions() as db:
         request = db.get(OptOutRequest, request_id)
         assert (request.source, request.scope, request.user_id, request.status) == ("forget", "all", None, "completed")
         assert request.identity_kinds == {"account": 1, "handle": 1}
@@ -136,7 +115,7 @@ def test_a_demo_account_that_never_signed_up_leaves(app, client, csrf_post, api_
 
 
 def test_an_account_a_member_connected_leaves_the_same_way(app, client, make_person, login, csrf_post, api_token,
-                                                           worker, demo_network, platform_url):
+                                                           worker, demo_network, platform_url, sessions):
     """Nothing tells the visitor the account is a member's; the member's grant stays theirs."""
     member_client = app.test_client()
     member = joined_person(member_client, make_person, login, csrf_post, account="1001")
@@ -156,7 +135,7 @@ def test_an_account_a_member_connected_leaves_the_same_way(app, client, make_per
     worker.drain()
     assert "Done." in client.get(status_path).get_data(as_text=True)
     assert platform_rows(platform_url, "posts", "author_id", "1001") == 0
-    with db_session(app) as db:
+    with sessions() as db:
         assert db.get(User, member.id) is not None
         grant = db.scalar(select(Grant).where(Grant.account_id == "1001"))
         assert grant is not None and grant.user_id == member.id
@@ -222,7 +201,7 @@ def test_the_form_needs_its_csrf_token(client, csrf_post):
 
 # --- with an email address -------------------------------------------------------------------
 
-def test_leaving_with_an_email_link(app, client, csrf_post, worker, platform_url):
+def test_leaving_with_an_email_link(app, client, csrf_post, worker, platform_url, sessions):
     address = "otto@elsewhere.example"  # on the platform's mailing list; never signed up here
     assert platform_rows(platform_url, "mailing_list", "email", address) == 1
     sent = ask_for_link(client, csrf_post, "  Otto@Elsewhere.example ")
@@ -236,7 +215,7 @@ def test_leaving_with_an_email_link(app, client, csrf_post, worker, platform_url
         assert opened.status_code == 200 and "Confirm it's you" in opened.get_data(as_text=True)
         assert opened.headers["Cache-Control"] == "no-store"
         assert opened.headers["Referrer-Policy"] == "no-referrer"
-    with db_session(app) as db:
+    with sessions() as db:
         assert db.scalar(select(control.EmailProof.used_at)) is None
     confirmed = csrf_post(browser, path)
     assert confirmed.status_code == 303 and confirmed.headers["Location"] == "/forget/optout"
@@ -258,7 +237,7 @@ def test_leaving_with_an_email_link(app, client, csrf_post, worker, platform_url
     request_id = STATUS.match(status_path).group(1)
     assert [s.kind for s in request_steps(app, request_id)][-1] == "notify"
     assert "complete" in outbox(app)[-1]["Subject"] and outbox(app)[-1]["To"] == address
-    with db_session(app) as db:
+    with sessions() as db:
         request = db.get(OptOutRequest, request_id)
         assert request.status == "completed" and request.receipt_id
         assert request.identity_kinds == {"email": 1}
@@ -282,10 +261,10 @@ def test_a_bad_address_is_refused_with_the_form(client, csrf_post):
     assert answer.status_code == 400 and "Send me a link" in answer.get_data(as_text=True)
 
 
-def test_an_expired_link_is_refused(app, client, csrf_post):
+def test_an_expired_link_is_refused(app, client, csrf_post, sessions):
     ask_for_link(client, csrf_post, "sam@elsewhere.example")
     path = mailed_link(app, "sam@elsewhere.example")
-    with db_session(app) as db:
+    with sessions() as db:
         proof = db.scalar(select(control.EmailProof))
         assert proof.expires_at - proof.created_at <= dt.timedelta(minutes=10)
         db.execute(update(control.EmailProof).values(
@@ -348,7 +327,7 @@ def test_members_still_leave_from_their_own_page(client, make_person, login, csr
 
 @pytest.mark.parametrize("member_holds_it", [False, True])
 def test_where_revoking_ends_the_whole_authorization_a_members_account_is_left_alone(
-        app, make_person, monkeypatch, member_holds_it):
+        app, make_person, monkeypatch, member_holds_it, vault):
     import dataclasses
 
     from app.extensions import db
@@ -363,7 +342,7 @@ def test_where_revoking_ends_the_whole_authorization_a_members_account_is_left_a
     if member_holds_it:
         member = make_person()
         with app.app_context():
-            store_grant(db.session, app.extensions["ownstory_vault"], member.id, demo, {"access_token": "at"},
+            store_grant(db.session, vault, member.id, demo, {"access_token": "at"},
                         {"sub": "4242"}, utcnow())
             db.session.commit()
     with app.test_request_context():

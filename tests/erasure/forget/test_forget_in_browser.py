@@ -7,8 +7,8 @@ from sqlalchemy import func, select
 
 from app.models import User
 from erasure.engine.worker import Worker
-from tests.erasure.helpers_optout import platform_rows, request_steps
-from tests.erasure.optout.test_optout_in_browser import join, live_app  # noqa: F401 (live_app is a fixture)
+from tests.conftest import db_session
+from tests.erasure.helpers_optout import join_in_browser, platform_rows, request_steps
 from tests.helpers_browser import screenshot
 
 pytestmark = pytest.mark.browser
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.browser
 STATUS_URL = re.compile(r"/optout/([0-9a-f-]{36})\?k=[A-Za-z0-9_-]+$")
 
 
-def test_a_demo_account_that_never_signed_up_leaves_through_forget(live_app, browser_page, platform_url):  # noqa: F811
+def test_a_demo_account_that_never_signed_up_leaves_through_forget(live_app, browser_page, platform_url):
     app, base = live_app
     page = browser_page
     assert platform_rows(platform_url, "posts", "author_id", "1003") == 20
@@ -55,14 +55,14 @@ def test_a_demo_account_that_never_signed_up_leaves_through_forget(live_app, bro
     for table, column, value in (("posts", "author_id", "1003"), ("profiles", "account_id", "1003"),
                                  ("scores", "handle", "mei")):
         assert platform_rows(platform_url, table, column, value) == 0, table
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with db_session(app) as db:
         assert db.scalar(select(func.count()).select_from(User)) == 0  # no account was made
 
 
-def test_a_member_downloads_the_export_from_my_data(live_app, browser_page):  # noqa: F811
+def test_a_member_downloads_the_export_from_my_data(live_app, browser_page):
     app, base = live_app
     page = browser_page
-    join(page, base)
+    join_in_browser(page, base)
     export_link = page.get_by_role("link", name="Export my data")
     assert export_link.is_visible()
     screenshot(page, "export-1-my-data")

@@ -8,7 +8,6 @@ import re
 import uuid
 
 import pytest
-import requests
 from sqlalchemy import func, select, update
 
 from app.db import utcnow
@@ -16,11 +15,10 @@ from consent.grants import store_grant
 from consent.models import Grant
 from consent.suppression import Identity, Suppression
 from erasure.context import context_from_app
-from erasure.engine.worker import Worker
 from erasure.models import STEP_KINDS, ErasureStep, OptOutRequest
 from erasure.optout import service
-from tests.conftest import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
-from tests.erasure.helpers_optout import joined_person, outbox, submit_optout
+from tests.conftest import db_session
+from tests.erasure.helpers_optout import demo_token_active, joined_person, outbox, submit_optout
 from tests.helpers_statements import counted
 
 OPTOUTS = "/api/v1/optouts"
@@ -34,31 +32,11 @@ T0 = dt.datetime(2026, 11, 25, 19, 0, tzinfo=dt.UTC)
 
 # --- fixtures and helpers ----------------------------------------------------------------------
 
-@pytest.fixture
-def service_headers(api_token):
-    return {"Authorization": f"Bearer {api_token('service')}"}
-
-
-@pytest.fixture
-def operator_headers(api_token):
-    return {"Authorization": f"Bearer {api_token('operator')}"}
-
-
-@pytest.fixture
-def worker(app):
-    w = Worker(app, threads=2)
-    yield w
-    w.close()
-
-
-def db_session(app):
-    return app.extensions["ownstory_db"]["sessionmaker"]()
-
-
 def connect(app, user, account_id: str, handle: str | None = None) -> None:
     """Store a grant the way the OAuth callback does, without a trip to the network."""
+    ctx = context_from_app(app)
     with db_session(app) as db:
-        store_grant(db, app.extensions["ownstory_vault"], user.id, app.extensions["networks"]["demo"],
+        store_grant(db, ctx.vault, user.id, ctx.networks["demo"],
                     {"access_token": "at-" + account_id},
                     {"sub": account_id, "preferred_username": handle or "h" + account_id}, utcnow())
         db.commit()
@@ -140,11 +118,11 @@ def assert_nothing_personal(text: str, *, emails=(), accounts=(), handles=(), su
 
 @pytest.mark.parametrize("limit", [1, 4, 7, 200])
 def test_the_cursor_walks_every_opt_out_once_newest_first_even_when_times_tie(app, client, operator_headers,
-                                                                             limit):
+                                                                             limit, sessions):
     # 17 requests in 5 instants: ties of up to 4 that a page boundary must cut through.
     times = [T0 + dt.timedelta(seconds=s) for s in (0, 0, 0, 0, 1, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 4)]
     made = make_requests(app, times)
-    with db_session(app) as db:
+    with sessions() as db:
         rows = db.execute(select(OptOutRequest.requested_at, OptOutRequest.id)).all()
     newest_first = [request_id for _at, request_id in sorted(rows, reverse=True)]
     assert sorted(newest_first) == sorted(made)
@@ -173,7 +151,7 @@ def test_the_default_page_is_fifty(app, client, operator_headers):
     assert len(rest["items"]) == 1 and rest["next"] is None
 
 
-def test_the_listing_filters_by_status_overdue_network_and_time(app, client, operator_headers):
+def test_the_listing_filters_by_status_overdue_network_and_time(app, client, operator_headers, sessions):
     now = utcnow()
     old_open, old_done = make_requests(app, [now - dt.timedelta(days=40), now - dt.timedelta(days=39)])
     stuck, recent, fresh = make_requests(app, [now - dt.timedelta(days=2), now - dt.timedelta(hours=1),
@@ -181,7 +159,7 @@ def test_the_listing_filters_by_status_overdue_network_and_time(app, client, ope
     set_status(app, old_done, "completed")
     set_status(app, stuck, "needs_attention")
     # Only opt-outs with a revoke step at a network are found by that network.
-    with db_session(app) as db:
+    with sessions() as db:
         request = db.get(OptOutRequest, recent)
         request.steps.append(ErasureStep(position=99, phase=1, kind="revoke", target="demo", params={},
                                          status="pending", not_before=now))
@@ -290,10 +268,10 @@ def test_a_real_id_with_anything_added_is_404(app, client, operator_headers, met
     assert client.open(f"{OPTOUTS}/{request_id}{suffix}", method=method, headers=operator_headers).status_code == 200
 
 
-def test_retry_makes_the_stuck_steps_due_now(app, client, operator_headers, worker):
+def test_retry_makes_the_stuck_steps_due_now(app, client, operator_headers, worker, sessions):
     (request_id,) = make_requests(app, [T0])
     later = utcnow() + dt.timedelta(days=1)
-    with db_session(app) as db:
+    with sessions() as db:
         steps = list(db.scalars(select(ErasureStep).where(ErasureStep.request_id == request_id)
                                 .order_by(ErasureStep.position)))
         assert len(steps) >= 3
@@ -308,7 +286,7 @@ def test_retry_makes_the_stuck_steps_due_now(app, client, operator_headers, work
     # The answer shows the steps as they are now, not as the session first read them.
     assert [s["status"] for s in answer.json["steps"][:3]] == ["retrying", "retrying", "pending"]
     assert answer.json["steps"][0]["last_error"] == "HTTP 503 from Demo"  # shown until a run succeeds
-    with db_session(app) as db:
+    with sessions() as db:
         due = list(db.scalars(select(ErasureStep.not_before).where(ErasureStep.request_id == request_id)))
         assert all(at <= utcnow() for at in due)
     assert client.get(f"{OPTOUTS}/{request_id}", headers=operator_headers).json["steps"] == answer.json["steps"]
@@ -363,20 +341,14 @@ def test_operators_never_see_personal_data(app, client, make_person, login, csrf
 
 # --- POST /api/v1/optouts ------------------------------------------------------------------------
 
-def demo_token_active(demo_network, token: str) -> bool:
-    answer = requests.post(f"{demo_network.url}/oauth/introspect", data={"token": token},
-                           auth=(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET), timeout=10)
-    return answer.json()["active"]
-
-
 @pytest.mark.parametrize("found_by", ["email", "account"])
 def test_a_platform_opts_out_a_signed_up_person_entirely(app, client, make_person, login, csrf_post,
                                                          service_headers, operator_headers, worker,
-                                                         demo_network, found_by):
+                                                         demo_network, found_by, sessions, vault):
     person = joined_person(client, make_person, login, csrf_post, account="1002")
-    with db_session(app) as db:
+    with sessions() as db:
         grant = db.scalar(select(Grant).where(Grant.user_id == person.id))
-        access = app.extensions["ownstory_vault"].open(grant.access_token)
+        access = vault.open(grant.access_token)
     api = app.test_client()
     assert consent_reason(api, service_headers, "1002") == "granted"
     identity = ({"kind": "email", "value": f"  {person.email.upper()} "} if found_by == "email"
@@ -431,7 +403,7 @@ def test_identities_nobody_signed_up_with_are_suppressed_all_the_same(app, clien
     assert outbox(app)[0]["To"] == "stranger@example.org"
 
 
-def test_the_email_a_person_signed_up_with_is_suppressed_too(app, client, make_person, service_headers):
+def test_the_email_a_person_signed_up_with_is_suppressed_too(app, client, make_person, service_headers, sessions):
     person = make_person()
     connect(app, person, "66001", handle="june")
     # The platform knows them by another address, and names their network account.
@@ -441,7 +413,7 @@ def test_the_email_a_person_signed_up_with_is_suppressed_too(app, client, make_p
     assert suppression_check(client, service_headers, [
         {"kind": "email", "value": person.email}, {"kind": "email", "value": "june@platform.example"},
         {"kind": "handle", "network": "demo", "value": "june"}]) == [{"suppressed": True, "reason": "opted_out"}] * 3
-    with db_session(app) as db:
+    with sessions() as db:
         assert db.scalar(select(func.count()).select_from(Grant)) == 0
 
 

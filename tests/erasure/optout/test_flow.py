@@ -1,54 +1,24 @@
 """Leaving, end to end: the form, consent stopping at once, every step done by the worker, coming back."""
 from urllib.parse import parse_qs, urlsplit
 
-import pytest
-import requests
 from sqlalchemy import select
 
-from erasure.engine.worker import Worker
 from erasure.models import OptOutRequest
-from tests.conftest import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 from tests.erasure.helpers_optout import (
+    check_consent,
+    demo_token_active,
     joined_person,
     others_checksum,
     outbox,
     platform_rows,
     request_steps,
+    sealed_tokens,
     submit_optout,
 )
 
 
-@pytest.fixture
-def worker(app):
-    w = Worker(app, threads=2)
-    yield w
-    w.close()
-
-
-def check_consent(app, api_token, account: str, purpose: str = "scoring") -> str:
-    token = api_token("service")
-    answer = app.test_client().post("/api/v1/consent/check", headers={"Authorization": f"Bearer {token}"},
-                                    json={"checks": [{"network": "demo", "account": account, "purpose": purpose}]})
-    return answer.json["results"][0]["reason"]
-
-
-def demo_token_active(demo_network, token: str) -> bool:
-    answer = requests.post(f"{demo_network.url}/oauth/introspect", data={"token": token},
-                           auth=(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET), timeout=10)
-    return answer.json()["active"]
-
-
-def sealed_tokens(app, account: str) -> tuple[str, str]:
-    from consent.models import Grant
-
-    vault = app.extensions["ownstory_vault"]
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
-        grant = db.scalar(select(Grant).where(Grant.account_id == account))
-        return vault.open(grant.access_token), vault.open(grant.refresh_token)
-
-
 def test_leaving_everything(app, client, make_person, login, csrf_post, api_token, worker, demo_network,
-                            platform_url):
+                            platform_url, sessions):
     person = joined_person(client, make_person, login, csrf_post, account="1002")
     access, refresh = sealed_tokens(app, "1002")
     assert demo_token_active(demo_network, access)
@@ -84,7 +54,7 @@ def test_leaving_everything(app, client, make_person, login, csrf_post, api_toke
     assert check_consent(app, api_token, "1002") == "opted_out"
     assert len(outbox(app)) == 2 and "complete" in outbox(app)[1]["Subject"]
 
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with sessions() as db:
         request = db.get(OptOutRequest, request_id)
         assert request.status == "completed" and request.identities_sealed is None
         from app.models import User
@@ -125,7 +95,7 @@ def test_leaving_one_network(app, client, make_person, login, csrf_post, api_tok
     assert "Done." in client.get(status_path).get_data(as_text=True)
 
 
-def test_the_status_link_is_a_capability(app, client, make_person, login, csrf_post):
+def test_the_status_link_is_a_capability(app, client, make_person, login, csrf_post, sessions):
     joined_person(client, make_person, login, csrf_post, account="1005", consent=False)
     status_path = submit_optout(client, csrf_post, "all")
     path, query = status_path.split("?")
@@ -136,7 +106,7 @@ def test_the_status_link_is_a_capability(app, client, make_person, login, csrf_p
     forged = k[:10] + ("B" if k[10] == "A" else "A") + k[11:]
     assert anonymous.get(path + "?k=" + forged).status_code == 404
     assert anonymous.get("/optout/not-a-uuid?k=" + k).status_code == 404
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with sessions() as db:
         stored = db.scalar(select(OptOutRequest))
         assert k not in repr(stored.__dict__)
 
@@ -148,8 +118,8 @@ def test_the_form_refuses_a_network_not_connected(client, make_person, login, cs
     assert "Not a valid choice" in response.get_data(as_text=True)
 
 
-def test_rows_written_after_the_purge_are_caught_by_verify(app, client, make_person, login, csrf_post, worker,
-                                                           platform_url):
+def test_rows_written_after_the_purge_are_caught_by_verify(client, make_person, login, csrf_post, worker,
+                                                           platform_url, sessions):
     from sqlalchemy import create_engine, text, update
 
     from erasure.models import ErasureStep, Receipt
@@ -158,7 +128,6 @@ def test_rows_written_after_the_purge_are_caught_by_verify(app, client, make_per
     joined_person(client, make_person, login, csrf_post, account="1005", consent=False)
     status_path = submit_optout(client, csrf_post, "all")
     request_id = urlsplit(status_path).path.rsplit("/", 1)[1]
-    sessions = app.extensions["ownstory_db"]["sessionmaker"]
     with sessions() as db:  # hold verify back, as a slow queue would
         db.execute(update(ErasureStep).where(ErasureStep.request_id == request_id, ErasureStep.kind == "verify")
                    .values(not_before=utcnow_later()))

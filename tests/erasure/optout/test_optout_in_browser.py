@@ -3,50 +3,21 @@ import re
 
 import pytest
 
-from app.settings import ROOT
 from erasure.engine.worker import Worker
 from erasure.optout import wording
 from erasure.optout.service import REASONS
-from tests.conftest import PASSWORD
-from tests.erasure.helpers_optout import request_steps
-from tests.helpers_browser import free_port, screenshot
-from tests.helpers_servers import LiveServer
+from tests.erasure.helpers_optout import join_in_browser, request_steps
+from tests.helpers_browser import screenshot
 
 pytestmark = pytest.mark.browser
 
 STATUS_URL = re.compile(r"/optout/([0-9a-f-]{36})\?k=[A-Za-z0-9_-]+$")
 
 
-@pytest.fixture
-def live_app(make_app, tmp_path):
-    """The app as `make run` serves it, Demo Social mounted at /demo, but no inline worker: the test runs it."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    app = make_app({"DEMO_DATABASE_URL": f"sqlite:///{tmp_path / 'demo_social.db'}"},
-                   demo="1", base_url=base, networks=str(ROOT / "config" / "networks.toml"))
-    server = LiveServer(app, port=port).start()
-    yield app, base
-    server.stop()
-
-
-def join(page, base: str) -> None:
-    """Sign up, connect Demo Social and consent to scoring, then stand on /me."""
-    page.goto(base + "/signup")
-    page.get_by_label("Email").fill("leaver@example.org")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign up").click()
-    page.get_by_role("button", name="Connect Demo Social").click()
-    page.get_by_role("button", name="Allow").click()
-    page.locator("input[name='consent:demo:scoring']").check()
-    page.get_by_role("button", name="Save").click()
-    page.goto(base + "/me")
-    assert "Demo Social" in page.get_by_role("table").first.inner_text()
-
-
 def test_from_my_data_to_done_in_two_clicks(live_app, browser_page):
     app, base = live_app
     page = browser_page
-    join(page, base)
+    join_in_browser(page, base)
     screenshot(page, "optout-1-my-data")
 
     clicks = 0
@@ -100,7 +71,7 @@ def test_from_my_data_to_done_in_two_clicks(live_app, browser_page):
 def test_the_form_works_with_the_keyboard_alone(live_app, browser_page):
     app, base = live_app
     page = browser_page
-    join(page, base)
+    join_in_browser(page, base)
 
     def tab_to(name: str) -> None:
         for _ in range(40):

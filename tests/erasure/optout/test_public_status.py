@@ -7,24 +7,11 @@ import pytest
 from sqlalchemy import func, select
 
 from consent.suppression import Suppression
-from erasure.engine.worker import Worker
 from erasure.models import OptOutRequest
 from tests.conftest import csrf_token_from
 from tests.erasure.helpers_optout import joined_person, submit_optout
 
 CHECK = "/api/v1/suppressions/check"
-
-
-@pytest.fixture
-def worker(app):
-    w = Worker(app, threads=2)
-    yield w
-    w.close()
-
-
-@pytest.fixture
-def service_headers(api_token):
-    return {"Authorization": f"Bearer {api_token('service')}"}
 
 
 def identities_of(person, account: str, handle: str) -> list[dict]:
@@ -49,7 +36,8 @@ def test_the_form_offers_the_choice_and_showing_it_is_the_default(app, client, m
 
 @pytest.mark.parametrize("choice, reason", [("yes", "opted_out"), ("no", None)])
 def test_the_answer_follows_the_persons_choice_before_and_after_the_purge(app, client, make_person, login, csrf_post,
-                                                                          worker, service_headers, choice, reason):
+                                                                          worker, service_headers, choice, reason,
+                                                                          sessions):
     person = joined_person(client, make_person, login, csrf_post, account="1002")
     asked = identities_of(person, "1002", "omar")
     assert answers(app, service_headers, asked) == [{"suppressed": False, "reason": None}] * 3
@@ -58,7 +46,7 @@ def test_the_answer_follows_the_persons_choice_before_and_after_the_purge(app, c
     assert answers(app, service_headers, asked) == [{"suppressed": True, "reason": reason}] * 3
 
     worker.drain()  # the request completes and forgets the person; the entries, and the choice, stay
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with sessions() as db:
         assert db.scalar(select(OptOutRequest.status)) == "completed"
         assert {s.show_opted_out for s in db.scalars(select(Suppression))} == {choice == "yes"}
     assert answers(app, service_headers, asked) == [{"suppressed": True, "reason": reason}] * 3
@@ -80,11 +68,11 @@ def test_a_form_without_the_field_shows_the_status(app, client, make_person, log
         "suppressed": True, "reason": "opted_out"}
 
 
-def test_a_choice_we_did_not_offer_is_refused(app, client, make_person, login, csrf_post):
+def test_a_choice_we_did_not_offer_is_refused(client, make_person, login, csrf_post, sessions):
     joined_person(client, make_person, login, csrf_post, account="1005", consent=False)
     response = csrf_post(client, "/optout", {"scope": "all", "public_status": "maybe"})
     assert response.status_code == 400
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with sessions() as db:
         assert db.scalar(select(func.count()).select_from(OptOutRequest)) == 0
 
 

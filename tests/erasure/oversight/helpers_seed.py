@@ -15,12 +15,9 @@ from consent.grants import store_grant
 from erasure.context import context_from_app
 from erasure.models import ErasureStep, OptOutRequest
 from erasure.optout import service
+from tests.conftest import db_session
 
 HALF_HOUR = dt.timedelta(minutes=30)  # keeps "20 days left" true for half an hour of test time
-
-
-def db_session(app):
-    return app.extensions["ownstory_db"]["sessionmaker"]()
 
 
 @dataclass
@@ -140,7 +137,8 @@ def grow_log(app, count: int) -> None:
     """Append `count` entries to the transparency log directly, each signing a checkpoint."""
     from erasure.receipts import tlog
 
-    vault, origin = app.extensions["ownstory_vault"], app.config["LOG_ORIGIN"]
+    ctx = context_from_app(app)
+    vault, origin = ctx.vault, ctx.log_origin
     for n in range(count):
         with db_session(app) as db:
             tlog.lock(db)

@@ -16,24 +16,16 @@ from sqlalchemy import select
 
 from app import audit
 from app.db import utcnow
-from erasure.engine.worker import Worker
 from erasure.models import Receipt
 from erasure.receipts.log_trace import trace_consistency
 from erasure.verifier import merkle
-from tests.conftest import csrf_token_from
+from tests.conftest import csrf_token_from, db_session
 from tests.erasure.helpers_optout import joined_person, submit_optout
-from tests.erasure.oversight.helpers_seed import db_session, grow_log, seed_every_state
+from tests.erasure.oversight.helpers_seed import grow_log, seed_every_state
 from tests.helpers_statements import counted
 
 AUDITOR_GETS = ["/auditor", "/auditor/verify", "/auditor/checkpoints", "/auditor/checkpoints?before=3",
                 "/auditor/consistency?first=1&second=2", "/auditor/export.csv", "/auditor/export.json"]
-
-
-@pytest.fixture
-def worker(app):
-    w = Worker(app, threads=2)
-    yield w
-    w.close()
 
 
 def real_bundle(app, make_person, login, csrf_post, worker) -> tuple[dict, str]:
@@ -318,12 +310,12 @@ def test_the_export_is_well_formed_streamed_and_names_nobody(app, signed_in, mak
     assert [e.details["format"] for e in events] == ["csv", "json", "json"]
 
 
-def test_the_export_reads_in_batches(app, signed_in):
+def test_the_export_reads_in_batches(app, signed_in, sessions):
     from erasure.oversight import queries
     from tests.erasure.oversight.helpers_seed import bulk_requests
 
     ids = bulk_requests(app, 250)
-    with db_session(app) as db, counted(app) as statements:
+    with sessions() as db, counted(app) as statements:
         rows = list(queries.export_rows(db, utcnow(), batch=100))
     assert sorted(r["request_id"] for r in rows) == sorted(ids)
     assert len([s for s in statements if s.lstrip().startswith("SELECT")]) == 3

@@ -13,7 +13,7 @@ from app import audit
 from app.db import utcnow
 from erasure.models import ErasureStep, OptOutRequest
 from tests.conftest import csrf_token_from
-from tests.erasure.oversight.helpers_seed import bulk_requests, db_session, seed_every_state
+from tests.erasure.oversight.helpers_seed import bulk_requests, seed_every_state
 from tests.helpers_statements import counted
 
 ROW = re.compile(r'<tr class="(\w+)">\s*<th scope="row"><a href="/operator/requests/([0-9a-f-]{36})"')
@@ -161,7 +161,7 @@ def test_queue_statements_do_not_grow_with_the_table(app, signed_in):
 
 # --- one request and its retry -----------------------------------------------------------------------
 
-def test_retry_makes_failing_steps_due_now_and_is_audited(app, signed_in, make_person, session):
+def test_retry_makes_failing_steps_due_now_and_is_audited(app, signed_in, make_person, session, sessions):
     ids, secrets = seed_every_state(app, make_person)
     stuck = ids["needs_attention"]
     client = signed_in("operator")
@@ -174,7 +174,7 @@ def test_retry_makes_failing_steps_due_now_and_is_audited(app, signed_in, make_p
     before = utcnow()
     response = client.post(f"/operator/requests/{stuck}/retry", data={"csrf_token": csrf_token_from(page)})
     assert response.status_code == 303 and response.headers["Location"] == f"/operator/requests/{stuck}"
-    with db_session(app) as db:
+    with sessions() as db:
         revoke = db.scalar(select(ErasureStep).where(ErasureStep.request_id == stuck, ErasureStep.kind == "revoke"))
         assert revoke.status == "retrying" and revoke.not_before <= utcnow()
         assert revoke.last_error == "HTTP 503 from Demo Social"  # shown until a run succeeds
@@ -186,18 +186,18 @@ def test_retry_makes_failing_steps_due_now_and_is_audited(app, signed_in, make_p
     assert "1 step will be tried again now." in after
 
 
-def test_retry_needs_a_csrf_token_and_a_post(app, signed_in, make_person):
+def test_retry_needs_a_csrf_token_and_a_post(app, signed_in, make_person, sessions):
     ids, _secrets = seed_every_state(app, make_person)
     client = signed_in("operator")
     path = f"/operator/requests/{ids['needs_attention']}/retry"
     assert client.post(path).status_code == 400  # no CSRF token
     assert client.get(path).status_code == 405
-    with db_session(app) as db:
+    with sessions() as db:
         assert db.scalar(select(ErasureStep.status).where(ErasureStep.request_id == ids["needs_attention"],
                                                           ErasureStep.kind == "revoke")) == "needs_attention"
 
 
-def test_retry_of_a_finished_request_changes_nothing(app, signed_in, make_person):
+def test_retry_of_a_finished_request_changes_nothing(app, signed_in, make_person, sessions):
     ids, _secrets = seed_every_state(app, make_person)
     client = signed_in("operator")
     page = client.get(f"/operator/requests/{ids['completed']}").get_data(as_text=True)
@@ -205,7 +205,7 @@ def test_retry_of_a_finished_request_changes_nothing(app, signed_in, make_person
     response = client.post(f"/operator/requests/{ids['completed']}/retry", data={"csrf_token": csrf_token_from(page)},
                            follow_redirects=True)
     assert "No step was waiting to retry, so nothing changed." in response.get_data(as_text=True)
-    with db_session(app) as db:
+    with sessions() as db:
         assert db.get(OptOutRequest, ids["completed"]).status == "completed"
 
 

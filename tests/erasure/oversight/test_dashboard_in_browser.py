@@ -10,9 +10,9 @@ from sqlalchemy import select
 from app import audit
 from erasure.engine.worker import Worker
 from erasure.models import ErasureStep, Receipt
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, db_session
 from tests.erasure.helpers_optout import joined_person, submit_optout
-from tests.erasure.oversight.helpers_seed import db_session, grow_log, seed_every_state
+from tests.erasure.oversight.helpers_seed import grow_log, seed_every_state
 from tests.helpers_browser import free_port, screenshot
 from tests.helpers_servers import LiveServer
 
@@ -64,7 +64,7 @@ def sign_in(page, base: str, email: str) -> None:
     page.get_by_role("button", name="Sign in").click()
 
 
-def test_operators_and_auditors_at_work(app, live, no_script_page, make_person, login, csrf_post, tmp_path):
+def test_operators_and_auditors_at_work(app, live, no_script_page, make_person, login, csrf_post, tmp_path, sessions):
     page, base = no_script_page, live
     bundle_file, bundle = a_real_bundle(app, make_person, login, csrf_post, tmp_path)
     ids, secrets = seed_every_state(app, make_person)  # after the worker ran: it would have taken these on
@@ -97,7 +97,7 @@ def test_operators_and_auditors_at_work(app, live, no_script_page, make_person, 
     page.get_by_role("button", name="Retry now").click()
     assert page.get_by_text("1 step will be tried again now.").is_visible()
     screenshot(page, "dashboard-4-retried")
-    with db_session(app) as db:
+    with sessions() as db:
         assert db.scalar(select(ErasureStep.status).where(ErasureStep.request_id == ids["needs_attention"],
                                                           ErasureStep.kind == "revoke")) == "retrying"
         assert db.scalar(select(audit.AuditEvent.actor_id).where(audit.AuditEvent.action == "optout_retry")) \

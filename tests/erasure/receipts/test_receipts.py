@@ -10,19 +10,11 @@ from sqlalchemy import func, select
 
 from app.db import utcnow
 from erasure.context import context_from_app
-from erasure.engine.worker import Worker
 from erasure.models import Checkpoint, OptOutRequest, Receipt
 from erasure.receipts import issue
 from erasure.verifier import merkle, note
 from erasure.verifier.verify import verify
 from tests.erasure.helpers_optout import joined_person, submit_optout
-
-
-@pytest.fixture
-def worker(app):
-    w = Worker(app, threads=2)
-    yield w
-    w.close()
 
 
 def left(app, client, make_person, login, csrf_post, worker, account="1001"):
@@ -40,11 +32,11 @@ def served(client):
     return jwks, key
 
 
-def test_an_opt_out_ends_with_a_receipt_that_verifies(app, client, make_person, login, csrf_post, worker):
+def test_an_opt_out_ends_with_a_receipt_that_verifies(app, client, make_person, login, csrf_post, worker, sessions):
     request_id, k = left(app, client, make_person, login, csrf_post, worker)
     status = client.get(f"/optout/{request_id}?k={k}").get_data(as_text=True)
     assert "See your signed deletion receipt" in status
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with sessions() as db:
         receipt = db.scalar(select(Receipt).where(Receipt.request_id == request_id))
     page = client.get(f"/receipts/{receipt.id}?k={k}").get_data(as_text=True)
     assert "we revoked our access at Demo Social and deleted 1 profile, 20 posts" in page
@@ -77,10 +69,10 @@ def test_an_opt_out_ends_with_a_receipt_that_verifies(app, client, make_person, 
     assert client.get(f"/api/v1/log/leaves/{receipt.leaf_index}").get_data(as_text=True) == receipt.jws
 
 
-def test_one_receipt_per_request_however_often_the_step_runs(app, client, make_person, login, csrf_post, worker):
+def test_one_receipt_per_request_however_often_the_step_runs(app, client, make_person, login, csrf_post, worker,
+                                                             sessions):
     request_id, _k = left(app, client, make_person, login, csrf_post, worker)
     ctx = context_from_app(app)
-    sessions = app.extensions["ownstory_db"]["sessionmaker"]
     results = []
 
     def issue_again():
@@ -100,11 +92,11 @@ def test_one_receipt_per_request_however_often_the_step_runs(app, client, make_p
         assert db.scalar(select(func.max(Checkpoint.tree_size))) == 1
 
 
-def test_the_log_stays_consistent_across_receipts(app, client, make_person, login, csrf_post, worker):
+def test_the_log_stays_consistent_across_receipts(app, client, make_person, login, csrf_post, worker, sessions):
     for account in ("1001", "1002", "1003"):
         left(app, app.test_client(), make_person, login, csrf_post, worker, account)
     _jwks, log_key = served(client)
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with sessions() as db:
         checkpoints = db.scalars(select(Checkpoint).order_by(Checkpoint.tree_size)).all()
     assert [c.tree_size for c in checkpoints] == [1, 2, 3]
     for older in checkpoints[:-1]:
@@ -116,24 +108,24 @@ def test_the_log_stays_consistent_across_receipts(app, client, make_person, logi
 
 
 def test_rotated_keys_stay_published_and_old_receipts_still_verify(app, client, make_person, login, csrf_post,
-                                                                    worker):
+                                                                    worker, sessions):
     request_id, _k = left(app, client, make_person, login, csrf_post, worker)
     assert app.test_cli_runner().invoke(args=["keys", "rotate"]).exit_code == 0
     jwks, log_key = served(client)
     assert len(jwks["keys"]) == 2
     assert [bool(k.get("retired")) for k in jwks["keys"]] == [True, False]
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with sessions() as db:
         receipt = db.scalar(select(Receipt))
     assert verify(client.get(f"/api/v1/receipts/{receipt.id}").json, jwks, log_key).valid
     left(app, app.test_client(), make_person, login, csrf_post, worker, "1002")
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with sessions() as db:
         kids = db.scalars(select(Receipt.kid).order_by(Receipt.leaf_index)).all()
     assert kids[0] != kids[1] and kids[1] == jwks["keys"][1]["kid"]
 
 
-def test_the_verify_api(app, client, make_person, login, csrf_post, worker):
+def test_the_verify_api(app, client, make_person, login, csrf_post, worker, sessions):
     left(app, client, make_person, login, csrf_post, worker)
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with sessions() as db:
         receipt = db.scalar(select(Receipt))
     bundle = client.get(f"/api/v1/receipts/{receipt.id}").json
     answer = client.post("/api/v1/receipts/verify", json=bundle).json

@@ -19,18 +19,12 @@ from erasure.models import OptOutRequest
 from erasure.retention import sweeps as retention
 from erasure.retention.sweeps import RetentionSweep
 from erasure.stores.datamap import load_datamap
+from tests.conftest import db_session
 from tests.erasure.helpers_optout import joined_person, others_checksum, platform_rows, submit_optout
 
 RETAINED = 'column = "author_id"\nidentity = "account"\nnetwork = "demo"\naction = "delete"\n'
 # The seeded posts were written between 5 and 11 January 2026: this cutoff splits them.
 CUTOFF = dt.datetime(2026, 1, 8, 9, 0, tzinfo=dt.UTC)
-
-
-@pytest.fixture
-def worker(app):
-    w = Worker(app, threads=2)
-    yield w
-    w.close()
 
 
 def with_retention(config_files, days: int = 30, column: str = "created_at"):
@@ -44,7 +38,7 @@ def with_retention(config_files, days: int = 30, column: str = "created_at"):
 
 
 def run_sweep(app, now=None, **kwargs) -> retention.SweepResult:
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with db_session(app) as db:
         return retention.sweep(db, context_from_app(app), now or utcnow(), **kwargs)
 
 
@@ -88,15 +82,15 @@ def leave(app, client, csrf_post, worker, scope: str = "all") -> str:
     status_path = submit_optout(client, csrf_post, scope)
     worker.drain()
     request_id = urlsplit(status_path).path.rsplit("/", 1)[1]
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with db_session(app) as db:
         assert db.get(OptOutRequest, request_id).status == "completed"
     return request_id
 
 
 def add_grant(app, user_id: str, account: str, handle: str, expires_at: dt.datetime | None,
               refresh: bool = False) -> None:
-    vault = app.extensions["ownstory_vault"]
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    vault = context_from_app(app).vault
+    with db_session(app) as db:
         db.add(Grant(user_id=user_id, network="demo", account_id=account, handle=handle, scopes="profile",
                      access_token=vault.seal("at-" + account), refresh_token=vault.seal("rt") if refresh else None,
                      expires_at=expires_at))
@@ -162,7 +156,7 @@ def test_a_retention_column_the_store_lacks_is_reported_and_the_rest_runs(make_a
 
 # --- 2. expired grants ---------------------------------------------------------------------------
 
-def test_the_data_of_an_expired_grant_goes(app, make_person, platform_url):
+def test_the_data_of_an_expired_grant_goes(app, make_person, platform_url, sessions):
     now = utcnow()
     expired, fresh, refreshable = make_person(), make_person(), make_person()
     add_grant(app, expired.id, "1002", "omar", now - dt.timedelta(days=3))
@@ -180,7 +174,7 @@ def test_the_data_of_an_expired_grant_goes(app, make_person, platform_url):
     assert counts_of(result, "posts")["expired_grant"] == 20
     assert counts_of(result, "influence scores")["expired_grant"] == 1
     assert platform_rows(platform_url, "mailing_list", "email", "omar@demo.example") == 1  # not the grant's
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with sessions() as db:
         assert db.scalar(select(func.count()).select_from(Grant)) == 3  # the person can connect again
 
 
@@ -258,7 +252,8 @@ def test_a_person_who_came_back_is_not_swept(app, client, make_person, login, cs
 
 # --- one sweep at a time -------------------------------------------------------------------------
 
-def test_two_sweeps_at_once_purge_each_row_once(app, client, make_person, login, csrf_post, worker, platform_url):
+def test_two_sweeps_at_once_purge_each_row_once(app, client, make_person, login, csrf_post, worker, platform_url,
+                                                sessions):
     joined_person(client, make_person, login, csrf_post, account="1002")
     leave(app, client, csrf_post, worker)
     ingest(platform_url, "1002", "omar")
@@ -282,13 +277,13 @@ def test_two_sweeps_at_once_purge_each_row_once(app, client, make_person, login,
     ran = [r for r in results if r.ran]
     assert ran and sum(r.rows for r in ran) == 7  # every row counted once, whichever sweep took it
     assert held(platform_url, "1002", "omar") == 0
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with sessions() as db:
         sweeps = db.scalars(select(RetentionSweep)).all()
         assert sorted(s.status for s in sweeps) == ["done"] * len(ran)
         assert sum(s.rows for s in sweeps) == 7
 
 
-def test_two_workers_ticking_together_run_one_sweep(app, make_person, platform_url):
+def test_two_workers_ticking_together_run_one_sweep(app, make_person, platform_url, sessions):
     add_grant(app, make_person().id, "1001", "liz", utcnow() - dt.timedelta(days=2))
     before = held(platform_url, "1001", "liz")
     workers = [Worker(app, threads=1), Worker(app, threads=1)]
@@ -305,7 +300,7 @@ def test_two_workers_ticking_together_run_one_sweep(app, make_person, platform_u
         t.join(timeout=60)
     for w in workers:
         w.close()
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with sessions() as db:
         sweeps = db.scalars(select(RetentionSweep)).all()
     assert len(sweeps) == 1 and sweeps[0].status == "done"
     assert sweeps[0].owner in {w.owner for w in workers}
@@ -313,16 +308,16 @@ def test_two_workers_ticking_together_run_one_sweep(app, make_person, platform_u
     assert held(platform_url, "1001", "liz") == 0
 
 
-def test_a_running_sweep_makes_others_skip_until_its_lease_runs_out(app):
+def test_a_running_sweep_makes_others_skip_until_its_lease_runs_out(app, sessions):
     now = utcnow()
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with sessions() as db:
         db.add(RetentionSweep(owner="elsewhere:1:abc", status="running", started_at=now,
                               lease_expires_at=now + dt.timedelta(minutes=5)))
         db.commit()
     assert run_sweep(app, now).ran is False
     later = run_sweep(app, now + dt.timedelta(minutes=6))  # the other worker died: its lease ran out
     assert later.ran and later.status == "done"
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with sessions() as db:
         statuses = {s.owner: s.status for s in db.scalars(select(RetentionSweep))}
     assert statuses == {"elsewhere:1:abc": "abandoned", "direct": "done"}
 
@@ -372,14 +367,14 @@ def test_the_sweep_listing_is_for_operators(client, api_token):
     assert client.get("/api/v1/sweeps").status_code == 401
 
 
-def test_empty_sweeps_are_kept_a_week_and_the_others_for_good(app, make_person):
+def test_empty_sweeps_are_kept_a_week_and_the_others_for_good(app, make_person, sessions):
     now = utcnow()
     add_grant(app, make_person().id, "1002", "omar", now - dt.timedelta(days=30))
     purged = run_sweep(app, now - dt.timedelta(days=20))
     empty_old = run_sweep(app, now - dt.timedelta(days=10))
     empty_recent = run_sweep(app, now - dt.timedelta(days=2))
     run_sweep(app, now)
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with sessions() as db:
         kept = set(db.scalars(select(RetentionSweep.id)))
     assert purged.rows > 0 and empty_old.rows == empty_recent.rows == 0
     assert purged.sweep_id in kept and empty_recent.sweep_id in kept and empty_old.sweep_id not in kept
