@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
 
 from app import create_app
 from app.db import Base, make_engine
@@ -18,7 +19,7 @@ from app.migrate import upgrade
 from app.models_registry import import_all_models
 from app.settings import ROOT
 
-pytest_plugins = ["tests.browser"]  # the browser_page fixture
+pytest_plugins = ["tests.helpers_browser"]  # the browser_page and live_app fixtures
 
 TEST_PG = os.environ.get("OWNSTORY_TEST_DATABASE_URL", "").strip()
 BACKENDS = ["sqlite"] + (["postgresql"] if TEST_PG else [])
@@ -96,7 +97,7 @@ def database_url(request, tmp_path) -> str:
 def demo_network():
     """Demo Social, a real Authlib OAuth server, on a loopback port for the whole run."""
     from demo.server import create_demo_app
-    from tests.servers import serve
+    from tests.helpers_servers import serve
 
     demo_app = create_demo_app({
         "DEMO_CLIENTS": [{
@@ -110,6 +111,12 @@ def demo_network():
     server = serve(demo_app)
     yield server
     server.stop()
+
+
+@pytest.fixture
+def demo_state(demo_network):
+    """Demo Social's own state: its faults to set, the calls it counted, its sessions and lock."""
+    return demo_network.app.extensions["demo"]
 
 
 @pytest.fixture(autouse=True)
@@ -217,11 +224,32 @@ def client(app):
     return app.test_client()
 
 
+def db_session(app) -> Session:
+    """A new session on the app's database, for a helper given the app: `with db_session(app) as db:`.
+
+    Of its own, not the app context's, which requests of the test client would share (its `g`, so
+    Flask-WTF's cached CSRF token, and the db session). Tests take the `sessions` fixture instead.
+    """
+    return app.extensions["ownstory_db"]["sessionmaker"]()
+
+
 @pytest.fixture
-def session(app):
-    """A session of its own: not the app context's, which requests of the test client would share."""
-    with app.extensions["ownstory_db"]["sessionmaker"]() as own:
+def sessions(app) -> sessionmaker[Session]:
+    """New sessions on the app's database, each of its own: `with sessions() as db:`."""
+    return app.extensions["ownstory_db"]["sessionmaker"]
+
+
+@pytest.fixture
+def session(sessions):
+    """One session of its own for the whole test: not the app context's (see db_session)."""
+    with sessions() as own:
         yield own
+
+
+@pytest.fixture
+def vault(app):
+    """The app's token vault: what seals grants' tokens and the identities of a request."""
+    return app.extensions["ownstory_vault"]
 
 
 # --- people, tokens and forms ------------------------------------------------------------------
@@ -300,3 +328,14 @@ def api_token(app):
         return result.output.strip()
 
     return make
+
+
+@pytest.fixture
+def service_headers(api_token) -> dict[str, str]:
+    """What a platform's program sends: a service token."""
+    return {"Authorization": f"Bearer {api_token('service')}"}
+
+
+@pytest.fixture
+def operator_headers(api_token) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_token('operator')}"}

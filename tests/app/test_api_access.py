@@ -14,7 +14,7 @@ from consent.suppression import Identity
 from erasure.context import context_from_app
 from erasure.models import ErasureStep, OptOutRequest
 from erasure.optout import service
-from tests.servers import LiveServer
+from tests.helpers_servers import LiveServer
 
 CHECK = {"checks": [{"network": "demo", "account": "1001", "purpose": "scoring"}]}
 SUPPRESSION_CHECK = {"identities": [{"kind": "email", "value": "liz@example.org"},
@@ -45,9 +45,9 @@ ROLES = ["anonymous", "person", "operator", "auditor", "service"]
 
 
 @pytest.fixture
-def request_id(app) -> str:
+def request_id(app, sessions) -> str:
     """An opt-out that exists, for the endpoints that name one."""
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with sessions() as db:
         submitted = service.submit(db, context_from_app(app), user=None, grants=[], scope="all", now=utcnow(),
                                    given=[Identity("account", "9001", "demo")], source="service")
         db.commit()
@@ -55,12 +55,12 @@ def request_id(app) -> str:
 
 
 @pytest.fixture
-def receipt_id(app, request_id) -> str:
+def receipt_id(app, request_id, sessions) -> str:
     """A receipt in the log, for the endpoints anyone may call."""
     from erasure.receipts import issue
 
     ctx = context_from_app(app)
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with sessions() as db:
         receipt = issue.issue_receipt(db, ctx, db.get(OptOutRequest, request_id), ctx.log_origin, utcnow())
         db.commit()
         return receipt.id
@@ -106,16 +106,15 @@ def test_the_matrix_covers_every_api_endpoint(app):
     assert served == listed
 
 
-def test_refused_callers_change_nothing(app, caller, request_id):
+def test_refused_callers_change_nothing(caller, request_id, sessions):
     """Only a service opts people out, and only an operator makes stuck steps due."""
-    sessionmaker = app.extensions["ownstory_db"]["sessionmaker"]
 
     def state():
-        with sessionmaker() as db:
+        with sessions() as db:
             return ([db.scalar(select(func.count()).select_from(m)) for m in (OptOutRequest, Suppression)],
                     sorted(db.execute(select(ErasureStep.id, ErasureStep.status, ErasureStep.not_before)).all()))
 
-    with sessionmaker() as db:
+    with sessions() as db:
         db.execute(update(ErasureStep).values(status="needs_attention", not_before=utcnow().replace(year=2100)))
         db.commit()
     before = state()
@@ -136,7 +135,7 @@ def test_a_bearer_token_works_whatever_cookies_the_caller_holds(caller):
     assert "Set-Cookie" not in response.headers
 
 
-def test_one_token_serves_many_calls_at_once(app, api_token):
+def test_one_token_serves_many_calls_at_once(app, api_token, sessions):
     """A busy program calls with one token from many threads: every call answers, none meets a locked database."""
     token = api_token("service")
     server = LiveServer(app).start()
@@ -151,7 +150,7 @@ def test_one_token_serves_many_calls_at_once(app, api_token):
     finally:
         server.stop()
     assert statuses == [200] * 64
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with sessions() as db:
         used = db.scalar(select(ApiToken.last_used_at))
     assert used is not None and utcnow() - used < dt.timedelta(minutes=1)  # `flask tokens list` shows it
 

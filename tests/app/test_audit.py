@@ -13,11 +13,11 @@ from consent.suppression import Identity
 from erasure.context import context_from_app
 from erasure.models import ErasureStep
 from erasure.optout import service
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, db_session
 
 
 def trail(app) -> list[AuditEvent]:
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with db_session(app) as db:
         return list(db.scalars(select(AuditEvent).order_by(AuditEvent.seq)))
 
 
@@ -26,7 +26,7 @@ def actions(app) -> list[tuple]:
 
 
 def token_id(app, token: str) -> str:
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with db_session(app) as db:
         return db.scalar(select(ApiToken.id).where(ApiToken.token_hash == token_hash(token)))
 
 
@@ -86,8 +86,8 @@ def test_the_target_of_a_refusal_is_the_route_never_the_path(app, client):
 
 
 @pytest.fixture
-def stuck_request(app) -> str:
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+def stuck_request(app, sessions) -> str:
+    with sessions() as db:
         submitted = service.submit(db, context_from_app(app), user=None, grants=[], scope="all", now=utcnow(),
                                    given=[Identity("account", "9001", "demo")], source="service")
         db.execute(update(ErasureStep).values(status="needs_attention"))
@@ -140,8 +140,8 @@ def test_account_token_and_key_commands_are_recorded_as_system(app):
 
 # --- reading it ----------------------------------------------------------------------------------
 
-def test_operators_and_auditors_page_through_the_trail_newest_first(app, client, api_token):
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+def test_operators_and_auditors_page_through_the_trail_newest_first(app, client, api_token, sessions):
+    with sessions() as db:
         for n in range(5):
             audit.record(db, actor_kind="system", actor_id=None, action=f"test_{n}", now=utcnow())
         db.commit()
@@ -182,8 +182,8 @@ def test_people_cannot_read_the_trail(app, client, make_person, login):
 # --- tampering -----------------------------------------------------------------------------------
 
 @pytest.fixture
-def five_events(app):
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+def five_events(sessions):
+    with sessions() as db:
         for n in range(5):
             audit.record(db, actor_kind="operator", actor_id=f"token-{n}", action="optout_retry", target=f"req-{n}",
                          details={"steps": n}, now=utcnow())
@@ -247,8 +247,8 @@ def _append_forged_tip(db):
     (_insert_forged, "broken link at seq 4"),
     (_append_forged_tip, "hash mismatch at seq 6"),
 ])
-def test_tampering_is_found_and_the_first_break_named(app, five_events, tamper, named):
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+def test_tampering_is_found_and_the_first_break_named(app, five_events, tamper, named, sessions):
+    with sessions() as db:
         tamper(db)
         db.commit()
         [found] = audit.verify(db)
@@ -258,24 +258,23 @@ def test_tampering_is_found_and_the_first_break_named(app, five_events, tamper, 
     assert named in result.output
 
 
-def test_verify_reads_in_batches(app, monkeypatch, five_events):
+def test_verify_reads_in_batches(monkeypatch, five_events, sessions):
     monkeypatch.setattr(audit, "BATCH", 2)
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with sessions() as db:
         assert audit.verify(db) == []
         _delete_middle(db)
         db.commit()
         assert [b.seq for b in audit.verify(db)] == [4]
 
 
-def test_concurrent_appends_keep_one_chain(app):
-    sessionmaker = app.extensions["ownstory_db"]["sessionmaker"]
+def test_concurrent_appends_keep_one_chain(sessions):
     errors = []
 
     def append(n: int) -> None:
         try:
             for i in range(8):
                 audit.record_now(actor_kind="service", actor_id=f"thread-{n}", action="test", details={"i": i},
-                                 sessionmaker=sessionmaker)
+                                 sessionmaker=sessions)
         except Exception as exc:  # surfaced below, with the thread's name
             errors.append((n, exc))
 
@@ -285,14 +284,14 @@ def test_concurrent_appends_keep_one_chain(app):
     for t in threads:
         t.join()
     assert errors == []
-    with sessionmaker() as db:
+    with sessions() as db:
         assert db.scalars(select(AuditEvent.seq).order_by(AuditEvent.seq)).all() == list(range(1, 49))
         assert db.scalar(select(func.count(func.distinct(AuditEvent.prev_hash)))) == 48
         assert audit.verify(db) == []
 
 
-def test_record_refuses_what_it_cannot_chain(app):
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+def test_record_refuses_what_it_cannot_chain(sessions):
+    with sessions() as db:
         with pytest.raises(ValueError):
             audit.record(db, actor_kind="admin", actor_id=None, action="x", now=utcnow())
         with pytest.raises(ValueError):

@@ -25,14 +25,14 @@ def test_readyz_says_not_ready_when_the_database_is_gone(make_app, tmp_path):
     assert response.json["checks"]["database"] is False
 
 
-def test_readyz_says_not_ready_when_the_signing_keys_cannot_be_opened(app, make_app, test_environ):
+def test_readyz_says_not_ready_when_the_signing_keys_cannot_be_opened(app, make_app, test_environ, sessions, vault):
     from cryptography.fernet import Fernet
 
     from app.db import utcnow
     from erasure.receipts import keys
 
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
-        keys.current(db, app.extensions["ownstory_vault"], "receipt", utcnow())
+    with sessions() as db:
+        keys.current(db, vault, "receipt", utcnow())
         db.commit()
     assert app.test_client().get("/readyz").json["checks"]["keys"] is True
     other = make_app(token_keys=Fernet.generate_key().decode())  # someone changed OWNSTORY_TOKEN_KEYS

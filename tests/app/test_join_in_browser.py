@@ -1,24 +1,10 @@
 """A newcomer's first visit in a real browser: sign up, connect Demo Social, consent, and the API agrees."""
 import pytest
 
-from app.settings import ROOT
-from tests.browser import free_port, screenshot
 from tests.conftest import PASSWORD
-from tests.servers import LiveServer
+from tests.helpers_browser import screenshot
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def live_app(make_app, tmp_path):
-    """The app as `make run` serves it: the shipped catalogue, with Demo Social mounted at /demo."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    app = make_app({"DEMO_DATABASE_URL": f"sqlite:///{tmp_path / 'demo_social.db'}"},
-                   demo="1", base_url=base, networks=str(ROOT / "config" / "networks.toml"))
-    server = LiveServer(app, port=port).start()
-    yield app, base
-    server.stop()
 
 
 def test_signup_connect_and_consent(live_app, browser_page, api_token):

@@ -175,19 +175,18 @@ def every_logger_at_debug(json_lines):
     root.removeHandler(raw)
 
 
-def test_a_whole_run_logs_no_secret(app, client, csrf_post, api_token, every_logger_at_debug):
+def test_a_whole_run_logs_no_secret(app, client, csrf_post, api_token, every_logger_at_debug, sessions, vault):
     """Sign up, connect Demo Social over OAuth, consent, check consent, opt out, drain the worker and read
     the status page: then grep every line of every logger for every secret involved."""
     from consent.models import Grant
     from tests.consent.helpers_connect import connect_through_demo
-    from tests.erasure.helpers import submit_optout
+    from tests.erasure.helpers_optout import submit_optout
 
     raw, json_lines = every_logger_at_debug
     email = "whole.run.person@example.org"
     assert csrf_post(client, "/signup", {"email": email, "password": PASSWORD}).status_code == 302
     assert connect_through_demo(client, csrf_post, "1005").status_code in (302, 303)
-    vault = app.extensions["ownstory_vault"]
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with sessions() as db:
         grant = db.scalar(select(Grant).where(Grant.account_id == "1005"))
         access, refresh = vault.open(grant.access_token), vault.open(grant.refresh_token)
     assert csrf_post(client, "/consents", {"consent:demo:scoring": "on"}).status_code in (302, 303)

@@ -15,6 +15,7 @@ from erasure.context import context_from_app
 from erasure.models import ErasureStep, OptOutRequest
 from erasure.optout import service
 from erasure.receipts import issue
+from tests.conftest import db_session
 
 
 def scrape(client, token: str) -> dict[tuple[str, tuple], float]:
@@ -51,14 +52,14 @@ def test_a_signed_in_operator_still_needs_a_token(app, make_person, login):
 
 
 def submit(app, account: str) -> str:
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with db_session(app) as db:
         submitted = service.submit(db, context_from_app(app), user=None, grants=[], scope="all", now=utcnow(),
                                    given=[Identity("account", account, "demo")], source="service")
         db.commit()
         return submitted.request.id
 
 
-def test_the_figures_come_from_the_database(app, client, api_token):
+def test_the_figures_come_from_the_database(app, client, api_token, sessions):
     token = api_token("operator")
     empty = scrape(client, token)
     assert empty[("ownstory_optout_requests", (("status", "received"),))] == 0
@@ -67,8 +68,7 @@ def test_the_figures_come_from_the_database(app, client, api_token):
 
     stuck, late, done = submit(app, "9001"), submit(app, "9002"), submit(app, "9003")
     long_ago = utcnow() - dt.timedelta(days=40)
-    sessionmaker = app.extensions["ownstory_db"]["sessionmaker"]
-    with sessionmaker() as db:
+    with sessions() as db:
         db.execute(update(OptOutRequest).where(OptOutRequest.id == stuck).values(status="needs_attention"))
         first, second = db.scalars(select(ErasureStep).where(ErasureStep.request_id == stuck)
                                    .order_by(ErasureStep.position).limit(2)).all()

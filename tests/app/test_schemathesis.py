@@ -15,7 +15,7 @@ from erasure.context import context_from_app
 from erasure.models import OptOutRequest
 from erasure.optout import service
 from erasure.receipts import issue
-from tests.servers import serve
+from tests.helpers_servers import serve
 
 TOKEN_ROLES = ("service", "operator", "auditor")
 EXAMPLES = 50  # per operation, for the fuzzing phase; the examples and coverage phases add their own
@@ -44,10 +44,10 @@ allow_header_conformance.enabled = true
 
 
 @pytest.fixture
-def seeded(app, api_token) -> dict:
+def seeded(app, api_token, sessions) -> dict:
     """A token per role, an opt-out still open, and a receipt at leaf 0, so that paths can name real things."""
     ctx = context_from_app(app)
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with sessions() as db:
         closed, open_ = (service.submit(db, ctx, user=None, grants=[], scope="all", now=utcnow(), given=[given],
                                         source="service").request
                          for given in (Identity("account", "9001", "demo"), Identity("email", "open@example.org")))

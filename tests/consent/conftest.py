@@ -11,7 +11,7 @@ _accounts = itertools.count(1001)
 
 
 @pytest.fixture
-def connect(app):
+def connect(app, vault):
     """Connect a network account to a person, the way the OAuth callback stores it."""
     from app.extensions import db
     from consent.grants import store_grant
@@ -19,7 +19,7 @@ def connect(app):
     def make(user, network: str = "demo", account_id: str | None = None):
         account_id = account_id or str(next(_accounts))
         with app.app_context():
-            grant = store_grant(db.session, app.extensions["ownstory_vault"], user.id,
+            grant = store_grant(db.session, vault, user.id,
                                 app.extensions["networks"][network], {"access_token": "at-" + account_id},
                                 {"sub": account_id, "preferred_username": "handle" + account_id}, utcnow())
             db.session.commit()

@@ -9,7 +9,7 @@ import requests
 from sqlalchemy import select
 
 from consent.models import Grant
-from tests.conftest import BASE_URL
+from tests.conftest import BASE_URL, db_session
 
 FORM_ACTION = re.compile(r'<form[^>]*action="([^"]+)"')
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -56,7 +56,7 @@ def stored_grants(app, **where) -> list[Grant]:
 
     Not the conftest `session` fixture: it keeps an app context pushed, which the test client's
     requests would then share (its `g`, so Flask-WTF's cached CSRF token and the db session)."""
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with db_session(app) as db:
         return list(db.scalars(select(Grant).filter_by(**where)))
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from consent import ledger, service, suppression
 from tests.consent.conftest import PURPOSES_V2
-from tests.statements import counted
+from tests.helpers_statements import counted
 
 NOW = dt.datetime(2026, 11, 25, 19, 0, tzinfo=dt.UTC)
 PATH = "/api/v1/consent/check"
@@ -15,11 +15,6 @@ PATH = "/api/v1/consent/check"
 def app(make_app, write_purposes):
     """Scoring is at version 2 here, so a consent to version 1 needs renewing."""
     return make_app(purposes=write_purposes(PURPOSES_V2))
-
-
-@pytest.fixture
-def service_headers(api_token):
-    return {"Authorization": f"Bearer {api_token('service')}"}
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ def flashed(client) -> str:
     return client.get("/consents").get_data(as_text=True)
 
 
-def test_connecting_demo_social_stores_the_grant(app, client, csrf_post, person, demo_network):
+def test_connecting_demo_social_stores_the_grant(app, client, csrf_post, person, demo_network, vault):
     response = connect_through_demo(client, csrf_post, account="1001")
 
     assert response.status_code == 302 and response.headers["Location"] == "/consents"
@@ -47,10 +47,10 @@ def test_connecting_demo_social_stores_the_grant(app, client, csrf_post, person,
     assert grant.scope_list == ["profile", "posts"]
     assert grant.granted_at is not None and grant.expires_at > grant.granted_at
     # The stored tokens are the real ones: Demo Social accepts the access token.
-    access = app.extensions["ownstory_vault"].open(grant.access_token)
+    access = vault.open(grant.access_token)
     me = requests.get(f"{demo_network.url}/userinfo", headers={"Authorization": f"Bearer {access}"}, timeout=5)
     assert me.json()["sub"] == "1001"
-    assert app.extensions["ownstory_vault"].open(grant.refresh_token)
+    assert vault.open(grant.refresh_token)
 
 
 def test_connect_sends_state_and_an_s256_challenge(client, csrf_post, person, demo_network):
@@ -93,15 +93,15 @@ def test_an_account_held_by_another_person_is_refused(client, csrf_post, person,
     assert grant.user_id == person.id
 
 
-def test_a_wrong_state_is_refused_and_nothing_is_exchanged(app, client, csrf_post, person, demo_network):
+def test_a_wrong_state_is_refused_and_nothing_is_exchanged(app, client, csrf_post, person, demo_state):
     back = answer_at_network(start_connect(client, csrf_post).headers["Location"])
-    exchanged = demo_network.app.extensions["demo"].calls["token"]
+    exchanged = demo_state.calls["token"]
 
     response = client.get(local_path(back).replace("state=", "state=forged"))
 
     assert response.status_code == 400
     assert "did not start here" in response.get_data(as_text=True)
-    assert demo_network.app.extensions["demo"].calls["token"] == exchanged
+    assert demo_state.calls["token"] == exchanged
     assert stored_grants(app) == []
     # The attempt is used up: even the right state no longer works.
     assert client.get(local_path(back)).status_code == 400
@@ -118,18 +118,18 @@ def test_a_callback_is_single_use(client, csrf_post, person):
     assert client.get(local_path(back)).status_code == 400
 
 
-def test_a_wrong_pkce_verifier_fails_the_exchange(app, client, csrf_post, person, demo_network):
+def test_a_wrong_pkce_verifier_fails_the_exchange(app, client, csrf_post, person, demo_state):
     back = answer_at_network(start_connect(client, csrf_post).headers["Location"])
     with client.session_transaction() as cookie:
         pending = cookie[PENDING]
         pending["demo"]["verifier"] = "x" * 64
         cookie[PENDING] = pending
-    exchanged = demo_network.app.extensions["demo"].calls["token"]
+    exchanged = demo_state.calls["token"]
 
     response = client.get(local_path(back))
 
     assert response.status_code == 302 and response.headers["Location"] == "/me"
-    assert demo_network.app.extensions["demo"].calls["token"] == exchanged + 1  # asked, and refused
+    assert demo_state.calls["token"] == exchanged + 1  # asked, and refused
     assert "did not accept this connection attempt. Nothing was changed." in flashed(client)
     assert stored_grants(app) == []
 
@@ -156,10 +156,10 @@ def test_a_network_that_is_down_is_a_friendly_message(app, client, csrf_post, pe
     assert stored_grants(app) == []
 
 
-def test_a_network_that_hangs_times_out(app, client, csrf_post, person, demo_network):
+def test_a_network_that_hangs_times_out(app, client, csrf_post, person, demo_state):
     app.extensions["network_http"] = NetworkHttp(timeout=(1, 0.3))
     back = answer_at_network(start_connect(client, csrf_post).headers["Location"])
-    demo_network.app.extensions["demo"].faults.set("token", delay=1.5, times=1)
+    demo_state.faults.set("token", delay=1.5, times=1)
 
     response = client.get(local_path(back))
 
@@ -169,9 +169,9 @@ def test_a_network_that_hangs_times_out(app, client, csrf_post, person, demo_net
 
 
 @pytest.mark.parametrize("endpoint, status", [("token", 500), ("userinfo", 500), ("userinfo", 401)])
-def test_an_error_answer_changes_nothing(app, client, csrf_post, person, demo_network, endpoint, status):
+def test_an_error_answer_changes_nothing(app, client, csrf_post, person, demo_state, endpoint, status):
     back = answer_at_network(start_connect(client, csrf_post).headers["Location"])
-    demo_network.app.extensions["demo"].faults.set(endpoint, status=status, times=1)
+    demo_state.faults.set(endpoint, status=status, times=1)
 
     response = client.get(local_path(back))
 
@@ -212,10 +212,9 @@ def test_connect_needs_a_signed_in_person_and_a_csrf_token(client, csrf_post, ma
     assert start_connect(staff, csrf_post, key="demo").status_code == 403
 
 
-def test_tokens_are_never_stored_in_plain_text(app, client, csrf_post, person):
+def test_tokens_are_never_stored_in_plain_text(app, client, csrf_post, person, vault):
     connect_through_demo(client, csrf_post)
     [grant] = stored_grants(app)
-    vault = app.extensions["ownstory_vault"]
     secrets = [vault.open(grant.access_token).encode(), vault.open(grant.refresh_token).encode()]
 
     engine = app.extensions["ownstory_db"]["engine"]
@@ -230,7 +229,7 @@ def test_tokens_are_never_stored_in_plain_text(app, client, csrf_post, person):
         assert all(secret not in stored for secret in secrets)
 
 
-def test_no_code_token_or_secret_reaches_a_log_or_a_page(app, client, csrf_post, person, caplog):
+def test_no_code_token_or_secret_reaches_a_log_or_a_page(app, client, csrf_post, person, caplog, vault):
     # Ownstory's own loggers and the HTTP client at DEBUG; the rest at the level a deployment runs.
     # (Authlib's server inside Demo Social logs issued tokens at DEBUG: that is the toy provider.)
     caplog.set_level(logging.INFO)
@@ -240,7 +239,6 @@ def test_no_code_token_or_secret_reaches_a_log_or_a_page(app, client, csrf_post,
     back = answer_at_network(started.headers["Location"])
     pages = [client.get(local_path(back)).get_data(as_text=True), flashed(client)]
     [grant] = stored_grants(app)
-    vault = app.extensions["ownstory_vault"]
 
     secrets = [query(back)["code"], vault.open(grant.access_token), vault.open(grant.refresh_token), DEMO_CLIENT_SECRET]
     for secret in secrets:

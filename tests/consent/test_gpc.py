@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from consent.models import ConsentEvent, ConsentState, GpcSignal
-from tests.conftest import csrf_token_from, networks_toml
+from tests.conftest import csrf_token_from, db_session, networks_toml
 
 GPC = {"Sec-GPC": "1"}
 NOTICE = "Your browser asked us not to sell or share your data (Global Privacy Control)"
@@ -43,13 +43,13 @@ def post_form(client, path: str, data: dict, headers: dict):
 
 
 def states(app, user) -> dict:
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with db_session(app) as db:
         rows = db.scalars(select(ConsentState).where(ConsentState.subject_id == user.id))
         return {(s.network, s.purpose): s.status for s in rows}
 
 
 def events(app, user) -> list[tuple]:
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with db_session(app) as db:
         rows = db.scalars(select(ConsentEvent).where(ConsentEvent.subject_id == user.id).order_by(ConsentEvent.seq))
         return [(e.network, e.purpose, e.action, e.method) for e in rows]
 
@@ -106,13 +106,13 @@ def test_the_signal_on_every_request_withdraws_once(app, client, person):
     assert events(app, person) == after_first
 
 
-def test_without_the_header_nothing_changes(app, client, person):
+def test_without_the_header_nothing_changes(app, client, person, sessions):
     before, consents = events(app, person), states(app, person)
     for headers in ({}, {"Sec-GPC": "0"}, {"Sec-GPC": "yes"}):
         page = client.get("/me", headers=headers)
         assert page.status_code == 200 and NOTICE not in page.get_data(as_text=True)
     assert events(app, person) == before and states(app, person) == consents
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with sessions() as db:
         assert db.scalars(select(GpcSignal)).all() == []
 
 
@@ -140,11 +140,11 @@ def test_a_first_consent_given_with_the_signal_on_stands(app, client, make_perso
     assert gpc_withdrawals(app, user) == []
 
 
-def test_a_signal_that_stops_and_starts_again_is_a_new_one(app, client, person):
+def test_a_signal_that_stops_and_starts_again_is_a_new_one(app, client, person, sessions):
     client.get("/me", headers=GPC)
     post_form(client, "/consents", ALL, GPC)
     client.get("/me")  # the browser no longer sends it
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with sessions() as db:
         assert db.get(GpcSignal, person.id) is None
 
     page = client.get("/me", headers=GPC)
@@ -186,13 +186,13 @@ def test_two_requests_at_once_withdraw_once(app, person, login):
     ledger_intact(app)
 
 
-def test_only_signed_in_people_are_affected(app, make_person, login):
+def test_only_signed_in_people_are_affected(app, make_person, login, sessions):
     anonymous = app.test_client()
     assert anonymous.get("/", headers=GPC).status_code == 200
     operator = app.test_client()
     login(operator, make_person(role="operator"))
     assert operator.get("/", headers=GPC).status_code in (200, 302)
-    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+    with sessions() as db:
         assert db.scalars(select(GpcSignal)).all() == [] and db.scalars(select(ConsentEvent)).all() == []
 
 

@@ -30,11 +30,6 @@ LIZ = {"sub": "1001", "preferred_username": "liz", "name": "Liz Lemon"}
 
 
 @pytest.fixture
-def vault(app):
-    return app.extensions["ownstory_vault"]
-
-
-@pytest.fixture
 def demo(app):
     return app.extensions["networks"]["demo"]
 
@@ -108,28 +103,28 @@ def test_an_account_held_by_another_person_is_refused(session, vault, demo, pers
     assert grant.user_id == person.id and vault.open(grant.access_token) == "mine"
 
 
-def test_a_fresh_token_is_used_as_it_is(session, vault, demo, person, demo_network):
+def test_a_fresh_token_is_used_as_it_is(session, vault, demo, person, demo_state):
     grant = store_grant(session, vault, person.id, demo, {"access_token": "at", "refresh_token": "rt",
                                                           "expires_in": 3600}, LIZ, NOW)
-    calls = demo_network.app.extensions["demo"].calls["token"]
+    calls = demo_state.calls["token"]
 
     assert access_token(session, vault, grant, demo, NOW + dt.timedelta(minutes=58), NetworkHttp()) == "at"
-    assert demo_network.app.extensions["demo"].calls["token"] == calls
+    assert demo_state.calls["token"] == calls
 
 
-def test_an_expiring_token_is_refreshed_at_the_network(session, vault, demo, person, demo_network):
+def test_an_expiring_token_is_refreshed_at_the_network(session, vault, demo, person, demo_state):
     token, userinfo = token_from_demo(demo, account="1003")
     stored_at = utcnow()
     grant = store_grant(session, vault, person.id, demo, token, userinfo, stored_at)
     session.commit()
-    calls = demo_network.app.extensions["demo"].calls["token"]
+    calls = demo_state.calls["token"]
     almost = grant.expires_at - dt.timedelta(seconds=30)  # inside the 60 s margin
 
     fresh = access_token(session, vault, grant, demo, almost, NetworkHttp())
     session.commit()
 
     assert fresh != token["access_token"]
-    assert demo_network.app.extensions["demo"].calls["token"] == calls + 1
+    assert demo_state.calls["token"] == calls + 1
     session.expire_all()
     stored = session.get(Grant, grant.id)
     assert vault.open(stored.access_token) == fresh and fresh.encode() not in stored.access_token
@@ -139,7 +134,7 @@ def test_an_expiring_token_is_refreshed_at_the_network(session, vault, demo, per
     assert answer.json()["preferred_username"] == "mei"
     # Next time it is fresh again: no second refresh.
     assert access_token(session, vault, stored, demo, almost, NetworkHttp()) == fresh
-    assert demo_network.app.extensions["demo"].calls["token"] == calls + 1
+    assert demo_state.calls["token"] == calls + 1
 
 
 def test_a_revoked_refresh_token_means_reconnecting(session, vault, demo, person):
@@ -154,13 +149,13 @@ def test_a_revoked_refresh_token_means_reconnecting(session, vault, demo, person
         access_token(session, vault, grant, demo, NOW + dt.timedelta(days=1), NetworkHttp())
 
 
-def test_an_expired_token_without_a_refresh_token_means_reconnecting(session, vault, demo, person, demo_network):
+def test_an_expired_token_without_a_refresh_token_means_reconnecting(session, vault, demo, person, demo_state):
     grant = store_grant(session, vault, person.id, demo, {"access_token": "at", "expires_in": 60}, LIZ, NOW)
-    calls = demo_network.app.extensions["demo"].calls["token"]
+    calls = demo_state.calls["token"]
 
     with pytest.raises(ReconnectRequired):
         access_token(session, vault, grant, demo, NOW + dt.timedelta(hours=1), NetworkHttp())
-    assert demo_network.app.extensions["demo"].calls["token"] == calls
+    assert demo_state.calls["token"] == calls
 
 
 def test_a_network_that_is_down_cannot_refresh(session, vault, demo, person, demo_network):

@@ -166,15 +166,14 @@ def test_verify_reads_in_batches_not_one_query_per_person(app, session, monkeypa
 
 
 @pytest.mark.parametrize("writers, each", [(2, 15), (4, 5)])
-def test_racing_writers_for_one_person_keep_one_chain(app, session, writers, each):
-    sessionmaker = app.extensions["ownstory_db"]["sessionmaker"]
+def test_racing_writers_for_one_person_keep_one_chain(session, writers, each, sessions):
     start, errors = threading.Barrier(writers), []
 
     def write(n: int) -> None:
         try:
             start.wait()
             for i in range(each):
-                with sessionmaker() as s:
+                with sessions() as s:
                     purpose = "scoring" if (n + i) % 2 else "research"
                     ledger.append(s, "racer", "demo", purpose, 1, "grant", "form", T0 + dt.timedelta(seconds=i))
                     s.commit()

@@ -4,7 +4,7 @@ import re
 import requests
 
 from demo.server import create_demo_app
-from tests.servers import serve
+from tests.helpers_servers import serve
 
 
 def test_the_switch_takes_the_network_down_and_brings_it_back():

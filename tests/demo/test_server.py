@@ -19,7 +19,7 @@ from werkzeug.wrappers import Response
 from demo.accounts import DEMO_ACCOUNTS
 from demo.models import Token
 from demo.server import create_demo_app
-from tests.servers import LiveServer, serve
+from tests.helpers_servers import LiveServer, serve
 
 CALLBACK = "http://127.0.0.1:5000/networks/demo/callback"
 TTL = 900

@@ -1,1 +1,0 @@
-"""Loopback imitations of outside services, for tests that need a real HTTP peer."""
