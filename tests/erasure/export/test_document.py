@@ -11,7 +11,7 @@ from sqlalchemy.exc import OperationalError
 
 from app.models import User
 from consent.models import Grant
-from erasure.export import views as export
+from erasure.export import document as export
 from erasure.stores.datamap import identities_of
 from tests.erasure.helpers_optout import joined_person, prove_account, sealed_tokens
 
