@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from app import chain
 from app.db import utcnow, write_lock
+from app.extensions import db
 from app.models import ACTOR_KINDS, AuditEvent
 from app.text import iso_utc
 
@@ -246,7 +247,6 @@ audit_cli = AppGroup("audit", help="The audit trail.")
 @audit_cli.command("verify")
 def verify_command() -> None:
     """Replay the hash chain; name the first break (exit 1), if any."""
-    from app.extensions import db
 
     breaks = verify(db.session)
     if breaks:
@@ -261,7 +261,6 @@ def verify_command() -> None:
               help="How many of the newest events.")
 def list_command(limit: int) -> None:
     """The newest events, newest first: seq, time, actor, action, target and outcome."""
-    from app.extensions import db
 
     events = db.session.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(limit))
     for e in events:

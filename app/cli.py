@@ -11,8 +11,10 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from app import audit
+from app.accounts import MIN_PASSWORD, create_user
 from app.db import utcnow
 from app.extensions import db
+from app.migrate import upgrade
 from app.models import TOKEN_ROLES, USER_ROLES, ApiToken
 from app.security import new_api_token, token_hash
 
@@ -27,7 +29,6 @@ KEY_COMMAND_TARGETS = "ownstory_key_command_targets"  # app.extensions' audit ta
 @click.argument("revision", default="heads")
 def db_upgrade(revision: str) -> None:
     """Apply the Alembic migrations."""
-    from app.migrate import upgrade
 
     upgrade(current_app.config["DATABASE_URL"], revision)
     click.echo("database is at " + revision)
@@ -39,7 +40,6 @@ def db_upgrade(revision: str) -> None:
 @click.option("--password", help="Prompted for when left out.")
 def users_create(email: str, role: str, password: str | None) -> None:
     """Make an account and print its id."""
-    from app.accounts import MIN_PASSWORD, create_user
 
     if password is None:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)

@@ -8,7 +8,8 @@ from sqlalchemy import distinct, func, select
 
 from app.cli import register_key_command
 from app.extensions import db
-from consent import ledger
+from app.security import VaultError
+from consent import grants, ledger
 from consent.models import ConsentEvent
 
 consent_cli = AppGroup("consent", help="The consent ledger.")
@@ -36,8 +37,6 @@ def verify_ledger(subject: str | None) -> None:
 @with_appcontext
 def rotate_tokens() -> None:
     """Re-encrypt every stored OAuth token under the first OWNSTORY_TOKEN_KEYS key."""
-    from app.security import VaultError
-    from consent import grants
 
     try:
         count = grants.rotate_tokens(db.session, current_app.extensions["ownstory_vault"])

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from werkzeug.datastructures import Headers
 
 from app.db import utcnow, write_lock
+from app.extensions import db
 from consent import ledger
 from consent.models import ConsentState, GpcSignal
 from consent.purposes import Purpose
@@ -100,7 +101,6 @@ def _on_request() -> None:
     recorded = session.get(SESSION_KEY)
     if not on and recorded is None:
         return  # the common case: no signal, and none on record from this browser; no query at all
-    from app.extensions import db
 
     if not on and recorded is not None:
         with db.writing():  # ends the request's read transaction: the write lock comes before any read

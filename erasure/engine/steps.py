@@ -22,6 +22,7 @@ from erasure.engine.revocation import TIMEOUT, GrantTokens, revoke
 from erasure.models import ErasureStep, OptOutRequest, StepKind
 from erasure.optout import mail_text
 from erasure.optout.service import entries_in_scope, open_contact, open_identities
+from erasure.receipts import issue
 from erasure.stores.datamap import Identities, TableEntry
 from erasure.stores.purge import StoreMisconfigured, StoreUnavailable, count_entries, count_entry, purge_entry
 
@@ -194,7 +195,6 @@ def _verify(ctx: ErasureContext, request: OptOutRequest) -> Result:
 
 def _receipt(session: Session, ctx: ErasureContext, request: OptOutRequest, now: dt.datetime) -> Result:
     """Signed and logged in the transaction that marks this step done: one receipt, whatever happens."""
-    from erasure.receipts import issue
 
     receipt = issue.issue_receipt(session, ctx, request, ctx.log_origin, now)
     return Result(done=True, result={"receipt_id": receipt.id, "leaf_index": receipt.leaf_index})

@@ -25,6 +25,7 @@ from erasure.receipts.schemas import (
     VerifyAnswerSchema,
     VerifyRequestSchema,
 )
+from erasure.verifier.verify import verify
 
 blp = Blueprint("log_api", __name__, url_prefix="/api/v1",
                 description="Receipts and the transparency log: open to anyone.")
@@ -55,7 +56,6 @@ def get_receipt(receipt_id: uuid.UUID):
 @blp.response(200, VerifyAnswerSchema)
 def verify_receipt(body: dict):
     """Check a receipt or a bundle against the published keys and this log's checkpoint key."""
-    from erasure.verifier.verify import verify
 
     report = verify(body if "log" in body or "owner_proof" in body else body["receipt"],
                     keys.jwks(db.session), _log_key())

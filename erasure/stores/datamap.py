@@ -13,6 +13,7 @@ from sqlalchemy import column, func, select, table
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.db import make_engine
 from app.settings import ConfigError, resolve_database_url
 
 IDENTITY_KINDS = ("subject", "email", "account", "handle")
@@ -87,7 +88,6 @@ class DataMap:
     def engine(self, store_name: str) -> Engine:
         with self._lock:
             if store_name not in self._engines:
-                from app.db import make_engine
 
                 store = next(s for s in self.stores if s.name == store_name)
                 # Every purge, count and read of a store is a statement of its own: no BEGIN/COMMIT.
