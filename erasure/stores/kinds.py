@@ -90,7 +90,7 @@ class StoreKind(ABC):
         raise app.settings.ConfigError(where, "<label>.<field>", "what is wrong") on a mistake. Credentials
         come from the environment (`*_env` fields), never the file."""
 
-    def check(self) -> None:
+    def check(self) -> None:  # noqa: B027 (an optional hook: most kinds have nothing to check)
         """Start-up checks that need the store itself (a bucket that must exist, say); raise ConfigError.
         Called once at start-up, after every store has loaded; by default there is nothing to check."""
 
@@ -117,7 +117,7 @@ class StoreKind(ABC):
         """What the export says about an entry besides its rows (table and column, key pattern, prefix)."""
         return {}
 
-    def dispose(self, close: bool = True) -> None:
+    def dispose(self, close: bool = True) -> None:  # noqa: B027 (an optional hook: some kinds hold no connections)
         """Drop the store's connections; after a fork, close=False leaves the parent's alone."""
 
 
