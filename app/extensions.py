@@ -48,5 +48,5 @@ class OwnstoryApi(Api):
 db = Database()
 login_manager = OwnstoryLoginManager()
 csrf = CSRFProtect()
-limiter = Limiter(key_func=get_remote_address, default_limits=[], storage_uri="memory://")
+limiter = Limiter(key_func=get_remote_address, default_limits=[])  # storage: app.limits, from the settings
 api = OwnstoryApi()
