@@ -92,7 +92,7 @@ def _load_catalogues(app: Flask) -> None:
 
 
 def _bind_extensions(app: Flask) -> None:
-    from app import limits
+    from app import headers, limits
     from app.extensions import api, csrf, db, login_manager
     from app.mail import Mailer
     from app.security import Passwords, Vault
@@ -106,6 +106,7 @@ def _bind_extensions(app: Flask) -> None:
     login_manager.session_protection = "strong"
     csrf.init_app(app)
     limits.init_app(app)  # the limiter on OWNSTORY_RATELIMIT_STORAGE_URL, and the page a refusal shows
+    headers.init_app(app)  # CSP, nosniff and Referrer-Policy on every response
     api.init_app(app)
     app.extensions["ownstory_passwords"] = Passwords(fast=app.config["FAST_PASSWORD_HASHING"])
     app.extensions["ownstory_vault"] = Vault(app.config["TOKEN_KEYS"])
