@@ -24,9 +24,21 @@ def create_app(test_config: dict | None = None, environ: dict | None = None) -> 
         from app.demo import mount_demo_network
 
         mount_demo_network(app)
+    _trust_proxies(app)
     if app.config["INLINE_WORKER"]:
         _start_inline_worker_on_first_request(app)
     return app
+
+
+def _trust_proxies(app: Flask) -> None:
+    """Behind OWNSTORY_TRUSTED_PROXIES proxies, the client's address, scheme and host are the ones they
+    forwarded. Outermost, so that /demo and every rate limit see them too. Off (0) by default: without
+    a proxy, anyone could send X-Forwarded-For and pick the address their limits are counted for."""
+    hops = app.config["TRUSTED_PROXIES"]
+    if hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
 
 
 def _start_inline_worker_on_first_request(app: Flask) -> None:
@@ -80,7 +92,8 @@ def _load_catalogues(app: Flask) -> None:
 
 
 def _bind_extensions(app: Flask) -> None:
-    from app.extensions import api, csrf, db, limiter, login_manager
+    from app import headers, limits
+    from app.extensions import api, csrf, db, login_manager
     from app.mail import Mailer
     from app.security import Passwords, Vault
     from consent.suppression import Peppers
@@ -92,7 +105,8 @@ def _bind_extensions(app: Flask) -> None:
     login_manager.login_message = "Please sign in to see that page."
     login_manager.session_protection = "strong"
     csrf.init_app(app)
-    limiter.init_app(app)
+    limits.init_app(app)  # the limiter on OWNSTORY_RATELIMIT_STORAGE_URL, and the page a refusal shows
+    headers.init_app(app)  # CSP, nosniff and Referrer-Policy on every response
     api.init_app(app)
     app.extensions["ownstory_passwords"] = Passwords(fast=app.config["FAST_PASSWORD_HASHING"])
     app.extensions["ownstory_vault"] = Vault(app.config["TOKEN_KEYS"])

@@ -7,6 +7,7 @@ import hmac
 from flask import Flask
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
+from app import headers
 from app.settings import ConfigError, resolve_database_url
 
 DEMO_KEY = "demo"
@@ -34,6 +35,7 @@ def mount_demo_network(app: Flask) -> None:
             "token_endpoint_auth_method": network.token_endpoint_auth,
         }],
     })
+    headers.init_app(demo_app)  # served as one of our pages: the same security headers
     app.extensions["demo_app"] = demo_app
     app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {"/demo": demo_app})  # type: ignore[method-assign]
     for store in app.extensions["datamap"].stores:

@@ -4,9 +4,9 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_smorest import Api
-from flask_wtf.csrf import CSRFProtect
 
 from app import openapi
+from app.csrf import OwnstoryCSRFProtect
 from app.db import Database
 from app.errors import handle_http_exception
 
@@ -47,6 +47,6 @@ class OwnstoryApi(Api):
 
 db = Database()
 login_manager = OwnstoryLoginManager()
-csrf = CSRFProtect()
-limiter = Limiter(key_func=get_remote_address, default_limits=[], storage_uri="memory://")
+csrf = OwnstoryCSRFProtect()
+limiter = Limiter(key_func=get_remote_address, default_limits=[])  # storage: app.limits, from the settings
 api = OwnstoryApi()

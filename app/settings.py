@@ -15,6 +15,9 @@ from cryptography.fernet import Fernet
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS_FILE = ROOT / "config" / "defaults.toml"
 MAX_DEADLINE_DAYS = 30
+MAX_PROXY_HOPS = 5
+# The rate limiter's storages that requirements.txt can drive: each process's memory, or a Redis server.
+LIMITER_SCHEMES = {"memory", "redis", "rediss", "redis+unix"}
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +128,13 @@ def load(environ: Mapping[str, str] | None = None, instance_path: Path | None = 
         cfg["ERASURE_RETRY_BASE_SECONDS"] = float(base)
     except (TypeError, ValueError):
         raise ConfigError(where, "OWNSTORY_ERASURE_RETRY_BASE_SECONDS", f"expected seconds, got {base!r}") from None
+    where, hops = get("trusted_proxies")
+    cfg["TRUSTED_PROXIES"] = _int(where, "OWNSTORY_TRUSTED_PROXIES", hops)
+    if not 0 <= cfg["TRUSTED_PROXIES"] <= MAX_PROXY_HOPS:
+        raise ConfigError(where, "OWNSTORY_TRUSTED_PROXIES",
+                          f"expected the number of proxies in front of Ownstory, 0 to {MAX_PROXY_HOPS}")
+    where, storage = get("ratelimit_storage_url")
+    cfg["RATELIMIT_STORAGE_URL"] = _limiter_storage(where, str(storage or "").strip() or "memory://")
 
     instance = instance_path or ROOT / "instance"
     for key, secret in SECRETS.items():
@@ -137,6 +147,28 @@ def load(environ: Mapping[str, str] | None = None, instance_path: Path | None = 
         cfg[key] = value
     cfg["TOKEN_KEYS"] = _fernet_keys(cfg["TOKEN_KEYS"])
     return cfg
+
+
+def _limiter_storage(where: str, url: str) -> str:
+    """A storage URL Flask-Limiter can use. Never echoed: a Redis URL may carry a password."""
+    example = "expected memory:// or redis://host:port/db (rediss:// for TLS, redis+unix:///path for a socket)"
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError for a port that is not a number
+    except ValueError:
+        raise ConfigError(where, "OWNSTORY_RATELIMIT_STORAGE_URL", f"is not a URL; {example}") from None
+    if parts.scheme not in LIMITER_SCHEMES:
+        raise ConfigError(where, "OWNSTORY_RATELIMIT_STORAGE_URL",
+                          f"the scheme {parts.scheme + ':' if parts.scheme else '(none)'} is not supported; {example}")
+    if parts.scheme in {"redis", "rediss"}:
+        if not parts.hostname:
+            raise ConfigError(where, "OWNSTORY_RATELIMIT_STORAGE_URL", f"names no host; {example}")
+        if parts.path.strip("/") and not parts.path.strip("/").isdigit():
+            raise ConfigError(where, "OWNSTORY_RATELIMIT_STORAGE_URL",
+                              f"the database after the host must be a number; {example}")
+    if parts.scheme == "redis+unix" and not parts.path:
+        raise ConfigError(where, "OWNSTORY_RATELIMIT_STORAGE_URL", f"names no socket path; {example}")
+    return url
 
 
 def _fernet_keys(raw: str) -> list[str]:

@@ -206,7 +206,7 @@ def _consent_page(grant) -> Response:
     response = make_response(page)
     # A consent page must not be framed by another site (clickjacking).
     response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
+    response.headers["Content-Security-Policy"] = "default-src 'self'; frame-ancestors 'none'"
     response.headers["Cache-Control"] = "no-store"
     return response
 

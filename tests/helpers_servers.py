@@ -1,10 +1,18 @@
-"""LiveServer: runs any WSGI app on a real loopback port in a thread, and can take it down and up again."""
+"""LiveServer: runs any WSGI app on a real loopback port in a thread, and can take it down and up again;
+RedisServer: a throwaway redis-server on a loopback port."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import subprocess
 import threading
+import time
 from collections.abc import Callable
+from pathlib import Path
 
+import pytest
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 
@@ -76,3 +84,63 @@ class LiveServer:
 def serve(app: Callable, host: str = "127.0.0.1", port: int = 0) -> LiveServer:
     """Start app on a free loopback port; use the result as a context manager or call .stop()."""
     return LiveServer(app, host, port).start()
+
+
+# --- redis-server, Debian's, for the rate limiter's shared storage ------------------------------------
+
+REDIS_SERVER = "redis-server"
+
+
+def require_redis_server() -> str:
+    """The redis-server binary: skipped without it outside CI, a failure in CI (.ci/run installs it)."""
+    found = shutil.which(REDIS_SERVER)
+    if found:
+        return found
+    if os.environ.get("CI"):
+        pytest.fail("Debian's redis-server is not installed; .ci/run should have installed it")
+    pytest.skip("Debian's redis-server is not installed (apt-get install redis-server); CI installs it and runs this")
+
+
+class RedisServer:
+    """A throwaway redis-server on a free loopback port, its files in a temp folder, ended by its own pid."""
+
+    def __init__(self, binary: str, folder: Path) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self._log = open(folder / "redis.log", "wb")  # closed in stop()
+        self.process = subprocess.Popen(
+            [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(folder),
+             "--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes"],
+            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self._wait_until_ready()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _wait_until_ready(self, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.process.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(64).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"redis-server did not answer on port {self.port} within {timeout:.0f}s")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if not self._log.closed:
+            self._log.close()

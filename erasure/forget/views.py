@@ -231,8 +231,17 @@ def _private(body: str, status: int = 200):
 
 # --- the opt-out, as a member's ----------------------------------------------------------------
 
+def _proof_key() -> str:
+    """The opt-out's rate limit key: what was proven, as an HMAC. Leaving is never limited per client
+    address (on a shared address one person's leaving must not use up another's); proving is."""
+    proof = current_proof()
+    held = "|".join(sorted(f"{i.kind}:{i.network or ''}:{i.value}" for i in proof.identities)) if proof else ""
+    digest = hmac.new(current_app.config["SECRET_KEY"].encode(), held.encode(), hashlib.sha256).hexdigest()
+    return f"forget-proof:{digest}"
+
+
 @bp.route("/forget/optout", methods=["GET", "POST"])
-@limiter.limit("10 per hour", methods=["POST"])
+@limiter.limit("30 per hour", key_func=_proof_key, exempt_when=lambda: current_proof() is None, methods=["POST"])
 def optout():
     proof = current_proof()
     if proof is None:

@@ -8,6 +8,7 @@ from flask_login import current_user, login_required, logout_user
 
 from app.db import utcnow
 from app.extensions import db, limiter
+from app.limits import account_key, signed_out
 from app.mail import MailError
 from consent.service import grants_of
 from erasure.context import context_from_app
@@ -21,7 +22,8 @@ log = logging.getLogger(__name__)
 
 @bp.route("/optout", methods=["GET", "POST"])
 @login_required
-@limiter.limit("10 per hour", methods=["POST"])
+# Per account, never per address: on a shared address one person's leaving must not use up another's.
+@limiter.limit("30 per hour", key_func=account_key, exempt_when=signed_out, methods=["POST"])
 def optout():
     if current_user.role != "person":
         abort(403, "Opting out is for people whose data the platform holds.")

@@ -80,3 +80,38 @@ def test_a_broken_catalogue_stops_startup_with_a_message_not_a_trace(tmp_path):
     assert result.returncode == 2
     assert str(broken) in result.stderr and "networks.acme" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_proxies_and_limiter_storage_default_to_off_and_memory(tmp_path):
+    cfg = settings.load(dict(SECRETS), instance_path=tmp_path)
+    assert cfg["TRUSTED_PROXIES"] == 0
+    assert cfg["RATELIMIT_STORAGE_URL"] == "memory://"
+    cfg = settings.load({**SECRETS, "OWNSTORY_TRUSTED_PROXIES": "2",
+                         "OWNSTORY_RATELIMIT_STORAGE_URL": "redis://127.0.0.1:6379/0"}, instance_path=tmp_path)
+    assert cfg["TRUSTED_PROXIES"] == 2 and cfg["RATELIMIT_STORAGE_URL"] == "redis://127.0.0.1:6379/0"
+
+
+@pytest.mark.parametrize("name, value", [
+    ("OWNSTORY_TRUSTED_PROXIES", "-1"),
+    ("OWNSTORY_TRUSTED_PROXIES", "nginx"),
+    ("OWNSTORY_TRUSTED_PROXIES", "99"),
+    ("OWNSTORY_RATELIMIT_STORAGE_URL", "memcached://127.0.0.1:11211"),
+    ("OWNSTORY_RATELIMIT_STORAGE_URL", "127.0.0.1:6379"),
+    ("OWNSTORY_RATELIMIT_STORAGE_URL", "redis://"),
+    ("OWNSTORY_RATELIMIT_STORAGE_URL", "redis://:s3cret-pw@cache:port/0"),
+    ("OWNSTORY_RATELIMIT_STORAGE_URL", "redis://:s3cret-pw@cache:6379/zero"),
+])
+def test_a_bad_proxy_count_or_storage_url_names_the_variable(tmp_path, name, value):
+    with pytest.raises(ConfigError) as err:
+        settings.load({**SECRETS, name: value}, instance_path=tmp_path)
+    assert err.value.field == name
+    assert "s3cret-pw" not in str(err.value)  # a Redis URL may carry a password: never echoed
+
+
+def test_a_bad_storage_url_stops_startup_with_one_line(tmp_path):
+    env = {**os.environ, **SECRETS, "OWNSTORY_RATELIMIT_STORAGE_URL": "redis://:s3cret-pw@cache:port/0"}
+    result = subprocess.run([sys.executable, "-c", "import wsgi"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.startswith("ownstory: configuration error: ") and result.stderr.count("\n") == 1
+    assert "OWNSTORY_RATELIMIT_STORAGE_URL" in result.stderr and "s3cret-pw" not in result.stderr
