@@ -7,7 +7,7 @@ import uuid
 
 from flask import current_app
 from flask_login import current_user
-from flask_smorest import Blueprint
+from app.api_blueprint import Blueprint
 from marshmallow import RAISE
 from sqlalchemy import and_, or_, select, tuple_
 from sqlalchemy.orm import selectinload

@@ -6,7 +6,7 @@ import re
 import uuid
 
 from flask import Response, current_app
-from flask_smorest import Blueprint
+from app.api_blueprint import Blueprint
 
 from app.auth import anyone
 from app.db import utcnow
