@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -231,6 +231,19 @@ def _lay_steps(session: Session, ctx: ErasureContext, request: OptOutRequest, gr
     for position, (kind, target, params) in enumerate(steps, start=1):
         request.steps.append(ErasureStep(position=position, phase=PHASES[kind], kind=kind, target=target,
                                          params=params, status=StepStatus.PENDING, not_before=now))
+
+
+def lay_revocations(session: Session, request_id: str, grants: list[Grant], now: dt.datetime) -> None:
+    """Revoke steps for grants found after the request was laid (a connect that raced the opt-out).
+
+    They are phase 1, so every step of a later phase not yet done (verify, the receipt) waits for them,
+    and the receipt lists them. The caller deletes the grants in the same transaction.
+    """
+    last = session.scalar(select(func.max(ErasureStep.position)).where(ErasureStep.request_id == request_id)) or 0
+    for position, g in enumerate(grants, start=last + 1):
+        session.add(ErasureStep(request_id=request_id, position=position, phase=PHASES[StepKind.REVOKE],
+                                kind=StepKind.REVOKE, target=g.network, params=_revoke_params(g),
+                                status=StepStatus.PENDING, not_before=now))
 
 
 def _revoke_params(g: Grant) -> dict:
