@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from flask_login import current_user
-from flask_smorest import Blueprint
 from marshmallow import RAISE, Schema, fields, validate
 from sqlalchemy import select
 
 from app import audit
+from app.api_blueprint import Blueprint
 from app.auth import bearer
 from app.errors import ApiError
 from app.extensions import db

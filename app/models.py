@@ -22,6 +22,9 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16), default="person")
     created_at: Mapped[timestamp]
     last_login_at: Mapped[dt.datetime | None]
+    # Set when the person asks to leave everything: the account takes no new network from then on,
+    # and its row goes with the opt-out's forget step.
+    closed_at: Mapped[dt.datetime | None]
 
     # Flask-Login's interface.
     is_authenticated = True

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from flask import current_app
-from flask_smorest import Blueprint
 
+from app.api_blueprint import Blueprint
 from app.auth import bearer
 from app.errors import ApiError
 from app.extensions import db

@@ -3,13 +3,17 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 
 from flask import Blueprint, Flask, abort, current_app, flash, redirect, url_for
 from flask_login import current_user, login_required
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from app import logging as app_logging
 from app.db import utcnow
 from app.extensions import db
+from app.models import User
 from consent import account_control, suppression
 from consent.grants import AccountTaken, GrantError, store_grant
 from consent.networks import Network
@@ -20,6 +24,15 @@ log = logging.getLogger(__name__)
 
 PENDING = "networks_oauth"  # session key: {network key: {"state": ..., "verifier": ...}}, one flow per network
 CONTROL = account_control.AccountControl(PENDING, "/networks/{key}/callback", back_to="consent_pages.me")
+DISCARDER = "ownstory_token_discarder"  # app.extensions key: (network, token, account_id) -> None
+CLOSING = ("You have asked to leave everything, so this account is closing and connects no network. "
+           "Nothing was connected. You can sign up again with the same email whenever you like.")
+
+TokenDiscarder = Callable[[Network, dict, str], None]
+
+
+class AccountClosing(Exception):
+    """The person asked to leave everything: no new grant may come in behind the opt-out."""
 
 
 def init_app(app: Flask) -> None:
@@ -28,10 +41,33 @@ def init_app(app: Flask) -> None:
     RedactOAuthParams.install(("werkzeug",))
 
 
+def register_token_discarder(app: Flask, discard: TokenDiscarder) -> None:
+    """How a token is handed back to its network when a connect is refused after the network gave it.
+
+    Revoking is erasure's (erasure.engine.revocation), which consent must not import: erasure registers it.
+    """
+    app.extensions[DISCARDER] = discard
+
+
+def account_closing(session: Session, user_id: str) -> bool:
+    """Whether the account is closing (its owner asked to leave everything) or gone.
+
+    Locks the user's row on PostgreSQL until the transaction ends, so that a connect and an opt-out of
+    everything are one before the other: either the opt-out sees the new grant and revokes it, or the
+    connect sees the account closing. (SQLite's write lock, which the caller holds, does the same.)
+    """
+    closed_at = session.execute(select(User.closed_at).where(User.id == user_id).with_for_update()).first()
+    return closed_at is None or closed_at[0] is not None
+
+
 @bp.post("/networks/<key>/connect")
 @login_required
 def connect(key: str):
-    url = CONTROL.start(_network(key))
+    network = _network(key)
+    if current_user.closed_at is not None:
+        log.info("user %s: a connect to %s refused, the account is closing", current_user.id, key)
+        return CONTROL.back(CLOSING)
+    url = CONTROL.start(network)
     log.info("user %s is connecting %s", current_user.id, key)
     return redirect(url, code=303)
 
@@ -41,6 +77,9 @@ def connect(key: str):
 def callback(key: str):
     network = _network(key)
     name = network.name
+    if current_user.closed_at is not None:  # checked before the code is exchanged: no token is made
+        log.info("user %s: a connect to %s refused at its callback, the account is closing", current_user.id, key)
+        return CONTROL.back(CLOSING)
     try:
         proven = CONTROL.finish(network)
     except account_control.WrongState:
@@ -75,11 +114,19 @@ def _store(network: Network, proven: account_control.Proven):
         # The network has answered; only now take SQLite's write lock (ending the read that
         # loaded the user), so no lock is held while waiting on the network.
         with db.writing():
+            if account_closing(db.session, current_user.id):
+                raise AccountClosing()
             grant = store_grant(db.session, current_app.extensions["ownstory_vault"], current_user.id, network,
                                 proven.token, proven.userinfo, utcnow())
             # The owner proved control of the account again: that is their new consent, so a past
             # opt-out of this account no longer stands in their way.
             suppression.lift(db.session, current_app.extensions["ownstory_peppers"], suppression.of_grant(grant))
+    except AccountClosing:
+        # The opt-out came in while the person was at the network: the token it just gave goes back now.
+        log.info("user %s: a connect to %s refused, the account closed while at the network", current_user.id,
+                 network.key)
+        _discard(network, proven)
+        return CONTROL.back(CLOSING)
     except AccountTaken:
         log.info("user %s: that %s account belongs to another person", current_user.id, network.key)
         return CONTROL.back(f"That {name} account is already connected to another Ownstory account, so nothing "
@@ -89,6 +136,14 @@ def _store(network: Network, proven: account_control.Proven):
     log.info("user %s connected %s", current_user.id, network.key)
     flash(f"Connected {name}. Nothing is shared until you consent to a purpose.", "success")
     return redirect(url_for("consent_pages.consents"))
+
+
+def _discard(network: Network, proven: account_control.Proven) -> None:
+    discard = current_app.extensions.get(DISCARDER)
+    if discard is None:
+        log.warning("no token discarder is registered: the token from %s was dropped unrevoked", network.key)
+        return
+    discard(network, proven.token, proven.account_id)
 
 
 def _network(key: str) -> Network:

@@ -62,6 +62,9 @@ def _in(column: str, values: Iterable[str]) -> str:
     return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
 
 
+ONE_OPEN_WHERE = f"user_id IS NOT NULL AND {_in('status', OPEN_REQUESTS)}"
+
+
 class OptOutRequest(Base):
     """A person leaving one network or everything. It outlives their account, holding no personal
     data in the clear: identities are sealed until the request completes, then dropped."""
@@ -73,6 +76,9 @@ class OptOutRequest(Base):
         Index("ix_optout_requests_status_deadline", "status", "deadline"),
         Index("ix_optout_requests_requested_at", "requested_at"),
         Index("ix_optout_requests_completed_at", "completed_at", "requested_at", "deadline"),
+        # One open opt-out per person and scope: a second press of "Opt out now" cannot race past it.
+        Index("uq_optout_requests_one_open", "user_id", "scope", unique=True,
+              sqlite_where=text(ONE_OPEN_WHERE), postgresql_where=text(ONE_OPEN_WHERE)),
     )
 
     id: Mapped[uuid_pk]

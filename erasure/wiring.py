@@ -1,8 +1,11 @@
-"""What erasure adds to the base and to consent: its /metrics figures, its /readyz check and /me's data held."""
+"""What erasure adds to the base and to consent: its /metrics figures, its /readyz check, /me's data held, and
+the revocation of a token a refused connect was given."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
+import requests
 from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -11,12 +14,18 @@ from sqlalchemy.orm import Session
 from app import health, metrics
 from app.models import User
 from app.security import Vault, VaultError
+from consent import connect as consent_connect
 from consent import views as consent_views
 from consent.models import Grant
+from consent.networks import Network
+from erasure.engine.revocation import GrantTokens, revoke
 from erasure.models import SigningKey
 from erasure.oversight import metrics as erasure_metrics
 from erasure.receipts import keys
 from erasure.stores.datamap import DataMap, HeldCount, count_held, identities_of
+
+log = logging.getLogger(__name__)
+DISCARD_TIMEOUT = (3, 5)  # the person is waiting on this page
 
 
 def init_app(app: Flask) -> None:
@@ -24,6 +33,16 @@ def init_app(app: Flask) -> None:
     metrics.register_collector(app, erasure_metrics.collect)
     health.register_check(app, "keys", lambda session: signing_keys_open(session, app.extensions["ownstory_vault"]))
     consent_views.register_held_counter(app, lambda user, grants: held_about(app.extensions["datamap"], user, grants))
+    consent_connect.register_token_discarder(app, discard_token)
+
+
+def discard_token(network: Network, token: dict, account_id: str) -> None:
+    """Revoke at once a token that must not be kept (a connect refused after the network gave it)."""
+    tokens = GrantTokens(token.get("access_token"), token.get("refresh_token"), account_id)
+    with requests.Session() as http:
+        outcome = revoke(network, tokens, http, DISCARD_TIMEOUT)
+    if not outcome.done:
+        log.warning("a refused connect's token at %s was not revoked (%s); it is not kept", network.key, outcome.kind)
 
 
 def signing_keys_open(session: Session, vault: Vault) -> bool:

@@ -95,3 +95,53 @@ def test_0008_moves_the_purge_of_ownstorys_own_records_to_the_forget_kind(empty_
             _step(conn, request_id, 6, 3, "forget", "ownstory")  # the narrower constraint is back
     finally:
         engine.dispose()
+
+
+def _open_request(conn, user_id: str | None, scope: str, at: dt.datetime, status: str = "in_progress") -> str:
+    request_id = str(uuid.uuid4())
+    conn.execute(insert(OptOutRequest.__table__).values(
+        id=request_id, user_id=user_id, scope=scope, source="person", status=status, show_opted_out=True,
+        requested_at=at, deadline=at + dt.timedelta(days=30), secret_hash="0" * 64, subject_commitment="1" * 64,
+        identity_kinds={"email": 1}))
+    return request_id
+
+
+def test_0009_keeps_one_open_opt_out_per_person_and_scope_and_marks_closed_accounts(empty_database):
+    from app.models import User
+
+    upgrade(empty_database, "0008")
+    engine = make_engine(empty_database)
+    try:
+        with engine.begin() as conn:
+            leaver, stayer = str(uuid.uuid4()), str(uuid.uuid4())
+            for user_id, email in ((leaver, "left-x@ownstory.invalid"), (stayer, "stays@example.org")):
+                conn.execute(insert(User.__table__).values(id=user_id, email=email, password_hash="!", role="person",
+                                                           created_at=T0))
+            # Eight presses before the fix: eight open requests of one person's "everything".
+            pressed = [_open_request(conn, leaver, "all", T0 + dt.timedelta(seconds=n)) for n in range(8)]
+            network = _open_request(conn, stayer, "demo", T0)
+            done = _open_request(conn, stayer, "demo", T0 - dt.timedelta(days=3), status="completed")
+        engine.dispose()
+
+        upgrade(empty_database)
+        requests = OptOutRequest.__table__.c
+        with engine.begin() as conn:
+            owners = dict(conn.execute(select(requests.id, requests.user_id)).all())
+            closed = dict(conn.execute(select(User.__table__.c.id, User.__table__.c.closed_at)).all())
+        assert owners[pressed[0]] == leaver and all(owners[r] is None for r in pressed[1:])
+        assert owners[network] == stayer and owners[done] == stayer  # one open, one finished: nothing to detach
+        assert closed[leaver] is not None and closed[leaver].replace(tzinfo=dt.UTC) == T0
+        assert closed[stayer] is None  # left one network only: the account stays open
+
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            _open_request(conn, stayer, "demo", T0 + dt.timedelta(hours=1), status="received")
+        with engine.begin() as conn:
+            _open_request(conn, stayer, "all", T0 + dt.timedelta(hours=1))  # another scope
+            _open_request(conn, None, "demo", T0)  # no account: the index leaves it alone
+        engine.dispose()
+
+        command.downgrade(alembic_config(empty_database), "0008")
+        with engine.begin() as conn:
+            _open_request(conn, stayer, "demo", T0 + dt.timedelta(hours=2))
+    finally:
+        engine.dispose()

@@ -21,7 +21,7 @@ from erasure.context import ErasureContext
 from erasure.engine.revocation import TIMEOUT, GrantTokens, revoke
 from erasure.models import ErasureStep, OptOutRequest, StepKind
 from erasure.optout import mail_text
-from erasure.optout.service import entries_in_scope, open_contact, open_identities
+from erasure.optout.service import entries_in_scope, lay_revocations, open_contact, open_identities
 from erasure.receipts import issue
 from erasure.stores.datamap import Identities, TableEntry
 from erasure.stores.purge import StoreMisconfigured, StoreUnavailable, count_entries, count_entry, purge_entry
@@ -141,6 +141,13 @@ def _forget(session: Session, request: OptOutRequest, now: dt.datetime) -> Resul
         return Result(done=True, result=forgotten)
     subject = request.user_id
     if request.scope == "all":
+        # The grants in scope left at submission. One here now came in behind the opt-out (a connect that
+        # raced it): its token is revoked by a step of its own, never deleted with the token still live.
+        late = list(session.scalars(select(Grant).where(Grant.user_id == subject)))
+        if late:
+            log.warning("opt-out %s: %d grant(s) came in after it was submitted; revoking them", request.id,
+                        len(late))
+            lay_revocations(session, request.id, late, now)
         forgotten["grants"] = _deleted(session, delete(Grant).where(Grant.user_id == subject))
         withdrawals = list(session.scalars(
             select(ConsentEvent).where(ConsentEvent.subject_id == subject, ConsentEvent.method == "optout",
@@ -152,9 +159,8 @@ def _forget(session: Session, request: OptOutRequest, now: dt.datetime) -> Resul
             ledger.append(session, f"optout:{request.id}", event.network, event.purpose, event.version,
                           "withdraw", "optout", event.at)
         forgotten["account"] = _deleted(session, delete(User).where(User.id == subject))
-    else:
-        forgotten["grants"] = _deleted(
-            session, delete(Grant).where(Grant.user_id == subject, Grant.network == request.scope))
+    # Leaving one network: its grants left at submission. One there now is the person connecting again
+    # after it, their new consent: it is theirs to keep, not ours to delete (and delete its token unrevoked).
     return Result(done=True, result=forgotten)
 
 

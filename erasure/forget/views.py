@@ -31,6 +31,7 @@ from erasure.engine.revocation import GrantTokens, revoke
 from erasure.forget import control
 from erasure.optout import mail_text, service
 from erasure.optout.forms import OptOutForm
+from erasure.optout.views import already_leaving
 
 bp = Blueprint("forget", __name__)
 log = logging.getLogger(__name__)
@@ -253,12 +254,16 @@ def optout():
     if form.validate_on_submit():
         try:
             with db.writing():
+                service.lock(db.session)
                 submitted = service.submit(
                     db.session, ctx, user=None, grants=[], scope="all", now=utcnow(), email=proof.email,
                     given=list(proof.identities), source="forget", reason_code=form.reason.data or None,
                     reason_text=form.reason_text.data, show_opted_out=form.public_status.data == "yes")
         except service.OptOutError as exc:
             form.reason.errors.append(str(exc))
+        except service.AlreadyLeaving as already:
+            session.pop(PROOF, None)
+            return already_leaving(ctx, already.request)
         else:
             session.pop(PROOF, None)
             _mail_link(ctx, submitted, proof)

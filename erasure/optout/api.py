@@ -7,12 +7,12 @@ import uuid
 
 from flask import current_app
 from flask_login import current_user
-from flask_smorest import Blueprint
 from marshmallow import RAISE
 from sqlalchemy import and_, or_, select, tuple_
 from sqlalchemy.orm import selectinload
 
 from app import audit
+from app.api_blueprint import Blueprint
 from app.auth import bearer
 from app.db import utcnow
 from app.errors import ApiError
@@ -83,30 +83,18 @@ def create_optout(body: dict):
     """Opt a person out on their behalf, from another system. Everything of theirs that is known goes.
 
     The answer is the request, without its status link: that link is the person's, and is mailed to them.
+    While an opt-out of the same identities is open, the answer is that request (same id, same
+    requested_at), and nothing new is made: no second request, receipt or mail. Calling again is safe.
     """
     _known_networks(body["identities"])
     ctx = context_from_app(current_app)
     identities = list({i.canonical(): i for i in (_identity(raw) for raw in body["identities"])}.values())
-    with db.writing():  # ends the token lookup's transaction: the owner is read under the write lock
-        user = _owner(identities)
-        grants = list(db.session.scalars(select(Grant).where(Grant.user_id == user.id))) if user else []
-        # The platform's data is keyed by the email it knows the person by, so that one is purged and mailed.
-        email = next((i.value for i in identities if i.kind == "email"), None)
-        named = identities + ([Identity("email", user.email)] if user is not None else [])
-        covered = {i.canonical() for i in service.identity_list(
-            service.identities_in_scope(user, grants, "all", email, identities))}
-        submitted = service.submit(db.session, ctx, user=user, grants=grants, scope="all", now=utcnow(),
-                                   email=email, given=identities, source="service")
-        request = submitted.request
-        # A request carries one email; any other (another the platform named, or the one the person signed
-        # up with) is suppressed all the same.
-        extra = list({i.canonical(): i for i in named if i.canonical() not in covered}.values())
-        if extra:
-            suppress(db.session, ctx.peppers, extra, "all", request.id)
-            kinds = dict(request.identity_kinds or {})
-            for i in extra:
-                kinds[i.kind] = kinds.get(i.kind, 0) + 1
-            request.identity_kinds = kinds
+    try:
+        with db.writing():  # ends the token lookup's transaction: the owner is read under the write lock
+            service.lock(db.session)
+            submitted, request = _submit(ctx, identities)
+    except service.AlreadyLeaving as already:
+        return _summary(already.request)  # still being processed: 202, as the first answer was
     contact = service.open_contact(ctx, request)
     if contact:
         try:
@@ -114,6 +102,31 @@ def create_optout(body: dict):
         except MailError:
             pass  # the request stands; the outcome mail is retried by the worker
     return _summary(request)
+
+
+def _submit(ctx, identities: list[Identity]) -> tuple[service.Submitted, OptOutRequest]:
+    user = _owner(identities)
+    if user is not None:
+        service.lock(db.session, user.id)
+    grants = list(db.session.scalars(select(Grant).where(Grant.user_id == user.id))) if user else []
+    # The platform's data is keyed by the email it knows the person by, so that one is purged and mailed.
+    email = next((i.value for i in identities if i.kind == "email"), None)
+    named = identities + ([Identity("email", user.email)] if user is not None else [])
+    covered = {i.canonical() for i in service.identity_list(
+        service.identities_in_scope(user, grants, "all", email, identities))}
+    submitted = service.submit(db.session, ctx, user=user, grants=grants, scope="all", now=utcnow(),
+                               email=email, given=identities, source="service")
+    request = submitted.request
+    # A request carries one email; any other (another the platform named, or the one the person signed
+    # up with) is suppressed all the same.
+    extra = list({i.canonical(): i for i in named if i.canonical() not in covered}.values())
+    if extra:
+        suppress(db.session, ctx.peppers, extra, "all", request.id)
+        kinds = dict(request.identity_kinds or {})
+        for i in extra:
+            kinds[i.kind] = kinds.get(i.kind, 0) + 1
+        request.identity_kinds = kinds
+    return submitted, request
 
 
 def _owner(identities: list[Identity]) -> User | None:

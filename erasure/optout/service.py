@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.db import write_lock
@@ -18,9 +19,9 @@ from app.models import User
 from app.text import b64url
 from consent import service as consent_service
 from consent.models import Grant
-from consent.suppression import Identity, suppress
+from consent.suppression import Identity, Peppers, lookup, suppress
 from erasure.context import ErasureContext
-from erasure.models import ErasureStep, OptOutRequest, RequestStatus, StepKind, StepStatus
+from erasure.models import OPEN_REQUESTS, ErasureStep, OptOutRequest, RequestStatus, StepKind, StepStatus
 from erasure.stores.datamap import Identities, TableEntry
 from erasure.verifier import owner
 
@@ -40,10 +41,19 @@ MAX_REASON_TEXT = 2000
 PHASES = {StepKind.REVOKE: 1, StepKind.PURGE: 2, StepKind.FORGET: 3, StepKind.VERIFY: 4, StepKind.RECEIPT: 5,
           StepKind.NOTIFY: 6}
 OWN_RECORDS = "ownstory"  # the target of the forget step: Ownstory's own records of the person
+SUBMIT_LOCK = 0x6F707473  # "opts": the advisory lock that serializes submissions on PostgreSQL
 
 
 class OptOutError(ValueError):
     """The opt-out cannot be submitted as asked; the message is for the person."""
+
+
+class AlreadyLeaving(Exception):
+    """The person already has an open opt-out of this scope: nothing new was made. `request` is that one."""
+
+    def __init__(self, request: OptOutRequest) -> None:
+        super().__init__(f"opt-out {request.id} is already open")
+        self.request = request
 
 
 @dataclass(frozen=True)
@@ -93,16 +103,24 @@ def submit(session: Session, ctx: ErasureContext, *, user: User | None, grants: 
            now: dt.datetime, email: str | None = None, reason_code: str | None = None,
            reason_text: str | None = None, source: str = "person", show_opted_out: bool = True,
            given: Sequence[Identity] = ()) -> Submitted:
-    """Record an opt-out and everything that must happen at once. The caller commits."""
-    if scope != "all" and scope not in {g.network for g in grants} | {i.network for i in given}:
-        raise OptOutError("That network is not connected, so there is nothing to leave there.")
+    """Record an opt-out and everything that must happen at once. The caller commits.
+
+    Raises AlreadyLeaving, making nothing, while the person has an open opt-out of this scope: a second
+    press of the button, or a second call for the same identities, is the same wish, not a new one.
+    """
     if reason_code is not None and reason_code not in REASONS:
         raise OptOutError("Choose one of the listed reasons, or none.")
     reason_text = (reason_text or "").strip()[:MAX_REASON_TEXT] or None
-    write_lock(session)
+    lock(session)
 
     ids = identities_in_scope(user, grants, scope, email, given)
     identities = identity_list(ids)
+    already = open_request(session, ctx.peppers, user=user, scope=scope, identities=identities)
+    if already is not None:
+        log.info("opt-out %s is already open: a second submission made none", already.id)
+        raise AlreadyLeaving(already)
+    if scope != "all" and scope not in {g.network for g in grants} | {i.network for i in given}:
+        raise OptOutError("That network is not connected, so there is nothing to leave there.")
     contact = ids.email or (user.email if user is not None else None)
     k = owner.new_secret()
     request = OptOutRequest(
@@ -115,8 +133,14 @@ def submit(session: Session, ctx: ErasureContext, *, user: User | None, grants: 
         identities_sealed=ctx.vault.seal(json.dumps({**_identities_json(ids), "contact": contact})),
         identity_kinds=_kinds(ids),
     )
-    session.add(request)
-    session.flush()
+    try:
+        with session.begin_nested():  # the unique index holds where a caller forgot the lock
+            session.add(request)
+    except IntegrityError:
+        already = open_request(session, ctx.peppers, user=user, scope=scope, identities=())
+        if already is None:
+            raise
+        raise AlreadyLeaving(already) from None
 
     # Consent stops counting now, before anything is purged.
     if user is not None:
@@ -131,28 +155,71 @@ def submit(session: Session, ctx: ErasureContext, *, user: User | None, grants: 
     if in_scope:
         session.execute(delete(Grant).where(Grant.id.in_([g.id for g in in_scope])))
     if user is not None and scope == "all":
-        _close_account(user)
+        _close_account(user, now)
     session.flush()
     log.info("opt-out %s submitted: scope %s, %d steps", request.id, scope if scope == "all" else "network",
              len(request.steps))
     return Submitted(request, b64url(k))
 
 
-def _close_account(user: User) -> None:
-    """Free the email at once, so the person can sign up again straight away; the row goes later."""
+def lock(session: Session, user_id: str | None = None) -> None:
+    """Serialize submissions, so that "is one open already?" and making one are a single step.
+
+    SQLite: the write lock. PostgreSQL: an advisory lock, since a person named only by identities
+    (the service API, /forget) has no row to lock; and the person's row, which a connect locks too
+    (consent.connect.account_closing), so that the grants read next include any it just stored.
+    Call before the transaction's first read, and again with the user once they are known.
+    """
+    write_lock(session)
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": SUBMIT_LOCK})
+        if user_id is not None:
+            session.execute(select(User.id).where(User.id == user_id).with_for_update())
+
+
+def open_request(session: Session, peppers: Peppers, *, user: User | None, scope: str,
+                 identities: Sequence[Identity]) -> OptOutRequest | None:
+    """The person's open opt-out of this scope, if there is one: found by their account, or else when
+    every identity named is on the suppression list under an open request of this scope (the list keeps
+    HMACs only, so this is the one way to know a person who has no account, or whose account is closing)."""
+    if user is not None:
+        mine = session.scalar(select(OptOutRequest).where(
+            OptOutRequest.user_id == user.id, OptOutRequest.scope == scope,
+            OptOutRequest.status.in_(OPEN_REQUESTS)))
+        if mine is not None:
+            return mine
+    if not identities:
+        return None
+    entries = lookup(session, peppers, identities)
+    listed_by = {e.request_id if e is not None else None for e in entries}
+    if None in listed_by:
+        return None  # an identity no opt-out lists: this is a new request
+    found = list(session.scalars(
+        select(OptOutRequest)
+        .where(OptOutRequest.id.in_(listed_by), OptOutRequest.scope == scope, OptOutRequest.status.in_(OPEN_REQUESTS))
+        .order_by(OptOutRequest.requested_at.desc())))
+    if len(found) != len(listed_by):
+        return None  # some identity's last opt-out is finished (or of another scope): it must run again
+    return found[0]
+
+
+def open_scopes(session: Session, user_id: str) -> list[str]:
+    """The scopes the person has an open opt-out of."""
+    return list(session.scalars(select(OptOutRequest.scope).where(
+        OptOutRequest.user_id == user_id, OptOutRequest.status.in_(OPEN_REQUESTS))))
+
+
+def _close_account(user: User, now: dt.datetime) -> None:
+    """Free the email at once, so the person can sign up again straight away; the row goes later.
+    A closed account connects no network (consent.connect), so no new token can come in behind the opt-out."""
+    user.closed_at = now
     user.email = f"left-{user.id}@ownstory.invalid"
     user.password_hash = "!"  # noqa: S105 (not a password: a hash that matches none)
 
 
 def _lay_steps(session: Session, ctx: ErasureContext, request: OptOutRequest, grants: list[Grant], scope: str,
                now: dt.datetime, has_email: bool) -> None:
-    steps: list[tuple[StepKind, str, dict]] = []
-    for g in grants:
-        steps.append((StepKind.REVOKE, g.network, {
-            "account_id": g.account_id,
-            "access_token": _b64(g.access_token),
-            "refresh_token": _b64(g.refresh_token),
-        }))
+    steps: list[tuple[StepKind, str, dict]] = [(StepKind.REVOKE, g.network, _revoke_params(g)) for g in grants]
     for e in entries_in_scope(ctx, scope):
         steps.append((StepKind.PURGE, f"{e.store}/{e.category}",
                       {"store": e.store, "table": e.table, "column": e.column}))
@@ -164,6 +231,23 @@ def _lay_steps(session: Session, ctx: ErasureContext, request: OptOutRequest, gr
     for position, (kind, target, params) in enumerate(steps, start=1):
         request.steps.append(ErasureStep(position=position, phase=PHASES[kind], kind=kind, target=target,
                                          params=params, status=StepStatus.PENDING, not_before=now))
+
+
+def lay_revocations(session: Session, request_id: str, grants: list[Grant], now: dt.datetime) -> None:
+    """Revoke steps for grants found after the request was laid (a connect that raced the opt-out).
+
+    They are phase 1, so every step of a later phase not yet done (verify, the receipt) waits for them,
+    and the receipt lists them. The caller deletes the grants in the same transaction.
+    """
+    last = session.scalar(select(func.max(ErasureStep.position)).where(ErasureStep.request_id == request_id)) or 0
+    for position, g in enumerate(grants, start=last + 1):
+        session.add(ErasureStep(request_id=request_id, position=position, phase=PHASES[StepKind.REVOKE],
+                                kind=StepKind.REVOKE, target=g.network, params=_revoke_params(g),
+                                status=StepStatus.PENDING, not_before=now))
+
+
+def _revoke_params(g: Grant) -> dict:
+    return {"account_id": g.account_id, "access_token": _b64(g.access_token), "refresh_token": _b64(g.refresh_token)}
 
 
 def _b64(sealed: bytes | None) -> str | None:

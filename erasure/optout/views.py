@@ -12,7 +12,7 @@ from app.limits import account_key, signed_out
 from app.mail import MailError
 from consent.service import grants_of
 from erasure.context import context_from_app
-from erasure.models import StepKind
+from erasure.models import OptOutRequest, StepKind
 from erasure.optout import mail_text, service, wording
 from erasure.optout.forms import OptOutForm, choices
 
@@ -30,13 +30,17 @@ def optout():
     ctx = context_from_app(current_app)
     grants = grants_of(db.session, current_user.id)
     form = OptOutForm()
+    scopes = [g.network for g in grants]
+    if request.method == "POST":  # read after the grants: a scope whose grant just left is open here
+        scopes += [s for s in service.open_scopes(db.session, current_user.id) if s != "all" and s not in scopes]
     form.scope.choices = choices([("all", "Everything: every network and my account")] + [
-        (g.network, ctx.networks[g.network].name if g.network in ctx.networks else g.network) for g in grants])
+        (s, ctx.networks[s].name if s in ctx.networks else s) for s in scopes])
     if request.method == "GET" and request.args.get("scope") in {c.value for c in form.scope.choices}:
         form.scope.data = request.args["scope"]
     if form.validate_on_submit():
         try:
             with db.writing():  # ends the read transaction: the write lock comes before any read
+                service.lock(db.session, current_user.id)
                 grants = grants_of(db.session, current_user.id)
                 submitted = service.submit(
                     db.session, ctx, user=current_user._get_current_object(), grants=grants, scope=form.scope.data,
@@ -44,6 +48,8 @@ def optout():
                     show_opted_out=form.public_status.data == "yes")
         except service.OptOutError as exc:
             form.scope.errors.append(str(exc))
+        except service.AlreadyLeaving as already:
+            return already_leaving(ctx, already.request)
         else:
             status_url = ctx.base_url + submitted.status_path
             _mail_link(ctx, submitted, status_url)
@@ -54,6 +60,21 @@ def optout():
               for g in grants if g.network in ctx.networks and ctx.networks[g.network].revocation.style == "none"]
     return render_template("optout.html", form=form, grants=grants, manual=manual,
                            deadline_days=ctx.deadline_days), 400 if form.errors else 200
+
+
+def already_leaving(ctx, found: OptOutRequest):
+    """The answer to a second submission while the first is open: what is under way, and where its link is.
+
+    Not the status page itself: its link holds k, which is never stored, so only the first answer and
+    the mail can carry it. Keeping it in the session cookie would not help where it matters: the
+    presses of a double click are all sent with the cookie from before the first answer, and the
+    browser shows the answer to the last one. So the person is told plainly, at once, that nothing new
+    was started, how their request stands, and that the link is in the mail (or on the first page).
+    """
+    if found.scope == "all" and current_user.is_authenticated:
+        logout_user()  # as the first answer did: the account is closing
+    return render_template("optout_already.html", request=found, networks=ctx.networks, wording=wording,
+                           mailed=any(s.kind == StepKind.NOTIFY for s in found.steps))
 
 
 def _mail_link(ctx, submitted: service.Submitted, status_url: str) -> None:

@@ -31,15 +31,25 @@ class BundleSchema(StrictSchema):
 
 
 class VerifyRequestSchema(StrictSchema):
-    """A compact JWS under "receipt", or a whole bundle (receipt, log, and optionally owner_proof)."""
+    """A compact JWS under "receipt", or a whole bundle (receipt, log, and optionally owner_proof).
 
-    receipt = fields.String(required=True, validate=validate.Length(1, 65536))
+    A bare receipt is looked up in this service's log and its inclusion checked against the latest checkpoint;
+    a bundle's log proof is checked as sent.
+    """
+
+    receipt = fields.String(required=True, validate=validate.Length(1, 65536), metadata={
+        "description": "The receipt exactly as issued: a compact JWS. With spaces or line breaks around it, it is "
+                       "not the receipt: the answer is valid false, with the format check failed."})
     log = fields.Nested(LogProofSchema)
     owner_proof = fields.Nested(OwnerProofSchema)
 
 
 class VerifyChecksSchema(StrictSchema):
-    """Each of erasure.verify.CHECKS: passed (true), or failed or could not run (false)."""
+    """Each of erasure.verify.CHECKS: passed (true), or failed or could not run (false).
+
+    log_inclusion and checkpoint_signature are checked for a bare receipt too, against this service's log;
+    owner only when the bundle carries an owner proof (false otherwise, and then it does not count).
+    """
 
     format = fields.Boolean(required=True)
     key_known = fields.Boolean(required=True)
@@ -52,7 +62,9 @@ class VerifyChecksSchema(StrictSchema):
 
 
 class VerifyAnswerSchema(StrictSchema):
-    valid = fields.Boolean(required=True)
+    valid = fields.Boolean(required=True, metadata={
+        "description": "True only when every check that applies passed: every check but owner, and owner too "
+                       "when the bundle carries an owner proof."})
     checks = fields.Nested(VerifyChecksSchema, required=True)
     claims = fields.Dict(required=True, metadata={
         "description": "The receipt's payload, as signed; {} if it could not be read."})

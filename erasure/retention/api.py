@@ -1,10 +1,10 @@
 """The operators' view of retention sweeps: when each ran and how many rows it purged, per data-map entry."""
 from __future__ import annotations
 
-from flask_smorest import Blueprint
 from marshmallow import RAISE, Schema, fields, validate
 from sqlalchemy import select
 
+from app.api_blueprint import Blueprint
 from app.auth import bearer
 from app.extensions import db
 from app.openapi import QueryInteger, StrictSchema

@@ -200,26 +200,44 @@ def test_a_refused_submission_changes_nothing(client, sessions, ctx, person, ser
     assert consent_reason(client, service_headers, "demo", "1002") == "granted"
 
 
-def test_leaving_a_network_twice_is_refused_the_second_time(sessions, ctx, person):
-    submit(sessions, ctx, person.id, scope="demo")
-    with pytest.raises(service.OptOutError, match="That network is not connected"):
+def test_leaving_a_network_twice_while_the_first_is_open_answers_with_the_first(sessions, ctx, person):
+    first = submit(sessions, ctx, person.id, scope="demo")
+    with pytest.raises(service.AlreadyLeaving) as second:
         submit(sessions, ctx, person.id, scope="demo")
+    assert second.value.request.id == first.request.id
     assert counts(sessions)["OptOutRequest"] == 1
+    # Another scope is another wish: leaving everything while the network's opt-out runs is a request of its own.
+    assert submit(sessions, ctx, person.id, scope="all").request.id != first.request.id
 
 
-def test_a_second_opt_out_for_the_same_identities_is_a_request_of_its_own_and_its_choice_counts(
+def test_a_second_opt_out_for_the_same_identities_while_the_first_is_open_makes_nothing(
         client, sessions, ctx, service_headers):
-    """As it is today: nothing merges two submissions. Each is a request with every step; the
-    suppression list keeps one entry per identity, showing what the later one asked."""
+    """Matched through the suppression list (HMACs only): every identity named is listed under the open request."""
     named = {"given": [Identity("account", "9001", "demo")], "email": "nine@platform.example", "source": "service"}
     first = submit(sessions, ctx, None, **named)  # as POST /api/v1/optouts submits it
-    second = submit(sessions, ctx, None, **named, show_opted_out=False)
+    with pytest.raises(service.AlreadyLeaving) as second:
+        submit(sessions, ctx, None, **named, show_opted_out=False)
 
-    assert first.request.id != second.request.id and first.secret != second.secret
-    assert [s.kind for s in steps_of(sessions, first.request.id)] == [
-        s.kind for s in steps_of(sessions, second.request.id)]
+    assert second.value.request.id == first.request.id
     asked = [{"kind": "account", "network": "demo", "value": "9001"},
              {"kind": "email", "value": "nine@platform.example"}]
-    assert suppression_check(client, service_headers, asked) == [{"suppressed": True, "reason": None}] * 2
+    # The first request's choice stands: the second changed nothing.
+    assert suppression_check(client, service_headers, asked) == [{"suppressed": True, "reason": "opted_out"}] * 2
+    assert counts(sessions)["OptOutRequest"] == 1
     with sessions() as db:
         assert db.scalar(select(func.count()).select_from(Suppression)) == 2
+
+
+def test_an_opt_out_naming_someone_more_or_after_the_first_finished_is_a_new_request(sessions, ctx):
+    named = {"given": [Identity("account", "9002", "demo")], "email": "ten@platform.example", "source": "service"}
+    first = submit(sessions, ctx, None, **named)
+    more = submit(sessions, ctx, None, given=[Identity("account", "9003", "demo")], email="ten@platform.example",
+                  source="service")
+    assert more.request.id != first.request.id  # 9003 was listed by no opt-out: there is more to do
+    with sessions() as db:
+        for request in db.scalars(select(OptOutRequest)):
+            request.status = "completed"
+        db.commit()
+    again = submit(sessions, ctx, None, **named)
+    assert again.request.id not in (first.request.id, more.request.id)
+    assert counts(sessions)["OptOutRequest"] == 3
