@@ -5,13 +5,13 @@ import datetime as dt
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import Annotated
 
 from flask import Flask, current_app, g
 from sqlalchemy import DateTime, MetaData, String, TypeDecorator, create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
 
 # Constraint names are fixed so that Alembic migrations are the same on SQLite and PostgreSQL.
@@ -62,6 +62,8 @@ class Base(DeclarativeBase):
     type_annotation_map = {dt.datetime: UTCDateTime()}
 
 
+LOCKED = "ownstory_write_locked"  # a SQLite connection's info: its transaction holds the write lock
+WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 PING_AFTER_IDLE = 1.0  # seconds a pooled connection may rest before it is checked at checkout
 
 
@@ -90,7 +92,15 @@ def make_engine(url: str, autocommit: bool = False, **kwargs) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):
-            conn.exec_driver_sql(conn.get_execution_options().get("sqlite_begin", "BEGIN"))
+            begin = conn.get_execution_options().get("sqlite_begin", "BEGIN")
+            conn.exec_driver_sql(begin)
+            conn.info[LOCKED] = begin == "BEGIN IMMEDIATE"
+
+        @event.listens_for(engine, "before_cursor_execute")
+        def _sqlite_note_write(conn, _cursor, statement, _params, _context, _executemany):
+            # The first write of a deferred transaction takes the write lock too (write_lock's check).
+            if not conn.info.get(LOCKED) and statement.lstrip()[:7].upper().startswith(WRITES):
+                conn.info[LOCKED] = True
 
         return engine
     if autocommit:
@@ -126,15 +136,29 @@ def _ping_after_idle(engine: Engine) -> None:
             raise DisconnectionError("a pooled connection no longer answers") from exc
 
 
+class ReadBeforeLock(RuntimeError):
+    """write_lock came too late: the transaction has read without the lock, so on SQLite it cannot safely write."""
+
+
 def write_lock(session: Session) -> None:
     """Take the database's write lock for this transaction before reading.
 
     SQLite: the transaction starts with BEGIN IMMEDIATE. PostgreSQL callers lock rows
     with FOR UPDATE instead, so this is a no-op there. Call it before the first query.
+
+    On SQLite a transaction that began without the lock and has only read cannot take it now: its
+    first write would fail with "database is locked" whenever another writer committed since its
+    first read, which no busy timeout waits out. That is a mistake in the caller, found here at
+    once rather than under load: ReadBeforeLock. End the reads first (`with writing(session):`).
     """
     bind = session.get_bind()
-    if bind.dialect.name == "sqlite" and not session.in_transaction():
+    if bind.dialect.name != "sqlite":
+        return
+    if not session.in_transaction():
         session.connection(execution_options={"sqlite_begin": "BEGIN IMMEDIATE"})
+    elif not session.connection().info.get(LOCKED):
+        raise ReadBeforeLock("write_lock() inside a transaction that has read without the lock: "
+                             "commit the reads first, or use `with writing(session):`")
 
 
 @contextmanager
@@ -154,6 +178,23 @@ def writing(session: Session) -> Iterator[Session]:
         session.rollback()
         raise
     session.commit()
+
+
+def end_request_transaction() -> None:
+    """Roll back whatever the current app context's session has not committed, and so release its locks.
+
+    For error handlers (a failed flush leaves the session unusable, PendingRollbackError, until it is
+    rolled back, and the error page still reads the signed-in user) and for work after the answer.
+    """
+    session = g.get("db_session")
+    if session is None or not session.in_transaction():
+        return
+    try:
+        session.rollback()
+    except SQLAlchemyError:  # the connection itself is gone: the next use makes a new session
+        g.pop("db_session", None)
+        with suppress(SQLAlchemyError):
+            session.close()
 
 
 class Database:

@@ -109,3 +109,31 @@ def test_writing_ends_the_open_read_and_locks_before_its_first_statement(app, se
     if bind.dialect.name == "sqlite":
         assert statements[0] == "BEGIN IMMEDIATE"  # the earlier read ended: a new transaction, locked up front
     assert statements[-1].startswith("SELECT")
+
+
+def sqlite_only(session) -> None:
+    if session.get_bind().dialect.name != "sqlite":
+        pytest.skip("SQLite only: PostgreSQL locks rows, and write_lock leaves it alone")
+
+
+def test_write_lock_after_a_read_is_refused_at_once_not_under_load(app, session):
+    """On SQLite a transaction that has read cannot safely become a writer: another writer's commit since its
+    read makes its first write fail with "database is locked", whatever the busy timeout. Found at once."""
+    sqlite_only(session)
+    session.execute(select(ApiToken.id).limit(1))
+    with pytest.raises(db.ReadBeforeLock):
+        db.write_lock(session)
+    session.rollback()
+
+
+def test_write_lock_is_taken_at_begin_or_held_after_a_write(app, session):
+    sqlite_only(session)
+    db.write_lock(session)  # BEGIN IMMEDIATE
+    session.execute(select(ApiToken.id).limit(1))
+    db.write_lock(session)  # already held: nothing to do
+    session.rollback()
+    session.add(new_token("first a write"))
+    session.flush()  # the write took the lock
+    session.execute(select(ApiToken.id).limit(1))
+    db.write_lock(session)
+    session.rollback()
