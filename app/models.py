@@ -22,6 +22,8 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16), default="person")
     created_at: Mapped[timestamp]
     last_login_at: Mapped[dt.datetime | None]
+    # Raised by signing out and by leaving; a session cookie carries the value it was issued with (app.auth).
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     # Flask-Login's interface.
     is_authenticated = True

@@ -142,6 +142,7 @@ def _close_account(user: User) -> None:
     """Free the email at once, so the person can sign up again straight away; the row goes later."""
     user.email = f"left-{user.id}@ownstory.invalid"
     user.password_hash = "!"  # noqa: S105 (not a password: a hash that matches none)
+    user.session_version = User.session_version + 1  # every session of the account ends, copies of its cookie too
 
 
 def _lay_steps(session: Session, ctx: ErasureContext, request: OptOutRequest, grants: list[Grant], scope: str,
