@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
+from pathlib import Path
 from typing import Annotated
 
 from flask import Flask, current_app, g
 from sqlalchemy import DateTime, MetaData, String, TypeDecorator, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
 
@@ -64,18 +66,22 @@ class Base(DeclarativeBase):
 
 LOCKED = "ownstory_write_locked"  # a SQLite connection's info: its transaction holds the write lock
 WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+BUSY_TIMEOUT_MS = 30000  # how long a SQLite statement waits for a lock before it fails
 PING_AFTER_IDLE = 1.0  # seconds a pooled connection may rest before it is checked at checkout
 
 
-def make_engine(url: str, autocommit: bool = False, **kwargs) -> Engine:
+def make_engine(url: str, autocommit: bool = False, private: bool = False, **kwargs) -> Engine:
     """An engine with SQLite made safe for several threads and processes.
 
     Bound parameters (emails, tokens) are kept out of SQLAlchemy's error messages, which reach logs.
     `autocommit`: for callers whose every transaction is one statement (the platform stores): on a
     server, BEGIN and COMMIT would be two round trips more for each.
+    `private`: Ownstory's own SQLite database; its files are readable by this user only (keep_private).
     """
     kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
+        if private:
+            keep_private(url)
         kwargs.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})
         engine = create_engine(url, **kwargs)
 
@@ -85,9 +91,11 @@ def make_engine(url: str, autocommit: bool = False, **kwargs) -> Engine:
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")
+            # What is deleted is overwritten, not left in free pages: an opted-out person's rows must go.
+            cur.execute("PRAGMA secure_delete=ON")
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -108,6 +116,49 @@ def make_engine(url: str, autocommit: bool = False, **kwargs) -> Engine:
     engine = create_engine(url, **kwargs)
     _ping_after_idle(engine)
     return engine
+
+
+def keep_private(url: str) -> None:
+    """Make a SQLite database's file 0600 before SQLite opens it, and narrow it and its -wal and -shm if wider.
+
+    SQLite creates the -wal and -shm files with the database file's mode, so a file made 0600 keeps
+    them 0600 too; files left 0644 by an older Ownstory are narrowed here, at start.
+    """
+    name = make_url(url).database
+    if not name or name == ":memory:" or name.startswith("file:"):
+        return
+    path = Path(name)
+    if not path.parent.is_dir():
+        return  # SQLite says so, in its own words, when it opens the file
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    for each in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with suppress(FileNotFoundError):
+            if each.stat().st_mode & 0o077:
+                each.chmod(0o600)
+
+
+def truncate_wal(engine: Engine, wait_seconds: float = 2.0) -> bool:
+    """SQLite: copy the write-ahead log into the database file and empty it. Elsewhere, nothing to do: True.
+
+    After a person's records are deleted, the log still holds the pages as they were (their email,
+    their reason) until a checkpoint copies the new ones over them; with secure_delete the database
+    file holds no copy either. It waits for readers at most `wait_seconds` (writers wait meanwhile),
+    and answers False if some were still reading the old pages then: a later call empties it.
+    """
+    if engine.dialect.name != "sqlite":
+        return True
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute(f"PRAGMA busy_timeout={int(wait_seconds * 1000)}")
+        try:
+            busy, _frames, _copied = cur.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            cur.close()
+    finally:
+        raw.close()
+    return busy == 0
 
 
 def _ping_after_idle(engine: Engine) -> None:
@@ -201,7 +252,7 @@ class Database:
     """Binds an engine and a session factory to each Flask app; one session per app context."""
 
     def init_app(self, app: Flask) -> None:
-        engine = make_engine(app.config["DATABASE_URL"])
+        engine = make_engine(app.config["DATABASE_URL"], private=True)
         app.extensions["ownstory_db"] = {
             "engine": engine,
             "sessionmaker": sessionmaker(engine, expire_on_commit=False),

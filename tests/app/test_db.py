@@ -137,3 +137,41 @@ def test_write_lock_is_taken_at_begin_or_held_after_a_write(app, session):
     session.execute(select(ApiToken.id).limit(1))
     db.write_lock(session)
     session.rollback()
+
+
+def test_ownstorys_database_files_are_readable_by_their_owner_only(tmp_path):
+    path = tmp_path / "fresh.db"
+    engine = make_engine(f"sqlite:///{path}", private=True)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (x TEXT)"))
+        conn.execute(text("INSERT INTO t VALUES ('a')"))
+        files = [path, tmp_path / "fresh.db-wal", tmp_path / "fresh.db-shm"]
+        assert {f.name: oct(f.stat().st_mode & 0o777) for f in files} == {f.name: "0o600" for f in files}
+    engine.dispose()
+
+
+def test_database_files_left_open_to_others_are_narrowed_at_start(tmp_path):
+    path = tmp_path / "old.db"
+    for name in ("old.db", "old.db-wal", "old.db-shm"):
+        (tmp_path / name).write_bytes(b"")
+        (tmp_path / name).chmod(0o644)
+    make_engine(f"sqlite:///{path}", private=True).dispose()
+    assert {oct(f.stat().st_mode & 0o777) for f in tmp_path.iterdir()} == {"0o600"}
+
+
+def test_what_is_deleted_leaves_no_copy_in_the_file_or_the_write_ahead_log(tmp_path):
+    path = tmp_path / "scrub.db"
+    secret = "leaver-8f3a91@example.org"
+    engine = make_engine(f"sqlite:///{path}", private=True)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE people (id INTEGER PRIMARY KEY, email TEXT UNIQUE, bio TEXT)"))
+        conn.execute(text("INSERT INTO people (email, bio) VALUES ('stays@example.org', 'x')"))
+        conn.execute(text("INSERT INTO people (email, bio) VALUES (:e, :b)"), {"e": secret, "b": secret * 40})
+    assert db.truncate_wal(engine)  # in the file now, as after any checkpoint
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM people WHERE email = :e"), {"e": secret})
+    wal = tmp_path / "scrub.db-wal"
+    assert secret.encode() in path.read_bytes() + wal.read_bytes()  # the old pages, until a checkpoint
+    assert db.truncate_wal(engine)
+    assert secret.encode() not in path.read_bytes() and wal.stat().st_size == 0
+    engine.dispose()
