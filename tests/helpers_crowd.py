@@ -127,3 +127,31 @@ def connected(app, user, account_id: str, network: str = "demo") -> None:
 
 def consent_boxes(app, network: str = "demo") -> list[str]:
     return [f"consent:{network}:{key}" for key in app.extensions["purposes"]]
+
+
+def connect_demo(person: Person, account: str) -> None:
+    """Connect Demo Social (served by the app at /demo) through the real OAuth flow, as a browser would."""
+    from tests.consent.helpers_connect import answer_at_network
+
+    started = person.post_form("/networks/demo/connect", {}, page="/consents")
+    assert started.status_code == 303, started.text[:300]
+    back = answer_at_network(started.headers["Location"], "allow", account)
+    landed = person.http.get(back, allow_redirects=False, timeout=TIMEOUT)
+    assert landed.status_code in (302, 303), landed.text[:300]
+
+
+def leaving(person: Person, tally: Tally, after: float, status_paths: list[str]) -> Callable[[threading.Event], None]:
+    """Wait `after` seconds, opt out of everything, then watch the status page as the person would."""
+
+    def job(stop: threading.Event) -> None:
+        if stop.wait(after):
+            return
+        answer = person.post_form("/optout", {"scope": "all", "public_status": "yes"})
+        tally.count("opt out", answer)
+        if answer.status_code != 302:
+            return
+        status_paths.append(answer.headers["Location"])
+        while not stop.wait(1.0):
+            tally.count("status page", person.get(answer.headers["Location"]))
+
+    return job
