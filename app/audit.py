@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from typing import Any, TypedDict
 
 import click
-from flask import Flask, Response, current_app, g, request, session
+from flask import Flask, Response, current_app, request, session
 from flask.cli import AppGroup
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app import chain
-from app.db import utcnow, write_lock
+from app.db import end_request_transaction, utcnow, write_lock
 from app.extensions import db
 from app.models import ACTOR_KINDS, AuditEvent
 from app.text import iso_utc
@@ -203,7 +203,9 @@ def _record_request(response: Response) -> Response:
         from flask_login import current_user
 
         who = actor_of(current_user._get_current_object())
-        _end_request_transaction()
+        # Whatever the request left uncommitted is never committed now: ending it releases any lock it
+        # holds (SQLite's write lock, this trail's advisory lock), which the append's own transaction would wait for.
+        end_request_transaction()
         if status in (401, 403):
             _refusal(who, status)
         elif audited is not None and who["actor_kind"] in ("operator", "auditor"):
@@ -213,14 +215,6 @@ def _record_request(response: Response) -> Response:
         # The answer stands; the failure to record it is itself loud.
         log.exception("could not record %s on %s in the audit trail", status, _route())
     return response
-
-
-def _end_request_transaction() -> None:
-    """Whatever the request left uncommitted is never committed now: ending it releases any lock it holds
-    (SQLite's write lock, this trail's advisory lock), which the append's own transaction would wait for."""
-    own = g.get("db_session")
-    if own is not None and own.in_transaction():
-        own.rollback()
 
 
 def _refusal(who: Actor, status: int) -> None:

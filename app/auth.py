@@ -37,13 +37,19 @@ class TokenPrincipal:
 
 
 USE_RECORDED_EVERY = dt.timedelta(minutes=1)  # how fresh a token's "last used" is kept
+SESSION_VERSION = "session_version"  # the session cookie's copy of the account's, taken at sign-in
 
 
 @login_manager.user_loader
 def load_user(user_id: str) -> User | None:
+    """The signed-in person, if the cookie is still good: signing out or leaving raises the account's
+    session version, and every cookie issued before then (a copy taken from the browser too) opens nothing."""
     if is_api_request():
         return None  # the API never authenticates by cookie
-    return db.session.get(User, user_id)
+    user = db.session.get(User, user_id)
+    if user is None or session.get(SESSION_VERSION) != user.session_version:
+        return None
+    return user
 
 
 @login_manager.request_loader

@@ -2,16 +2,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
+from pathlib import Path
 from typing import Annotated
 
 from flask import Flask, current_app, g
 from sqlalchemy import DateTime, MetaData, String, TypeDecorator, create_engine, event
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
 
 # Constraint names are fixed so that Alembic migrations are the same on SQLite and PostgreSQL.
@@ -62,18 +64,24 @@ class Base(DeclarativeBase):
     type_annotation_map = {dt.datetime: UTCDateTime()}
 
 
+LOCKED = "ownstory_write_locked"  # a SQLite connection's info: its transaction holds the write lock
+WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+BUSY_TIMEOUT_MS = 30000  # how long a SQLite statement waits for a lock before it fails
 PING_AFTER_IDLE = 1.0  # seconds a pooled connection may rest before it is checked at checkout
 
 
-def make_engine(url: str, autocommit: bool = False, **kwargs) -> Engine:
+def make_engine(url: str, autocommit: bool = False, private: bool = False, **kwargs) -> Engine:
     """An engine with SQLite made safe for several threads and processes.
 
     Bound parameters (emails, tokens) are kept out of SQLAlchemy's error messages, which reach logs.
     `autocommit`: for callers whose every transaction is one statement (the platform stores): on a
     server, BEGIN and COMMIT would be two round trips more for each.
+    `private`: Ownstory's own SQLite database; its files are readable by this user only (keep_private).
     """
     kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
+        if private:
+            keep_private(url)
         kwargs.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})
         engine = create_engine(url, **kwargs)
 
@@ -83,14 +91,24 @@ def make_engine(url: str, autocommit: bool = False, **kwargs) -> Engine:
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")
+            # What is deleted is overwritten, not left in free pages: an opted-out person's rows must go.
+            cur.execute("PRAGMA secure_delete=ON")
             cur.close()
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):
-            conn.exec_driver_sql(conn.get_execution_options().get("sqlite_begin", "BEGIN"))
+            begin = conn.get_execution_options().get("sqlite_begin", "BEGIN")
+            conn.exec_driver_sql(begin)
+            conn.info[LOCKED] = begin == "BEGIN IMMEDIATE"
+
+        @event.listens_for(engine, "before_cursor_execute")
+        def _sqlite_note_write(conn, _cursor, statement, _params, _context, _executemany):
+            # The first write of a deferred transaction takes the write lock too (write_lock's check).
+            if not conn.info.get(LOCKED) and statement.lstrip()[:7].upper().startswith(WRITES):
+                conn.info[LOCKED] = True
 
         return engine
     if autocommit:
@@ -98,6 +116,49 @@ def make_engine(url: str, autocommit: bool = False, **kwargs) -> Engine:
     engine = create_engine(url, **kwargs)
     _ping_after_idle(engine)
     return engine
+
+
+def keep_private(url: str) -> None:
+    """Make a SQLite database's file 0600 before SQLite opens it, and narrow it and its -wal and -shm if wider.
+
+    SQLite creates the -wal and -shm files with the database file's mode, so a file made 0600 keeps
+    them 0600 too; files left 0644 by an older Ownstory are narrowed here, at start.
+    """
+    name = make_url(url).database
+    if not name or name == ":memory:" or name.startswith("file:"):
+        return
+    path = Path(name)
+    if not path.parent.is_dir():
+        return  # SQLite says so, in its own words, when it opens the file
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    for each in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with suppress(FileNotFoundError):
+            if each.stat().st_mode & 0o077:
+                each.chmod(0o600)
+
+
+def truncate_wal(engine: Engine, wait_seconds: float = 2.0) -> bool:
+    """SQLite: copy the write-ahead log into the database file and empty it. Elsewhere, nothing to do: True.
+
+    After a person's records are deleted, the log still holds the pages as they were (their email,
+    their reason) until a checkpoint copies the new ones over them; with secure_delete the database
+    file holds no copy either. It waits for readers at most `wait_seconds` (writers wait meanwhile),
+    and answers False if some were still reading the old pages then: a later call empties it.
+    """
+    if engine.dialect.name != "sqlite":
+        return True
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute(f"PRAGMA busy_timeout={int(wait_seconds * 1000)}")
+        try:
+            busy, _frames, _copied = cur.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            cur.close()
+    finally:
+        raw.close()
+    return busy == 0
 
 
 def _ping_after_idle(engine: Engine) -> None:
@@ -126,15 +187,29 @@ def _ping_after_idle(engine: Engine) -> None:
             raise DisconnectionError("a pooled connection no longer answers") from exc
 
 
+class ReadBeforeLock(RuntimeError):
+    """write_lock came too late: the transaction has read without the lock, so on SQLite it cannot safely write."""
+
+
 def write_lock(session: Session) -> None:
     """Take the database's write lock for this transaction before reading.
 
     SQLite: the transaction starts with BEGIN IMMEDIATE. PostgreSQL callers lock rows
     with FOR UPDATE instead, so this is a no-op there. Call it before the first query.
+
+    On SQLite a transaction that began without the lock and has only read cannot take it now: its
+    first write would fail with "database is locked" whenever another writer committed since its
+    first read, which no busy timeout waits out. That is a mistake in the caller, found here at
+    once rather than under load: ReadBeforeLock. End the reads first (`with writing(session):`).
     """
     bind = session.get_bind()
-    if bind.dialect.name == "sqlite" and not session.in_transaction():
+    if bind.dialect.name != "sqlite":
+        return
+    if not session.in_transaction():
         session.connection(execution_options={"sqlite_begin": "BEGIN IMMEDIATE"})
+    elif not session.connection().info.get(LOCKED):
+        raise ReadBeforeLock("write_lock() inside a transaction that has read without the lock: "
+                             "commit the reads first, or use `with writing(session):`")
 
 
 @contextmanager
@@ -156,11 +231,28 @@ def writing(session: Session) -> Iterator[Session]:
     session.commit()
 
 
+def end_request_transaction() -> None:
+    """Roll back whatever the current app context's session has not committed, and so release its locks.
+
+    For error handlers (a failed flush leaves the session unusable, PendingRollbackError, until it is
+    rolled back, and the error page still reads the signed-in user) and for work after the answer.
+    """
+    session = g.get("db_session")
+    if session is None or not session.in_transaction():
+        return
+    try:
+        session.rollback()
+    except SQLAlchemyError:  # the connection itself is gone: the next use makes a new session
+        g.pop("db_session", None)
+        with suppress(SQLAlchemyError):
+            session.close()
+
+
 class Database:
     """Binds an engine and a session factory to each Flask app; one session per app context."""
 
     def init_app(self, app: Flask) -> None:
-        engine = make_engine(app.config["DATABASE_URL"])
+        engine = make_engine(app.config["DATABASE_URL"], private=True)
         app.extensions["ownstory_db"] = {
             "engine": engine,
             "sessionmaker": sessionmaker(engine, expire_on_commit=False),

@@ -6,6 +6,8 @@ import logging
 from flask import Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from app.db import end_request_transaction
+
 log = logging.getLogger(__name__)
 
 CODES = {
@@ -68,6 +70,9 @@ def _fields(exc: HTTPException) -> dict | None:
 
 
 def handle_http_exception(exc: HTTPException):
+    # Nothing a failed request left uncommitted is kept; and the page below reads the signed-in user,
+    # which a session whose flush failed could not do until it is rolled back.
+    end_request_transaction()
     status = exc.code or 500
     headers = dict(exc.get_headers()) if hasattr(exc, "get_headers") else {}
     kept = {k: v for k, v in headers.items() if k in ("Allow", "Retry-After", "WWW-Authenticate")}

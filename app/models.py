@@ -25,6 +25,8 @@ class User(Base):
     # Set when the person asks to leave everything: the account takes no new network from then on,
     # and its row goes with the opt-out's forget step.
     closed_at: Mapped[dt.datetime | None]
+    # Raised by signing out and by leaving; a session cookie carries the value it was issued with (app.auth).
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     # Flask-Login's interface.
     is_authenticated = True

@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.db import write_lock
 from app.security import Vault, VaultError
 from consent.models import Grant
 from consent.networks import Network
@@ -148,6 +149,7 @@ def rotate_tokens(session: Session, vault: Vault, batch_size: int = ROTATE_BATCH
     Returns how many grants held tokens. The caller commits; until then, and after, every key in
     the list still decrypts, so an interrupted run can simply be run again.
     """
+    write_lock(session)  # before the first read: on SQLite a transaction that has read cannot safely write
     done, last = 0, ""
     while True:
         rows = session.execute(

@@ -73,8 +73,8 @@ def receipts_verify(file: str, jwks_source: str | None, log_key: str | None) -> 
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
             json.dump(keys.jwks(db.session), fh)
         args += ["--jwks", fh.name]
-    key = log_key or tlog.verifier_key(db.session, current_app.extensions["ownstory_vault"],
-                                      current_app.config["LOG_ORIGIN"], utcnow())
+    key = log_key or tlog.published_verifier_key(db.session, current_app.extensions["ownstory_vault"],
+                                                current_app.config["LOG_ORIGIN"], utcnow())
     db.session.commit()
     args += ["--log-key", key]
     sys.exit(main(args))

@@ -14,13 +14,14 @@ from typing import Any, cast
 import requests
 from flask import Flask
 from sqlalchemy import CursorResult, select, update
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import utcnow, write_lock
+from app.db import truncate_wal, utcnow, write_lock
 from erasure.context import ErasureContext, context_from_app
 from erasure.engine import queue, steps
 from erasure.engine.revocation import TIMEOUT, Outcome, next_delay
-from erasure.models import ErasureStep, OptOutRequest, RequestStatus, StepStatus
+from erasure.models import ErasureStep, OptOutRequest, RequestStatus, StepKind, StepStatus
 
 log = logging.getLogger(__name__)
 
@@ -163,9 +164,18 @@ class Worker:
             queue.hold_back(session, step, values["not_before"])
         elif step.attempts > 1:
             queue.release(session, step, now)
-        if _changes_status(claim, result):
-            settle(session, step.request_id, now)
+        status = settle(session, step.request_id, now) if _changes_status(claim, result) else None
         session.commit()
+        if result.done and (step.kind == StepKind.FORGET or status == RequestStatus.COMPLETED):
+            _scrub_the_log(self.app.extensions["ownstory_db"]["engine"], step.request_id)
+
+
+def _scrub_the_log(engine: Engine, request_id: str) -> None:
+    """The person's records (and, on completion, the request's reason and identities) are gone from the tables;
+    on SQLite their old pages stay in the write-ahead log until a checkpoint: empty it now."""
+    if not truncate_wal(engine):
+        log.info("opt-out %s: readers kept the write-ahead log busy; the next opt-out's checkpoint empties it",
+                 request_id)
 
 
 def _changes_status(claim: queue.Claim, result: steps.Result) -> bool:

@@ -215,6 +215,7 @@ def _close_account(user: User, now: dt.datetime) -> None:
     user.closed_at = now
     user.email = f"left-{user.id}@ownstory.invalid"
     user.password_hash = "!"  # noqa: S105 (not a password: a hash that matches none)
+    user.session_version = User.session_version + 1  # every session of the account ends, copies of its cookie too
 
 
 def _lay_steps(session: Session, ctx: ErasureContext, request: OptOutRequest, grants: list[Grant], scope: str,

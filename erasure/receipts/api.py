@@ -66,10 +66,8 @@ def verify_receipt(body: dict):
 
 
 def _log_key() -> str:
-    key = tlog.verifier_key(db.session, current_app.extensions["ownstory_vault"], current_app.config["LOG_ORIGIN"],
-                           utcnow())
-    db.session.commit()  # the log key is made on first need
-    return key
+    return tlog.published_verifier_key(db.session, current_app.extensions["ownstory_vault"],
+                                       current_app.config["LOG_ORIGIN"], utcnow())
 
 
 def _text(body: str) -> Response:

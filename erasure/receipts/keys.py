@@ -37,6 +37,12 @@ def private_key(vault: Vault, row: SigningKey) -> Ed25519PrivateKey:
     return _unsealed(vault, row.private_key_sealed)
 
 
+def in_use(session: Session, purpose: str) -> bool:
+    """Whether a key for `purpose` exists yet; reads only."""
+    return session.scalar(select(SigningKey.kid).where(SigningKey.purpose == purpose,
+                                                       SigningKey.retired_at.is_(None))) is not None
+
+
 def current(session: Session, vault: Vault, purpose: str, now: dt.datetime) -> tuple[SigningKey, Ed25519PrivateKey]:
     """The key in use for `purpose`, made on first need. Two processes racing make one key between them."""
     row = session.scalar(select(SigningKey).where(SigningKey.purpose == purpose, SigningKey.retired_at.is_(None)))

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.orm import Session
 
-from app.db import write_lock
+from app.db import write_lock, writing
 from app.security import Vault
 from erasure.models import Checkpoint, LogNode, Receipt
 from erasure.receipts import keys
@@ -103,3 +103,12 @@ def leaf(session: Session, leaf_index: int) -> str | None:
 def verifier_key(session: Session, vault: Vault, origin: str, now: dt.datetime) -> str:
     row, _private = keys.current(session, vault, "log", now)
     return note.verifier_key(origin, row.public_key)
+
+
+def published_verifier_key(session: Session, vault: Vault, origin: str, now: dt.datetime) -> str:
+    """The log's verifier key for those who read it. Made on first need, in a write transaction of its own
+    (the caller's reads end first: on SQLite a read transaction cannot safely become a writer); read after."""
+    if not keys.in_use(session, "log"):
+        with writing(session):
+            verifier_key(session, vault, origin, now)
+    return verifier_key(session, vault, origin, now)

@@ -122,9 +122,13 @@ def _start(session: Session, now: dt.datetime, owner: str, lease: dt.timedelta,
     """Record a running sweep, or None if one runs or is not due. Starting is serialized everywhere."""
     if session.in_transaction():
         session.commit()
-    if every is not None and _recent(session, now, every):
+    if every is not None:
+        recent = _recent(session, now, every)
+        # The cheap look, without the lock, ends here: on SQLite its read transaction could not take
+        # the write lock below (write_lock would refuse), nor safely write.
         session.commit()
-        return None  # the cheap look, without the lock, most ticks end here
+        if recent:
+            return None  # most ticks end here
     write_lock(session)
     if session.get_bind().dialect.name == "postgresql":
         session.execute(select(func.pg_advisory_xact_lock(LOCK_ID)))

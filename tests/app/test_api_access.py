@@ -61,7 +61,9 @@ def receipt_id(app, request_id, sessions) -> str:
 
     ctx = context_from_app(app)
     with sessions() as db:
-        receipt = issue.issue_receipt(db, ctx, db.get(OptOutRequest, request_id), ctx.log_origin, utcnow())
+        request = db.get(OptOutRequest, request_id)
+        db.commit()  # the read ends: issuing takes the log's lock before its first read
+        receipt = issue.issue_receipt(db, ctx, request, ctx.log_origin, utcnow())
         db.commit()
         return receipt.id
 

@@ -109,3 +109,69 @@ def test_writing_ends_the_open_read_and_locks_before_its_first_statement(app, se
     if bind.dialect.name == "sqlite":
         assert statements[0] == "BEGIN IMMEDIATE"  # the earlier read ended: a new transaction, locked up front
     assert statements[-1].startswith("SELECT")
+
+
+def sqlite_only(session) -> None:
+    if session.get_bind().dialect.name != "sqlite":
+        pytest.skip("SQLite only: PostgreSQL locks rows, and write_lock leaves it alone")
+
+
+def test_write_lock_after_a_read_is_refused_at_once_not_under_load(app, session):
+    """On SQLite a transaction that has read cannot safely become a writer: another writer's commit since its
+    read makes its first write fail with "database is locked", whatever the busy timeout. Found at once."""
+    sqlite_only(session)
+    session.execute(select(ApiToken.id).limit(1))
+    with pytest.raises(db.ReadBeforeLock):
+        db.write_lock(session)
+    session.rollback()
+
+
+def test_write_lock_is_taken_at_begin_or_held_after_a_write(app, session):
+    sqlite_only(session)
+    db.write_lock(session)  # BEGIN IMMEDIATE
+    session.execute(select(ApiToken.id).limit(1))
+    db.write_lock(session)  # already held: nothing to do
+    session.rollback()
+    session.add(new_token("first a write"))
+    session.flush()  # the write took the lock
+    session.execute(select(ApiToken.id).limit(1))
+    db.write_lock(session)
+    session.rollback()
+
+
+def test_ownstorys_database_files_are_readable_by_their_owner_only(tmp_path):
+    path = tmp_path / "fresh.db"
+    engine = make_engine(f"sqlite:///{path}", private=True)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (x TEXT)"))
+        conn.execute(text("INSERT INTO t VALUES ('a')"))
+        files = [path, tmp_path / "fresh.db-wal", tmp_path / "fresh.db-shm"]
+        assert {f.name: oct(f.stat().st_mode & 0o777) for f in files} == {f.name: "0o600" for f in files}
+    engine.dispose()
+
+
+def test_database_files_left_open_to_others_are_narrowed_at_start(tmp_path):
+    path = tmp_path / "old.db"
+    for name in ("old.db", "old.db-wal", "old.db-shm"):
+        (tmp_path / name).write_bytes(b"")
+        (tmp_path / name).chmod(0o644)
+    make_engine(f"sqlite:///{path}", private=True).dispose()
+    assert {oct(f.stat().st_mode & 0o777) for f in tmp_path.iterdir()} == {"0o600"}
+
+
+def test_what_is_deleted_leaves_no_copy_in_the_file_or_the_write_ahead_log(tmp_path):
+    path = tmp_path / "scrub.db"
+    secret = "leaver-8f3a91@example.org"
+    engine = make_engine(f"sqlite:///{path}", private=True)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE people (id INTEGER PRIMARY KEY, email TEXT UNIQUE, bio TEXT)"))
+        conn.execute(text("INSERT INTO people (email, bio) VALUES ('stays@example.org', 'x')"))
+        conn.execute(text("INSERT INTO people (email, bio) VALUES (:e, :b)"), {"e": secret, "b": secret * 40})
+    assert db.truncate_wal(engine)  # in the file now, as after any checkpoint
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM people WHERE email = :e"), {"e": secret})
+    wal = tmp_path / "scrub.db-wal"
+    assert secret.encode() in path.read_bytes() + wal.read_bytes()  # the old pages, until a checkpoint
+    assert db.truncate_wal(engine)
+    assert secret.encode() not in path.read_bytes() and wal.stat().st_size == 0
+    engine.dispose()

@@ -86,9 +86,11 @@ def test_a_version_bump_asks_for_consent_again(session, purposes, person):
         "reconsent_required", purposes["scoring"].version, newer["scoring"].version, "The score now counts followers.")
 
     # Leaving the changed purpose unticked is not a withdrawal: nothing is written.
+    session.commit()  # as the form does: the reads end, and the save takes the write lock first
     assert service.set_consents(session, person.id, set(), newer, {"demo"}, NOW) == []
     assert check_one(session, newer, person.account)["reason"] == "reconsent_required"
 
+    session.commit()
     changes = service.set_consents(session, person.id, {("demo", "scoring")}, newer, {"demo"}, NOW)
     session.commit()
     assert changes == [service.Change("demo", "scoring", "grant", newer["scoring"].version)]
@@ -106,6 +108,7 @@ def test_a_network_not_connected_or_an_unknown_purpose_changes_nothing(session, 
 def test_withdraw_all_withdraws_every_consent_at_any_version(session, purposes, make_person, connect):
     user = make_person()
     connect(user)
+    session.commit()  # the connect's reads end: the save takes the write lock first
     service.set_consents(session, user.id, {("demo", "scoring"), ("demo", "research")}, purposes, {"demo"}, NOW)
     newer = bumped(purposes, "scoring")  # scoring stays granted at the old version
     # A second network, as if connected and since taken out of the catalogue.
@@ -119,6 +122,7 @@ def test_withdraw_all_withdraws_every_consent_at_any_version(session, purposes, 
     assert sorted((c.purpose, c.version) for c in changes) == [
         ("research", purposes["research"].version), ("scoring", purposes["scoring"].version)]
     assert {r.status for r in service.consent_overview(session, user.id, newer)} == {"withdrawn"}
+    session.commit()
     assert service.withdraw_all(session, user.id, NOW, "optout") == []
     assert ledger.verify(session) == []
 

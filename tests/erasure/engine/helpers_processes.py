@@ -300,10 +300,10 @@ def submit_all(app, crowd: list[Member], scope: str = "all") -> list[str]:
     ids = []
     with app.app_context():
         for member in crowd:
-            db.session.commit()  # submit takes the write lock as its transaction's first statement
             user = db.session.get(User, member.user_id)
-            submitted = service.submit(db.session, ctx, user=user, grants=grants_of(db.session, user.id),
-                                       scope=scope, now=utcnow())
+            grants = grants_of(db.session, user.id)
+            db.session.commit()  # the reads end: submit takes the write lock as its transaction's first statement
+            submitted = service.submit(db.session, ctx, user=user, grants=grants, scope=scope, now=utcnow())
             db.session.commit()
             ids.append(submitted.request.id)
     return ids

@@ -78,6 +78,7 @@ def run(sessions, ctx, request_id: str, kind: str, target: str | None = None, *,
         step = the_step(db, request_id, kind, target)
         request = db.get(OptOutRequest, request_id)
         db.expunge_all()
+        db.commit()  # the claim's transaction ends with the claim: the step begins a transaction of its own
         change(step, request)
         result = steps.run(db, ctx, step, request, utcnow(), http, heartbeat, timeout=(2, 5))
         db.commit()

@@ -50,6 +50,7 @@ def person_leaves(app, make_person, secrets: Secrets, *, requested_at: dt.dateti
         from app.models import User
 
         user = db.get(User, person.id)
+        db.commit()  # as the form does: the reads end, and the submission takes the write lock first
         submitted = service.submit(db, ctx, user=user, grants=[grant], scope="all", now=requested_at,
                                    reason_code="other", reason_text=f"mail me at {person.email}")
         db.commit()

@@ -78,6 +78,7 @@ def test_one_receipt_per_request_however_often_the_step_runs(app, client, make_p
     def issue_again():
         with sessions() as db:
             request = db.get(OptOutRequest, request_id)
+            db.commit()  # as the worker does: the step's transaction begins after the claim's read
             results.append(issue.issue_receipt(db, ctx, request, ctx.log_origin, utcnow()).id)
             db.commit()
 

@@ -6,7 +6,7 @@ import threading
 from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import create_engine, func, insert, select
+from sqlalchemy import create_engine, event, func, insert, select
 
 from app.db import utcnow
 from app.settings import ConfigError
@@ -327,6 +327,31 @@ def test_a_sweep_is_not_due_again_within_its_interval(app):
     assert run_sweep(app, now, every=every).ran
     assert not run_sweep(app, now + dt.timedelta(seconds=10), every=every).ran
     assert run_sweep(app, now + dt.timedelta(seconds=31), every=every).ran
+
+
+def test_a_sweep_starts_while_others_write_between_its_look_and_its_start(app, database_url):
+    """The cheap look (was one run recently?) reads without the lock. If someone writes right after it, the
+    start must still go through: on SQLite, a look left open cannot become a writer ("database is locked")."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite's read transactions; PostgreSQL serializes the start with an advisory lock")
+    engine = app.extensions["ownstory_db"]["engine"]
+    other = create_engine(database_url)
+    written = []
+
+    def someone_writes(_conn, _cursor, statement, *_args) -> None:
+        if "max(retention_sweeps.started_at)" in statement and not written:
+            with other.begin() as conn:  # another request saves something, then and there
+                conn.exec_driver_sql("UPDATE users SET last_login_at = last_login_at")
+                conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS someone_else_wrote (x INTEGER)")
+            written.append(1)
+
+    event.listen(engine, "after_cursor_execute", someone_writes)
+    try:
+        result = run_sweep(app, utcnow(), every=dt.timedelta(seconds=30))
+    finally:
+        event.remove(engine, "after_cursor_execute", someone_writes)
+        other.dispose()
+    assert written and result.ran and result.status == "done"
 
 
 # --- what operators see --------------------------------------------------------------------------
