@@ -75,10 +75,13 @@ def refused(exc: TooManyRequests):
     """Every 429: the contract's JSON under /api/, elsewhere a page that says what happened in plain words."""
     at = retry_at()
     wait = max(1, int((at - dt.datetime.now(dt.UTC)).total_seconds() + 0.999))
+    # A limit may say in its own words what it guards (error_message); the page says that first.
+    limit = getattr(exc, "limit", None)
+    reason = exc.description if limit is not None and limit.error_message else None
     headers = {"Retry-After": str(wait)}
     if wants_json():
         return error_json(429, "rate_limited",
                           f"Too many requests. Nothing was changed. Try again in {wait} seconds.", headers=headers)
     minutes = max(1, (wait + 59) // 60)
-    page = render_template("rate_limited.html", title="Please wait a moment", at=at, minutes=minutes)
+    page = render_template("rate_limited.html", title="Please wait a moment", at=at, minutes=minutes, reason=reason)
     return page, 429, headers

@@ -164,6 +164,10 @@ def test_pages_need_sign_in(client):
     assert response.status_code == 302 and response.headers["Location"].startswith("/login?next=")
 
 
+def _timeless(answer) -> str:
+    return re.sub(r"<time[^>]*>.*?</time>|in about \d+\s+minutes?", "", answer.get_data(as_text=True), flags=re.S)
+
+
 def test_signin_to_one_account_is_limited_from_every_address_alike(make_app, csrf_post, make_person):
     """Ten wrong passwords from ten addresses, and the account takes no more guesses for a while: not even the
     right password. An address without an account is limited, and answered, just the same."""
@@ -178,7 +182,8 @@ def test_signin_to_one_account_is_limited_from_every_address_alike(make_app, csr
         answers[email] = csrf_post(client, "/login", {"email": email, "password": PASSWORD})
     limited = answers[person.email]
     assert limited.status_code == answers["nobody@example.org"].status_code == 429
-    assert limited.get_data() == answers["nobody@example.org"].get_data()
+    # The same page word for word, but for the moment it names (each limit's window began at its own first try).
+    assert _timeless(limited) == _timeless(answers["nobody@example.org"])
     assert "Too many failed sign-ins for this email address" in limited.get_data(as_text=True)
     # Another account, from the same addresses, is not held back.
     other = make_person()

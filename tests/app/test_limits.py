@@ -8,13 +8,12 @@ from flask import request
 
 from app.extensions import limiter
 
-WRONG = {"email": "nobody@example.org", "password": "not the password"}
-
-
 def refused_sign_in(client, csrf_post, **kwargs):
-    """Sign in wrongly until the limit refuses; returns the refusal."""
-    for _ in range(30):
-        answer = csrf_post(client, "/login", WRONG, **kwargs)
+    """Sign in wrongly, each time to another address, until the per-address limit refuses; returns the refusal.
+    (Another address each time: the per-account limit on failed sign-ins is not what these tests are about.)"""
+    for n in range(30):
+        answer = csrf_post(client, "/login", {"email": f"nobody{n}@example.org", "password": "not the password"},
+                           **kwargs)
         if answer.status_code == 429:
             return answer
         assert answer.status_code == 400
@@ -61,6 +60,7 @@ def test_an_api_refusal_stays_json_in_the_contract_shape(make_app):
 # --- OWNSTORY_TRUSTED_PROXIES ------------------------------------------------------------------
 
 PROXY = {"REMOTE_ADDR": "10.0.0.1"}  # every request reaches Ownstory from the proxy
+WRONG = {"email": "someone.else@example.org", "password": "not the password"}
 
 
 def test_behind_a_trusted_proxy_each_client_has_its_own_limit(make_app, csrf_post):
