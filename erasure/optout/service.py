@@ -21,7 +21,8 @@ from consent.models import Grant
 from consent.suppression import Identity, suppress
 from erasure.context import ErasureContext
 from erasure.models import ErasureStep, OptOutRequest, RequestStatus, StepKind, StepStatus
-from erasure.stores.datamap import Identities, TableEntry
+from erasure.stores.datamap import Identities
+from erasure.stores.kinds import Entry
 from erasure.verifier import owner
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def identity_list(ids: Identities) -> list[Identity]:
     return found
 
 
-def entries_in_scope(ctx: ErasureContext, scope: str) -> list[TableEntry]:
+def entries_in_scope(ctx: ErasureContext, scope: str) -> list[Entry]:
     return [e for e in ctx.datamap.entries if scope == "all" or e.network == scope]
 
 
@@ -154,8 +155,7 @@ def _lay_steps(session: Session, ctx: ErasureContext, request: OptOutRequest, gr
             "refresh_token": _b64(g.refresh_token),
         }))
     for e in entries_in_scope(ctx, scope):
-        steps.append((StepKind.PURGE, f"{e.store}/{e.category}",
-                      {"store": e.store, "table": e.table, "column": e.column}))
+        steps.append((StepKind.PURGE, f"{e.store}/{e.category}", {"store": e.store, "entry": e.key}))
     steps.append((StepKind.FORGET, OWN_RECORDS, {}))
     steps.append((StepKind.VERIFY, "all stores", {}))
     steps.append((StepKind.RECEIPT, "transparency log", {}))

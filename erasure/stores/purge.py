@@ -1,4 +1,4 @@
-"""Purging a data-map entry in a platform store: committed batches, bounded memory, errors a step can retry."""
+"""Purging a table entry of a sql store: committed batches, bounded memory, errors a step can retry."""
 from __future__ import annotations
 
 import threading
@@ -6,13 +6,18 @@ import weakref
 from collections.abc import Callable, Generator, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Delete, Update, and_, delete, func, inspect, or_, select, tuple_, update
+from sqlalchemy import Delete, Update, and_, column, delete, func, inspect, or_, select, table, tuple_, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql import ColumnElement, TableClause
 
-from erasure.stores.datamap import TableEntry, entry_table
+from erasure.stores.kinds import StoreError, StoreMisconfigured, StoreUnavailable
+
+if TYPE_CHECKING:
+    from erasure.stores.sql import TableEntry
+
 
 IN_CHUNK = 500  # identity values per IN list: far below every driver's parameter limit
 
@@ -21,22 +26,18 @@ IN_CHUNK = 500  # identity values per IN list: far below every driver's paramete
 ROW_ADDRESS = {"sqlite": "rowid", "postgresql": "ctid"}
 
 
-class StoreError(Exception):
-    def __init__(self, store: str, message: str) -> None:
-        super().__init__(f"store {store!r}: {message}")
-        self.store, self.message = store, message
-
-
-class StoreUnavailable(StoreError):
-    """The store could not be reached, or failed mid-way. Retry: committed batches stay done."""
-
-
-class StoreMisconfigured(StoreError):
-    """The data map and the store disagree. A retry fails the same way until one of them is fixed."""
+class TableMisconfigured(StoreMisconfigured):
+    """StoreMisconfigured, saying that what the store lacks or refuses is a table's."""
 
     def __init__(self, store: str, table: str, message: str) -> None:
-        super().__init__(store, f"table {table!r}: {message}")
+        StoreError.__init__(self, store, f"table {table!r}: {message}")
         self.table = table
+
+
+def entry_table(entry: TableEntry, *extra: str):
+    """A lightweight SQLAlchemy table for an entry: names are quoted, never pasted into SQL."""
+    names = {entry.column, *entry.columns, *extra}
+    return table(entry.table, *(column(n) for n in sorted(names)))
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def purge_entry(
     loses at most one batch and a rerun finishes the job. Returns the rows affected by this run.
     """
     if entry.action == "nullify" and entry.column not in entry.columns:
-        raise StoreMisconfigured(
+        raise TableMisconfigured(
             entry.store, entry.table,
             f"nullify must set {entry.column!r} to NULL too, or the rows go on naming the person",
         )
@@ -77,7 +78,7 @@ def purge_entry(
 
 def count_entry(engine: Engine, entry: TableEntry, values: list[str]) -> int:
     """Rows of the entry that still hold one of the values: what verify needs to see at 0."""
-    with _store_errors(engine, entry):
+    with store_errors(engine, entry):
         _checked_shape(engine, entry)
         with engine.connect() as conn:
             return sum(conn.scalar(count) for count in _counts(entry, values))
@@ -95,7 +96,7 @@ def count_entries(engine: Engine, wanted: list[tuple[TableEntry, list[str]]]) ->
         return [count_entry(engine, entry, values) for entry, values in wanted]
     counts = []
     for entry, values in wanted:
-        with _store_errors(engine, entry):
+        with store_errors(engine, entry):
             _checked_shape(engine, entry)
         counts.append([count.scalar_subquery() for count in _counts(entry, values)])
     try:
@@ -128,7 +129,7 @@ def purge_rows(
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
-    with _store_errors(engine, entry):
+    with store_errors(engine, entry):
         shape = _checked_shape(engine, entry, extra)
     t = entry_table(entry, *shape.key, *extra)
     picked_from = t.alias("picked")  # a distinct FROM, so the subquery never correlates to the target
@@ -155,12 +156,12 @@ def purge_rows(
 
 def row_key(engine: Engine, entry: TableEntry) -> tuple[str, ...]:
     """The columns that pick out one row of the entry's table (for keyset paging, e.g. an export)."""
-    with _store_errors(engine, entry):
+    with store_errors(engine, entry):
         return _checked_shape(engine, entry).key
 
 
 def _batches(engine: Engine, entry: TableEntry, statement, batch_size: int) -> Generator[int, None, None]:
-    with _store_errors(engine, entry), engine.connect() as conn:
+    with store_errors(engine, entry), engine.connect() as conn:
         while True:
             with conn.begin():
                 done = conn.execute(statement).rowcount
@@ -183,7 +184,7 @@ def _checked_shape(engine: Engine, entry: TableEntry, extra: tuple[str, ...] = (
     if missing or not_null:
         _drop_shapes(engine)  # someone may fix the store next: look again on the retry
         problem = f"has no column {missing[0]!r}" if missing else f"column {not_null[0]!r} is NOT NULL"
-        raise StoreMisconfigured(entry.store, entry.table, problem)
+        raise TableMisconfigured(entry.store, entry.table, problem)
     return shape
 
 
@@ -194,13 +195,13 @@ def _shape(engine: Engine, entry: TableEntry) -> _Shape:
         return cached
     inspector = inspect(engine)
     if not inspector.has_table(entry.table):
-        raise StoreMisconfigured(entry.store, entry.table, "no such table")
+        raise TableMisconfigured(entry.store, entry.table, "no such table")
     nullable = {c["name"]: bool(c["nullable"]) for c in inspector.get_columns(entry.table)}
     key = tuple(inspector.get_pk_constraint(entry.table)["constrained_columns"])
     if not key:
         address = ROW_ADDRESS.get(engine.dialect.name)
         if address is None:
-            raise StoreMisconfigured(entry.store, entry.table, f"no primary key to batch by on {engine.dialect.name}")
+            raise TableMisconfigured(entry.store, entry.table, f"no primary key to batch by on {engine.dialect.name}")
         key = (address,)
     shape = _Shape(key, nullable)
     with _shapes_lock:
@@ -209,14 +210,14 @@ def _shape(engine: Engine, entry: TableEntry) -> _Shape:
 
 
 @contextmanager
-def _store_errors(engine: Engine, entry: TableEntry) -> Iterator[None]:
+def store_errors(engine: Engine, entry: TableEntry) -> Iterator[None]:
     """Turn the driver's errors into ours. The original is dropped (`from None`): SQLAlchemy's text
     carries the statement's parameters, which are the person's identities, and it may carry the host."""
     try:
         yield
     except (sa_exc.IntegrityError, sa_exc.ProgrammingError, sa_exc.NoSuchTableError) as exc:
         _drop_shapes(engine)
-        raise StoreMisconfigured(entry.store, entry.table, f"the store refused the change ({_reason(exc)})") from None
+        raise TableMisconfigured(entry.store, entry.table, f"the store refused the change ({_reason(exc)})") from None
     except (sa_exc.DBAPIError, sa_exc.DisconnectionError, sa_exc.TimeoutError) as exc:
         _drop_shapes(engine)  # the table may have changed too: look again on the retry
         raise StoreUnavailable(entry.store, f"cannot reach or use the store ({_reason(exc)})") from None

@@ -17,17 +17,24 @@ from sqlalchemy import create_engine, event, func, select, text
 
 from app.db import make_engine
 from demo.platform import endorsements, metadata, posts
-from erasure.stores.datamap import TableEntry
-from erasure.stores.purge import StoreMisconfigured, StoreUnavailable, count_entries, count_entry, purge_entry, row_key
+from erasure.stores.kinds import StoreMisconfigured, StoreUnavailable
+from erasure.stores.purge import count_entries, count_entry, purge_entry, row_key
+from erasure.stores.sql import TableEntry
 
 TEST_PG = os.environ.get("OWNSTORY_TEST_DATABASE_URL", "").strip()
 BACKENDS = ["sqlite"] + (["postgresql"] if TEST_PG else [])
 WHEN = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
-POSTS = TableEntry("platform", "posts", "posts", "author_id", "account", "demo", "delete")
-GIVEN = TableEntry("platform", "endorsements", "endorsements", "giver_id", "account", "demo", "delete")
-RECEIVED = TableEntry("platform", "endorsements", "endorsements received", "receiver_id", "account", "demo",
-                      "nullify", ("receiver_id",))
+def table_entry(table: str, category: str, column: str, identity: str, network: str | None, action: str,
+                columns: tuple[str, ...] = ()) -> TableEntry:
+    return TableEntry(store="platform", category=category, identity=identity, network=network, table=table,
+                      column=column, action=action, columns=columns)
+
+
+POSTS = table_entry("posts", "posts", "author_id", "account", "demo", "delete")
+GIVEN = table_entry("endorsements", "endorsements", "giver_id", "account", "demo", "delete")
+RECEIVED = table_entry("endorsements", "endorsements received", "receiver_id", "account", "demo", "nullify",
+                       ("receiver_id",))
 
 
 @pytest.fixture(params=BACKENDS)
@@ -141,7 +148,7 @@ def test_several_entries_are_counted_in_one_statement(store):
 
 def test_a_count_of_several_entries_names_the_entry_the_store_refuses(store):
     add_posts(store, {"1001": 4})
-    missing = TableEntry("platform", "gone", "gone", "account_id", "account", "demo", "delete")
+    missing = table_entry("gone", "gone", "account_id", "account", "demo", "delete")
     with pytest.raises(StoreMisconfigured, match="'gone'"):
         count_entries(store, [(POSTS, ["1001"]), (missing, ["1001"])])
 
@@ -244,11 +251,11 @@ def test_an_unreachable_store_is_unavailable_and_says_no_url(tmp_path, url):
 
 
 @pytest.mark.parametrize("entry, problem", [
-    (TableEntry("platform", "timeline", "posts", "author_id", "account", "demo", "delete"), "no such table"),
-    (TableEntry("platform", "posts", "posts", "writer_id", "account", "demo", "delete"), "no column 'writer_id'"),
-    (TableEntry("platform", "endorsements", "e", "giver_id", "account", "demo", "nullify", ("giver_id",)),
+    (table_entry("timeline", "posts", "author_id", "account", "demo", "delete"), "no such table"),
+    (table_entry("posts", "posts", "writer_id", "account", "demo", "delete"), "no column 'writer_id'"),
+    (table_entry("endorsements", "e", "giver_id", "account", "demo", "nullify", ("giver_id",)),
      "NOT NULL"),
-    (TableEntry("platform", "endorsements", "e", "giver_id", "account", "demo", "nullify", ("receiver_id",)),
+    (table_entry("endorsements", "e", "giver_id", "account", "demo", "nullify", ("receiver_id",)),
      "nullify must set 'giver_id' to NULL"),
 ])
 def test_a_map_that_does_not_fit_the_store_is_misconfigured(store, entry, problem):
@@ -284,7 +291,7 @@ def test_rows_that_other_rows_still_point_at_stop_the_purge_without_half_a_batch
      ("account_id", "line")),
 ])
 def test_tables_without_a_single_primary_key_are_purged_too(store, ddl, key):
-    entry = TableEntry("platform", "legacy_log", "logs", "account_id", "account", "demo", "delete")
+    entry = table_entry("legacy_log", "logs", "account_id", "account", "demo", "delete")
     with store.begin() as conn:
         conn.execute(text(ddl))
         conn.execute(text("CREATE INDEX ix_legacy_log_account ON legacy_log (account_id)"))
