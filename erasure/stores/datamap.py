@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,19 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from app.settings import ConfigError
-from erasure.stores.kinds import (
-    IDENTITY_KINDS,
-    Entry,
-    StoreKind,
-    StoreMisconfigured,
-    StoreUnavailable,
-    registered_kinds,
-)
+from erasure.stores.config import string as _string  # the name kinds written beside this one import
+from erasure.stores.kinds import Entry, StoreKind, StoreMisconfigured, StoreUnavailable, registered_kinds
 
 log = logging.getLogger(__name__)
 
 DEFAULT_KIND = "sql"
-NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @dataclass(frozen=True)
@@ -185,43 +177,3 @@ def _store(where: str, i: int, raw: Any, networks: Mapping | None, environ: Mapp
         raise ConfigError(where, f"{label}.kind", f"unknown kind {kind!r}; the known kinds are "
                                                  f"{', '.join(sorted(kinds))}")
     return kinds[kind].load(where, label, raw, networks, environ)
-
-
-# --- small checks for a kind's load(): each raises ConfigError naming the file and the field ---------
-
-def _string(where: str, label: str, value) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(where, label, "is required and must be a non-empty string")
-    return value.strip()
-
-
-def _identifier(where: str, label: str, value) -> str:
-    value = _string(where, label, value)
-    if not NAME.match(value):
-        raise ConfigError(where, label, f"{value!r} is not a plain table or column name")
-    return value
-
-
-def _identity(where: str, label: str, raw: Mapping[str, Any], networks: Mapping | None) -> tuple[str, str | None]:
-    """An entry's `identity` and `network`: a network goes with account and handle, and only with them."""
-    identity = raw.get("identity")
-    if identity not in IDENTITY_KINDS:
-        raise ConfigError(where, f"{label}.identity", f"must be one of {', '.join(IDENTITY_KINDS)}")
-    network = raw.get("network")
-    if identity in ("account", "handle"):
-        network = _string(where, f"{label}.network", network)
-        if networks is not None and network not in networks:
-            raise ConfigError(where, f"{label}.network", f"{network!r} is not in the network catalogue")
-    elif network is not None:
-        raise ConfigError(where, f"{label}.network", "only account and handle identities name a network")
-    return identity, network
-
-
-def _from_environment(where: str, label: str, raw: Mapping[str, Any], field: str,
-                      environ: Mapping[str, str]) -> str:
-    """The value of the environment variable that `<field>_env` names; ConfigError when unset."""
-    var = _string(where, f"{label}.{field}_env", raw.get(f"{field}_env"))
-    value = environ.get(var, "")
-    if not value:
-        raise ConfigError(where, f"{label}.{field}_env", f"the environment variable {var} is not set")
-    return value

@@ -17,7 +17,7 @@ from sqlalchemy.exc import ArgumentError
 
 from app.db import make_engine
 from app.settings import ConfigError, resolve_database_url
-from erasure.stores.datamap import _from_environment, _identifier, _identity, _string
+from erasure.stores import config
 from erasure.stores.kinds import Entry, OnBatch, StoreKind
 from erasure.stores.purge import count_entries, count_entry, purge_entry, purge_rows, store_errors
 from erasure.stores.rows import BATCH, identity_values, table_rows
@@ -67,12 +67,12 @@ class SqlStore(StoreKind):
         for key in raw:
             if key not in STORE_FIELDS:
                 raise ConfigError(where, f"{label}.{key}", "unknown field")
-        name = _string(where, f"{label}.name", raw.get("name"))
+        name = config.string(where, f"{label}.name", raw.get("name"))
         if ("url" in raw) == ("url_env" in raw):
             raise ConfigError(where, f"{label}.url", "give exactly one of url and url_env")
         field = "url_env" if "url_env" in raw else "url"
-        url = (_from_environment(where, label, raw, "url", environ) if field == "url_env"
-               else _string(where, f"{label}.url", raw["url"]))
+        url = (config.from_environment(where, label, raw, "url", environ) if field == "url_env"
+               else config.string(where, f"{label}.url", raw["url"]))
         _check_url(where, f"{label}.{field}", url, in_file=field == "url")
         tables_raw = raw.get("tables", [])
         if not isinstance(tables_raw, list):
@@ -164,17 +164,17 @@ def _entry(where: str, label: str, store: str, raw: Any, networks: Mapping | Non
     for key in raw:
         if key not in TABLE_FIELDS:
             raise ConfigError(where, f"{label}.{key}", "unknown field")
-    tname = _identifier(where, f"{label}.table", raw.get("table"))
-    category = _string(where, f"{label}.category", raw.get("category"))
-    col = _identifier(where, f"{label}.column", raw.get("column"))
-    identity, network = _identity(where, label, raw, networks)
+    tname = config.identifier(where, f"{label}.table", raw.get("table"))
+    category = config.string(where, f"{label}.category", raw.get("category"))
+    col = config.identifier(where, f"{label}.column", raw.get("column"))
+    identity, network = config.identity_and_network(where, label, raw, networks)
     action = raw.get("action", "delete")
     if action not in ACTIONS:
         raise ConfigError(where, f"{label}.action", "must be delete or nullify")
     columns = raw.get("columns", [])
     if not isinstance(columns, list):
         raise ConfigError(where, f"{label}.columns", "must be a list of column names")
-    columns = tuple(_identifier(where, f"{label}.columns", c) for c in columns)
+    columns = tuple(config.identifier(where, f"{label}.columns", c) for c in columns)
     if action == "nullify" and not columns:
         raise ConfigError(where, f"{label}.columns", "nullify needs the columns to set to NULL")
     if action == "delete" and columns:
@@ -189,6 +189,6 @@ def _entry(where: str, label: str, store: str, raw: Any, networks: Mapping | Non
     if stamp is not None:
         if retention is None:
             raise ConfigError(where, f"{label}.timestamp_column", "only goes with retention_days")
-        stamp = _identifier(where, f"{label}.timestamp_column", stamp)
+        stamp = config.identifier(where, f"{label}.timestamp_column", stamp)
     return TableEntry(store=store, category=category, identity=identity, network=network, table=tname, column=col,
                       action=action, columns=columns, retention_days=retention, timestamp_column=stamp)

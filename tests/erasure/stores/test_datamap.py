@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from app.settings import ROOT, ConfigError
-from erasure.stores.datamap import Identities, _string, count_held, load_datamap
+from erasure.stores.config import string
+from erasure.stores.datamap import Identities, count_held, load_datamap
 from erasure.stores.kinds import ENTRY_POINT_GROUP, Entry, StoreKind, StoreUnavailable, registered_kinds
 from erasure.stores.sql import SqlStore, TableEntry
 
@@ -131,8 +132,8 @@ class DictIndex(StoreKind):
 
     @classmethod
     def load(cls, where: str, label: str, raw: Mapping[str, Any], networks, environ) -> DictIndex:
-        name = _string(where, f"{label}.name", raw.get("name"))
-        category = _string(where, f"{label}.category", raw.get("category"))
+        name = string(where, f"{label}.name", raw.get("name"))
+        category = string(where, f"{label}.category", raw.get("category"))
         return cls(name, (Doc(store=name, category=category, identity="email", network=None),))
 
     def _mine(self, entry: Entry, values: list[str]) -> list[str]:
