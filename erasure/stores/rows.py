@@ -10,7 +10,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
 from erasure.stores.kinds import StoreError
-from erasure.stores.purge import ROW_ADDRESS, entry_table, row_key
+from erasure.stores.purge import ROW_ADDRESS, entry_table, exact, holds, row_key
 
 if TYPE_CHECKING:
     from erasure.stores.sql import TableEntry
@@ -33,7 +33,7 @@ def table_rows(engine: Engine, entry: TableEntry, values: list[str], batch_size:
     for value in sorted(set(values)):
         last: tuple | None = None
         while True:
-            stmt = select(*(t.c[n] for n in names), *keys).where(t.c[entry.column] == value)
+            stmt = select(*(t.c[n] for n in names), *keys).where(holds(t.c[entry.column], [value], engine.dialect.name))
             if last is not None:
                 stmt = stmt.where(_after(address, keys, last))
             stmt = stmt.order_by(*(literal_column(address) if address else t.c[k] for k in key)).limit(batch_size)
@@ -58,7 +58,11 @@ def _after(address: str | None, keys, last: tuple):
 
 
 def identity_values(engine: Engine, entry: TableEntry, batch: int) -> Iterator[list]:
-    """The entry's distinct identity values, in order, a batch at a time: memory stays bounded."""
+    """The entry's distinct identity values, in order, a batch at a time: memory stays bounded.
+
+    On MySQL/MariaDB, DISTINCT and ORDER BY go by the column's collation, which may hold 'Omar' and
+    'omar' for one: each batch is paged through the index so, then read again for every spelling.
+    """
     t = entry_table(entry)
     col = t.c[entry.column]
     last = None
@@ -69,6 +73,10 @@ def identity_values(engine: Engine, entry: TableEntry, batch: int) -> Iterator[l
         try:
             with engine.connect() as conn:
                 values = list(conn.scalars(query))
+                spelled = values
+                if values and engine.dialect.name == "mysql":
+                    spelled = sorted(v.decode() for v in conn.scalars(select(exact(col)).where(col.in_(values))
+                                                                     .distinct()))
         except sa_exc.NoSuchTableError:
             raise StoreError(entry.store, f"table {entry.table!r}: no such table") from None
         except sa_exc.SQLAlchemyError as exc:
@@ -78,7 +86,7 @@ def identity_values(engine: Engine, entry: TableEntry, batch: int) -> Iterator[l
                                           f"({type(orig).__name__})") from None
         if not values:
             return
-        yield values
+        yield spelled
         if len(values) < batch:
             return
         last = values[-1]
