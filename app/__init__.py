@@ -88,7 +88,9 @@ def _load_catalogues(app: Flask) -> None:
     networks = load_networks(app.config["NETWORKS_FILE"], base_url=app.config["BASE_URL"])
     app.extensions["networks"] = networks
     app.extensions["purposes"] = load_purposes(app.config["PURPOSES_FILE"])
-    app.extensions["datamap"] = load_datamap(app.config["DATAMAP_FILE"], networks=networks)
+    datamap = load_datamap(app.config["DATAMAP_FILE"], networks=networks)
+    datamap.check()  # what only the stores themselves can say (a bucket that must exist), once
+    app.extensions["datamap"] = datamap
 
 
 def _bind_extensions(app: Flask) -> None:

@@ -39,5 +39,5 @@ def mount_demo_network(app: Flask) -> None:
     app.extensions["demo_app"] = demo_app
     app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {"/demo": demo_app})  # type: ignore[method-assign]
     for store in app.extensions["datamap"].stores:
-        if store.name == "platform":
+        if store.name == "platform" and store.kind == "sql":
             seed_platform_store(store.url)

@@ -33,7 +33,9 @@ from demo.models import Token
 from erasure.context import context_from_app
 from erasure.models import ErasureStep, OptOutRequest, RequestStatus, StepStatus
 from erasure.optout import service
-from erasure.stores.datamap import Identities, entry_table, load_datamap
+from erasure.stores.datamap import Identities, load_datamap
+from erasure.stores.purge import entry_table
+from erasure.stores.sql import TableEntry
 
 THREADS = 4  # steps at once per worker process: `flask worker`'s default
 TICK = 0.1  # seconds between a worker's looks for due work (`flask worker --tick`; 1 by default)
@@ -135,7 +137,7 @@ def sign_up(app: Flask, people: list[Person]) -> list[str]:
 
 def floor(world: World, people: list[Person], concurrency: int) -> float:
     """People per second when only the essential calls are made, `concurrency` people at a time."""
-    entries = load_datamap(world.folder / "datamap.toml").entries
+    entries = [e for e in load_datamap(world.folder / "datamap.toml").entries if isinstance(e, TableEntry)]
     engine = make_engine(world.platform_url)
     local = threading.local()
 

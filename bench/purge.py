@@ -7,37 +7,39 @@ import time
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, cast, func, insert, literal, select
 
 from app.db import make_engine
-from erasure.stores.datamap import TableEntry
-from erasure.stores.purge import purge_entry
+from erasure.stores.sql import SqlStore, TableEntry
 
 ROWS_EACH = 100  # rows per person
 SAMPLES = 15  # people purged per table size; the median counts
 
 
 def purge_time(platform_url: str, rows: int) -> float:
-    """Median seconds for purge_entry to delete one person's rows from a posts table of `rows` rows."""
+    """Median seconds for the sql kind to purge one person's rows from a posts table of `rows` rows."""
     engine = make_engine(platform_url)
     table = Table(f"bench_posts_{rows}", MetaData(),
                   Column("id", Integer, primary_key=True),
                   Column("author_id", String(40), nullable=False, index=True),
                   Column("body", Text, nullable=False),
                   Column("created_at", DateTime(timezone=True), nullable=False))
+    entry = TableEntry(store="platform", category="posts", identity="account", network="demo",
+                       table=table.name, column="author_id")
+    store = SqlStore("platform", platform_url, (entry,))
     table.create(engine)
     try:
         _fill(engine, table, rows)
-        entry = TableEntry("platform", table.name, "posts", "author_id", "account", "demo", "delete")
         people = rows // ROWS_EACH
         picks = [f"p{i}" for i in range(0, people, max(1, people // (SAMPLES + 1)))][:SAMPLES + 1]  # spread out
-        purge_entry(engine, entry, [picks.pop()])  # warm-up: the table's shape is reflected once, then cached
+        store.purge(entry, [picks.pop()])  # warm-up: the table's shape is reflected once, then cached
         times = []
         for person in picks:
             start = time.perf_counter()
-            purged = purge_entry(engine, entry, [person])
+            purged = store.purge(entry, [person])
             times.append(time.perf_counter() - start)
             if purged != ROWS_EACH:
                 raise RuntimeError(f"purged {purged} rows of {person}, not {ROWS_EACH}")
         return statistics.median(times)
     finally:
+        store.dispose()
         table.drop(engine)
         engine.dispose()
 

@@ -242,6 +242,7 @@ class RetentionSweep(Base):
     lease_expires_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]
     rows: Mapped[int] = mapped_column(Integer, default=0)
-    # [{"store", "table", "column", "category", "past_retention", "expired_grant", "reappeared", "rows"}]
+    # [{"store", "table", "column", "category", "past_retention", "expired_grant", "reappeared", "rows"}]; an entry
+    # of another kind than sql names itself by what its store's describe() says instead of table and column.
     entries: Mapped[list] = mapped_column(JSON, default=list)
     errors: Mapped[list] = mapped_column(JSON, default=list)  # [{"store", "table", "column", "reason", "error"}]

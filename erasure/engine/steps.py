@@ -23,8 +23,8 @@ from erasure.models import ErasureStep, OptOutRequest, StepKind
 from erasure.optout import mail_text
 from erasure.optout.service import entries_in_scope, lay_revocations, open_contact, open_identities
 from erasure.receipts import issue
-from erasure.stores.datamap import Identities, TableEntry
-from erasure.stores.purge import StoreMisconfigured, StoreUnavailable, count_entries, count_entry, purge_entry
+from erasure.stores.datamap import Identities
+from erasure.stores.kinds import Entry, StoreKind, StoreMisconfigured, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -100,31 +100,32 @@ def _identities(ctx: ErasureContext, request: OptOutRequest) -> Identities:
     return ids
 
 
-def _entry(ctx: ErasureContext, step: ErasureStep) -> TableEntry:
+def _entry(ctx: ErasureContext, step: ErasureStep) -> tuple[StoreKind, Entry]:
+    """The store and entry a purge step names: by the entry's key, or, for a step laid before store
+    kinds, by the table and column it named (a sql entry's key is "table.column")."""
     p = step.params
-    for e in ctx.datamap.entries:
-        if (e.store, e.table, e.column) == (p.get("store"), p.get("table"), p.get("column")):
-            return e
-    raise StepFailed(f"the data map no longer lists {p.get('store')}/{p.get('table')}.{p.get('column')}",
-                     attention=True)
+    key = p["entry"] if "entry" in p else f"{p.get('table')}.{p.get('column')}"
+    found = ctx.datamap.find(p.get("store", ""), key)
+    if found is not None:
+        return found
+    raise StepFailed(f"the data map no longer lists {p.get('store')}/{key}", attention=True)
 
 
 def _purge(ctx: ErasureContext, step: ErasureStep, request: OptOutRequest, heartbeat) -> Result:
-    entry = _entry(ctx, step)
+    store, entry = _entry(ctx, step)
     values = _identities(ctx, request).values_for(entry)
     base = {"store": entry.store, "category": entry.category}
     if not values:
         return Result(done=True, result={**base, "rows": 0})
-    engine = ctx.datamap.engine(entry.store)
     try:
-        # Rows found at the first attempt are what the person had; a rerun after a crash
-        # finishes the job without counting the same rows twice.
-        remaining = count_entry(engine, entry, values)
+        # Items found at the first attempt are what the person had; a rerun after a crash
+        # finishes the job without counting the same items twice.
+        remaining = store.count(entry, values)
         first = step.result.get("rows_at_start")
         if first is None:
             first = remaining
             heartbeat(result={**base, "rows_at_start": remaining})
-        purged = purge_entry(engine, entry, values, on_batch=lambda _n: heartbeat())
+        purged = store.purge(entry, values, on_batch=lambda _n: heartbeat())
     except StoreUnavailable as exc:
         raise StepFailed(str(exc)) from None
     except StoreMisconfigured as exc:
@@ -175,19 +176,19 @@ def _verify(ctx: ErasureContext, request: OptOutRequest) -> Result:
     ids = _identities(ctx, request)
     residual: list[str] = []
     late: list[dict] = []
-    by_store: dict[str, list[tuple[TableEntry, list[str]]]] = {}
+    by_store: dict[str, list[tuple[Entry, list[str]]]] = {}
     for entry in entries_in_scope(ctx, request.scope):
         values = ids.values_for(entry)
         if values:
             by_store.setdefault(entry.store, []).append((entry, values))
-    for store, wanted in by_store.items():
-        engine = ctx.datamap.engine(store)
+    for name, wanted in by_store.items():
+        store = ctx.datamap.store(name)
         try:
-            for (entry, values), rows in zip(wanted, count_entries(engine, wanted), strict=True):
+            for (entry, values), rows in zip(wanted, store.count_many(wanted), strict=True):
                 if rows:
                     late.append({"store": entry.store, "category": entry.category,
-                                 "rows": purge_entry(engine, entry, values)})
-                    rows = count_entry(engine, entry, values)
+                                 "rows": store.purge(entry, values)})
+                    rows = store.count(entry, values)
                 if rows:
                     residual.append(f"{rows} in {entry.store}/{entry.category}")
         except StoreUnavailable as exc:

@@ -15,7 +15,6 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app.models import User
@@ -26,9 +25,8 @@ from consent.service import consent_overview
 from consent.suppression import Identity, Peppers, lookup
 from erasure.models import OptOutRequest
 from erasure.optout import service
-from erasure.stores.datamap import DataMap, Identities, TableEntry
-from erasure.stores.purge import StoreError
-from erasure.stores.rows import table_rows
+from erasure.stores.datamap import DataMap, Identities
+from erasure.stores.kinds import Entry, StoreError, StoreKind
 
 log = logging.getLogger(__name__)
 
@@ -105,16 +103,16 @@ def stream_export(datamap: DataMap, identities: Identities, records: dict, now: 
             "identities": sorted(i.canonical() for i in identity_list(identities)), "ownstory": records}
     yield _dumps(head)[:-1] + ', "stores": {'
     incomplete: list[str] = []
-    for s, (store, categories) in enumerate(_grouped(datamap).items()):
-        yield f'{", " if s else ""}{_dumps(store)}: {{'
-        for c, (category, entries) in enumerate(categories.items()):
+    for s, store in enumerate(datamap.stores):
+        yield f'{", " if s else ""}{_dumps(store.name)}: {{'
+        for c, (category, entries) in enumerate(_by_category(store).items()):
             yield f'{", " if c else ""}{_dumps(category)}: ['
             for e, entry in enumerate(entries):
                 if e:
                     yield ", "
-                failed = yield from _entry(datamap, entry, identities.values_for(entry), batch_size)
+                failed = yield from _entry(store, entry, identities.values_for(entry), batch_size)
                 if failed:
-                    incomplete.append(f"{store}/{category} ({entry.table}.{entry.column})")
+                    incomplete.append(f"{store.name}/{category} ({entry.key})")
             yield "]"
         yield "}"
     yield "}, "
@@ -124,28 +122,27 @@ def stream_export(datamap: DataMap, identities: Identities, records: dict, now: 
         yield '"complete": true}'
 
 
-def _grouped(datamap: DataMap) -> dict[str, dict[str, list[TableEntry]]]:
-    grouped: dict[str, dict[str, list[TableEntry]]] = {}
-    for store in datamap.stores:
-        grouped.setdefault(store.name, {})
-        for entry in store.tables:
-            grouped[store.name].setdefault(entry.category, []).append(entry)
+def _by_category(store: StoreKind) -> dict[str, list[Entry]]:
+    grouped: dict[str, list[Entry]] = {}
+    for entry in store.entries:
+        grouped.setdefault(entry.category, []).append(entry)
     return grouped
 
 
-def _entry(datamap: DataMap, entry: TableEntry, values: list[str], batch_size: int):
-    """One data-map entry as an object with its rows. Returns True if the store failed part-way."""
-    about = {"table": entry.table, "column": entry.column, "identity": entry.identity, "network": entry.network}
+def _entry(store: StoreKind, entry: Entry, values: list[str], batch_size: int):
+    """One data-map entry as an object with its rows (what the store holds, whatever its kind: rows of
+    a table, keys, objects). Returns True if the store failed part-way."""
+    about = {**store.describe(entry), "identity": entry.identity, "network": entry.network}
     yield _dumps(about)[:-1] + ', "rows": ['
     count, error = 0, None
     try:
         if values:
-            for batch in table_rows(datamap.engine(entry.store), entry, values, batch_size):
+            for batch in store.export(entry, values, batch_size):
                 yield (", " if count else "") + _dumps(batch)[1:-1]  # a batch is encoded in one call
                 count += len(batch)
-    except (StoreError, SQLAlchemyError) as exc:
-        # Logged by class only: SQLAlchemy's text carries the person's identities as parameters.
-        log.warning("export: store %s failed on %s (%s)", entry.store, entry.table, type(exc).__name__)
+    except StoreError as exc:
+        # Logged by class only: a driver's text may carry the person's identities.
+        log.warning("export: store %s failed on %s (%s)", entry.store, entry.key, type(exc).__name__)
         error = "This store could not be read to the end just now; the rows above are only part of it."
     tail: dict[str, Any] = {"row_count": count}
     if error:

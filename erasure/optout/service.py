@@ -22,7 +22,8 @@ from consent.models import Grant
 from consent.suppression import Identity, Peppers, lookup, suppress
 from erasure.context import ErasureContext
 from erasure.models import OPEN_REQUESTS, ErasureStep, OptOutRequest, RequestStatus, StepKind, StepStatus
-from erasure.stores.datamap import Identities, TableEntry
+from erasure.stores.datamap import Identities
+from erasure.stores.kinds import Entry
 from erasure.verifier import owner
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ def identity_list(ids: Identities) -> list[Identity]:
     return found
 
 
-def entries_in_scope(ctx: ErasureContext, scope: str) -> list[TableEntry]:
+def entries_in_scope(ctx: ErasureContext, scope: str) -> list[Entry]:
     return [e for e in ctx.datamap.entries if scope == "all" or e.network == scope]
 
 
@@ -222,8 +223,7 @@ def _lay_steps(session: Session, ctx: ErasureContext, request: OptOutRequest, gr
                now: dt.datetime, has_email: bool) -> None:
     steps: list[tuple[StepKind, str, dict]] = [(StepKind.REVOKE, g.network, _revoke_params(g)) for g in grants]
     for e in entries_in_scope(ctx, scope):
-        steps.append((StepKind.PURGE, f"{e.store}/{e.category}",
-                      {"store": e.store, "table": e.table, "column": e.column}))
+        steps.append((StepKind.PURGE, f"{e.store}/{e.category}", {"store": e.store, "entry": e.key}))
     steps.append((StepKind.FORGET, OWN_RECORDS, {}))
     steps.append((StepKind.VERIFY, "all stores", {}))
     steps.append((StepKind.RECEIPT, "transparency log", {}))

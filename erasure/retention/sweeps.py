@@ -1,22 +1,24 @@
 """Retention sweeps: the worker purges, on a schedule, what has outlived its purpose in the platform's stores.
 
-A sweep does three things, each through the data map and erasure.purge, in committed batches:
+A sweep does three things, each through the data map's stores, in committed batches:
 
-1. **Past retention.** An entry with `retention_days` (and its `timestamp_column`) loses the rows
-   written more than that many days ago.
+1. **Past retention.** A table entry (sql stores) with `retention_days` (and its `timestamp_column`)
+   loses the rows written more than that many days ago.
 2. **Expired grants.** A grant has expired when the platform can no longer reach the account for
    good: its access token expired more than `EXPIRED_GRANT_GRACE` ago and it holds no refresh
-   token. The rows of that account (its account id and handle, in the grant's network) go; the
-   grant row stays on /me so the person can connect again, which renews it in place and stops
-   the sweep. A handle that a live grant holds now is left alone (handles pass to other people).
+   token. The data of that account (its account id and handle, in the grant's network) goes,
+   from stores of every kind; the grant row stays on /me so the person can connect again, which
+   renews it in place and stops the sweep. A handle that a live grant holds now is left alone
+   (handles pass to other people).
    Revoked grants need no separate pass: Ownstory revokes a grant only when the person opts out,
    which deletes the grant and lists its account and handle on the suppression list, so pass 3
    covers them.
 3. **Reappeared data.** Rows whose identity is on the suppression list of an opt-out that has
    completed (so the request's own purge and its receipt are not second-guessed), found by
-   reading each entry's distinct identity values in keyset batches, keying each with the
-   peppers, and asking the list once per batch. An identity held again by someone signed up or
-   connected now (a person who came back) is not swept: coming back carries no penalty.
+   reading each table entry's distinct identity values in keyset batches (other kinds cannot be
+   listed by identity value), keying each with the peppers, and asking the list once per batch.
+   An identity held again by someone signed up or connected now (a person who came back) is not
+   swept: coming back carries no penalty.
 
 A sweep is a row in `retention_sweeps`, with the rows it purged per data-map entry (a sweep that
 purged nothing is kept for a week, the others for good). Only one
@@ -31,25 +33,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, cast
 
-from sqlalchemy import (
-    CursorResult,
-    DateTime,
-    Select,
-    and_,
-    delete,
-    exists,
-    func,
-    literal,
-    select,
-    tuple_,
-    update,
-)
+from sqlalchemy import CursorResult, Select, and_, delete, exists, func, select, tuple_, update
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from app.db import utcnow, write_lock, writing
@@ -58,8 +48,8 @@ from consent.models import Grant, Suppression
 from consent.suppression import Identity
 from erasure.context import ErasureContext
 from erasure.models import OptOutRequest, RetentionSweep
-from erasure.stores.datamap import TableEntry, entry_table
-from erasure.stores.purge import StoreError, purge_entry, purge_rows
+from erasure.stores.kinds import Entry, StoreError, StoreKind
+from erasure.stores.sql import SqlStore
 
 log = logging.getLogger(__name__)
 
@@ -164,8 +154,8 @@ def _aware(at: dt.datetime) -> dt.datetime:
     return at if at.tzinfo else at.replace(tzinfo=dt.UTC)
 
 
-def _key(entry: TableEntry) -> tuple[str, str, str]:
-    return (entry.store, entry.table, entry.column)
+def _key(entry: Entry) -> tuple[str, str]:
+    return (entry.store, entry.key)
 
 
 class _Sweep:
@@ -176,9 +166,9 @@ class _Sweep:
         self.session, self.ctx, self.id, self.owner = session, ctx, row.id, owner
         self.started, self.lease, self.batch_size = now, lease, batch_size
         self._t0 = self._beat = time.monotonic()
-        self.counts: dict[tuple[str, str, str], dict[str, Any]] = {
-            _key(e): {"store": e.store, "table": e.table, "column": e.column, "category": e.category,
-                      **dict.fromkeys(REASONS, 0), "rows": 0} for e in ctx.datamap.entries}
+        self.counts: dict[tuple[str, str], dict[str, Any]] = {
+            _key(e): {"store": s.name, **s.describe(e), "category": e.category, **dict.fromkeys(REASONS, 0), "rows": 0}
+            for s in ctx.datamap.stores for e in s.entries}
         self.errors: list[dict] = []
 
     def clock(self) -> dt.datetime:
@@ -187,18 +177,16 @@ class _Sweep:
     # --- the passes ----------------------------------------------------------------------------
 
     def past_retention(self) -> None:
-        for entry in self.ctx.datamap.entries:
-            if entry.retention_days is None or entry.timestamp_column is None:
-                continue
-            cutoff = literal(self.started - dt.timedelta(days=entry.retention_days), DateTime(timezone=True))
-            stamp = entry.timestamp_column
-            # mypy cannot type a lambda with default arguments (python/mypy#15459): hence the ignore.
-            self._purge(entry, "past_retention", lambda engine, on_batch, entry=entry, stamp=stamp, cutoff=cutoff:  # type: ignore[misc]
-                        purge_rows(engine, entry, lambda t: t.c[stamp] < cutoff, self.batch_size, on_batch,
-                                   extra=(stamp,)))
+        """Retention by timestamp, which only tables have."""
+        for store in self._sql_stores():
+            for entry in store.entries:
+                if entry.retention_days is None:
+                    continue
+                before = self.started - dt.timedelta(days=entry.retention_days)
+                self._purge(store, entry, "past_retention", partial(store.purge_older, entry, before))
 
     def expired_grants(self, grace: dt.timedelta) -> None:
-        entries = [e for e in self.ctx.datamap.entries if e.identity in ("account", "handle")]
+        entries = [(s, e) for s, e in self._entries() if e.identity in ("account", "handle")]
         if not entries:
             return
         expired = and_(Grant.refresh_token.is_(None), Grant.expires_at.is_not(None),
@@ -218,34 +206,37 @@ class _Sweep:
                 held = set(self.session.execute(select(Grant.network, Grant.handle).where(
                     tuple_(Grant.network, Grant.handle).in_(handles), ~expired)))
             self.session.commit()  # end the read before the stores are written
-            for entry in entries:
+            for store, entry in entries:
                 if entry.identity == "account":
                     values = {g.account_id for g in grants if g.network == entry.network}
                 else:
                     values = {g.handle for g in grants if g.network == entry.network and g.handle
                               and (g.network, g.handle) not in held}
                 if values:
-                    # mypy cannot type a lambda with default arguments (python/mypy#15459): hence the ignore.
-                    self._purge(entry, "expired_grant", lambda engine, on_batch, entry=entry, values=values:  # type: ignore[misc]
-                                purge_entry(engine, entry, sorted(values), self.batch_size, on_batch))
+                    self._purge(store, entry, "expired_grant", partial(store.purge, entry, sorted(values)))
 
     def reappeared(self) -> None:
-        for entry in self.ctx.datamap.entries:
-            engine = self.ctx.datamap.engine(entry.store)
-            try:
-                for values in _distinct_values(engine, entry, VALUES_BATCH):
-                    matched = self._suppressed(entry, values)
-                    if matched:
-                        # mypy cannot type a lambda with default arguments (python/mypy#15459): hence the ignore.
-                        self._purge(entry, "reappeared", lambda engine, on_batch, entry=entry, matched=matched:  # type: ignore[misc]
-                                    purge_entry(engine, entry, matched, self.batch_size, on_batch))
-                    self.heartbeat()
-            except StoreError as exc:
-                self._failed(entry, "reappeared", str(exc))
+        """Tables are read for the identity values they hold; other kinds cannot be listed by value."""
+        for store in self._sql_stores():
+            for entry in store.entries:
+                try:
+                    for values in store.identity_values(entry, VALUES_BATCH):
+                        matched = self._suppressed(entry, values)
+                        if matched:
+                            self._purge(store, entry, "reappeared", partial(store.purge, entry, matched))
+                        self.heartbeat()
+                except StoreError as exc:
+                    self._failed(store, entry, "reappeared", str(exc))
 
     # --- helpers -------------------------------------------------------------------------------
 
-    def _suppressed(self, entry: TableEntry, values: list) -> list:
+    def _entries(self) -> list[tuple[StoreKind, Entry]]:
+        return [(store, entry) for store in self.ctx.datamap.stores for entry in store.entries]
+
+    def _sql_stores(self) -> list[SqlStore]:
+        return [store for store in self.ctx.datamap.stores if isinstance(store, SqlStore)]
+
+    def _suppressed(self, entry: Entry, values: list) -> list:
         """The values whose identity is listed by a completed opt-out and held by nobody here now."""
         network = entry.network if entry.identity in ("account", "handle") else None
         by_pair: dict[tuple[str, str], list] = {}
@@ -261,7 +252,7 @@ class _Sweep:
         self.session.commit()
         return sorted(matched, key=str)
 
-    def _held_now(self, entry: TableEntry, values: set) -> set:
+    def _held_now(self, entry: Entry, values: set) -> set:
         """Values that identify someone signed up or connected now: a person who came back."""
         text_of = {str(v): v for v in values}
         query: Select[str | None]
@@ -279,7 +270,8 @@ class _Sweep:
             query = select(User.id).where(User.id.in_(text_of))
         return {text_of[found] for found in self.session.scalars(query) if found is not None}  # NULL is in no IN list
 
-    def _purge(self, entry: TableEntry, reason: str, purge: Callable[[Engine, Callable[[int], None]], int]) -> None:
+    def _purge(self, store: StoreKind, entry: Entry, reason: str, purge: Callable[..., int]) -> None:
+        """Run `purge(on_batch=..., batch_size=...)`, a store's purge of the entry, counting what each batch did."""
         counts = self.counts[_key(entry)]
 
         def on_batch(done: int) -> None:
@@ -288,14 +280,13 @@ class _Sweep:
             self.heartbeat()
 
         try:
-            purge(self.ctx.datamap.engine(entry.store), on_batch)
+            purge(on_batch=on_batch, batch_size=self.batch_size)
         except StoreError as exc:
-            self._failed(entry, reason, str(exc))
+            self._failed(store, entry, reason, str(exc))
 
-    def _failed(self, entry: TableEntry, reason: str, error: str) -> None:
+    def _failed(self, store: StoreKind, entry: Entry, reason: str, error: str) -> None:
         log.warning("retention sweep %s: %s (%s)", self.id, error, reason)
-        self.errors.append({"store": entry.store, "table": entry.table, "column": entry.column,
-                            "reason": reason, "error": error})
+        self.errors.append({"store": store.name, **store.describe(entry), "reason": reason, "error": error})
 
     def heartbeat(self) -> None:
         """Renew the lease and save the counts so far, at most every few seconds."""
@@ -333,33 +324,6 @@ class _Sweep:
     def result(self, status: str) -> SweepResult:
         return SweepResult(ran=True, sweep_id=self.id, status=status, rows=self.total(), entries=self.entries(),
                            errors=list(self.errors))
-
-
-def _distinct_values(engine: Engine, entry: TableEntry, batch: int) -> Iterator[list]:
-    """The entry's distinct identity values, in order, a batch at a time: memory stays bounded."""
-    t = entry_table(entry)
-    col = t.c[entry.column]
-    last = None
-    while True:
-        query = select(col).where(col.is_not(None)).distinct().order_by(col).limit(batch)
-        if last is not None:
-            query = query.where(col > last)
-        try:
-            with engine.connect() as conn:
-                values = list(conn.scalars(query))
-        except sa_exc.NoSuchTableError:
-            raise StoreError(entry.store, f"table {entry.table!r}: no such table") from None
-        except sa_exc.SQLAlchemyError as exc:
-            # The driver's text may hold values (identities): only its class is kept.
-            orig = getattr(exc, "orig", None) or exc
-            raise StoreError(entry.store, f"table {entry.table!r}: cannot read the store "
-                                          f"({type(orig).__name__})") from None
-        if not values:
-            return
-        yield values
-        if len(values) < batch:
-            return
-        last = values[-1]
 
 
 def every(app) -> dt.timedelta:

@@ -1,48 +1,25 @@
-"""The data map: where a person's data lives in the platform's stores, for counting, export and purge."""
+"""The data map: where a person's data lives in the platform's stores, for counting, export and purge.
+
+Each [[stores]] table is loaded by the store kind its `kind` names (`sql` when it names none), found
+among the kinds registered under the entry point group `ownstory.stores` (erasure/stores/kinds.py).
+"""
 from __future__ import annotations
 
+import logging
 import os
-import re
-import threading
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import column, func, select, table
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from app.settings import ConfigError
+from erasure.stores.config import string as _string  # the name kinds written beside this one import
+from erasure.stores.kinds import Entry, StoreKind, StoreMisconfigured, StoreUnavailable, registered_kinds
 
-from app.db import make_engine
-from app.settings import ConfigError, resolve_database_url
+log = logging.getLogger(__name__)
 
-IDENTITY_KINDS = ("subject", "email", "account", "handle")
-ACTIONS = ("delete", "nullify")
-NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-STORE_FIELDS = {"name", "url", "url_env", "tables"}
-TABLE_FIELDS = {"table", "category", "column", "identity", "network", "action", "columns", "retention_days",
-                "timestamp_column"}
-
-
-@dataclass(frozen=True)
-class TableEntry:
-    store: str
-    table: str
-    category: str
-    column: str
-    identity: str
-    network: str | None
-    action: str
-    columns: tuple[str, ...] = ()
-    retention_days: int | None = None
-    timestamp_column: str | None = None  # with retention_days: rows older than that many days go
-
-
-@dataclass(frozen=True)
-class Store:
-    name: str
-    url: str = field(repr=False)  # may carry a password
-    tables: tuple[TableEntry, ...]
+DEFAULT_KIND = "sql"
 
 
 @dataclass(frozen=True)
@@ -54,13 +31,8 @@ class Identities:
     accounts: tuple[tuple[str, str], ...] = ()  # (network, account id)
     handles: tuple[tuple[str, str], ...] = ()  # (network, handle)
 
-    def values_for(self, entry: TableEntry) -> list[str]:
-        if entry.identity == "subject":
-            return [self.subject] if self.subject else []
-        if entry.identity == "email":
-            return [self.email] if self.email else []
-        pairs = self.accounts if entry.identity == "account" else self.handles
-        return sorted({value for network, value in pairs if network == entry.network})
+    def values_for(self, entry: Entry) -> list[str]:
+        return entry.values_in(self)
 
 
 def identities_of(user, grants) -> Identities:
@@ -74,38 +46,38 @@ def identities_of(user, grants) -> Identities:
 
 
 class DataMap:
-    """The parsed data map, with one lazily made engine per store."""
+    """The loaded data map: its stores, each of its own kind, in the file's order."""
 
-    def __init__(self, stores: tuple[Store, ...]) -> None:
+    def __init__(self, stores: tuple[StoreKind, ...]) -> None:
         self.stores = stores
-        self._engines: dict[str, Engine] = {}
-        self._lock = threading.Lock()
+        self._by_name = {store.name: store for store in stores}
 
     @property
-    def entries(self) -> list[TableEntry]:
-        return [entry for store in self.stores for entry in store.tables]
+    def entries(self) -> list[Entry]:
+        return [entry for store in self.stores for entry in store.entries]
 
-    def engine(self, store_name: str) -> Engine:
-        with self._lock:
-            if store_name not in self._engines:
+    def store(self, name: str) -> StoreKind:
+        """The store named `name`; KeyError when the data map has none by that name (any longer)."""
+        return self._by_name[name]
 
-                store = next(s for s in self.stores if s.name == store_name)
-                # Every purge, count and read of a store is a statement of its own: no BEGIN/COMMIT.
-                self._engines[store_name] = make_engine(store.url, autocommit=True)
-            return self._engines[store_name]
+    def find(self, store: str, key: str) -> tuple[StoreKind, Entry] | None:
+        """The store named `store` and its entry whose key is `key`; None when the map lists no such entry."""
+        found = self._by_name.get(store)
+        if found is not None:
+            for entry in found.entries:
+                if entry.key == key:
+                    return found, entry
+        return None
+
+    def check(self) -> None:
+        """Each store's start-up checks, once: those that need the store itself. Raises ConfigError."""
+        for store in self.stores:
+            store.check()
 
     def dispose(self, close: bool = True) -> None:
-        """Drop every store's engine; after a fork, close=False leaves the parent's connections alone."""
-        with self._lock:
-            for engine in self._engines.values():
-                engine.dispose(close=close)
-            self._engines.clear()
-
-
-def entry_table(entry: TableEntry, *extra: str):
-    """A lightweight SQLAlchemy table for an entry: names are quoted, never pasted into SQL."""
-    names = {entry.column, *entry.columns, *extra}
-    return table(entry.table, *(column(n) for n in sorted(names)))
+        """Drop every store's connections; after a fork, close=False leaves the parent's alone."""
+        for store in self.stores:
+            store.dispose(close=close)
 
 
 @dataclass
@@ -116,31 +88,52 @@ class HeldCount:
 
 
 def count_held(datamap: DataMap, identities: Identities) -> list[HeldCount]:
-    """Rows held about a person, per store and category: one COUNT per map entry."""
+    """What is held about a person, per store and category: one count per map entry, whatever the kind."""
     totals: dict[tuple[str, str], int | None] = {}
-    for entry in datamap.entries:
-        key = (entry.store, entry.category)
-        values = identities.values_for(entry)
-        if not values:
-            totals.setdefault(key, 0)
-            continue
-        t = entry_table(entry)
-        try:
-            with datamap.engine(entry.store).connect() as conn:
-                rows = conn.execute(
-                    select(func.count()).select_from(t).where(t.c[entry.column].in_(values))).scalar_one()
-        except SQLAlchemyError:
-            totals[key] = None
-            continue
-        held = totals.get(key, 0)
-        if held is not None:
-            totals[key] = held + rows
+    for store in datamap.stores:
+        wanted: list[tuple[Entry, list[str]]] = []
+        for entry in store.entries:
+            totals.setdefault((store.name, entry.category), 0)
+            values = identities.values_for(entry)
+            if values:
+                wanted.append((entry, values))
+        for (entry, _values), rows in zip(wanted, _counts(store, wanted), strict=True):
+            key = (store.name, entry.category)
+            held = totals[key]
+            totals[key] = None if held is None or rows is None else held + rows
     return [HeldCount(store, category, rows) for (store, category), rows in totals.items()]
 
 
-def load_datamap(path: Path, networks: Mapping | None = None, environ: Mapping[str, str] | None = None) -> DataMap:
-    """Parse and check the data map. Raises ConfigError naming the file and the field."""
+def _counts(store: StoreKind, wanted: list[tuple[Entry, list[str]]]) -> list[int | None]:
+    """The store's counts for the entries, None where it cannot say just now."""
+    if not wanted:
+        return []
+    try:
+        return list(store.count_many(wanted))
+    except StoreUnavailable as exc:
+        log.warning("my data: %s", exc)
+        return [None] * len(wanted)
+    except StoreMisconfigured:
+        pass  # one entry the store refuses: the others still count
+    counts: list[int | None] = []
+    for entry, values in wanted:
+        try:
+            counts.append(store.count(entry, values))
+        except (StoreUnavailable, StoreMisconfigured) as exc:
+            log.warning("my data: %s", exc)
+            counts.append(None)
+    return counts
+
+
+def load_datamap(path: Path, networks: Mapping | None = None, environ: Mapping[str, str] | None = None,
+                 kinds: Mapping[str, type[StoreKind]] | None = None) -> DataMap:
+    """Parse and check the data map, each store by its kind. Raises ConfigError naming the file and the field.
+
+    `kinds` defaults to every kind registered under the entry point group. Nothing here reaches a
+    store: DataMap.check() does, once, at start-up.
+    """
     environ = os.environ if environ is None else environ
+    kinds = registered_kinds() if kinds is None else kinds
     where = str(path)
     try:
         raw = tomllib.loads(Path(path).read_text())
@@ -156,95 +149,31 @@ def load_datamap(path: Path, networks: Mapping | None = None, environ: Mapping[s
     stores_raw = raw.get("stores", [])
     if not isinstance(stores_raw, list):
         raise ConfigError(where, "stores", "must be an array of tables ([[stores]])")
-    stores: list[Store] = []
-    for i, store_raw in enumerate(stores_raw):
-        stores.append(_store(where, i, store_raw, networks, environ))
+    stores = [_store(where, i, store_raw, networks, environ, kinds) for i, store_raw in enumerate(stores_raw)]
     names = [s.name for s in stores]
-    for name in names:
-        if names.count(name) > 1:
-            raise ConfigError(where, f"stores.{name}", "store names must be unique")
+    for store in stores:
+        if names.count(store.name) > 1:
+            raise ConfigError(where, f"stores.{store.name}", "store names must be unique")
+        keys = [entry.key for entry in store.entries]
+        for key in keys:
+            if keys.count(key) > 1:
+                # An erasure step finds its entry again by this key: two alike would be one.
+                raise ConfigError(where, f"stores.{store.name}", f"two entries are both {key!r}; each must differ")
     return DataMap(tuple(stores))
 
 
-def _store(where: str, i: int, raw, networks, environ) -> Store:
+def _store(where: str, i: int, raw: Any, networks: Mapping | None, environ: Mapping[str, str],
+           kinds: Mapping[str, type[StoreKind]]) -> StoreKind:
     label = f"stores[{i}]"
     if not isinstance(raw, dict):
         raise ConfigError(where, label, "must be a table")
-    for key in raw:
-        if key not in STORE_FIELDS:
-            raise ConfigError(where, f"{label}.{key}", "unknown field")
     name = _string(where, f"{label}.name", raw.get("name"))
     label = f"stores.{name}"
-    if ("url" in raw) == ("url_env" in raw):
-        raise ConfigError(where, f"{label}.url", "give exactly one of url and url_env")
-    if "url_env" in raw:
-        var = _string(where, f"{label}.url_env", raw["url_env"])
-        url = environ.get(var, "")
-        if not url:
-            raise ConfigError(where, f"{label}.url_env", f"the environment variable {var} is not set")
-    else:
-        url = _string(where, f"{label}.url", raw["url"])
-    if "://" not in url:
-        raise ConfigError(where, f"{label}.url", "must be a SQLAlchemy URL, e.g. sqlite:///instance/platform.db")
-    tables_raw = raw.get("tables", [])
-    if not isinstance(tables_raw, list):
-        raise ConfigError(where, f"{label}.tables", "must be an array of tables ([[stores.tables]])")
-    tables = tuple(_entry(where, f"{label}.tables[{j}]", name, t, networks) for j, t in enumerate(tables_raw))
-    return Store(name=name, url=resolve_database_url(url), tables=tables)
-
-
-def _entry(where: str, label: str, store: str, raw, networks) -> TableEntry:
-    if not isinstance(raw, dict):
-        raise ConfigError(where, label, "must be a table")
-    for key in raw:
-        if key not in TABLE_FIELDS:
-            raise ConfigError(where, f"{label}.{key}", "unknown field")
-    tname = _identifier(where, f"{label}.table", raw.get("table"))
-    category = _string(where, f"{label}.category", raw.get("category"))
-    col = _identifier(where, f"{label}.column", raw.get("column"))
-    identity = raw.get("identity")
-    if identity not in IDENTITY_KINDS:
-        raise ConfigError(where, f"{label}.identity", f"must be one of {', '.join(IDENTITY_KINDS)}")
-    network = raw.get("network")
-    if identity in ("account", "handle"):
-        network = _string(where, f"{label}.network", network)
-        if networks is not None and network not in networks:
-            raise ConfigError(where, f"{label}.network", f"{network!r} is not in the network catalogue")
-    elif network is not None:
-        raise ConfigError(where, f"{label}.network", "only account and handle identities name a network")
-    action = raw.get("action", "delete")
-    if action not in ACTIONS:
-        raise ConfigError(where, f"{label}.action", "must be delete or nullify")
-    columns = raw.get("columns", [])
-    if not isinstance(columns, list):
-        raise ConfigError(where, f"{label}.columns", "must be a list of column names")
-    columns = tuple(_identifier(where, f"{label}.columns", c) for c in columns)
-    if action == "nullify" and not columns:
-        raise ConfigError(where, f"{label}.columns", "nullify needs the columns to set to NULL")
-    if action == "delete" and columns:
-        raise ConfigError(where, f"{label}.columns", "columns only go with action = \"nullify\"")
-    retention = raw.get("retention_days")
-    if retention is not None and (isinstance(retention, bool) or not isinstance(retention, int) or retention < 1):
-        raise ConfigError(where, f"{label}.retention_days", "must be a whole number of days, at least 1")
-    stamp = raw.get("timestamp_column")
-    if retention is not None and stamp is None:
-        raise ConfigError(where, f"{label}.timestamp_column",
-                          "retention_days needs the column that says when each row was written")
-    if stamp is not None:
-        if retention is None:
-            raise ConfigError(where, f"{label}.timestamp_column", "only goes with retention_days")
-        stamp = _identifier(where, f"{label}.timestamp_column", stamp)
-    return TableEntry(store, tname, category, col, identity, network, action, columns, retention, stamp)
-
-
-def _string(where: str, label: str, value) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(where, label, "is required and must be a non-empty string")
-    return value.strip()
-
-
-def _identifier(where: str, label: str, value) -> str:
-    value = _string(where, label, value)
-    if not NAME.match(value):
-        raise ConfigError(where, label, f"{value!r} is not a plain table or column name")
-    return value
+    kind = raw.get("kind", DEFAULT_KIND)
+    if not isinstance(kind, str) or kind not in kinds:
+        if not kinds:
+            raise ConfigError(where, f"{label}.kind", "no store kinds are installed: run "
+                                                     "`.venv/bin/pip install --no-deps -e .` (make does it)")
+        raise ConfigError(where, f"{label}.kind", f"unknown kind {kind!r}; the known kinds are "
+                                                 f"{', '.join(sorted(kinds))}")
+    return kinds[kind].load(where, label, raw, networks, environ)

@@ -1,4 +1,4 @@
-"""Purging a data-map entry in a platform store: committed batches, bounded memory, errors a step can retry."""
+"""Purging a table entry of a sql store: committed batches, bounded memory, errors a step can retry."""
 from __future__ import annotations
 
 import threading
@@ -6,42 +6,61 @@ import weakref
 from collections.abc import Callable, Generator, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Delete, Update, and_, delete, func, inspect, or_, select, tuple_, update
+from sqlalchemy import Delete, Update, and_, cast, column, delete, func, inspect, or_, select, table, tuple_, update
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql import ColumnElement, TableClause
 
-from erasure.stores.datamap import TableEntry, entry_table
+from erasure.stores.kinds import StoreError, StoreMisconfigured, StoreUnavailable
+
+if TYPE_CHECKING:
+    from erasure.stores.sql import TableEntry
+
 
 IN_CHUNK = 500  # identity values per IN list: far below every driver's parameter limit
 
 # A table without a primary key is still batched by the row's physical address. That address
 # is only stable within one statement, but each batch picks and changes its rows in one statement.
+# MySQL and MariaDB have none, and need none: their DELETE and UPDATE take a LIMIT of their own.
 ROW_ADDRESS = {"sqlite": "rowid", "postgresql": "ctid"}
 
 
-class StoreError(Exception):
-    def __init__(self, store: str, message: str) -> None:
-        super().__init__(f"store {store!r}: {message}")
-        self.store, self.message = store, message
-
-
-class StoreUnavailable(StoreError):
-    """The store could not be reached, or failed mid-way. Retry: committed batches stay done."""
-
-
-class StoreMisconfigured(StoreError):
-    """The data map and the store disagree. A retry fails the same way until one of them is fixed."""
+class TableMisconfigured(StoreMisconfigured):
+    """StoreMisconfigured, saying that what the store lacks or refuses is a table's."""
 
     def __init__(self, store: str, table: str, message: str) -> None:
-        super().__init__(store, f"table {table!r}: {message}")
+        StoreError.__init__(self, store, f"table {table!r}: {message}")
         self.table = table
+
+
+def entry_table(entry: TableEntry, *extra: str):
+    """A lightweight SQLAlchemy table for an entry: names are quoted, never pasted into SQL."""
+    names = {entry.column, *entry.columns, *extra}
+    return table(entry.table, *(column(n) for n in sorted(names)))
+
+
+def holds(col: ColumnElement, values: list[str], dialect: str) -> ColumnElement[bool]:
+    """`col IN values`, compared exactly, on every store.
+
+    MySQL and MariaDB compare text by the column's collation, which usually ignores case, accents
+    and trailing spaces: 'Omar' = 'omar ' = 'ömar'. The IN list still finds those through the
+    column's index, and comparing the bytes keeps only the person's own.
+    """
+    found = col.in_(values)
+    return and_(found, exact(col).in_([v.encode() for v in values])) if dialect == "mysql" else found
+
+
+def exact(col: ColumnElement) -> ColumnElement:
+    """MySQL/MariaDB: the column's value as utf8mb4 bytes, which compare as they are, whatever its charset."""
+    return cast(cast(col, mysql.CHAR(charset="utf8mb4")), mysql.BINARY())
 
 
 @dataclass(frozen=True)
 class _Shape:
-    key: tuple[str, ...]  # the primary key columns, or the row address
+    key: tuple[str, ...]  # the primary key columns, or the row address; on MySQL/MariaDB maybe none
     nullable: dict[str, bool]  # every column, and whether it may hold NULL
 
 
@@ -63,30 +82,32 @@ def purge_entry(
     loses at most one batch and a rerun finishes the job. Returns the rows affected by this run.
     """
     if entry.action == "nullify" and entry.column not in entry.columns:
-        raise StoreMisconfigured(
+        raise TableMisconfigured(
             entry.store, entry.table,
             f"nullify must set {entry.column!r} to NULL too, or the rows go on naming the person",
         )
-    column = entry.column
+    column, dialect = entry.column, engine.dialect.name
     # mypy cannot type a lambda with default arguments (python/mypy#15459): hence the ignore.
     return sum(
-        purge_rows(engine, entry, lambda t, chunk=chunk: t.c[column].in_(chunk), batch_size, on_batch)  # type: ignore[misc]
+        purge_rows(engine, entry, lambda t, chunk=chunk: holds(t.c[column], chunk, dialect),  # type: ignore[misc]
+                   batch_size, on_batch)
         for chunk in _chunks(values)
     )
 
 
 def count_entry(engine: Engine, entry: TableEntry, values: list[str]) -> int:
     """Rows of the entry that still hold one of the values: what verify needs to see at 0."""
-    with _store_errors(engine, entry):
+    with store_errors(engine, entry):
         _checked_shape(engine, entry)
         with engine.connect() as conn:
-            return sum(conn.scalar(count) for count in _counts(entry, values))
+            return sum(conn.scalar(count) for count in _counts(entry, values, engine.dialect.name))
 
 
-def _counts(entry: TableEntry, values: list[str]) -> list:
+def _counts(entry: TableEntry, values: list[str], dialect: str) -> list:
     """One count of the entry's matching rows per IN list of values."""
     t = entry_table(entry)
-    return [select(func.count()).select_from(t).where(t.c[entry.column].in_(chunk)) for chunk in _chunks(values)]
+    return [select(func.count()).select_from(t).where(holds(t.c[entry.column], chunk, dialect))
+            for chunk in _chunks(values)]
 
 
 def count_entries(engine: Engine, wanted: list[tuple[TableEntry, list[str]]]) -> list[int]:
@@ -95,9 +116,9 @@ def count_entries(engine: Engine, wanted: list[tuple[TableEntry, list[str]]]) ->
         return [count_entry(engine, entry, values) for entry, values in wanted]
     counts = []
     for entry, values in wanted:
-        with _store_errors(engine, entry):
+        with store_errors(engine, entry):
             _checked_shape(engine, entry)
-        counts.append([count.scalar_subquery() for count in _counts(entry, values)])
+        counts.append([count.scalar_subquery() for count in _counts(entry, values, engine.dialect.name)])
     try:
         with engine.connect() as conn:
             row = conn.execute(select(*(c for each in counts for c in each))).one()
@@ -128,22 +149,28 @@ def purge_rows(
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
-    with _store_errors(engine, entry):
+    with store_errors(engine, entry):
         shape = _checked_shape(engine, entry, extra)
     t = entry_table(entry, *shape.key, *extra)
-    picked_from = t.alias("picked")  # a distinct FROM, so the subquery never correlates to the target
-    condition = where(picked_from)
-    if entry.action == "nullify":
-        # A batch clears every one of these columns, so insisting that one is still set means
-        # each batch moves on to new rows, whatever the condition.
-        condition = and_(condition, or_(*(picked_from.c[c].is_not(None) for c in entry.columns)))
-    picked = select(*(picked_from.c[k] for k in shape.key)).where(condition).limit(batch_size)
-    key = t.c[shape.key[0]] if len(shape.key) == 1 else tuple_(*(t.c[k] for k in shape.key))
     statement: Delete | Update
-    if entry.action == "delete":
-        statement = delete(t).where(key.in_(picked))
+    if engine.dialect.name == "mysql":
+        # Each statement changes at most batch_size of the rows that match, found through the
+        # condition's own index; MariaDB allows no LIMIT in the IN subquery used below anyway.
+        condition = _still_named(t, entry, where(t))
+        if entry.action == "delete":
+            statement = delete(t).where(condition).with_dialect_options(mysql_limit=batch_size)
+        else:
+            statement = (update(t).where(condition).values(dict.fromkeys(entry.columns, None))
+                         .with_dialect_options(mysql_limit=batch_size))
     else:
-        statement = update(t).where(key.in_(picked)).values(dict.fromkeys(entry.columns, None))
+        picked_from = t.alias("picked")  # a distinct FROM, so the subquery never correlates to the target
+        condition = _still_named(picked_from, entry, where(picked_from))
+        picked = select(*(picked_from.c[k] for k in shape.key)).where(condition).limit(batch_size)
+        key = t.c[shape.key[0]] if len(shape.key) == 1 else tuple_(*(t.c[k] for k in shape.key))
+        if entry.action == "delete":
+            statement = delete(t).where(key.in_(picked))
+        else:
+            statement = update(t).where(key.in_(picked)).values(dict.fromkeys(entry.columns, None))
     total = 0
     with closing(_batches(engine, entry, statement, batch_size)) as batches:
         for done in batches:
@@ -153,14 +180,25 @@ def purge_rows(
     return total
 
 
+def _still_named(t, entry: TableEntry, condition: ColumnElement[bool]) -> ColumnElement[bool]:
+    """With nullify, a batch clears every one of the columns, so insisting that one is still set means
+    each batch moves on to new rows, whatever the condition."""
+    if entry.action != "nullify":
+        return condition
+    return and_(condition, or_(*(t.c[c].is_not(None) for c in entry.columns)))
+
+
 def row_key(engine: Engine, entry: TableEntry) -> tuple[str, ...]:
     """The columns that pick out one row of the entry's table (for keyset paging, e.g. an export)."""
-    with _store_errors(engine, entry):
-        return _checked_shape(engine, entry).key
+    with store_errors(engine, entry):
+        key = _checked_shape(engine, entry).key
+    if not key:
+        raise TableMisconfigured(entry.store, entry.table, f"no primary key to page by on {engine.dialect.name}")
+    return key
 
 
 def _batches(engine: Engine, entry: TableEntry, statement, batch_size: int) -> Generator[int, None, None]:
-    with _store_errors(engine, entry), engine.connect() as conn:
+    with store_errors(engine, entry), engine.connect() as conn:
         while True:
             with conn.begin():
                 done = conn.execute(statement).rowcount
@@ -183,7 +221,7 @@ def _checked_shape(engine: Engine, entry: TableEntry, extra: tuple[str, ...] = (
     if missing or not_null:
         _drop_shapes(engine)  # someone may fix the store next: look again on the retry
         problem = f"has no column {missing[0]!r}" if missing else f"column {not_null[0]!r} is NOT NULL"
-        raise StoreMisconfigured(entry.store, entry.table, problem)
+        raise TableMisconfigured(entry.store, entry.table, problem)
     return shape
 
 
@@ -194,13 +232,13 @@ def _shape(engine: Engine, entry: TableEntry) -> _Shape:
         return cached
     inspector = inspect(engine)
     if not inspector.has_table(entry.table):
-        raise StoreMisconfigured(entry.store, entry.table, "no such table")
+        raise TableMisconfigured(entry.store, entry.table, "no such table")
     nullable = {c["name"]: bool(c["nullable"]) for c in inspector.get_columns(entry.table)}
     key = tuple(inspector.get_pk_constraint(entry.table)["constrained_columns"])
-    if not key:
+    if not key and engine.dialect.name != "mysql":
         address = ROW_ADDRESS.get(engine.dialect.name)
         if address is None:
-            raise StoreMisconfigured(entry.store, entry.table, f"no primary key to batch by on {engine.dialect.name}")
+            raise TableMisconfigured(entry.store, entry.table, f"no primary key to batch by on {engine.dialect.name}")
         key = (address,)
     shape = _Shape(key, nullable)
     with _shapes_lock:
@@ -209,14 +247,14 @@ def _shape(engine: Engine, entry: TableEntry) -> _Shape:
 
 
 @contextmanager
-def _store_errors(engine: Engine, entry: TableEntry) -> Iterator[None]:
+def store_errors(engine: Engine, entry: TableEntry) -> Iterator[None]:
     """Turn the driver's errors into ours. The original is dropped (`from None`): SQLAlchemy's text
     carries the statement's parameters, which are the person's identities, and it may carry the host."""
     try:
         yield
     except (sa_exc.IntegrityError, sa_exc.ProgrammingError, sa_exc.NoSuchTableError) as exc:
         _drop_shapes(engine)
-        raise StoreMisconfigured(entry.store, entry.table, f"the store refused the change ({_reason(exc)})") from None
+        raise TableMisconfigured(entry.store, entry.table, f"the store refused the change ({_reason(exc)})") from None
     except (sa_exc.DBAPIError, sa_exc.DisconnectionError, sa_exc.TimeoutError) as exc:
         _drop_shapes(engine)  # the table may have changed too: look again on the retry
         raise StoreUnavailable(entry.store, f"cannot reach or use the store ({_reason(exc)})") from None
@@ -226,6 +264,8 @@ def _reason(exc: Exception) -> str:
     """The driver's error class and code, e.g. 'OperationalError SQLITE_CANTOPEN': no text, no values."""
     orig = getattr(exc, "orig", None) or exc
     code = getattr(orig, "sqlstate", None) or getattr(orig, "sqlite_errorname", None)
+    if code is None and orig.args and isinstance(orig.args[0], int):
+        code = orig.args[0]  # PyMySQL's error number, e.g. 2003: can't connect (its text names the host)
     return f"{type(orig).__name__} {code}" if code else type(orig).__name__
 
 

@@ -8,6 +8,7 @@ from flask import request
 
 from app.extensions import limiter
 
+
 def refused_sign_in(client, csrf_post, **kwargs):
     """Sign in wrongly, each time to another address, until the per-address limit refuses; returns the refusal.
     (Another address each time: the per-account limit on failed sign-ins is not what these tests are about.)"""

@@ -318,7 +318,7 @@ NEIGHBOURS = [  # people whose ids and addresses look like the leavers', and who
 
 def test_only_the_leavers_data_goes_and_every_other_row_is_unchanged(app, make_person, login, csrf_post, api_token,
                                                                      worker, platform_url, sessions):
-    engine = app.extensions["datamap"].engine("platform")
+    engine = app.extensions["datamap"].store("platform").engine
     with engine.begin() as conn:
         for table, row in NEIGHBOURS:
             conn.execute(text(f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join(':' + c for c in row)})"),

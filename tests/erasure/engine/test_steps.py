@@ -198,10 +198,22 @@ def test_a_purge_cut_short_counts_every_row_once_when_it_runs_again(sessions, ct
 
 def test_a_purge_of_an_entry_the_data_map_no_longer_lists_needs_a_person(sessions, ctx, left, platform_url):
     result = run(sessions, ctx, left.request_id, "purge", "platform/posts",
-                 change=lambda step, request: setattr(step, "params", {**step.params, "table": "old_posts"}))
+                 change=lambda step, request: setattr(step, "params", {**step.params, "entry": "old_posts.author_id"}))
     assert not result.done and result.attention
     assert "the data map no longer lists platform/old_posts.author_id" in result.error
     assert platform_rows(platform_url, "posts", "author_id", "1002") == 20
+
+
+def test_a_purge_step_laid_before_store_kinds_finds_its_table_by_name(sessions, ctx, left, platform_url):
+    """Steps laid by an earlier version named the table and column; they still run after an upgrade."""
+    with sessions() as db:
+        assert the_step(db, left.request_id, "purge", "platform/posts").params == {
+            "store": "platform", "entry": "posts.author_id"}
+    laid_before = {"store": "platform", "table": "posts", "column": "author_id"}
+    result = run(sessions, ctx, left.request_id, "purge", "platform/posts",
+                 change=lambda step, request: setattr(step, "params", laid_before))
+    assert result.done and result.result == {"store": "platform", "category": "posts", "rows": 20, "rows_at_start": 20}
+    assert platform_rows(platform_url, "posts", "author_id", "1002") == 0
 
 
 # --- forget: Ownstory's own records ---------------------------------------------------------------------

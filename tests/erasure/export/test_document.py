@@ -12,6 +12,7 @@ from sqlalchemy.exc import OperationalError
 from app.models import User
 from consent.models import Grant
 from erasure.export import document as export
+from erasure.stores import sql
 from erasure.stores.datamap import identities_of
 from tests.erasure.helpers_optout import joined_person, prove_account, sealed_tokens
 
@@ -124,7 +125,7 @@ def test_export_needs_a_person_or_a_proof(client, make_person, login):
 
 def test_a_store_failing_part_way_is_not_called_complete(app, client, make_person, login, csrf_post, monkeypatch):
     joined_person(client, make_person, login, csrf_post, account="1003", consent=False)
-    real = export.table_rows
+    real = sql.table_rows
 
     def failing(engine, entry, values, batch_size=export.BATCH):
         if entry.table != "posts":
@@ -133,7 +134,7 @@ def test_a_store_failing_part_way_is_not_called_complete(app, client, make_perso
         yield next(real(engine, entry, values, 5))
         raise OperationalError("SELECT", {"v": "1003"}, Exception("disk I/O error"))
 
-    monkeypatch.setattr(export, "table_rows", failing)
+    monkeypatch.setattr(sql, "table_rows", failing)
     document = json.loads(client.get("/export").get_data(as_text=True))  # still valid JSON
     assert document["complete"] is False
     assert document["incomplete"] == ["platform/posts (posts.author_id)"]
@@ -149,7 +150,7 @@ def test_an_unexpected_failure_leaves_no_complete_marker(app, client, make_perso
         yield [{"id": 1}]
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(export, "table_rows", broken)
+    monkeypatch.setattr(sql, "table_rows", broken)
     response = client.get("/export", buffered=False)
     received = []
     with pytest.raises(RuntimeError):

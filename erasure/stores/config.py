@@ -1,0 +1,52 @@
+"""The small checks every store kind's loader shares; each ConfigError names the file, the store and the field."""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from app.settings import ConfigError
+from erasure.stores.kinds import IDENTITY_KINDS
+
+
+def string(where: str, label: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(where, label, "is required and must be a non-empty string")
+    return value.strip()
+
+
+def identity_and_network(where: str, label: str, raw: Mapping[str, Any],
+                         networks: Mapping | None) -> tuple[str, str | None]:
+    """An entry's `identity` and `network`, as for tables: a network goes with account and handle only,
+    and must be in the catalogue when one is given."""
+    identity = raw.get("identity")
+    if identity not in IDENTITY_KINDS:
+        raise ConfigError(where, f"{label}.identity", f"must be one of {', '.join(IDENTITY_KINDS)}")
+    network = raw.get("network")
+    if identity in ("account", "handle"):
+        network = string(where, f"{label}.network", network)
+        if networks is not None and network not in networks:
+            raise ConfigError(where, f"{label}.network", f"{network!r} is not in the network catalogue")
+    elif network is not None:
+        raise ConfigError(where, f"{label}.network", "only account and handle identities name a network")
+    return identity, network
+
+
+NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def identifier(where: str, label: str, value: Any) -> str:
+    """A plain table or column name: it is quoted in SQL, never pasted, but a name with spaces is a mistake."""
+    value = string(where, label, value)
+    if not NAME.match(value):
+        raise ConfigError(where, label, f"{value!r} is not a plain table or column name")
+    return value
+
+
+def from_environment(where: str, label: str, raw: Mapping[str, Any], field: str, environ: Mapping[str, str]) -> str:
+    """The value of the environment variable that `<field>_env` names: credentials never sit in the file."""
+    var = string(where, f"{label}.{field}_env", raw.get(f"{field}_env"))
+    value = environ.get(var, "")
+    if not value:
+        raise ConfigError(where, f"{label}.{field}_env", f"the environment variable {var} is not set")
+    return value

@@ -1,0 +1,194 @@
+"""The `sql` store kind: tables in SQLite, PostgreSQL or MySQL/MariaDB, found by a column that names the person.
+
+The kind reads its [[stores]] table and its [[stores.tables]] entries; purge.py does the batched
+purges and counts, rows.py the reads, both on the store's one engine.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import DateTime, literal
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError
+
+from app.db import make_engine
+from app.settings import ConfigError, resolve_database_url
+from erasure.stores import config
+from erasure.stores.kinds import Entry, OnBatch, StoreKind
+from erasure.stores.purge import count_entries, count_entry, purge_entry, purge_rows, store_errors
+from erasure.stores.rows import BATCH, identity_values, table_rows
+
+ACTIONS = ("delete", "nullify")
+STORE_FIELDS = {"name", "kind", "url", "url_env", "tables"}
+TABLE_FIELDS = {"table", "category", "column", "identity", "network", "action", "columns", "retention_days",
+                "timestamp_column"}
+
+
+@dataclass(frozen=True)
+class TableEntry(Entry):
+    """Rows of one table whose `column` holds one of the person's identity values."""
+
+    table: str
+    column: str
+    action: str = "delete"  # delete the rows, or nullify `columns` in rows shared with others
+    columns: tuple[str, ...] = ()
+    retention_days: int | None = None
+    timestamp_column: str | None = None  # with retention_days: rows older than that many days go
+
+    @property
+    def key(self) -> str:
+        # Purge steps laid before store kinds named a table and a column: erasure/engine/steps.py
+        # finds those entries again by this same "table.column".
+        return f"{self.table}.{self.column}"
+
+
+class SqlStore(StoreKind):
+    """A SQL database reached through one SQLAlchemy engine, made on first use and shared by every thread."""
+
+    kind = "sql"
+    entries: tuple[TableEntry, ...]
+
+    def __init__(self, name: str, url: str, entries: tuple[TableEntry, ...]) -> None:
+        super().__init__(name, entries)
+        self.url = url  # may carry a password: kept out of repr, messages and logs
+        self._engine: Engine | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<SqlStore {self.name!r}: {len(self.entries)} tables>"
+
+    @classmethod
+    def load(cls, where: str, label: str, raw: Mapping[str, Any], networks: Mapping | None,
+             environ: Mapping[str, str]) -> SqlStore:
+        for key in raw:
+            if key not in STORE_FIELDS:
+                raise ConfigError(where, f"{label}.{key}", "unknown field")
+        name = config.string(where, f"{label}.name", raw.get("name"))
+        if ("url" in raw) == ("url_env" in raw):
+            raise ConfigError(where, f"{label}.url", "give exactly one of url and url_env")
+        field = "url_env" if "url_env" in raw else "url"
+        url = (config.from_environment(where, label, raw, "url", environ) if field == "url_env"
+               else config.string(where, f"{label}.url", raw["url"]))
+        _check_url(where, f"{label}.{field}", url, in_file=field == "url")
+        tables_raw = raw.get("tables", [])
+        if not isinstance(tables_raw, list):
+            raise ConfigError(where, f"{label}.tables", "must be an array of tables ([[stores.tables]])")
+        entries = tuple(_entry(where, f"{label}.tables[{j}]", name, t, networks) for j, t in enumerate(tables_raw))
+        return cls(name, resolve_database_url(url), entries)
+
+    @property
+    def engine(self) -> Engine:
+        with self._lock:
+            if self._engine is None:
+                # Every purge, count and read of a store is a statement of its own: no BEGIN/COMMIT.
+                self._engine = make_engine(self.url, autocommit=True)
+            return self._engine
+
+    def count(self, entry: Entry, values: list[str]) -> int:
+        return count_entry(self.engine, _table(entry), values)
+
+    def count_many(self, wanted: list[tuple[Entry, list[str]]]) -> list[int]:
+        return count_entries(self.engine, [(_table(entry), values) for entry, values in wanted])
+
+    def purge(self, entry: Entry, values: list[str], on_batch: OnBatch | None = None,
+              batch_size: int = 1000) -> int:
+        return purge_entry(self.engine, _table(entry), values, batch_size, on_batch)
+
+    def purge_older(self, entry: TableEntry, before: dt.datetime, on_batch: OnBatch | None = None,
+                    batch_size: int = 1000) -> int:
+        """Retention: the entry's rows whose timestamp_column is older than `before`, whoever they are about."""
+        stamp = entry.timestamp_column
+        if stamp is None:
+            raise ValueError(f"{entry.key} has no timestamp_column")
+        cutoff = literal(before, DateTime(timezone=True))
+        return purge_rows(self.engine, entry, lambda t: t.c[stamp] < cutoff, batch_size, on_batch,
+                                extra=(stamp,))
+
+    def identity_values(self, entry: TableEntry, batch_size: int) -> Iterator[list]:
+        """The entry's distinct identity values, in order, a batch at a time (what a retention sweep checks)."""
+        return identity_values(self.engine, entry, batch_size)
+
+    def export(self, entry: Entry, values: list[str], batch_size: int = BATCH) -> Iterator[list[dict]]:
+        table = _table(entry)
+        batches = table_rows(self.engine, table, values, batch_size)
+        while True:
+            # The driver's errors become ours around each read, never around the yield: the caller's pass through.
+            with store_errors(self.engine, table):
+                batch = next(batches, None)
+            if batch is None:
+                return
+            yield batch
+
+    def describe(self, entry: Entry) -> dict[str, Any]:
+        table = _table(entry)
+        return {"table": table.table, "column": table.column}
+
+    def dispose(self, close: bool = True) -> None:
+        with self._lock:
+            if self._engine is not None:
+                self._engine.dispose(close=close)
+                self._engine = None
+
+
+def _table(entry: Entry) -> TableEntry:
+    if not isinstance(entry, TableEntry):
+        raise TypeError(f"a sql store holds table entries, not {type(entry).__name__}")
+    return entry
+
+
+def _check_url(where: str, label: str, url: str, in_file: bool) -> None:
+    """A SQLAlchemy URL with its driver installed, and no password unless it comes from the environment."""
+    if "://" not in url:
+        raise ConfigError(where, label, "must be a SQLAlchemy URL, e.g. sqlite:///instance/platform.db")
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(where, label, "is not a SQLAlchemy URL") from None
+    if parsed.password is not None and in_file:
+        raise ConfigError(where, label, "holds a password: credentials come from the environment, "
+                                        "so put the URL in a variable and name it with url_env")
+    try:
+        parsed.get_dialect().import_dbapi()
+    except (ImportError, ArgumentError):
+        raise ConfigError(where, label, f"no driver for {parsed.drivername!r} is installed "
+                                        "(sqlite, postgresql+psycopg and mysql+pymysql are)") from None
+
+
+def _entry(where: str, label: str, store: str, raw: Any, networks: Mapping | None) -> TableEntry:
+    if not isinstance(raw, dict):
+        raise ConfigError(where, label, "must be a table")
+    for key in raw:
+        if key not in TABLE_FIELDS:
+            raise ConfigError(where, f"{label}.{key}", "unknown field")
+    tname = config.identifier(where, f"{label}.table", raw.get("table"))
+    category = config.string(where, f"{label}.category", raw.get("category"))
+    col = config.identifier(where, f"{label}.column", raw.get("column"))
+    identity, network = config.identity_and_network(where, label, raw, networks)
+    action = raw.get("action", "delete")
+    if action not in ACTIONS:
+        raise ConfigError(where, f"{label}.action", "must be delete or nullify")
+    columns = raw.get("columns", [])
+    if not isinstance(columns, list):
+        raise ConfigError(where, f"{label}.columns", "must be a list of column names")
+    columns = tuple(config.identifier(where, f"{label}.columns", c) for c in columns)
+    if action == "nullify" and not columns:
+        raise ConfigError(where, f"{label}.columns", "nullify needs the columns to set to NULL")
+    if action == "delete" and columns:
+        raise ConfigError(where, f"{label}.columns", "columns only go with action = \"nullify\"")
+    retention = raw.get("retention_days")
+    if retention is not None and (isinstance(retention, bool) or not isinstance(retention, int) or retention < 1):
+        raise ConfigError(where, f"{label}.retention_days", "must be a whole number of days, at least 1")
+    stamp = raw.get("timestamp_column")
+    if retention is not None and stamp is None:
+        raise ConfigError(where, f"{label}.timestamp_column",
+                          "retention_days needs the column that says when each row was written")
+    if stamp is not None:
+        if retention is None:
+            raise ConfigError(where, f"{label}.timestamp_column", "only goes with retention_days")
+        stamp = config.identifier(where, f"{label}.timestamp_column", stamp)
+    return TableEntry(store=store, category=category, identity=identity, network=network, table=tname, column=col,
+                      action=action, columns=columns, retention_days=retention, timestamp_column=stamp)
