@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from app import create_app
-from bench import consent, memory, optouts, purge, receipts
+from bench import consent, memory, optouts, purge, receipts, store_redis
+from bench.redis_server import available as redis_available
 from bench.world import World, world
 
 SCALE_VARIABLE = "OWNSTORY_BENCH_SCALE"  # e.g. 0.02 for a quick run; 1 is the issues' sizes
@@ -56,7 +57,7 @@ def main() -> int:
         try:
             optout = optout_rows(app, w, people, latency)
             rows = ([consent_row(app, w, scale)] + optout + [purge_row(w, small, 100 * small)]
-                    + receipt_rows(w, scale) + [memory_row(app, w, scale)])
+                    + receipt_rows(w, scale) + [memory_row(app, w, scale)] + redis_rows(small))
         finally:
             app.extensions["ownstory_db"]["engine"].dispose()
             app.extensions["datamap"].dispose()
@@ -139,6 +140,28 @@ def memory_row(app, w: World, scale: float) -> Row:
     return Row(f"worker peak memory (VmHWM), purging one person with {rows:,} rows", f"{after / mb:.0f} MB",
                f"{before / mb:.0f} MB (the same worker before: started, a 100-row person purged)", after / before,
                "under 300 MB", lambda: after < 300 * mb)
+
+
+def redis_rows(small: int) -> list[Row]:
+    large, items, mb = 100 * small, max(10_000, small * 10), 1024 * 1024
+    purge_figure = f"redis: purge of one person ({store_redis.ITEMS_EACH} keys, feed:{{identity}}:*), {large:,} keys"
+    memory_figure = f"redis: peak memory (VmHWM) of a process purging one person with {items:,} keys"
+    if not redis_available():
+        return [Row(purge_figure, "SKIPPED", "no redis-server on PATH", 0.0, "at most 1.5", lambda: False),
+                Row(memory_figure, "SKIPPED", "no redis-server on PATH", 0.0, "under 300 MB", lambda: False)]
+    _progress(f"redis: purge of one person at {small:,} and {large:,} keys")
+    t = store_redis.purge_times(small, large)
+    _progress(f"redis: peak memory of a process purging a person with {items:,} keys")
+    before, after = store_redis.worker_peaks(items)
+    return [
+        Row(purge_figure, f"{t.large * 1000:.1f} ms", f"{t.small * 1000:.1f} ms ({small:,} keys)", t.large / t.small,
+            "at most 1.5", lambda: t.large / t.small <= 1.5,
+            f"redis: SCAN visits every key whatever the pattern (Redis keeps no index of key names), so a wildcard "
+            f"pattern's purge grows with the database; a pattern without one names its key: "
+            f"{t.named_large * 1000:.2f} ms at {large:,} keys, {t.named_small * 1000:.2f} ms at {small:,}"),
+        Row(memory_figure, f"{after / mb:.0f} MB", f"{before / mb:.0f} MB (the same process before: a 100-key "
+            "person purged)", after / before, "under 300 MB", lambda: after < 300 * mb),
+    ]
 
 
 def table(rows: list[Row]) -> str:
