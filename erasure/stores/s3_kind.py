@@ -1,0 +1,366 @@
+"""The `s3` store kind: a person's objects under a key prefix in a bucket of any S3-compatible storage.
+
+Purge lists every version and delete marker under the prefix (ListObjectVersions) and deletes them by version
+id with DeleteObjects, at most 1,000 a call. Deleting by version id is what erases an object in a versioned
+bucket (a plain delete would only hide it behind a delete marker), and it works the same in an unversioned one,
+whose objects all have the version "null"; so the credentials need s3:DeleteObjectVersion, which `check()`
+makes sure of at start-up. Counts are object versions that hold data: a picture replaced twice is three
+pictures held. Delete markers hold none, but their keys still name the person, so purge removes them too.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+import threading
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from app.settings import ConfigError
+from erasure.stores.datamap import IDENTITY_KINDS, _string
+from erasure.stores.kinds import Entry, OnBatch, StoreKind, StoreMisconfigured, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+PLACEHOLDER = "{identity}"
+DELETE_LIMIT = 1000  # DeleteObjects takes at most 1,000 keys a call
+STORE_FIELDS = {"name", "kind", "endpoint_url_env", "bucket", "access_key_env", "secret_key_env", "region", "objects"}
+OBJECT_FIELDS = {"prefix", "category", "identity", "network"}
+# Written in the file, these would put a credential (or where to send it) in a file that gets copied around.
+FROM_ENVIRONMENT = {"endpoint_url": "endpoint_url_env", "access_key": "access_key_env",
+                    "secret_key": "secret_key_env", "url": "endpoint_url_env"}
+BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")  # S3's rule for bucket names
+REGION = re.compile(r"^[a-z0-9-]{2,40}$")
+# Answers that say "not now" rather than "never": the step retries them later.
+TRANSIENT = {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "RequestTimeTooSkewed",
+             "OperationAborted", "503", "500", "502", "504"}
+# Short waits and one retry: a step that finds the store down gives up quickly and retries on its own schedule.
+CLIENT_CONFIG = Config(connect_timeout=3, read_timeout=20, retries={"total_max_attempts": 2, "mode": "standard"},
+                       max_pool_connections=16, s3={"addressing_style": "path"})
+
+
+@dataclass(frozen=True)
+class ObjectsEntry(Entry):
+    """Every object (every version) under `prefix` with the person's value in place of {identity}."""
+
+    prefix: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.prefix} by {self.identity}" + (f" on {self.network}" if self.network else "")
+
+    def prefix_for(self, value: str) -> str:
+        """The person's own prefix. A value that could reach past it is refused: "a/b" would land inside
+        the folder of the person whose value is "a", and a server that maps keys to paths may read ".." as
+        the folder above. Escaping it instead would not find the keys the platform wrote with it."""
+        if (not value or value in (".", "..") or "/" in value or "\\" in value
+                or any(ord(c) < 32 or ord(c) == 127 for c in value)):
+            raise StoreMisconfigured(self.store, self.key,
+                                     "an identity value holds '/', '\\' or a control character, or is '.' or "
+                                     "'..': it would reach beyond the person's own prefix, so its objects "
+                                     "must be erased by hand")
+        return self.prefix.replace(PLACEHOLDER, value)
+
+
+class S3Store(StoreKind):
+    """One bucket, reached with one pair of keys; a boto3 client (thread-safe) made on first use."""
+
+    kind = "s3"
+
+    def __init__(self, name: str, entries: tuple[ObjectsEntry, ...], *, where: str, label: str, endpoint: str,
+                 bucket: str, region: str, access_key: str, secret_key: str) -> None:
+        super().__init__(name, entries)
+        self.where, self.label = where, label  # for start-up errors, which name the file and the field
+        self.bucket = bucket
+        self._endpoint, self._region = endpoint, region
+        self._access_key, self._secret_key = access_key, secret_key
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:  # never the keys, nor the endpoint
+        return f"<S3Store {self.name!r} bucket={self.bucket!r}>"
+
+    @classmethod
+    def load(cls, where: str, label: str, raw: Mapping[str, Any], networks: Mapping | None,
+             environ: Mapping[str, str]) -> S3Store:
+        for key in raw:
+            if key in FROM_ENVIRONMENT:
+                raise ConfigError(where, f"{label}.{key}", f"does not go in the file: name the environment "
+                                                           f"variable that holds it in {FROM_ENVIRONMENT[key]}")
+            if key not in STORE_FIELDS:
+                raise ConfigError(where, f"{label}.{key}", "unknown field")
+        name = _string(where, f"{label}.name", raw.get("name"))
+        endpoint = _endpoint(where, f"{label}.endpoint_url_env", _from_environment(
+            where, f"{label}.endpoint_url_env", raw.get("endpoint_url_env"), environ), environ)
+        bucket = _string(where, f"{label}.bucket", raw.get("bucket"))
+        if not BUCKET.match(bucket):
+            raise ConfigError(where, f"{label}.bucket", "is not an S3 bucket name (3 to 63 characters: lower-case "
+                                                        "letters, digits, dots and hyphens)")
+        access_key = _from_environment(where, f"{label}.access_key_env", raw.get("access_key_env"), environ)
+        secret_key = _from_environment(where, f"{label}.secret_key_env", raw.get("secret_key_env"), environ)
+        region = raw.get("region", "us-east-1")
+        if not isinstance(region, str) or not REGION.match(region):
+            raise ConfigError(where, f"{label}.region", "must be a region name such as us-east-1")
+        objects = raw.get("objects", [])
+        if not isinstance(objects, list):
+            raise ConfigError(where, f"{label}.objects", "must be an array of tables ([[stores.objects]])")
+        entries = tuple(_objects(where, f"{label}.objects[{j}]", name, o, networks) for j, o in enumerate(objects))
+        keys = [e.key for e in entries]
+        for j, key in enumerate(keys):
+            if key in keys[:j]:
+                raise ConfigError(where, f"{label}.objects[{j}].prefix",
+                                  "the same prefix and identity appear twice: each object would be counted twice")
+        return cls(name, entries, where=where, label=label, endpoint=endpoint, bucket=bucket, region=region,
+                   access_key=access_key, secret_key=secret_key)
+
+    def check(self) -> None:
+        """The bucket exists, and the keys may list and delete object versions under every entry's prefix.
+
+        The delete is of the "null" version of a key that cannot exist, so it changes nothing, yet S3 checks
+        the permission first. A store that cannot be reached at start-up is not a configuration mistake: it
+        is logged, and the first purge finds out (and retries) instead.
+        """
+        try:
+            self._check()
+        except StoreUnavailable:
+            log.warning("store %s: could not be reached at start-up; its bucket is checked at the first purge",
+                        self.name)
+
+    def _check(self) -> None:
+        try:
+            with self._answers(self.bucket, "HeadBucket"):
+                self._s3().head_bucket(Bucket=self.bucket)
+        except StoreMisconfigured as exc:
+            problem = "does not exist" if "does not exist" in exc.message else "refuses these credentials"
+            raise ConfigError(self.where, f"{self.label}.bucket", f"the bucket {self.bucket!r} {problem}") from None
+        versioning = self._versioning()
+        for j, entry in enumerate(map(_objects_entry, self.entries)):
+            field = f"{self.label}.objects[{j}].prefix"
+            probe = entry.prefix.split(PLACEHOLDER)[0] + f"ownstory-check-{uuid.uuid4().hex}/"
+            try:
+                with self._answers(entry.key, "ListObjectVersions"):
+                    self._s3().list_object_versions(Bucket=self.bucket, Prefix=probe, MaxKeys=1)
+            except StoreMisconfigured:
+                raise ConfigError(self.where, field, "the credentials may not list object versions here; erasing "
+                                                     "needs s3:ListBucketVersions") from None
+            try:
+                self._delete(entry.key, [{"Key": probe + "probe", "VersionId": "null"}])
+            except StoreMisconfigured:
+                raise ConfigError(self.where, field, f"the credentials may not delete object versions here (bucket "
+                                                     f"versioning: {versioning}); erasing needs "
+                                                     f"s3:DeleteObjectVersion, or old versions would stay") from None
+
+    def count(self, entry: Entry, values: list[str]) -> int:
+        return sum(len(versions) for versions, _ in self._listing(_objects_entry(entry), values, DELETE_LIMIT))
+
+    def purge(self, entry: Entry, values: list[str], on_batch: OnBatch | None = None,
+              batch_size: int = DELETE_LIMIT) -> int:
+        entry = _objects_entry(entry)
+        batch_size = max(1, min(batch_size, DELETE_LIMIT))
+        removed = 0
+        for value in values:
+            prefix = entry.prefix_for(value)
+            seen: set[tuple[str, str]] = set()
+            while True:
+                # Always the first page: what the last batch listed is gone, so the next one comes up.
+                versions, markers = self._page(entry, prefix, batch_size)
+                doomed = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in versions + markers]
+                if not doomed:
+                    break
+                ids = {(d["Key"], d["VersionId"]) for d in doomed}
+                if ids & seen:  # deleted, yet listed again: a lock or a retention rule holds them
+                    raise StoreMisconfigured(self.name, entry.key,
+                                             "objects were still listed after they were deleted (object lock or "
+                                             "retention?)")
+                seen = ids
+                self._delete(entry.key, doomed)
+                removed += len(versions)
+                if on_batch is not None:
+                    on_batch(len(versions))
+        return removed
+
+    def export(self, entry: Entry, values: list[str], batch_size: int = 1000) -> Iterator[list[dict]]:
+        for versions, _ in self._listing(_objects_entry(entry), values, max(1, min(batch_size, DELETE_LIMIT))):
+            if versions:
+                yield [{"key": v["Key"], "size": v.get("Size"), "last_modified": _iso(v.get("LastModified")),
+                        "version_id": v["VersionId"], "latest": bool(v.get("IsLatest"))} for v in versions]
+
+    def describe(self, entry: Entry) -> dict[str, Any]:
+        return {"bucket": self.bucket, "prefix": _objects_entry(entry).prefix,
+                "contents": "each object's key, size, last change and version; not its bytes"}
+
+    def dispose(self, close: bool = True) -> None:
+        with self._lock:
+            if self._client is not None and close:
+                self._client.close()
+            self._client = None
+
+    def _s3(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = _client(self._endpoint, self._region, self._access_key, self._secret_key)
+            return self._client
+
+    def _versioning(self) -> str:
+        try:
+            with self._answers(self.bucket, "GetBucketVersioning"):
+                status = self._s3().get_bucket_versioning(Bucket=self.bucket).get("Status")
+        except StoreMisconfigured:
+            return "not known to these credentials"
+        return {"Enabled": "enabled", "Suspended": "suspended"}.get(status or "", "never enabled")
+
+    def _page(self, entry: ObjectsEntry, prefix: str, size: int) -> tuple[list, list]:
+        """The first page of versions and delete markers under the prefix."""
+        with self._answers(entry.key, "ListObjectVersions"):
+            answer = self._s3().list_object_versions(Bucket=self.bucket, Prefix=prefix, MaxKeys=size)
+        return answer.get("Versions", []), answer.get("DeleteMarkers", [])
+
+    def _listing(self, entry: ObjectsEntry, values: list[str], size: int) -> Iterator[tuple[list, list]]:
+        """Every page of versions and delete markers under the person's prefixes, held one page at a time."""
+        for value in values:
+            prefix, marker = entry.prefix_for(value), None
+            while True:
+                with self._answers(entry.key, "ListObjectVersions"):
+                    answer = self._s3().list_object_versions(Bucket=self.bucket, Prefix=prefix, MaxKeys=size,
+                                                             **(marker or {}))
+                yield answer.get("Versions", []), answer.get("DeleteMarkers", [])
+                if not answer.get("IsTruncated"):
+                    break
+                marker = {"KeyMarker": answer["NextKeyMarker"]}
+                if answer.get("NextVersionIdMarker"):
+                    marker["VersionIdMarker"] = answer["NextVersionIdMarker"]
+
+    def _delete(self, where: str, doomed: list[dict]) -> None:
+        with self._answers(where, "DeleteObjects"):
+            answer = self._s3().delete_objects(Bucket=self.bucket, Delete={"Objects": doomed, "Quiet": True})
+        errors = answer.get("Errors") or []
+        if errors:  # the call succeeded, some keys did not: the answer holds their codes, never their keys here
+            codes = sorted({_code(e.get("Code")) for e in errors})
+            failed = f"DeleteObjects left {len(errors)} of {len(doomed)} ({', '.join(codes)})"
+            if set(codes) <= TRANSIENT:
+                raise StoreUnavailable(self.name, f"{where!r}: {failed}; try again")
+            raise StoreMisconfigured(self.name, where, f"{failed}: the credentials may not delete object versions")
+
+    @contextmanager
+    def _answers(self, where: str, operation: str) -> Iterator[None]:
+        """botocore's errors as the store errors a step understands. Their messages would carry the endpoint
+        and the key, which holds an identity value: only the operation and the S3 error code go through."""
+        try:
+            yield
+        except ClientError as exc:
+            code = _code(exc.response.get("Error", {}).get("Code"))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+            if status >= 500 or code in TRANSIENT:
+                raise StoreUnavailable(self.name, f"{where!r}: {operation} answered {code}; try again") from None
+            if code == "NoSuchBucket" or (code == "404" and operation == "HeadBucket"):
+                raise StoreMisconfigured(self.name, where, f"the bucket {self.bucket!r} does not exist") from None
+            if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                raise StoreMisconfigured(self.name, where, f"{operation}: the credentials were refused ({code})") \
+                    from None
+            raise StoreMisconfigured(self.name, where, f"{operation} answered {code}") from None
+        except (BotoConnectionError, HTTPClientError):
+            raise StoreUnavailable(self.name, f"{where!r}: {operation}: the endpoint could not be reached") from None
+        except BotoCoreError as exc:
+            raise StoreMisconfigured(self.name, where, f"{operation}: {type(exc).__name__}") from None
+
+
+_session: Any = None
+_session_lock = threading.Lock()
+
+
+def _client(endpoint: str, region: str, access_key: str, secret_key: str) -> Any:
+    """A client from one shared session, which reads the S3 API's description once. A session may make
+    clients in one thread at a time (a client, once made, serves every thread): hence the lock."""
+    global _session
+    with _session_lock:
+        if _session is None:
+            _session = boto3.session.Session()
+        return _session.client("s3", endpoint_url=endpoint, region_name=region, config=CLIENT_CONFIG,
+                               aws_access_key_id=access_key, aws_secret_access_key=secret_key)
+
+
+def _objects(where: str, label: str, store: str, raw: Any, networks: Mapping | None) -> ObjectsEntry:
+    if not isinstance(raw, dict):
+        raise ConfigError(where, label, "must be a table")
+    for key in raw:
+        if key not in OBJECT_FIELDS:
+            raise ConfigError(where, f"{label}.{key}", "unknown field")
+    prefix = raw.get("prefix")
+    if not isinstance(prefix, str) or prefix.count(PLACEHOLDER) != 1:
+        raise ConfigError(where, f"{label}.prefix", f"must hold {PLACEHOLDER} exactly once, e.g. "
+                                                    f"\"avatars/{PLACEHOLDER}/\"")
+    before, after = prefix.split(PLACEHOLDER)
+    if not after.startswith("/"):
+        # Without it, one person's prefix would cover another's: avatars/a1 covers avatars/a10.
+        raise ConfigError(where, f"{label}.prefix", f"{PLACEHOLDER} must be followed by '/', so that one "
+                                                    f"person's prefix never covers another's")
+    if any(part in (".", "..") for part in (before + after).split("/")):
+        raise ConfigError(where, f"{label}.prefix", "must not hold '.' or '..' as a part of the path")
+    category = _string(where, f"{label}.category", raw.get("category"))
+    identity = raw.get("identity")
+    if identity not in IDENTITY_KINDS:
+        raise ConfigError(where, f"{label}.identity", f"must be one of {', '.join(IDENTITY_KINDS)}")
+    network = raw.get("network")
+    if identity in ("account", "handle"):
+        network = _string(where, f"{label}.network", network)
+        if networks is not None and network not in networks:
+            raise ConfigError(where, f"{label}.network", f"{network!r} is not in the network catalogue")
+    elif network is not None:
+        raise ConfigError(where, f"{label}.network", "only account and handle identities name a network")
+    return ObjectsEntry(store, category, identity, network, prefix)
+
+
+def _from_environment(where: str, label: str, variable: Any, environ: Mapping[str, str]) -> str:
+    variable = _string(where, label, variable)
+    value = environ.get(variable, "").strip()
+    if not value:
+        raise ConfigError(where, label, f"the environment variable {variable} is not set")
+    return value
+
+
+def _endpoint(where: str, label: str, url: str, environ: Mapping[str, str]) -> str:
+    """An http(s) URL; https in production unless the endpoint is on this machine: the requests carry the
+    platform's people's data. (Production sets OWNSTORY_ENV: the defaults file says development.)"""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(where, label, "must hold an http(s) URL, e.g. https://s3.example.org")
+    if parts.username or parts.password:
+        raise ConfigError(where, label, "must not carry credentials: they go in access_key_env and secret_key_env")
+    if parts.scheme == "http" and not _loopback(parts.hostname) \
+            and environ.get("OWNSTORY_ENV") == "production":
+        raise ConfigError(where, label, "must be https outside development (plain http only to this machine)")
+    return url
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _objects_entry(entry: Entry) -> ObjectsEntry:
+    if not isinstance(entry, ObjectsEntry):
+        raise TypeError(f"an s3 store holds objects entries, not {type(entry).__name__}")
+    return entry
+
+
+def _code(code: Any) -> str:
+    """An S3 error code as it may be shown: a word, never whatever else a server put there."""
+    code = str(code or "")
+    return code if re.fullmatch(r"[A-Za-z0-9.]{1,60}", code) else "an unexpected error"
+
+
+def _iso(when: Any) -> str | None:
+    return when.isoformat() if when is not None else None
