@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from app import create_app
-from bench import consent, memory, optouts, purge, receipts
+from bench import consent, memory, optouts, purge, receipts, store_s3
 from bench.world import World, world
 
 SCALE_VARIABLE = "OWNSTORY_BENCH_SCALE"  # e.g. 0.02 for a quick run; 1 is the issues' sizes
@@ -56,7 +56,7 @@ def main() -> int:
         try:
             optout = optout_rows(app, w, people, latency)
             rows = ([consent_row(app, w, scale)] + optout + [purge_row(w, small, 100 * small)]
-                    + receipt_rows(w, scale) + [memory_row(app, w, scale)])
+                    + receipt_rows(w, scale) + [memory_row(app, w, scale)] + s3_rows(scale))
         finally:
             app.extensions["ownstory_db"]["engine"].dispose()
             app.extensions["datamap"].dispose()
@@ -139,6 +139,26 @@ def memory_row(app, w: World, scale: float) -> Row:
     return Row(f"worker peak memory (VmHWM), purging one person with {rows:,} rows", f"{after / mb:.0f} MB",
                f"{before / mb:.0f} MB (the same worker before: started, a 100-row person purged)", after / before,
                "under 300 MB", lambda: after < 300 * mb)
+
+
+def s3_rows(scale: float) -> list[Row]:
+    small, large = store_s3.sizes(scale)
+    _progress(f"s3 (SeaweedFS): purge of one person in buckets of {small:,} and {large:,} objects")
+    limit, measured = store_s3.purge_times(small, large)
+    objects = max(2_000, round(100_000 * scale))
+    _progress(f"s3 (SeaweedFS): peak memory of a process purging a person with {objects:,} objects")
+    before, after = store_s3.memory_peaks(objects)
+    mb = 1024 * 1024
+    return [
+        Row(f"s3 purge of one person ({store_s3.OBJECTS_EACH} objects), bucket of {large:,} objects",
+            f"{measured * 1000:.1f} ms", f"{limit * 1000:.1f} ms (bucket of {small:,} objects)", measured / limit,
+            "at most 1.5", lambda: measured / limit <= 1.5,
+            "s3: buckets of 1,000 and 100,000 objects at scale 1, not 10,000 and 1,000,000: uploading objects one "
+            "by one takes too long for a million; the big bucket is still 100 times the small one"),
+        Row(f"s3 purging process peak memory (VmHWM), one person with {objects:,} objects", f"{after / mb:.0f} MB",
+            f"{before / mb:.0f} MB (the same process before: a worker's modules, a 100-object person purged)",
+            after / before, "under 300 MB", lambda: after < 300 * mb),
+    ]
 
 
 def table(rows: list[Row]) -> str:
