@@ -11,6 +11,7 @@ from app.settings import ConfigError
 from erasure.stores.kinds import StoreMisconfigured, StoreUnavailable
 from erasure.stores.s3_kind import ObjectsEntry, S3Store
 from tests.erasure.stores.helpers_seaweedfs import OWNER, READER, SeaweedFS, weed_binary
+from tests.helpers_servers import serve
 
 WHERE = "datamap.toml"
 NETWORKS = {"acme": {}, "demo": {}}
@@ -260,6 +261,8 @@ def test_a_connection_cut_mid_purge_is_retried_and_the_counts_add_up(seaweedfs, 
         assert first_run == [10, 10]
         with pytest.raises(StoreUnavailable):
             store.count(entry, ["a1"])
+        with pytest.raises(StoreUnavailable):  # down at the start of a purge: nothing done, nothing counted
+            store.purge(entry, ["a1"], on_batch=first_run.append, batch_size=10)
     finally:
         seaweedfs.start()
     second_run = store.purge(entry, ["a1"], batch_size=10)
@@ -281,3 +284,28 @@ def test_store_errors_name_neither_the_host_nor_the_keys(seaweedfs, bucket):
         assert "not-the-secret" not in message and OWNER[0] not in message and str(seaweedfs.s3) not in message
         assert "a1" not in message.replace("{identity}", "")
     assert live(seaweedfs, bucket).count(entry, ["a1"]) == 1
+
+
+def answering(status: str, code: str):
+    """A WSGI app that answers every request with one S3 error."""
+    def app(environ, start_response):
+        body = f"<?xml version='1.0'?><Error><Code>{code}</Code><Message>no</Message></Error>".encode()
+        start_response(status, [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
+        return [body]
+    return app
+
+
+@pytest.mark.parametrize("status, code, error", [
+    ("503 Service Unavailable", "SlowDown", StoreUnavailable),
+    ("500 Internal Server Error", "InternalError", StoreUnavailable),
+    ("403 Forbidden", "AccessDenied", StoreMisconfigured),
+    ("404 Not Found", "NoSuchBucket", StoreMisconfigured),
+])
+def test_a_5xx_is_retried_later_and_a_refusal_is_a_mistake(status, code, error):
+    with serve(answering(status, code)) as server:
+        store = load(environ={**ENVIRON, "MEDIA_S3_ENDPOINT": server.url})
+        (entry,) = store.entries
+        with pytest.raises(error) as caught:
+            store.purge(entry, ["a1"])
+    assert code in str(caught.value) or "does not exist" in str(caught.value)
+    assert str(server.port) not in str(caught.value) and "a1" not in str(caught.value)
