@@ -6,6 +6,7 @@ bucket (a plain delete would only hide it behind a delete marker), and it works 
 whose objects all have the version "null"; so the credentials need s3:DeleteObjectVersion, which `check()`
 makes sure of at start-up. Counts are object versions that hold data: a picture replaced twice is three
 pictures held. Delete markers hold none, but their keys still name the person, so purge removes them too.
+Objects not laid out by person are found through an index table instead (erasure/stores/s3_index.py).
 """
 from __future__ import annotations
 
@@ -28,12 +29,14 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from app.settings import ConfigError
 from erasure.stores.config import identity_and_network, string
 from erasure.stores.kinds import Entry, OnBatch, StoreKind, StoreMisconfigured, StoreUnavailable
+from erasure.stores.s3_index import IndexedEntry, IndexTables, load_indexed
 
 log = logging.getLogger(__name__)
 
 PLACEHOLDER = "{identity}"
 DELETE_LIMIT = 1000  # DeleteObjects takes at most 1,000 keys a call
-STORE_FIELDS = {"name", "kind", "endpoint_url_env", "bucket", "access_key_env", "secret_key_env", "region", "objects"}
+STORE_FIELDS = {"name", "kind", "endpoint_url_env", "bucket", "access_key_env", "secret_key_env", "region", "objects",
+                "indexed"}
 OBJECT_FIELDS = {"prefix", "category", "identity", "network"}
 # Written in the file, these would put a credential (or where to send it) in a file that gets copied around.
 FROM_ENVIRONMENT = {"endpoint_url": "endpoint_url_env", "access_key": "access_key_env",
@@ -76,8 +79,8 @@ class S3Store(StoreKind):
 
     kind = "s3"
 
-    def __init__(self, name: str, entries: tuple[ObjectsEntry, ...], *, where: str, label: str, endpoint: str,
-                 bucket: str, region: str, access_key: str, secret_key: str) -> None:
+    def __init__(self, name: str, entries: tuple[ObjectsEntry | IndexedEntry, ...], *, where: str, label: str,
+                 endpoint: str, bucket: str, region: str, access_key: str, secret_key: str) -> None:
         super().__init__(name, entries)
         self.where, self.label = where, label  # for start-up errors, which name the file and the field
         self.bucket = bucket
@@ -85,6 +88,7 @@ class S3Store(StoreKind):
         self._access_key, self._secret_key = access_key, secret_key
         self._client: Any = None
         self._lock = threading.Lock()
+        self._index = IndexTables(name)
 
     def __repr__(self) -> str:  # never the keys, nor the endpoint
         return f"<S3Store {self.name!r} bucket={self.bucket!r}>"
@@ -113,12 +117,19 @@ class S3Store(StoreKind):
         objects = raw.get("objects", [])
         if not isinstance(objects, list):
             raise ConfigError(where, f"{label}.objects", "must be an array of tables ([[stores.objects]])")
-        entries = tuple(_objects(where, f"{label}.objects[{j}]", name, o, networks) for j, o in enumerate(objects))
+        indexed = raw.get("indexed", [])
+        if not isinstance(indexed, list):
+            raise ConfigError(where, f"{label}.indexed", "must be an array of tables ([[stores.indexed]])")
+        entries: tuple[ObjectsEntry | IndexedEntry, ...] = (
+            *(_objects(where, f"{label}.objects[{j}]", name, o, networks) for j, o in enumerate(objects)),
+            *(load_indexed(where, f"{label}.indexed[{j}]", name, i, networks, environ) for j, i in enumerate(indexed)))
+        labels = [f"{label}.objects[{j}].prefix" for j in range(len(objects))] + \
+                 [f"{label}.indexed[{j}].key_column" for j in range(len(indexed))]
         keys = [e.key for e in entries]
         for j, key in enumerate(keys):
             if key in keys[:j]:
-                raise ConfigError(where, f"{label}.objects[{j}].prefix",
-                                  "the same prefix and identity appear twice: each object would be counted twice")
+                raise ConfigError(where, labels[j], "the same objects, found the same way, appear twice: each "
+                                                    "would be counted twice")
         return cls(name, entries, where=where, label=label, endpoint=endpoint, bucket=bucket, region=region,
                    access_key=access_key, secret_key=secret_key)
 
@@ -143,9 +154,15 @@ class S3Store(StoreKind):
             problem = "does not exist" if "does not exist" in exc.message else "refuses these credentials"
             raise ConfigError(self.where, f"{self.label}.bucket", f"the bucket {self.bucket!r} {problem}") from None
         versioning = self._versioning()
-        for j, entry in enumerate(map(_objects_entry, self.entries)):
-            field = f"{self.label}.objects[{j}].prefix"
-            probe = entry.prefix.split(PLACEHOLDER)[0] + f"ownstory-check-{uuid.uuid4().hex}/"
+        for field, entry in self._fields():
+            if isinstance(entry, IndexedEntry):
+                try:
+                    self._index.probe(entry)
+                except StoreMisconfigured as exc:
+                    raise ConfigError(self.where, field.replace(".key_column", ".table"), exc.message) from None
+                probe = f"ownstory-check-{uuid.uuid4().hex}/"
+            else:
+                probe = entry.prefix.split(PLACEHOLDER)[0] + f"ownstory-check-{uuid.uuid4().hex}/"
             try:
                 with self._answers(entry.key, "ListObjectVersions"):
                     self._s3().list_object_versions(Bucket=self.bucket, Prefix=probe, MaxKeys=1)
@@ -160,19 +177,24 @@ class S3Store(StoreKind):
                                                      f"s3:DeleteObjectVersion, or old versions would stay") from None
 
     def count(self, entry: Entry, values: list[str]) -> int:
+        if isinstance(entry, IndexedEntry):
+            return sum(len(self._versions_of(entry.key, key)[0])
+                       for keys in self._index_pages(entry, values, DELETE_LIMIT) for key in keys)
         return sum(len(versions) for versions, _ in self._listing(_objects_entry(entry), values, DELETE_LIMIT))
 
     def purge(self, entry: Entry, values: list[str], on_batch: OnBatch | None = None,
               batch_size: int = DELETE_LIMIT) -> int:
-        entry = _objects_entry(entry)
         batch_size = max(1, min(batch_size, DELETE_LIMIT))
+        if isinstance(entry, IndexedEntry):
+            return self._purge_indexed(entry, values, on_batch, batch_size)
+        entry = _objects_entry(entry)
         removed = 0
         for value in values:
             prefix = entry.prefix_for(value)
             seen: set[tuple[str, str]] = set()
             while True:
                 # Always the first page: what the last batch listed is gone, so the next one comes up.
-                versions, markers = self._page(entry, prefix, batch_size)
+                versions, markers = next(self._pages(entry.key, prefix, batch_size))
                 doomed = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in versions + markers]
                 if not doomed:
                     break
@@ -189,20 +211,64 @@ class S3Store(StoreKind):
         return removed
 
     def export(self, entry: Entry, values: list[str], batch_size: int = 1000) -> Iterator[list[dict]]:
-        for versions, _ in self._listing(_objects_entry(entry), values, max(1, min(batch_size, DELETE_LIMIT))):
+        size = max(1, min(batch_size, DELETE_LIMIT))
+        if isinstance(entry, IndexedEntry):
+            for keys in self._index_pages(entry, values, size):
+                yield [_described(v) for key in keys for v in self._versions_of(entry.key, key)[0]]
+            return
+        for versions, _ in self._listing(_objects_entry(entry), values, size):
             if versions:
-                yield [{"key": v["Key"], "size": v.get("Size"), "last_modified": _iso(v.get("LastModified")),
-                        "version_id": v["VersionId"], "latest": bool(v.get("IsLatest"))} for v in versions]
+                yield [_described(v) for v in versions]
 
     def describe(self, entry: Entry) -> dict[str, Any]:
-        return {"bucket": self.bucket, "prefix": _objects_entry(entry).prefix,
-                "contents": "each object's key, size, last change and version; not its bytes"}
+        contents = "each object's key, size, last change and version; not its bytes"
+        if isinstance(entry, IndexedEntry):
+            return {"bucket": self.bucket, "index": f"{entry.table}.{entry.key_column}", "contents": contents}
+        return {"bucket": self.bucket, "prefix": _objects_entry(entry).prefix, "contents": contents}
 
     def dispose(self, close: bool = True) -> None:
         with self._lock:
             if self._client is not None and close:
                 self._client.close()
             self._client = None
+        self._index.dispose(close)
+
+    def _purge_indexed(self, entry: IndexedEntry, values: list[str], on_batch: OnBatch | None,
+                       batch_size: int) -> int:
+        """Batches of keys from the index: every version of each key, then the rows that listed them."""
+        removed, last = 0, None
+        while keys := self._index.keys(entry, values, batch_size):
+            if keys == last:  # the rows were deleted, yet read again
+                raise StoreMisconfigured(self.name, entry.key, "the index rows were still there after deleting them")
+            versions, doomed = 0, []
+            for key in keys:
+                found, markers = self._versions_of(entry.key, key)
+                versions += len(found)
+                doomed += [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in found + markers]
+            for i in range(0, len(doomed), DELETE_LIMIT):
+                self._delete(entry.key, doomed[i:i + DELETE_LIMIT])
+            self._index.forget(entry, values, keys)
+            removed, last = removed + versions, keys
+            if on_batch is not None:
+                on_batch(versions)
+        return removed
+
+    def _index_pages(self, entry: IndexedEntry, values: list[str], size: int) -> Iterator[list[str]]:
+        after = None
+        while keys := self._index.keys(entry, values, size, after):
+            yield keys
+            after = keys[-1]
+
+    def _fields(self) -> Iterator[tuple[str, ObjectsEntry | IndexedEntry]]:
+        """Each entry with the data-map field a start-up error about it names."""
+        objects = indexed = 0
+        for entry in self.entries:
+            if isinstance(entry, IndexedEntry):
+                yield f"{self.label}.indexed[{indexed}].key_column", entry
+                indexed += 1
+            else:
+                yield f"{self.label}.objects[{objects}].prefix", _objects_entry(entry)
+                objects += 1
 
     def _s3(self) -> Any:
         with self._lock:
@@ -218,26 +284,35 @@ class S3Store(StoreKind):
             return "not known to these credentials"
         return {"Enabled": "enabled", "Suspended": "suspended"}.get(status or "", "never enabled")
 
-    def _page(self, entry: ObjectsEntry, prefix: str, size: int) -> tuple[list, list]:
-        """The first page of versions and delete markers under the prefix."""
-        with self._answers(entry.key, "ListObjectVersions"):
-            answer = self._s3().list_object_versions(Bucket=self.bucket, Prefix=prefix, MaxKeys=size)
-        return answer.get("Versions", []), answer.get("DeleteMarkers", [])
+    def _pages(self, where: str, prefix: str, size: int) -> Iterator[tuple[list, list]]:
+        """Every page of versions and delete markers under the prefix, held one page at a time."""
+        marker: dict[str, str] = {}
+        while True:
+            with self._answers(where, "ListObjectVersions"):
+                answer = self._s3().list_object_versions(Bucket=self.bucket, Prefix=prefix, MaxKeys=size, **marker)
+            yield answer.get("Versions", []), answer.get("DeleteMarkers", [])
+            if not answer.get("IsTruncated"):
+                return
+            marker = {"KeyMarker": answer["NextKeyMarker"]}
+            if answer.get("NextVersionIdMarker"):
+                marker["VersionIdMarker"] = answer["NextVersionIdMarker"]
 
     def _listing(self, entry: ObjectsEntry, values: list[str], size: int) -> Iterator[tuple[list, list]]:
-        """Every page of versions and delete markers under the person's prefixes, held one page at a time."""
         for value in values:
-            prefix, marker = entry.prefix_for(value), None
-            while True:
-                with self._answers(entry.key, "ListObjectVersions"):
-                    answer = self._s3().list_object_versions(Bucket=self.bucket, Prefix=prefix, MaxKeys=size,
-                                                             **(marker or {}))
-                yield answer.get("Versions", []), answer.get("DeleteMarkers", [])
-                if not answer.get("IsTruncated"):
-                    break
-                marker = {"KeyMarker": answer["NextKeyMarker"]}
-                if answer.get("NextVersionIdMarker"):
-                    marker["VersionIdMarker"] = answer["NextVersionIdMarker"]
+            yield from self._pages(entry.key, entry.prefix_for(value), size)
+
+    def _versions_of(self, where: str, key: str) -> tuple[list, list]:
+        """The versions and delete markers of exactly this key: a key the index names is no prefix, so
+        uploads/a.png.bak stays when the index lists uploads/a.png. Listing is in key order, and the key
+        comes before every longer one."""
+        versions: list = []
+        markers: list = []
+        for page_versions, page_markers in self._pages(where, key, DELETE_LIMIT):
+            versions += [v for v in page_versions if v["Key"] == key]
+            markers += [m for m in page_markers if m["Key"] == key]
+            if any(v["Key"] != key for v in page_versions + page_markers):
+                break
+        return versions, markers
 
     def _delete(self, where: str, doomed: list[dict]) -> None:
         with self._answers(where, "DeleteObjects"):
@@ -353,5 +428,8 @@ def _code(code: Any) -> str:
     return code if re.fullmatch(r"[A-Za-z0-9.]{1,60}", code) else "an unexpected error"
 
 
-def _iso(when: Any) -> str | None:
-    return when.isoformat() if when is not None else None
+def _described(version: dict) -> dict:
+    """What the export says of one object version: never its bytes."""
+    when = version.get("LastModified")
+    return {"key": version["Key"], "size": version.get("Size"), "last_modified": when.isoformat() if when else None,
+            "version_id": version["VersionId"], "latest": bool(version.get("IsLatest"))}

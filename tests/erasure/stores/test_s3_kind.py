@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import uuid
 
 import pytest
@@ -109,7 +110,7 @@ def test_a_bad_objects_entry_is_named(change, field, words):
 
 
 def test_the_same_prefix_twice_would_count_twice():
-    with pytest.raises(ConfigError, match=r"objects\[1\].prefix: the same prefix"):
+    with pytest.raises(ConfigError, match=r"objects\[1\].prefix: the same objects"):
         load(objects=[STORE["objects"][0], {**STORE["objects"][0], "category": "photos"}])
 
 
@@ -302,3 +303,74 @@ def test_a_5xx_is_retried_later_and_a_refusal_is_a_mistake(status, code, error):
             store.purge(entry, ["a1"])
     assert code in str(caught.value) or "does not exist" in str(caught.value)
     assert str(server.port) not in str(caught.value) and "a1" not in str(caught.value)
+
+
+# --- objects found through an index table ---
+
+INDEXED = {"index_url_env": "UPLOADS_DATABASE_URL", "table": "uploads", "column": "owner_id",
+           "key_column": "object_key", "category": "uploads", "identity": "account", "network": "acme"}
+
+
+@pytest.fixture
+def index(tmp_path):
+    """A platform's index of uploads: which object key belongs to whom, in a SQLite file."""
+    path = tmp_path / "platform.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE uploads (id INTEGER PRIMARY KEY, owner_id TEXT NOT NULL, object_key TEXT)")
+    return path
+
+
+def indexed_store(seaweedfs, bucket, index, **changes):
+    environ = {**seaweedfs.environ(), "UPLOADS_DATABASE_URL": f"sqlite:///{index}"}
+    return load(environ=environ, bucket=bucket, objects=[], indexed=[{**INDEXED, **changes}])
+
+
+def rows_of(index):
+    with sqlite3.connect(index) as db:
+        return sorted(db.execute("SELECT owner_id, object_key FROM uploads").fetchall())
+
+
+@pytest.mark.parametrize("change, field, words", [
+    ({"index_url": "sqlite:///x.db"}, "index_url", "exactly one of index_url and index_url_env"),
+    ({"index_url_env": "UNSET"}, "index_url_env", "UNSET is not set"),
+    ({"table": "uploads; drop"}, "table", "not a plain table or column name"),
+    ({"key_column": "owner_id"}, "key_column", "must differ from column"),
+    ({"prefix": "a/{identity}/"}, "prefix", "unknown field"),
+    ({"network": "elsewhere"}, "network", "not in the network catalogue"),
+])
+def test_a_bad_indexed_entry_is_named(change, field, words):
+    environ = {**ENVIRON, "UPLOADS_DATABASE_URL": "sqlite:///uploads.db"}
+    with pytest.raises(ConfigError) as caught:
+        load(environ=environ, indexed=[{**INDEXED, **change}])
+    assert caught.value.field == f"stores.media.indexed[0].{field}" and words in caught.value.problem
+
+
+def test_objects_found_through_an_index_go_with_their_rows(seaweedfs, versioned, index):
+    client = seaweedfs.client()
+    for body in (b"one", b"two"):
+        client.put_object(Bucket=versioned, Key="uploads/x2.png", Body=body)
+    put(seaweedfs, versioned, "uploads/x1.png", "uploads/x1.png.bak", "uploads/y.png")
+    with sqlite3.connect(index) as db:
+        db.executemany("INSERT INTO uploads (owner_id, object_key) VALUES (?, ?)",
+                       [("a1", "uploads/x1.png"), ("a1", "uploads/x2.png"), ("a1", "uploads/gone.png"),
+                        ("a1", None), ("a2", "uploads/y.png")])
+    store = indexed_store(seaweedfs, versioned, index)
+    (entry,) = store.entries
+    store.check()
+    assert store.count(entry, ["a1"]) == 3  # x1, and both versions of x2
+    exported = [row for batch in store.export(entry, ["a1"], batch_size=1) for row in batch]
+    assert sorted(r["key"] for r in exported) == ["uploads/x1.png", "uploads/x2.png", "uploads/x2.png"]
+    batches: list[int] = []
+    assert store.purge(entry, ["a1"], on_batch=batches.append, batch_size=2) == 3
+    assert sum(batches) == 3 and len(batches) == 2
+    assert store.count(entry, ["a1"]) == 0 and store.purge(entry, ["a1"]) == 0
+    left = sorted(v["Key"] for v in versions_under(seaweedfs, versioned, "uploads/"))
+    assert left == ["uploads/x1.png.bak", "uploads/y.png"]  # a key the index names is not a prefix
+    assert rows_of(index) == [("a1", None), ("a2", "uploads/y.png")]  # a row naming no object names nothing
+    assert store.describe(entry)["index"] == "uploads.object_key"
+
+
+def test_an_index_table_that_is_missing_is_refused_at_start_up(seaweedfs, bucket, index):
+    with pytest.raises(ConfigError) as caught:
+        indexed_store(seaweedfs, bucket, index, table="no_such_table").check()
+    assert caught.value.field == "stores.media.indexed[0].table" and "missing" in caught.value.problem
