@@ -17,6 +17,8 @@ from erasure.models import SigningKey
 from erasure.oversight import metrics as erasure_metrics
 from erasure.receipts import keys
 from erasure.stores.datamap import DataMap, HeldCount, count_held, identities_of
+from erasure.stores.http_kind import HttpStore
+from erasure.stores.http_signing import RequestSigner
 
 
 def init_app(app: Flask) -> None:
@@ -24,6 +26,16 @@ def init_app(app: Flask) -> None:
     metrics.register_collector(app, erasure_metrics.collect)
     health.register_check(app, "keys", lambda session: signing_keys_open(session, app.extensions["ownstory_vault"]))
     consent_views.register_held_counter(app, lambda user, grants: held_about(app.extensions["datamap"], user, grants))
+    sign_service_calls(app)
+
+
+def sign_service_calls(app: Flask) -> None:
+    """The platform's own services (http stores) get Ownstory's signer: the receipt key, read at each call."""
+    sessions, vault = app.extensions["ownstory_db"]["sessionmaker"], app.extensions["ownstory_vault"]
+    signer = RequestSigner(lambda: keys.for_service_calls(sessions, vault))
+    for store in app.extensions["datamap"].stores:
+        if isinstance(store, HttpStore):
+            store.use_signer(signer)
 
 
 def signing_keys_open(session: Session, vault: Vault) -> bool:

@@ -19,7 +19,10 @@ from app.migrate import upgrade
 from app.models_registry import import_all_models
 from app.settings import ROOT
 
-pytest_plugins = ["tests.helpers_browser"]  # the browser_page and live_app fixtures
+pytest_plugins = [
+    "tests.helpers_browser",  # the browser_page and live_app fixtures
+    "tests.erasure.stores.helpers_billing",  # published_keys, billing_server and billing: the http store's service
+]
 
 TEST_PG = os.environ.get("OWNSTORY_TEST_DATABASE_URL", "").strip()
 BACKENDS = ["sqlite"] + (["postgresql"] if TEST_PG else [])
