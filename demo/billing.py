@@ -231,7 +231,7 @@ def export():
     return jsonify(items={CATEGORY: items}, next=str(rows[limit - 1][0]) if len(rows) > limit else None)
 
 
-@bp.post("/")
+@bp.post("/", strict_slashes=False)  # mounted at /demo/billing, it is called there, not at .../billing/
 def erase():
     customers, body = _asked(), request.get_json(silent=True) or {}
     request_id = body.get("request_id")
