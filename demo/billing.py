@@ -5,7 +5,7 @@ call must be signed by a key Ownstory publishes (RFC 9421, Ed25519, fetched from
 is idempotent by its request_id, and it may be answered at once (200) or later (202, then a status URL).
 Invoices are held by identity string ("email:liz@example.org"). Under `make run` it is mounted at
 /demo/billing and invents two invoices for each email address it is first asked about, so whoever signs
-up has something to delete. Tests make it slow (`polls_before_done`) or broken (`faults`).
+up has something to delete. Tests make it slow (`polls_before_done`), late to answer or broken (`faults`).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from types import SimpleNamespace
 
 import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from flask import Blueprint, Flask, current_app, jsonify, request, url_for
+from flask import Blueprint, Flask, current_app, g, jsonify, request, url_for
 from http_message_signatures import HTTPMessageVerifier, HTTPSignatureKeyResolver, InvalidSignature, algorithms
 
 from .faults import CallCounter, Faults
@@ -168,11 +168,17 @@ def _signed_by_ownstory():
     name = request.endpoint.rpartition(".")[2] if request.endpoint else ""
     state.calls.hit(name)
     fault = state.faults.take(name)
-    if fault is not None and fault.delay:
-        time.sleep(fault.delay)
     if fault is not None and fault.status is not None:
         return _refuse(fault.status, "an injected fault", retry_after=fault.retry_after)
+    if fault is not None and fault.delay:
+        g.answer_late_by = fault.delay  # the work is done, its answer is late: what a lost answer looks like
     return None
+
+
+@bp.after_request
+def _late(response):
+    time.sleep(g.pop("answer_late_by", 0.0))
+    return response
 
 
 def _asked() -> list[str] | None:
