@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 5000
+# The shipped data map's billing service: Demo Billing, served by `make run` at /demo/billing.
+export BILLING_ERASE_URL ?= http://127.0.0.1:$(PORT)/demo/billing
 
 .PHONY: run test bench migrate lint clean
 

@@ -1,8 +1,10 @@
-"""Serves Demo Social at /demo inside the Ownstory process, and fills its platform store (make run)."""
+"""Serves Demo Social at /demo inside the Ownstory process, and fills its platform store (make run); and
+Demo Billing at /demo/billing, the reference service that the data map's http store calls."""
 from __future__ import annotations
 
 import hashlib
 import hmac
+from pathlib import Path
 
 from flask import Flask
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
@@ -15,6 +17,7 @@ DEMO_DATABASE_URL = "sqlite:///instance/demo_social.db"
 
 
 def mount_demo_network(app: Flask) -> None:
+    from demo.billing import create_billing_app
     from demo.platform import seed_platform_store
     from demo.server import create_demo_app
 
@@ -37,7 +40,15 @@ def mount_demo_network(app: Flask) -> None:
     })
     headers.init_app(demo_app)  # served as one of our pages: the same security headers
     app.extensions["demo_app"] = demo_app
-    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {"/demo": demo_app})  # type: ignore[method-assign]
+    billing_app = create_billing_app({
+        "BILLING_DATABASE": str(app.config.get("DEMO_BILLING_DATABASE") or Path(app.instance_path) / "demo_billing.db"),
+        # It checks Ownstory's signatures as any service would: against the keys Ownstory publishes.
+        "OWNSTORY_JWKS_URL": f"{app.config['BASE_URL']}/.well-known/jwks.json",
+        "BILLING_SEED_ON_FIRST_SIGHT": True,  # whatever address a visitor signs up with has invoices to delete
+    })
+    app.extensions["demo_billing_app"] = billing_app
+    app.wsgi_app = DispatcherMiddleware(app.wsgi_app,  # type: ignore[method-assign]
+                                        {"/demo": demo_app, "/demo/billing": billing_app})
     for store in app.extensions["datamap"].stores:
         if store.name == "platform" and store.kind == "sql":
             seed_platform_store(store.url)

@@ -23,6 +23,8 @@ from erasure.models import SigningKey
 from erasure.oversight import metrics as erasure_metrics
 from erasure.receipts import keys
 from erasure.stores.datamap import DataMap, HeldCount, count_held, identities_of
+from erasure.stores.http_kind import HttpStore
+from erasure.stores.http_signing import RequestSigner
 
 log = logging.getLogger(__name__)
 DISCARD_TIMEOUT = (3, 5)  # the person is waiting on this page
@@ -34,6 +36,16 @@ def init_app(app: Flask) -> None:
     health.register_check(app, "keys", lambda session: signing_keys_open(session, app.extensions["ownstory_vault"]))
     consent_views.register_held_counter(app, lambda user, grants: held_about(app.extensions["datamap"], user, grants))
     consent_connect.register_token_discarder(app, discard_token)
+    sign_service_calls(app)
+
+
+def sign_service_calls(app: Flask) -> None:
+    """The platform's own services (http stores) get Ownstory's signer: the receipt key, read at each call."""
+    sessions, vault = app.extensions["ownstory_db"]["sessionmaker"], app.extensions["ownstory_vault"]
+    signer = RequestSigner(lambda: keys.for_service_calls(sessions, vault))
+    for store in app.extensions["datamap"].stores:
+        if isinstance(store, HttpStore):
+            store.use_signer(signer)
 
 
 def discard_token(network: Network, token: dict, account_id: str) -> None:

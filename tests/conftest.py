@@ -19,7 +19,10 @@ from app.migrate import upgrade
 from app.models_registry import import_all_models
 from app.settings import ROOT
 
-pytest_plugins = ["tests.helpers_browser"]  # the browser_page and live_app fixtures
+pytest_plugins = [
+    "tests.helpers_browser",  # the browser_page and live_app fixtures
+    "tests.erasure.stores.helpers_billing",  # published_keys, billing_server and billing: the http store's service
+]
 
 TEST_PG = os.environ.get("OWNSTORY_TEST_DATABASE_URL", "").strip()
 BACKENDS = ["sqlite"] + (["postgresql"] if TEST_PG else [])
@@ -149,6 +152,17 @@ url = "{demo_url}/oauth/revoke"
 """
 
 
+BILLING_STORE = '[[stores]]\nname = "billing"'
+
+
+def shipped_tables() -> str:
+    """The shipped data map without its billing service, which is last: the tests' apps have no Demo Billing
+    to call (tests/erasure/stores/helpers_billing.py serves one to the tests that add it back)."""
+    tables, found, _service = (ROOT / "config" / "datamap.toml").read_text().partition(BILLING_STORE)
+    assert found, f"config/datamap.toml no longer ends with {BILLING_STORE!r}"
+    return tables
+
+
 @pytest.fixture(scope="session")
 def platform_template(tmp_path_factory) -> Path:
     from demo.platform import seed_platform_store
@@ -172,8 +186,7 @@ def config_files(tmp_path, demo_network, platform_url) -> dict[str, Path]:
     networks = tmp_path / "networks.toml"
     networks.write_text(networks_toml(demo_network.url))
     datamap = tmp_path / "datamap.toml"
-    shipped = (ROOT / "config" / "datamap.toml").read_text()
-    datamap.write_text(shipped.replace('"sqlite:///instance/platform.db"', f'"{platform_url}"'))
+    datamap.write_text(shipped_tables().replace('"sqlite:///instance/platform.db"', f'"{platform_url}"'))
     purposes = tmp_path / "purposes.toml"
     shutil.copyfile(ROOT / "config" / "purposes.toml", purposes)
     return {"networks": networks, "datamap": datamap, "purposes": purposes}

@@ -58,7 +58,8 @@ def live_app(make_app, tmp_path):
     catalogue, but no inline worker (a test runs one): (app, base URL)."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    app = make_app({"DEMO_DATABASE_URL": f"sqlite:///{tmp_path / 'demo_social.db'}"},
+    app = make_app({"DEMO_DATABASE_URL": f"sqlite:///{tmp_path / 'demo_social.db'}",
+                    "DEMO_BILLING_DATABASE": str(tmp_path / "demo_billing.db")},
                    demo="1", base_url=base, networks=str(ROOT / "config" / "networks.toml"))
     server = LiveServer(app, port=port).start()
     yield app, base

@@ -43,9 +43,10 @@ class Result:
 
 
 class StepFailed(Exception):
-    def __init__(self, message: str, attention: bool = False) -> None:
+    def __init__(self, message: str, attention: bool = False, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.attention = attention
+        self.retry_after = retry_after  # what a store asked for (a service's Retry-After): the least we wait
 
 
 def run(session: Session, ctx: ErasureContext, step: ErasureStep, request: OptOutRequest, now: dt.datetime,
@@ -64,7 +65,7 @@ def run(session: Session, ctx: ErasureContext, step: ErasureStep, request: OptOu
         if step.kind == StepKind.NOTIFY:
             return _notify(ctx, request)
     except StepFailed as exc:
-        return Result(retry=True, attention=exc.attention, error=str(exc))
+        return Result(retry=True, attention=exc.attention, error=str(exc), retry_after=exc.retry_after)
     return Result(attention=True, retry=True, error=f"no handler for step kind {step.kind!r}")
 
 
@@ -127,11 +128,16 @@ def _purge(ctx: ErasureContext, step: ErasureStep, request: OptOutRequest, heart
             heartbeat(result={**base, "rows_at_start": remaining})
         purged = store.purge(entry, values, on_batch=lambda _n: heartbeat())
     except StoreUnavailable as exc:
-        raise StepFailed(str(exc)) from None
+        raise StepFailed(str(exc), retry_after=_asked_to_wait(exc)) from None
     except StoreMisconfigured as exc:
         raise StepFailed(str(exc), attention=True) from None
     rows = first + max(0, purged - remaining)  # rows that arrived while it ran are counted too
     return Result(done=True, result={**base, "rows": rows, "rows_at_start": first})
+
+
+def _asked_to_wait(exc: Exception) -> float | None:
+    """A store kind's StoreUnavailable carries the store's Retry-After (erasure/stores/kinds.py)."""
+    return getattr(exc, "retry_after", None)
 
 
 def _forget(session: Session, request: OptOutRequest, now: dt.datetime) -> Result:
@@ -192,7 +198,7 @@ def _verify(ctx: ErasureContext, request: OptOutRequest) -> Result:
                 if rows:
                     residual.append(f"{rows} in {entry.store}/{entry.category}")
         except StoreUnavailable as exc:
-            raise StepFailed(str(exc)) from None
+            raise StepFailed(str(exc), retry_after=_asked_to_wait(exc)) from None
         except StoreMisconfigured as exc:
             raise StepFailed(str(exc), attention=True) from None
     if residual:

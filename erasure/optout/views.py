@@ -101,7 +101,8 @@ def status(request_id: str):
     ctx = context_from_app(current_app)
     response = current_app.make_response(render_template(
         "optout_status.html", request=found, steps=found.steps, networks=ctx.networks, now=utcnow(),
-        wording=wording, k=request.args.get("k"), mailed=any(s.kind == StepKind.NOTIFY for s in found.steps)))
+        wording=wording, kinds=wording.store_kinds(ctx.datamap), k=request.args.get("k"),
+        mailed=any(s.kind == StepKind.NOTIFY for s in found.steps)))
     # The link is a capability: keep it out of caches and out of Referer headers.
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
 from app.text import datetime_text
 from erasure.models import ErasureStep, OptOutRequest, RequestStatus, StepKind, StepStatus
@@ -15,12 +16,35 @@ REQUEST_STATES: dict[str, str] = {
 }
 
 
-def step_title(step: ErasureStep, networks) -> str:
+def store_kinds(datamap) -> dict[str, str]:
+    """Each store's kind by its name, for the words below: a service (http) deletes for us, and says so."""
+    return {store.name: getattr(store, "kind", "sql") for store in datamap.stores}
+
+
+def service_name(store: str) -> str:
+    """An http store as a person reads it: the store "billing" is the Billing service."""
+    words = store.replace("_", " ").replace("-", " ").strip()
+    name = words[:1].upper() + words[1:]
+    return name if name.lower().endswith("service") else f"{name} service"
+
+
+def service_confirmed(store: str, deleted: list[tuple[str, int]]) -> str:
+    """"Billing service confirmed 2 invoices deleted": what a service said it deleted, category by category."""
+    return f"{service_name(store)} confirmed {_join([f'{n} {category}' for category, n in deleted])} deleted"
+
+
+def _join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def step_title(step: ErasureStep, networks, kinds: Mapping[str, str] | None = None) -> str:
     if step.kind == StepKind.REVOKE:
         name = networks[step.target].name if step.target in networks else step.target
         return f"Revoke our access at {name}"
     if step.kind == StepKind.PURGE:
         store, _, category = step.target.partition("/")
+        if (kinds or {}).get(store) == "http":
+            return f"Have the {service_name(store)} delete your {category}"
         return f"Delete your {category} (in the {store} store)"
     if step.kind == StepKind.FORGET:
         return "Delete Ownstory's own records of you"
@@ -31,7 +55,7 @@ def step_title(step: ErasureStep, networks) -> str:
     return "Mail you the outcome"
 
 
-def step_outcome(step: ErasureStep, now: dt.datetime) -> str:
+def step_outcome(step: ErasureStep, now: dt.datetime, kinds: Mapping[str, str] | None = None) -> str:
     r = step.result or {}
     if step.status == StepStatus.DONE:
         if step.kind == StepKind.REVOKE:
@@ -43,6 +67,9 @@ def step_outcome(step: ErasureStep, now: dt.datetime) -> str:
             return f"Revoked, confirmed by the network ({datetime_text(step.done_at)})."
         if step.kind == StepKind.PURGE:
             rows = r.get("rows", 0)
+            store, _, category = step.target.partition("/")
+            if (kinds or {}).get(store) == "http":
+                return f"{service_confirmed(store, [(category, rows)])} ({datetime_text(step.done_at)})."
             return f"Deleted {rows} row{'s' if rows != 1 else ''} ({datetime_text(step.done_at)})."
         if step.kind == StepKind.FORGET:
             return f"Deleted ({datetime_text(step.done_at)})."

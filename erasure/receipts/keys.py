@@ -9,8 +9,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from joserfc.jwk import OKPKey
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from app.db import utcnow, writing
 from app.security import Vault
 from app.text import b64url, iso_utc
 from erasure.models import SigningKey
@@ -57,6 +58,18 @@ def current(session: Session, vault: Vault, purpose: str, now: dt.datetime) -> t
                                                       SigningKey.retired_at.is_(None))).one()
         return row, private_key(vault, row)
     return row, private
+
+
+def for_service_calls(sessions: sessionmaker[Session], vault: Vault) -> tuple[str, Ed25519PrivateKey]:
+    """The current receipt key and its kid, read in a session of its own: it also signs Ownstory's calls to
+    the platform's own services (erasure/stores/http_signing.py), which check them against the same JWKS."""
+    with sessions() as session:
+        row = session.scalar(select(SigningKey).where(SigningKey.purpose == "receipt", SigningKey.retired_at.is_(None)))
+        if row is not None:
+            return row.kid, private_key(vault, row)
+        with writing(session):  # the first call before any receipt: the key is made now
+            row, private = current(session, vault, "receipt", utcnow())
+        return row.kid, private
 
 
 def rotate(session: Session, vault: Vault, now: dt.datetime) -> SigningKey:

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 
 from flask import Blueprint, abort, current_app, render_template, request
 from werkzeug.wrappers import Response
 
 from app.extensions import db
 from erasure.models import OptOutRequest, Receipt
+from erasure.optout import wording
 from erasure.optout.service import find_request
 from erasure.receipts import issue
 from erasure.verifier import owner
@@ -37,9 +39,11 @@ def _owner_secret(receipt: Receipt) -> bytes | None:
     return owner.parse_secret(k_text)
 
 
-def summary(claims: dict, networks) -> str:
-    """One paragraph a person reads: what we did, and when."""
+def summary(claims: dict, networks, kinds: Mapping[str, str] | None = None) -> str:
+    """One paragraph a person reads: what we did, and when; and what each of the platform's own services
+    (http stores, by `kinds`) confirmed it deleted."""
     done = issue.parse_time(claims["completed_at"])
+    kinds = kinds or {}
     parts = []
     revoked = [networks[r["network"]].name if r["network"] in networks else r["network"]
                for r in claims["revocations"] if r["outcome"] in ("revoked", "already_invalid")]
@@ -47,9 +51,23 @@ def summary(claims: dict, networks) -> str:
               for r in claims["revocations"] if r["outcome"] == "manual"]
     if revoked:
         parts.append("revoked our access at " + _join(revoked))
-    deleted = [f"{p['rows']} {p['category']}" for p in claims["purged"] if p["rows"]]
-    parts.append("deleted " + _join(deleted) if deleted else "found no rows of yours to delete")
-    text = f"On {done:%-d %B %Y} at {done:%H:%M} UTC we " + " and ".join(parts) + "."
+    deleted: list[str] = []
+    confirmed: dict[str, list[tuple[str, int]]] = {}  # by a service: its store, and what it deleted
+    for p in claims["purged"]:
+        if p["rows"] and kinds.get(p["store"]) == "http":
+            confirmed.setdefault(p["store"], []).append((p["category"], p["rows"]))
+        elif p["rows"]:
+            deleted.append(f"{p['rows']} {p['category']}")
+    if deleted:
+        parts.append("deleted " + _join(deleted))
+    elif not confirmed:
+        parts.append("found no rows of yours to delete")
+    services = [wording.service_confirmed(store, found) + "." for store, found in confirmed.items()]
+    when = f"On {done:%-d %B %Y} at {done:%H:%M} UTC"
+    if parts:
+        text = " ".join([f"{when} we {' and '.join(parts)}.", *services])
+    else:  # only services deleted something: they say so
+        text = f"{when}, " + " ".join(services)
     if manual:
         text += f" {_join(manual)} offered no way for us to revoke access, so we destroyed our copy of the tokens."
     return text
@@ -65,7 +83,8 @@ def receipt_page(receipt_id: str):
     k = _owner_secret(receipt)
     claims = issue.claims_of(receipt)
     return render_template("receipt.html", receipt=receipt, claims=claims, k=request.args.get("k") if k else None,
-                           summary=summary(claims, current_app.extensions["networks"]),
+                           summary=summary(claims, current_app.extensions["networks"],
+                                           wording.store_kinds(current_app.extensions["datamap"])),
                            base_url=current_app.config["BASE_URL"])
 
 

@@ -30,7 +30,12 @@ class StoreError(Exception):
 
 
 class StoreUnavailable(StoreError):
-    """The store could not be reached, or failed mid-way. Retry: committed batches stay done."""
+    """The store could not be reached, or failed mid-way. Retry: committed batches stay done.
+    `retry_after`: the seconds the store asked to be left alone for (an HTTP Retry-After), if it said."""
+
+    def __init__(self, store: str, message: str, retry_after: float | None = None) -> None:
+        super().__init__(store, message)
+        self.retry_after = retry_after
 
 
 class StoreMisconfigured(StoreError):

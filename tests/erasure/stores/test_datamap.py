@@ -41,7 +41,8 @@ def write(tmp_path: Path, body: str) -> Path:
 
 
 def test_the_shipped_map_loads():
-    datamap = load_datamap(ROOT / "config" / "datamap.toml", networks=NETWORKS)
+    datamap = load_datamap(ROOT / "config" / "datamap.toml", networks=NETWORKS,
+                           environ={"BILLING_ERASE_URL": "http://127.0.0.1:5000/demo/billing"})
     assert {e.category for e in datamap.entries} >= {"posts", "profile", "endorsements"}
     received = [e for e in datamap.entries if e.category == "endorsements received"]
     assert received[0].action == "nullify" and received[0].columns == ("receiver_id",)

@@ -1,0 +1,131 @@
+"""An opt-out whose data lives in a service of the platform's own (the shipped map's billing store), run by the
+worker against Demo Billing on loopback: counted on My data, confirmed deleted on the pages and the receipt,
+each row counted once through a 500 or a slow answer, and never done while the service does not confirm."""
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from sqlalchemy import select
+
+from app.settings import ROOT
+from erasure.engine.worker import QUICK_RETRIES
+from erasure.models import ErasureStep, OptOutRequest, Receipt
+from erasure.receipts import issue
+from erasure.stores.kinds import registered_kinds
+from tests.conftest import BILLING_STORE
+from tests.erasure.helpers_optout import joined_person, submit_optout
+from tests.erasure.stores.helpers_billing import billing_app
+from tests.helpers_servers import serve
+
+
+@pytest.fixture
+def billing(config_files, tmp_path, monkeypatch):
+    """Demo Billing on loopback, and the shipped map's billing store pointed at it: the service's state."""
+    if "http" not in registered_kinds():
+        if os.environ.get("CI"):
+            pytest.fail("the http store kind is not registered: run `.venv/bin/pip install --no-deps -e .`")
+        pytest.skip("the http store kind is not registered in this venv (`.venv/bin/pip install --no-deps -e .`)")
+    _tables, found, service_block = (ROOT / "config" / "datamap.toml").read_text().partition(BILLING_STORE)
+    with config_files["datamap"].open("a") as datamap:
+        datamap.write(found + service_block)
+    with serve(billing_app(str(tmp_path / "billing.db"), "http://127.0.0.1:9/not-yet")) as service:
+        monkeypatch.setenv("BILLING_ERASE_URL", service.url)
+        yield service.app.extensions["billing"]
+
+
+@pytest.fixture
+def app(make_app, billing):
+    """The app, with the billing store, served on loopback: the service checks its calls against its JWKS."""
+    built = make_app()
+    with serve(built) as ownstory:
+        billing.keys.jwks_url = f"{ownstory.url}/.well-known/jwks.json"
+        yield built
+
+
+def left(app, client, make_person, login, csrf_post, billing, invoices: int = 2) -> tuple[str, str]:
+    """A person with invoices at the billing service who joined and left everything: (request id, status path)."""
+    person = joined_person(client, make_person, login, csrf_post)
+    billing.add_invoices(f"email:{person.email}", invoices)
+    billing.add_invoices("email:someone-else@example.org", 3)
+    assert "invoices" in client.get("/me").get_data(as_text=True)
+    status_path = submit_optout(client, csrf_post, "all")
+    return status_path.split("?")[0].rsplit("/", 1)[1], status_path
+
+
+def drain_until(worker, app, request_id: str, done, seconds: float = 20.0) -> list[ErasureStep]:
+    deadline = time.monotonic() + seconds
+    while True:
+        worker.drain()
+        steps = steps_of(app, request_id)
+        if done(steps):
+            return steps
+        if time.monotonic() > deadline:
+            raise AssertionError([(s.kind, s.target, s.status, s.last_error) for s in steps])
+        time.sleep(0.05)
+
+
+def steps_of(app, request_id: str) -> list[ErasureStep]:
+    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+        return list(db.scalars(select(ErasureStep).where(ErasureStep.request_id == request_id)))
+
+
+def billing_step(steps: list[ErasureStep]) -> ErasureStep:
+    return next(s for s in steps if s.target == "billing/invoices")
+
+
+def completed(steps: list[ErasureStep]) -> bool:
+    return all(s.status == "done" for s in steps)
+
+
+def test_the_service_confirms_and_the_receipt_and_pages_say_so(app, billing, client, make_person, login, csrf_post,
+                                                                worker):
+    request_id, status_path = left(app, client, make_person, login, csrf_post, billing)
+    steps = drain_until(worker, app, request_id, completed)
+    assert billing_step(steps).result["rows"] == 2
+    assert billing.held("email:someone-else@example.org") == 3
+
+    status = client.get(status_path).get_data(as_text=True)
+    assert "Have the Billing service delete your invoices" in status
+    assert "Billing service confirmed 2 invoices deleted" in status
+    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+        request = db.get(OptOutRequest, request_id)
+        receipt = db.scalar(select(Receipt).where(Receipt.request_id == request_id))
+        assert request.status == "completed"
+        claims = issue.claims_of(receipt)
+    assert {"store": "billing", "category": "invoices", "rows": 2} in claims["purged"]
+    page = client.get(f"/receipts/{receipt.id}").get_data(as_text=True)
+    assert "Billing service confirmed 2 invoices deleted." in page
+
+
+@pytest.mark.parametrize("fault", ["500 then 200", "202 then done", "lost answer"])
+def test_a_service_that_stumbles_is_retried_and_each_invoice_counted_once(fault, app, billing, client, make_person,
+                                                                           login, csrf_post, worker):
+    store = app.extensions["datamap"].store("billing")
+    store.service.poll_for = 3.0
+    if fault == "500 then 200":
+        billing.faults.set("erase", status=500, times=1)
+    elif fault == "202 then done":
+        billing.polls_before_done = 2
+    else:
+        store.service.timeout = (2, 0.3)
+        billing.faults.set("erase", delay=0.8, times=1)  # it deletes once Ownstory stopped waiting
+    request_id, _status = left(app, client, make_person, login, csrf_post, billing, invoices=4)
+    steps = drain_until(worker, app, request_id, completed)
+    assert billing_step(steps).result["rows"] == 4
+    assert billing.calls["erase"] == (2 if fault != "202 then done" else 1)
+
+
+def test_a_service_that_never_confirms_needs_attention_and_is_never_done(app, billing, client, make_person, login,
+                                                                        csrf_post, worker):
+    app.extensions["datamap"].store("billing").service.poll_for = 0.1
+    billing.polls_before_done = None
+    request_id, status_path = left(app, client, make_person, login, csrf_post, billing)
+    steps = drain_until(worker, app, request_id, lambda s: billing_step(s).attempts >= QUICK_RETRIES + 1)
+    step = billing_step(steps)
+    assert step.status == "needs_attention"
+    assert "has not confirmed the deletion yet" in step.last_error
+    assert not any(s.status == "done" for s in steps if s.kind in ("verify", "receipt"))
+    status = client.get(status_path).get_data(as_text=True)
+    assert "Not done yet" in status and "Billing service confirmed" not in status
