@@ -7,11 +7,13 @@ import math
 import os
 import platform as machine
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from app import create_app
-from bench import consent, memory, optouts, purge, receipts, store_redis, store_s3
+from bench import consent, memory, optouts, purge, receipts, store_http, store_redis, store_s3
 from bench.redis_server import available as redis_available
 from bench.seaweedfs_server import weed_binary
 from bench.world import World, world
@@ -58,7 +60,8 @@ def main() -> int:
         try:
             optout = optout_rows(app, w, people, latency)
             rows = ([consent_row(app, w, scale)] + optout + [purge_row(w, small, 100 * small)]
-                    + receipt_rows(w, scale) + [memory_row(app, w, scale)] + redis_rows(small) + s3_rows(scale))
+                    + receipt_rows(w, scale) + [memory_row(app, w, scale)] + redis_rows(small) + s3_rows(scale)
+                    + http_rows(small))
         finally:
             app.extensions["ownstory_db"]["engine"].dispose()
             app.extensions["datamap"].dispose()
@@ -209,3 +212,22 @@ def _number(variable: str, default: float) -> float:
 
 def _progress(message: str) -> None:
     print(f"  ... {message}", file=sys.stderr, flush=True)
+
+
+def http_rows(small: int) -> list[Row]:
+    large, items, mb = 100 * small, max(10_000, small * 10), 1024 * 1024
+    purge_figure = f"http: purge of one person ({store_http.ITEMS_EACH} items) by Demo Billing, {large:,} items"
+    memory_figure = f"http: Ownstory's peak allocations exporting and purging one person with {items:,} items"
+    with tempfile.TemporaryDirectory(prefix="ownstory-bench-http-") as folder:
+        _progress(f"http: purge of one person by a service holding {small:,} and {large:,} items")
+        small_time = store_http.purge_time(Path(folder), small)
+        large_time = store_http.purge_time(Path(folder), large)
+        _progress(f"http: peak allocations exporting and purging a person with {items:,} items")
+        peak = store_http.peak_memory(Path(folder), items)
+    return [
+        Row(purge_figure, f"{large_time * 1000:.1f} ms", f"{small_time * 1000:.1f} ms ({small:,} items)",
+            large_time / small_time, "at most 1.5", lambda: large_time / small_time <= 1.5),
+        Row(memory_figure, f"{peak / mb:.0f} MB", "300 MB (the goal)", peak / (300 * mb), "under 300 MB",
+            lambda: peak < 300 * mb, "http: traced allocations of the store's calls (tracemalloc); the service "
+            "runs in a process of its own"),
+    ]
