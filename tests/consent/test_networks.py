@@ -88,6 +88,9 @@ def test_every_commented_entry_is_valid_once_uncommented(tmp_path):
     assert networks["github"].revocation.url == "https://api.github.com/applications/value-of-GITHUB_CLIENT_ID/grant"
     assert networks["meta"].revocation.url == "https://graph.facebook.com/v19.0/{account_id}/permissions"
     assert networks["x"].account_id_field == "data.id"
+    # Without these, Google and Reddit issue no refresh token.
+    assert dict(networks["google"].authorize_params) == {"access_type": "offline", "prompt": "consent"}
+    assert dict(networks["reddit"].authorize_params) == {"duration": "permanent"}
     assert {n.revocation.style for n in networks.values()} == {"rfc7009", "github", "meta", "reddit"}
     for network in networks.values():
         assert all(u.startswith("https://") for u in (network.authorize_url, network.token_url,
