@@ -10,7 +10,7 @@ from flask import Flask
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from app import headers
-from app.settings import ConfigError, resolve_database_url
+from app.settings import resolve_database_url
 
 DEMO_KEY = "demo"
 DEMO_DATABASE_URL = "sqlite:///instance/demo_social.db"
@@ -23,12 +23,19 @@ def mount_demo_network(app: Flask) -> None:
 
     network = app.extensions["networks"].get(DEMO_KEY)
     if network is None:
-        raise ConfigError(str(app.config["NETWORKS_FILE"]), f"networks.{DEMO_KEY}",
-                          "OWNSTORY_DEMO=1 needs the Demo Social entry; restore it from config/networks.toml")
+        # An operator trying their own catalogue under `make run`: theirs is what counts, so no demo.
+        app.logger.warning("Demo Social is off: %s has no [networks.%s] entry (OWNSTORY_DEMO=1 serves it only "
+                           "when the catalogue lists it)", app.config["NETWORKS_FILE"], DEMO_KEY)
+        app.config["DEMO"] = False
+        return
     demo_app = create_demo_app({
         "DEMO_DATABASE_URL": resolve_database_url(app.config.get("DEMO_DATABASE_URL", DEMO_DATABASE_URL)),
         # Its own session secret, derived so that it survives restarts without another file.
         "SECRET_KEY": hmac.new(app.config["SECRET_KEY"].encode(), b"demo social", hashlib.sha256).hexdigest(),
+        # As a certified provider does, it names itself in every authorization response (RFC 9207)
+        # when the entry gives its issuer.
+        "DEMO_ISSUE_ISS": bool(network.issuer),
+        "DEMO_ISSUER": network.issuer,
         "DEMO_CLIENTS": [{
             "client_id": network.client_id,
             "client_secret": network.client_secret,

@@ -44,6 +44,11 @@ class WrongState(ControlError):
     """The callback's state is missing or wrong: the flow did not start in this browser, or was used already."""
 
 
+class WrongIssuer(ControlError):
+    """The answer names another issuer than the network's, or none where the network always names one
+    (RFC 9207): it may come from another provider (a mix-up), so its code is never exchanged."""
+
+
 class Declined(ControlError):
     """The network sent the person back with an error instead of a code."""
 
@@ -105,7 +110,7 @@ class AccountControl:
         verifier = generate_token(64)  # PKCE: 64 characters of [A-Za-z0-9], within RFC 7636's 43..128
         oauth = http().session(network, redirect_uri=self.callback_url(network.key))
         url, state = oauth.create_authorization_url(network.authorize_url, code_verifier=verifier,
-                                                    scope=network.scope)
+                                                    scope=network.scope, **dict(network.authorize_params))
         # The verifier stays in the signed session cookie, as Authlib's own Flask client keeps it:
         # only this browser can finish the flow, and an intercepted code is useless without it.
         session[self.session_key] = {**session.get(self.session_key, {}),
@@ -120,6 +125,8 @@ class AccountControl:
         state = request.args.get("state", "")
         if not started or not state or not hmac.compare_digest(state.encode(), started["state"].encode()):
             raise WrongState()
+        if not issued_by(network, request.args.get("iss")):  # errors too: RFC 9207 covers every response
+            raise WrongIssuer()
         if request.args.get("error"):
             raise Declined(request.args["error"])
         if not request.args.get("code"):
@@ -128,7 +135,7 @@ class AccountControl:
         try:
             oauth = http().session(network, redirect_uri=self.callback_url(network.key))
             token = dict(oauth.fetch_token(network.token_url, code=request.args["code"],
-                                           code_verifier=started["verifier"]))
+                                           code_verifier=started["verifier"], **dict(network.token_params)))
             userinfo = fetch_userinfo(oauth, network)
         except OAuthError as exc:
             raise Refused(token, exc.error) from exc
@@ -147,6 +154,16 @@ class AccountControl:
         db.session.rollback()
         flash(message, category)
         return redirect(url_for(self.back_to))
+
+
+def issued_by(network: Network, iss: str | None) -> bool:
+    """Whether an authorization response with this `iss` can be the network's own (RFC 9207 2.4).
+
+    Without a configured issuer there is nothing to compare with; a network that always sends iss
+    (authorization_response_iss_parameter_supported) must have sent it."""
+    if iss is None:
+        return not network.iss_required
+    return not network.issuer or hmac.compare_digest(iss.encode(), network.issuer.encode())
 
 
 def http() -> NetworkHttp:

@@ -86,6 +86,10 @@ def callback(key: str):
         log.warning("connect callback for %s with a missing or wrong state (user %s)", key, current_user.id)
         abort(400, f"This connection to {name} did not start here or has already been used. "
                    "Nothing was changed. Start again from your page.")
+    except account_control.WrongIssuer:
+        log.warning("connect callback for %s names another issuer (user %s)", key, current_user.id)
+        abort(400, f"This answer did not come from {name}, so it was not used and nothing was changed. "
+                   "Start again from your page.")
     except account_control.Declined as answer:
         log.info("user %s: %s answered %s", current_user.id, key, answer.code)
         if answer.denied:

@@ -124,7 +124,8 @@ def access_token(session: Session, vault: Vault, grant: Grant, network: Network,
     if not refresh:
         raise ReconnectRequired(network.key, "the access token has expired and there is no refresh token")
     try:
-        token = http.session(network).refresh_token(network.token_url, refresh_token=refresh)
+        token = http.session(network).refresh_token(network.token_url, refresh_token=refresh,
+                                                    **dict(network.token_params))
     except OAuthError as exc:
         log.info("refresh refused for grant %s: %s", grant.id, error_code(exc.error))
         if exc.error in ("invalid_grant", "invalid_token", "unauthorized_client"):

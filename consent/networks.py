@@ -11,6 +11,7 @@ from types import MappingProxyType
 from urllib.parse import urlsplit
 
 from app.settings import ConfigError
+from consent import discovery
 
 KEY_PATTERN = re.compile(r"[a-z0-9_-]{1,64}")  # 64: the width of grants.network
 AUTH_METHODS = ("client_secret_basic", "client_secret_post")
@@ -18,12 +19,19 @@ REVOCATION_STYLES = ("rfc7009", "github", "meta", "reddit", "none")
 STYLES_WITH_URL = ("rfc7009", "github", "meta", "reddit")
 URL_FIELDS = ("authorize_url", "token_url", "userinfo_url")
 TEXT_FIELDS = ("name", "account_id_field", "handle_field")
+ISSUER_FIELDS = ("issuer", "discovery_url", "authorization_response_iss_parameter_supported")
 REQUIRED = ("name", *URL_FIELDS, "account_id_field", "handle_field", "scopes", "token_endpoint_auth")
-OPTIONAL = ("client_id", "client_id_env", "client_secret", "client_secret_env", "revocation")
+OPTIONAL = ("client_id", "client_id_env", "client_secret", "client_secret_env", "revocation", *ISSUER_FIELDS,
+            "authorize_params", "token_params", "introspection_url")
 REVOCATION_FIELDS = ("style", "url", "manual_url")
 # Filled in at load time. {account_id} stays in a revocation URL: it is filled per grant (Meta).
 LOAD_PLACEHOLDERS = ("{base_url}", "{client_id}")
 GRANT_PLACEHOLDERS = ("{account_id}",)
+# What Ownstory itself puts on the authorization and token requests: an entry's extra parameters may not change it.
+RESERVED_PARAMS = frozenset(("state", "code_challenge", "code_challenge_method", "code_verifier", "redirect_uri",
+                             "client_id", "client_secret", "response_type", "scope", "grant_type", "code"))
+# An OpenID provider found by discovery needs only its name, issuer and client credentials.
+DISCOVERED_DEFAULTS = {"account_id_field": "sub", "handle_field": "preferred_username", "scopes": ["openid", "profile"]}
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,11 @@ class Network:
     client_secret: str = field(repr=False)
     token_endpoint_auth: str
     revocation: Revocation
+    issuer: str = ""  # RFC 9207: an authorization response's iss must name it
+    iss_required: bool = False  # the provider always sends iss (authorization_response_iss_parameter_supported)
+    introspection_url: str = ""
+    authorize_params: tuple[tuple[str, str], ...] = ()  # extra parameters on the authorization request
+    token_params: tuple[tuple[str, str], ...] = ()  # and on the token request
 
     @property
     def scope(self) -> str:
@@ -74,8 +87,10 @@ class Networks(Mapping[str, Network]):
         return f"Networks({list(self._networks)!r})"
 
 
-def load_networks(path: Path, base_url: str, environ: Mapping[str, str] | None = None) -> Networks:
-    """Read and check the catalogue. Raises ConfigError naming the file, the network and the field."""
+def load_networks(path: Path, base_url: str, environ: Mapping[str, str] | None = None,
+                  timeout: tuple[float, float] = discovery.TIMEOUT) -> Networks:
+    """Read and check the catalogue, reading the discovery metadata of entries that ask for it.
+    Raises ConfigError naming the file, the network and the field."""
     path = Path(path)
     environ = os.environ if environ is None else environ
     where = str(path)
@@ -93,15 +108,16 @@ def load_networks(path: Path, base_url: str, environ: Mapping[str, str] | None =
     entries = data.get("networks", {})
     if not isinstance(entries, dict):
         raise ConfigError(where, "networks", "must be a table of [networks.<key>] entries")
-    reader = _Reader(where, base_url.rstrip("/"), environ)
+    reader = _Reader(where, base_url.rstrip("/"), environ, timeout)
     return Networks({key: reader.network(key, entry) for key, entry in entries.items()})
 
 
 class _Reader:
     """Checks one entry at a time, so every message can name its network and field."""
 
-    def __init__(self, where: str, base_url: str, environ: Mapping[str, str]) -> None:
-        self.where, self.base_url, self.environ = where, base_url, environ
+    def __init__(self, where: str, base_url: str, environ: Mapping[str, str],
+                 timeout: tuple[float, float] = discovery.TIMEOUT) -> None:
+        self.where, self.base_url, self.environ, self.timeout = where, base_url, environ, timeout
 
     def fail(self, key: str, name: str, problem: str) -> ConfigError:
         return ConfigError(self.where, f"networks.{key}.{name}" if name else f"networks.{key}", problem)
@@ -112,12 +128,17 @@ class _Reader:
         if not isinstance(entry, dict):
             raise self.fail(key, "", "must be a table")
         self.no_unknown(key, "", entry, REQUIRED + OPTIONAL)
+        client_id = self.credential(key, entry, "client_id")
+        discovered = self.discover(key, entry, client_id)
+        entry = self.with_discovered(entry, discovered)
         for name in REQUIRED:
             if name not in entry:
-                raise self.fail(key, name, "is required")
+                found = " (nor in the provider's discovery metadata)" if discovered else ""
+                raise self.fail(key, name, "is required" + found)
         text = {name: self.text(key, name, entry[name]) for name in TEXT_FIELDS}
-        client_id = self.credential(key, entry, "client_id")
         urls = {name: self.url(key, name, entry[name], client_id) for name in URL_FIELDS}
+        if self.flag(key, "authorization_response_iss_parameter_supported", entry) and "issuer" not in entry:
+            raise self.fail(key, "issuer", "is required when authorization_response_iss_parameter_supported is true")
         auth = self.text(key, "token_endpoint_auth", entry["token_endpoint_auth"])
         if auth not in AUTH_METHODS:
             raise self.fail(key, "token_endpoint_auth", f"must be one of {', '.join(AUTH_METHODS)}, not {auth!r}")
@@ -128,7 +149,61 @@ class _Reader:
             client_secret=self.credential(key, entry, "client_secret"),
             token_endpoint_auth=auth,
             revocation=self.revocation(key, entry.get("revocation"), client_id),
+            issuer=self.url(key, "issuer", entry["issuer"], client_id) if "issuer" in entry else "",
+            iss_required=self.flag(key, "authorization_response_iss_parameter_supported", entry),
+            introspection_url=(self.url(key, "introspection_url", entry["introspection_url"], client_id)
+                               if "introspection_url" in entry else ""),
+            authorize_params=self.params(key, "authorize_params", entry.get("authorize_params", {})),
+            token_params=self.params(key, "token_params", entry.get("token_params", {})),
         )
+
+    def discover(self, key: str, entry: dict, client_id: str) -> dict:
+        """The fields the provider's metadata gives, read when the entry gives a discovery_url, or an
+        issuer without its endpoints; {} otherwise (a fully hand-typed entry fetches nothing)."""
+        if "discovery_url" in entry:
+            urls = [self.url(key, "discovery_url", entry["discovery_url"], client_id)]
+        elif "issuer" in entry and any(name not in entry for name in URL_FIELDS):
+            urls = discovery.metadata_urls(self.url(key, "issuer", entry["issuer"], client_id))
+        else:
+            return {}
+        issuer = self.url(key, "issuer", entry["issuer"], client_id) if "issuer" in entry else None
+        field_name = "discovery_url" if "discovery_url" in entry else "issuer"
+        try:
+            return discovery.catalogue_fields(discovery.fetch_metadata(urls, self.timeout), issuer)
+        except discovery.DiscoveryError as exc:
+            raise self.fail(key, field_name, f"discovery failed: {exc}") from None
+
+    @staticmethod
+    def with_discovered(entry: dict, discovered: dict) -> dict:
+        """The entry with what discovery found filled in under it: a hand-typed field always wins."""
+        if not discovered:
+            return entry
+        fields = {name: value for name, value in discovered.items() if name != "revocation_url"}
+        merged = {**DISCOVERED_DEFAULTS, **fields, **entry}
+        revocation_url = discovered.get("revocation_url")
+        table = entry.get("revocation")
+        if table is None and revocation_url:
+            merged["revocation"] = {"style": "rfc7009", "url": revocation_url}
+        elif isinstance(table, dict) and table.get("style") == "rfc7009" and "url" not in table and revocation_url:
+            merged["revocation"] = {**table, "url": revocation_url}
+        return merged
+
+    def flag(self, key: str, name: str, entry: dict) -> bool:
+        value = entry.get(name, False)
+        if not isinstance(value, bool):
+            raise self.fail(key, name, f"must be true or false, got {_kind(value)}")
+        return value
+
+    def params(self, key: str, name: str, table) -> tuple[tuple[str, str], ...]:
+        """Extra request parameters: a table of strings, none that Ownstory sets itself."""
+        if not isinstance(table, dict):
+            raise self.fail(key, name, f'must be a table of strings, e.g. {{ prompt = "consent" }}, got {_kind(table)}')
+        for param, value in table.items():
+            if param in RESERVED_PARAMS:
+                raise self.fail(key, f"{name}.{param}", "is set by Ownstory itself and cannot be changed here")
+            if not isinstance(value, str):
+                raise self.fail(key, f"{name}.{param}", f"must be a string, got {_kind(value)}")
+        return tuple(table.items())
 
     def no_unknown(self, key: str, prefix: str, table: dict, known: tuple[str, ...]) -> None:
         for name in table:

@@ -34,6 +34,7 @@ from .accounts import DEMO_ACCOUNTS, find_account, sample_posts
 from .faults import CallCounter, Faults
 from .models import Base, Client
 from .oauth import CLIENT_AUTH_METHODS, close_db, create_authorization_server, require_oauth
+from .strict import init_strict, metadata_document
 
 SCOPES = {
     "profile": "See your account id, handle and display name",
@@ -88,6 +89,7 @@ def create_demo_app(config: dict | None = None) -> Flask:
     app.extensions["demo"] = state
     register_clients(state.sessions, app.config["DEMO_CLIENTS"])
     state.server = create_authorization_server(app)
+    init_strict(app, state.server)
 
     app.before_request(_count_and_fault)
     app.register_error_handler(OAuth2Error, _oauth_error)
@@ -262,24 +264,12 @@ def posts():
 
 
 @bp.get("/.well-known/oauth-authorization-server")
+@bp.get("/.well-known/openid-configuration")
 def metadata():
-    """RFC 8414 metadata, so a client can be pointed at the provider with one URL."""
-    methods = list(CLIENT_AUTH_METHODS)
-    return jsonify(
-        issuer=request.url_root.rstrip("/"),
-        authorization_endpoint=url_for(".authorize", _external=True),
-        token_endpoint=url_for(".token", _external=True),
-        revocation_endpoint=url_for(".revoke", _external=True),
-        introspection_endpoint=url_for(".introspect", _external=True),
-        userinfo_endpoint=url_for(".userinfo", _external=True),
-        scopes_supported=list(SCOPES),
-        response_types_supported=["code"],
-        grant_types_supported=["authorization_code", "refresh_token"],
-        code_challenge_methods_supported=["S256"],
-        token_endpoint_auth_methods_supported=methods,
-        revocation_endpoint_auth_methods_supported=methods,
-        introspection_endpoint_auth_methods_supported=methods,
-    )
+    """RFC 8414 metadata, so a client can be pointed at the provider with one URL (unless DEMO_DISCOVERY is off)."""
+    if not current_app.config["DEMO_DISCOVERY"]:
+        return jsonify(error="not_found"), 404
+    return jsonify(metadata_document(list(SCOPES), list(CLIENT_AUTH_METHODS)))
 
 
 # The endpoints an outage takes down: everything Ownstory calls, so an operator can watch a stuck

@@ -101,6 +101,10 @@ def network_callback(key: str):
         log.warning("forget callback for %s with a missing or wrong state", key)
         abort(400, f"This sign-in at {name} did not start here, or has already been used. "
                    "Nothing was changed. Start again from the Leave page.")
+    except account_control.WrongIssuer:
+        log.warning("forget callback for %s names another issuer", key)
+        abort(400, f"This answer did not come from {name}, so it was not used and nothing was changed. "
+                   "Start again from the Leave page.")
     except account_control.Declined as answer:
         log.info("forget: %s answered %s", key, answer.code)
         if answer.denied:

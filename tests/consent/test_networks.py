@@ -88,6 +88,9 @@ def test_every_commented_entry_is_valid_once_uncommented(tmp_path):
     assert networks["github"].revocation.url == "https://api.github.com/applications/value-of-GITHUB_CLIENT_ID/grant"
     assert networks["meta"].revocation.url == "https://graph.facebook.com/v19.0/{account_id}/permissions"
     assert networks["x"].account_id_field == "data.id"
+    # Without these, Google and Reddit issue no refresh token.
+    assert dict(networks["google"].authorize_params) == {"access_type": "offline", "prompt": "consent"}
+    assert dict(networks["reddit"].authorize_params) == {"duration": "permanent"}
     assert {n.revocation.style for n in networks.values()} == {"rfc7009", "github", "meta", "reddit"}
     for network in networks.values():
         assert all(u.startswith("https://") for u in (network.authorize_url, network.token_url,
@@ -178,6 +181,34 @@ def test_each_mistake_names_the_network_and_the_field(tmp_path, entries, field, 
     assert err.field == field, err
     assert field in str(err)
     assert words in err.problem
+
+
+@pytest.mark.parametrize("entries, field, words", [
+    ({"acme": acme(authorize_params={"state": "fixed"})}, "networks.acme.authorize_params.state", "Ownstory itself"),
+    ({"acme": acme(authorize_params={"redirect_uri": "https://evil.example"})},
+     "networks.acme.authorize_params.redirect_uri", "Ownstory itself"),
+    ({"acme": acme(token_params={"client_id": "other"})}, "networks.acme.token_params.client_id", "Ownstory itself"),
+    ({"acme": acme(authorize_params={"scope": "admin"})}, "networks.acme.authorize_params.scope", "Ownstory itself"),
+    ({"acme": acme(authorize_params={"max_age": 3})}, "networks.acme.authorize_params.max_age", "string"),
+    ({"acme": acme(token_params="resource=x")}, "networks.acme.token_params", "table of strings"),
+    ({"acme": acme(issuer="acme.example")}, "networks.acme.issuer", "http(s) URL"),
+    ({"acme": acme(authorization_response_iss_parameter_supported=True)}, "networks.acme.issuer", "required"),
+    ({"acme": acme(issuer="https://acme.example", authorization_response_iss_parameter_supported="yes")},
+     "networks.acme.authorization_response_iss_parameter_supported", "true or false"),
+])
+def test_issuer_and_extra_parameters_are_checked(tmp_path, entries, field, words):
+    err = fails(tmp_path, entries)
+    assert err.field == field, err
+    assert words in err.problem
+
+
+def test_extra_parameters_and_the_issuer_load(tmp_path):
+    entry = acme(issuer="https://acme.example", authorize_params={"prompt": "consent", "access_type": "offline"},
+                 token_params={"resource": "https://api.acme.example"})
+    acme_network = load(tmp_path, {"acme": entry})["acme"]
+    assert acme_network.issuer == "https://acme.example" and not acme_network.iss_required
+    assert dict(acme_network.authorize_params) == {"prompt": "consent", "access_type": "offline"}
+    assert dict(acme_network.token_params) == {"resource": "https://api.acme.example"}
 
 
 def test_an_unknown_section_is_refused(tmp_path):
