@@ -15,7 +15,7 @@ from app.db import utcnow
 from app.extensions import db
 from app.models import User
 from consent import account_control, suppression
-from consent.grants import AccountTaken, GrantError, store_grant
+from consent.grants import AccountTaken, GrantError, may_revoke_proof_token, store_grant
 from consent.networks import Network
 from consent.oauth import NetworkHttp
 
@@ -97,19 +97,28 @@ def callback(key: str):
         return CONTROL.back(f"{name} did not let the connection go ahead. Nothing was changed.")
     except account_control.NoCode:
         abort(400, f"{name} sent you back without an answer. Nothing was changed. Start again from your page.")
-    except account_control.Refused as exc:
+    except account_control.ControlError as exc:
+        # Whatever went wrong after the network handed over tokens, none may stay live behind us.
+        _discard(network, exc.token, None)
+        return _refused(network, exc)
+    return _store(network, proven)
+
+
+def _refused(network: Network, exc: account_control.ControlError):
+    """The page for a flow that failed at the network, or in what it answered."""
+    key, name = network.key, network.name
+    if isinstance(exc, account_control.Refused):
         log.info("user %s: %s refused the code exchange (%s)", current_user.id, key, exc.code)
         return CONTROL.back(f"{name} did not accept this connection attempt. Nothing was changed. Please try again.")
-    except account_control.Unreachable:
+    if isinstance(exc, account_control.Unreachable):
         log.info("user %s: %s could not be reached", current_user.id, key)
         return CONTROL.back(f"{name} could not be reached; nothing was changed. Please try again later.")
-    except account_control.ErrorAnswer as exc:
-        log.info("user %s: %s answered with an error (%s)", current_user.id, key, exc.kind)
-        return CONTROL.back(f"{name} answered with an error; nothing was changed. Please try again later.")
-    except account_control.NoAccountId:
+    if isinstance(exc, account_control.NoAccountId):
         log.info("user %s: %s userinfo lacks %s", current_user.id, key, network.account_id_field)
         return CONTROL.back(f"{name} did not tell us which account you connected; nothing was changed.")
-    return _store(network, proven)
+    log.info("user %s: %s answered with an error (%s)", current_user.id, key,
+             exc.kind if isinstance(exc, account_control.ErrorAnswer) else type(exc).__name__)
+    return CONTROL.back(f"{name} answered with an error; nothing was changed. Please try again later.")
 
 
 def _store(network: Network, proven: account_control.Proven):
@@ -129,25 +138,35 @@ def _store(network: Network, proven: account_control.Proven):
         # The opt-out came in while the person was at the network: the token it just gave goes back now.
         log.info("user %s: a connect to %s refused, the account closed while at the network", current_user.id,
                  network.key)
-        _discard(network, proven)
+        _discard(network, proven.token, proven.account_id)
         return CONTROL.back(CLOSING)
     except AccountTaken:
         log.info("user %s: that %s account belongs to another person", current_user.id, network.key)
+        _discard(network, proven.token, proven.account_id)
         return CONTROL.back(f"That {name} account is already connected to another Ownstory account, so nothing "
                             "was changed. If it is yours, sign in to that account; you can leave from there.")
     except GrantError:
+        _discard(network, proven.token, proven.account_id)
         return CONTROL.back(f"{name} answered in a way we could not use; nothing was changed.")
     log.info("user %s connected %s", current_user.id, network.key)
     flash(f"Connected {name}. Nothing is shared until you consent to a purpose.", "success")
     return redirect(url_for("consent_pages.consents"))
 
 
-def _discard(network: Network, proven: account_control.Proven) -> None:
+def _discard(network: Network, token: dict, account_id: str | None) -> None:
+    """Hand back at once a token this connect will not keep (nothing of it shows on the page)."""
+    if not token:
+        return
+    may_revoke = may_revoke_proof_token(db.session, network, account_id)
+    db.session.rollback()  # no read stays open (SQLite's lock) while waiting on the network
+    if not may_revoke:
+        log.info("a refused connect's token at %s was dropped unrevoked: a member holds its grant", network.key)
+        return
     discard = current_app.extensions.get(DISCARDER)
     if discard is None:
         log.warning("no token discarder is registered: the token from %s was dropped unrevoked", network.key)
         return
-    discard(network, proven.token, proven.account_id)
+    discard(network, token, account_id or "")
 
 
 def _network(key: str) -> Network:

@@ -101,6 +101,22 @@ def store_grant(session: Session, vault: Vault, user_id: str, network: Network, 
     return grant
 
 
+def may_revoke_proof_token(session: Session, network: Network, account_id: str | None) -> bool:
+    """Whether a token that only proved control of an account (a refused connect, /forget) may be revoked.
+
+    Where revoking ends the whole authorization (revocation.ends_grant), it would also end a member's
+    stored grant of that account, which they did not ask for: then the token is dropped unrevoked, and
+    the member's own opt-out ends it with their grant. An unknown account may be anyone's, so only a
+    network no grant is held for is safe then.
+    """
+    if not network.revocation.ends_grant:
+        return True
+    held = select(Grant.id).where(Grant.network == network.key)
+    if account_id is not None:
+        held = held.where(Grant.account_id == account_id)
+    return session.scalar(held.limit(1)) is None
+
+
 def access_token(session: Session, vault: Vault, grant: Grant, network: Network, now: dt.datetime,
                  http: NetworkHttp) -> str:
     """A usable access token for the grant, refreshed first if it has expired or nearly has.

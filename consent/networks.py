@@ -23,7 +23,10 @@ ISSUER_FIELDS = ("issuer", "discovery_url", "authorization_response_iss_paramete
 REQUIRED = ("name", *URL_FIELDS, "account_id_field", "handle_field", "scopes", "token_endpoint_auth")
 OPTIONAL = ("client_id", "client_id_env", "client_secret", "client_secret_env", "revocation", *ISSUER_FIELDS,
             "authorize_params", "token_params", "introspection_url")
-REVOCATION_FIELDS = ("style", "url", "manual_url")
+REVOCATION_FIELDS = ("style", "url", "manual_url", "ends_grant")
+# Styles whose revocation may end the app's whole authorization for the account, not just the token
+# handed over: RFC 7009 2.1 allows it, and GitHub's and Meta's APIs do it. An entry may say otherwise.
+ENDS_GRANT_BY_DEFAULT = ("rfc7009", "github", "meta")
 # Filled in at load time. {account_id} stays in a revocation URL: it is filled per grant (Meta).
 LOAD_PLACEHOLDERS = ("{base_url}", "{client_id}")
 GRANT_PLACEHOLDERS = ("{account_id}",)
@@ -39,6 +42,9 @@ class Revocation:
     style: str
     url: str = ""  # may hold {account_id}, to be filled from the grant
     manual_url: str = ""
+    # Revoking one token may end every token of the account's authorization, so a token that only
+    # proved control (/forget, a refused connect) is dropped unrevoked when a member holds the account.
+    ends_grant: bool = False
 
 
 @dataclass(frozen=True)
@@ -273,7 +279,12 @@ class _Reader:
             raise self.fail(key, "revocation.manual_url", "is required for style none: where people revoke by hand")
         if table.get("manual_url"):
             manual = self.url(key, "revocation.manual_url", table["manual_url"], client_id)
-        return Revocation(style, url, manual)
+        ends_grant = table.get("ends_grant", style in ENDS_GRANT_BY_DEFAULT)
+        if not isinstance(ends_grant, bool):
+            raise self.fail(key, "revocation.ends_grant", f"must be true or false, got {_kind(ends_grant)}")
+        if ends_grant and style == "none":
+            raise self.fail(key, "revocation.ends_grant", "style none revokes nothing, so it ends no grant")
+        return Revocation(style, url, manual, ends_grant)
 
 
 _KINDS = {bool: "true/false", int: "a whole number", float: "a number", list: "a list", dict: "a table",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from authlib.common.security import generate_token
 from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
 from authlib.oauth2.rfc6749 import ClientMixin, InvalidRequestError, grants
 from authlib.oauth2.rfc6750 import BearerTokenValidator
@@ -14,6 +15,7 @@ from flask import Flask, current_app, g
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from . import strict_tokens as strict
 from .accounts import DemoAccount, find_account
 from .models import AuthorizationCode, Client, Token, now
 
@@ -53,6 +55,8 @@ def save_token(token: dict, request) -> None:
         # The refresh token stays put; its authorization gets a new access token in place,
         # so the old access token stops working and revoking the refresh token ends both.
         row: Token = request.refresh_token
+        if strict.rotating():
+            row.refresh_token = token["refresh_token"]  # the old one no longer finds the row
         row.access_token = token["access_token"]
         row.scope = token.get("scope", row.scope)
         row.issued_at = now()
@@ -135,8 +139,11 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
     def issue_token(self, user, refresh_token: Token) -> dict:
         token = super().issue_token(user, refresh_token)
-        # Echo the unchanged refresh token so clients that overwrite what they stored stay right.
-        token["refresh_token"] = refresh_token.refresh_token
+        if strict.rotating():
+            token["refresh_token"] = generate_token(48)
+        else:
+            # Echo the unchanged refresh token so clients that overwrite what they stored stay right.
+            token["refresh_token"] = refresh_token.refresh_token
         return token
 
     def revoke_old_credential(self, refresh_token: Token) -> None:
@@ -181,12 +188,14 @@ class Revocation(RevocationEndpoint):
         return find_presented(token_string, token_type_hint)
 
     def revoke_token(self, token: PresentedToken, request) -> None:
+        strict.refuse_access_token_revocation(token.kind)
         at = now()
         row = token.row
         row.access_token_revoked_at = row.access_token_revoked_at or at
         if token.kind == "refresh_token":
             # Revoking the refresh token ends the whole authorization (RFC 7009 2.1).
             row.refresh_token_revoked_at = row.refresh_token_revoked_at or at
+            strict.end_whole_grant(db(), row, at)
         db().commit()
 
 

@@ -34,6 +34,7 @@ class GrantTokens:
     access_token: str | None
     refresh_token: str | None
     account_id: str
+    access_expires_at: datetime | None = None  # when the access token ends by itself, if the network said
 
     def __repr__(self) -> str:
         return (f"GrantTokens(access_token={_held(self.access_token)}, "
@@ -52,6 +53,7 @@ class Outcome:
     kind: str
     retry_after: float | None = None
     error: str | None = None
+    note: str | None = None  # why a done revocation is done in another way than asked, for the receipt
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -62,13 +64,19 @@ class Outcome:
         return self.kind in DONE
 
 
-def revoke(network: Network, tokens: GrantTokens, http: requests.Session, timeout=TIMEOUT) -> Outcome:
+def revoke(network: Network, tokens: GrantTokens, http: requests.Session, timeout=TIMEOUT,
+           deadline: datetime | None = None) -> Outcome:
     """Revoke the grant at the network in its catalogue style. Network trouble becomes an Outcome,
-    never an exception; only a confirmation the style defines counts as revoked."""
+    never an exception; only a confirmation the style defines counts as revoked.
+
+    `deadline` is when the grant must have ended: an access token the network cannot revoke
+    (unsupported_token_type) is let expire if it does so by then."""
     style = network.revocation.style
     if style == "none":
         return Outcome("manual")
     try:
+        if style in ("rfc7009", "reddit"):
+            return _STYLES[style](network, tokens, http, timeout, deadline=deadline)
         return _STYLES[style](network, tokens, http, timeout)
     except requests.Timeout:
         return Outcome("retry", error=f"timed out waiting for {network.name}")
@@ -81,7 +89,8 @@ def revoke(network: Network, tokens: GrantTokens, http: requests.Session, timeou
 
 
 def _rfc7009(network: Network, tokens: GrantTokens, http: requests.Session, timeout,
-             auth_method: str | None = None, confirmed: tuple[int, ...] = (200,)) -> Outcome:
+             auth_method: str | None = None, confirmed: tuple[int, ...] = (200,),
+             deadline: datetime | None = None) -> Outcome:
     client = _RevocationClient(
         http, client_id=network.client_id, client_secret=network.client_secret,
         revocation_endpoint_auth_method=auth_method or network.token_endpoint_auth,
@@ -95,14 +104,43 @@ def _rfc7009(network: Network, tokens: GrantTokens, http: requests.Session, time
     for token, hint in pending:
         response = client.revoke_token(network.revocation.url, token=token, token_type_hint=hint,
                                        timeout=timeout, allow_redirects=False)
-        if response.status_code not in confirmed:
-            return _classify(response, network)
+        if response.status_code in confirmed:
+            continue
+        if hint == "access_token" and _unsupported_token_type(response):
+            return _access_token_left_to_expire(network, tokens, deadline)
+        return _classify(response, network)
     return Outcome("revoked")  # 200 also for a token already invalid (RFC 7009 2.2): it is gone either way
 
 
-def _reddit(network: Network, tokens: GrantTokens, http: requests.Session, timeout) -> Outcome:
+def _unsupported_token_type(response: requests.Response) -> bool:
+    body = _json(response)
+    return response.status_code == 400 and isinstance(body, dict) and body.get("error") == "unsupported_token_type"
+
+
+def _access_token_left_to_expire(network: Network, tokens: GrantTokens, deadline: datetime | None) -> Outcome:
+    """The network cannot revoke access tokens (RFC 7009 2.2.1; JWT access tokens, for one). Asking
+    again will not change that: the grant has ended if its refresh token was revoked (just now, in
+    the loop above), or if the access token expires by itself before the deadline."""
+    if tokens.refresh_token:
+        return Outcome("revoked", note=f"{network.name} cannot revoke access tokens; revoking the refresh "
+                                       "token ended the grant")
+    expires = tokens.access_expires_at
+    if expires is not None and deadline is not None and expires <= deadline:
+        return Outcome("revoked", note=f"{network.name} cannot revoke access tokens; the access token "
+                                       f"expires by itself at {_iso(expires)}, within the deadline")
+    return Outcome("failed", error=f"HTTP 400 from {network.name} (unsupported_token_type): it cannot revoke "
+                                   "the access token, and no refresh token or expiry within the deadline ends it")
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _reddit(network: Network, tokens: GrantTokens, http: requests.Session, timeout,
+            deadline: datetime | None = None) -> Outcome:
     # Reddit takes only HTTP Basic client auth, and documents 204 as its answer.
-    return _rfc7009(network, tokens, http, timeout, auth_method="client_secret_basic", confirmed=(200, 204))
+    return _rfc7009(network, tokens, http, timeout, auth_method="client_secret_basic", confirmed=(200, 204),
+                    deadline=deadline)
 
 
 def _github(network: Network, tokens: GrantTokens, http: requests.Session, timeout) -> Outcome:

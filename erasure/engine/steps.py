@@ -53,7 +53,7 @@ def run(session: Session, ctx: ErasureContext, step: ErasureStep, request: OptOu
         http: requests.Session, heartbeat, timeout=TIMEOUT) -> Result:
     try:
         if step.kind == StepKind.REVOKE:
-            return _revoke(ctx, step, now, http, timeout)
+            return _revoke(ctx, step, request.deadline, now, http, timeout)
         if step.kind == StepKind.PURGE:
             return _purge(ctx, step, request, heartbeat)
         if step.kind == StepKind.FORGET:
@@ -69,7 +69,7 @@ def run(session: Session, ctx: ErasureContext, step: ErasureStep, request: OptOu
     return Result(attention=True, retry=True, error=f"no handler for step kind {step.kind!r}")
 
 
-def _revoke(ctx: ErasureContext, step: ErasureStep, now: dt.datetime, http: requests.Session,
+def _revoke(ctx: ErasureContext, step: ErasureStep, deadline: dt.datetime, now: dt.datetime, http: requests.Session,
             timeout=TIMEOUT) -> Result:
     network = ctx.networks.get(step.target)
     if network is None:
@@ -79,15 +79,25 @@ def _revoke(ctx: ErasureContext, step: ErasureStep, now: dt.datetime, http: requ
         access_token=_open(ctx, params.get("access_token")),
         refresh_token=_open(ctx, params.get("refresh_token")),
         account_id=params.get("account_id", ""),
+        access_expires_at=_when(params.get("access_expires_at")),
     )
-    outcome = revoke(network, tokens, http, timeout)
+    outcome = revoke(network, tokens, http, timeout, deadline=deadline)
     if outcome.kind in ("revoked", "already_invalid", "manual"):
         result = {"network": step.target, "outcome": outcome.kind, "at": iso_utc(now)}
+        if outcome.note:
+            result["note"] = outcome.note
         if outcome.kind == "manual":
             result["manual_url"] = network.revocation.manual_url
         return Result(done=True, result=result, clear_params=True)
     return Result(retry=True, attention=outcome.kind == "failed", error=outcome.error,
                   retry_after=outcome.retry_after)
+
+
+def _when(text: str | None) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+    except ValueError:
+        return None
 
 
 def _open(ctx: ErasureContext, sealed_b64: str | None) -> str | None:

@@ -13,7 +13,6 @@ import re
 import requests
 from flask import Blueprint, Flask, abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_wtf import FlaskForm
-from sqlalchemy import select
 from wtforms import EmailField
 from wtforms.validators import DataRequired, Email, Length
 
@@ -23,7 +22,7 @@ from app.db import utcnow
 from app.extensions import db, limiter
 from app.mail import MailError
 from consent import account_control
-from consent.models import Grant
+from consent.grants import may_revoke_proof_token
 from consent.networks import Network
 from consent.suppression import Identity
 from erasure.context import context_from_app
@@ -40,8 +39,6 @@ PENDING = "forget_oauth"  # session key: {network key: {"state": ..., "verifier"
 # The redirect URI to register with the network for /forget, beside /networks/<key>/callback.
 CONTROL = account_control.AccountControl(PENDING, "/forget/networks/{key}/callback", back_to="forget.start")
 PROOF = "forget_proof"  # session key: control.ForgetProof.to_session()
-# Revocation styles that end the whole authorization of the app, not just the token handed over.
-WHOLE_AUTHORIZATION = ("github", "meta")
 DISCARD_TIMEOUT = (3, 5)  # the person is waiting on this page
 
 
@@ -146,16 +143,14 @@ def _network_trouble(network: Network, exc: account_control.ControlError):
 def _discard(network: Network, token: dict, account_id: str | None) -> None:
     """The token only told us who signed in. Revoke it at once rather than keep it.
 
-    Where revoking ends the whole authorization (GitHub, Meta), an account that a member has
-    connected is left alone: their grant is theirs, and it would stop working. Nothing of this
-    shows in the answer, so it does not tell the visitor whether the account is a member's.
+    Where revoking ends the whole authorization (the entry's revocation.ends_grant), an account
+    that a member has connected is left alone: their grant is theirs, and it would stop working.
+    Nothing of this shows in the answer, so it does not tell the visitor whether the account is a member's.
     """
-    if network.revocation.style in WHOLE_AUTHORIZATION:
-        if account_id is None or db.session.scalar(
-                select(Grant.id).where(Grant.network == network.key, Grant.account_id == account_id)):
-            db.session.rollback()
-            return
-        db.session.rollback()
+    may_revoke = may_revoke_proof_token(db.session, network, account_id)
+    db.session.rollback()  # no read stays open (SQLite's lock) while waiting on the network
+    if not may_revoke:
+        return
     tokens = GrantTokens(token.get("access_token"), token.get("refresh_token"), account_id or "")
     with requests.Session() as http:
         outcome = revoke(network, tokens, http, DISCARD_TIMEOUT)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from app.db import write_lock
 from app.models import User
-from app.text import b64url
+from app.text import b64url, iso_utc
 from consent import service as consent_service
 from consent.models import Grant
 from consent.suppression import Identity, Peppers, lookup, suppress
@@ -248,7 +248,10 @@ def lay_revocations(session: Session, request_id: str, grants: list[Grant], now:
 
 
 def _revoke_params(g: Grant) -> dict:
-    return {"account_id": g.account_id, "access_token": _b64(g.access_token), "refresh_token": _b64(g.refresh_token)}
+    params = {"account_id": g.account_id, "access_token": _b64(g.access_token), "refresh_token": _b64(g.refresh_token)}
+    if g.expires_at is not None:  # a network that cannot revoke access tokens: they end by themselves
+        params["access_expires_at"] = iso_utc(g.expires_at)
+    return params
 
 
 def _b64(sealed: bytes | None) -> str | None:

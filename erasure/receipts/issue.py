@@ -38,8 +38,10 @@ def payload(request: OptOutRequest, steps: list[ErasureStep], receipt_id: str, i
     """What the receipt says, from the steps' recorded outcomes: no personal data in it."""
     # Every step is done when its request's receipt is issued, so each has its done_at.
     revocations = [{"network": s.result.get("network", s.target), "outcome": s.result["outcome"],
-                    "at": s.result.get("at") or iso_utc(cast(dt.datetime, s.done_at))} for s in steps
-                   if s.kind == StepKind.REVOKE]
+                    "at": s.result.get("at") or iso_utc(cast(dt.datetime, s.done_at)),
+                    # why it counts as revoked when the network could not revoke every token
+                    **({"note": s.result["note"]} if s.result.get("note") else {})}
+                   for s in steps if s.kind == StepKind.REVOKE]
     purged: dict[tuple[str, str], int] = {}
     for s in steps:  # the platform's rows only: what the forget step deletes, Ownstory's own records, is not listed
         if s.kind == StepKind.PURGE:

@@ -480,6 +480,8 @@ def _revocation_problem(item: dict) -> str | None:
         return f"has outcome {_show(item.get('outcome'))}, not one of {', '.join(sorted(OUTCOMES))}"
     if _timestamp(item.get("at")) is None:
         return "has no RFC 3339 UTC time 'at'"
+    if "note" in item and not _is_text(item["note"]):
+        return "has a note that is not text"
     return None
 
 

@@ -231,3 +231,25 @@ def test_the_app_refuses_to_start_with_a_broken_catalogue(make_app, tmp_path):
     with pytest.raises(ConfigError) as err:
         make_app(networks=path)
     assert str(err.value).startswith(f"{path}: networks.acme.token_endpoint_auth: ")
+
+
+@pytest.mark.parametrize("revocation, ends_grant", [
+    ({"style": "rfc7009", "url": "https://a.example/r"}, True),  # RFC 7009 2.1 allows it
+    ({"style": "github", "url": "https://a.example/r"}, True),
+    ({"style": "meta", "url": "https://a.example/{account_id}/permissions"}, True),
+    ({"style": "reddit", "url": "https://a.example/r"}, False),
+    ({"style": "none", "manual_url": "https://a.example/settings"}, False),
+    ({"style": "rfc7009", "url": "https://a.example/r", "ends_grant": False}, False),
+    ({"style": "reddit", "url": "https://a.example/r", "ends_grant": True}, True),
+])
+def test_whether_revoking_ends_the_whole_grant(tmp_path, revocation, ends_grant):
+    assert load(tmp_path, {"acme": acme(revocation=revocation)})["acme"].revocation.ends_grant is ends_grant
+
+
+@pytest.mark.parametrize("revocation, words", [
+    ({"style": "rfc7009", "url": "https://a.example/r", "ends_grant": "yes"}, "true or false"),
+    ({"style": "none", "manual_url": "https://a.example/settings", "ends_grant": True}, "ends no grant"),
+])
+def test_ends_grant_mistakes_are_named(tmp_path, revocation, words):
+    err = fails(tmp_path, {"acme": acme(revocation=revocation)})
+    assert err.field == "networks.acme.revocation.ends_grant" and words in err.problem

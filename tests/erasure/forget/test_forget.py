@@ -338,7 +338,8 @@ def test_where_revoking_ends_the_whole_authorization_a_members_account_is_left_a
     monkeypatch.setattr(forget, "revoke", lambda network, tokens, http, timeout: calls.append(tokens) or
                         type("Outcome", (), {"done": True, "kind": "revoked"})())
     demo = app.extensions["networks"]["demo"]
-    github_like = dataclasses.replace(demo, revocation=dataclasses.replace(demo.revocation, style="github"))
+    whole = dataclasses.replace(demo, revocation=dataclasses.replace(demo.revocation, ends_grant=True))
+    token_scoped = dataclasses.replace(demo, revocation=dataclasses.replace(demo.revocation, ends_grant=False))
     if member_holds_it:
         member = make_person()
         with app.app_context():
@@ -346,6 +347,6 @@ def test_where_revoking_ends_the_whole_authorization_a_members_account_is_left_a
                         {"sub": "4242"}, utcnow())
             db.session.commit()
     with app.test_request_context():
-        forget._discard(github_like, {"access_token": "proof-token"}, "4242")
-        forget._discard(demo, {"access_token": "proof-token"}, "4242")  # token-scoped: always revoked
+        forget._discard(whole, {"access_token": "proof-token"}, "4242")
+        forget._discard(token_scoped, {"access_token": "proof-token"}, "4242")  # always revoked
     assert len(calls) == (1 if member_holds_it else 2)

@@ -210,6 +210,16 @@ def test_a_retired_key_still_verifies_old_receipts(world):
     assert any("retired" in n for n in report.notes)
 
 
+def test_a_revocation_may_say_why_it_counts_as_revoked(world):
+    """A network that cannot revoke access tokens: the receipt's revocation carries a note."""
+    revocations = [{"network": "acme", "outcome": "revoked", "at": "2026-11-25T19:00:03Z",
+                    "note": "Acme cannot revoke access tokens; revoking the refresh token ended the grant"}]
+    report = verify.verify(world.bundle(sign({**world.claims, "revocations": revocations}, world.key)),
+                           world.jwks, world.log_key)
+    assert report.checks["claims"] is True, report.problems
+    assert report.checks["signature"] is True
+
+
 def test_residual_rows_are_reported(world):
     claims = {**world.claims, "residual_rows": 2}
     report = world.verifier.verify(sign(claims, world.key))
@@ -300,6 +310,8 @@ BAD_INPUTS = {
     "v 2": (lambda w: sign({**w.claims, "v": 2}, w.key), "claims"),
     "an outcome that is a list": (lambda w: sign({**w.claims, "revocations": [
         {"network": "acme", "outcome": ["revoked"], "at": "2026-11-25T19:00:03Z"}]}, w.key), "claims"),
+    "a note that is not text": (lambda w: sign({**w.claims, "revocations": [
+        {"network": "acme", "outcome": "revoked", "at": "2026-11-25T19:00:03Z", "note": 7}]}, w.key), "claims"),
     "a local time": (lambda w: sign({**w.claims, "completed_at": "2026-11-25T20:00:42+01:00"}, w.key), "claims"),
     "a missing field": (lambda w: sign({k: v for k, v in w.claims.items() if k != "purged"}, w.key), "claims"),
     "a duplicated field": (lambda w: _signed_raw(w, json.dumps(w.claims).encode()[:-1] + b',"residual_rows":5}'),
