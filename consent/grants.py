@@ -140,24 +140,41 @@ def access_token(session: Session, vault: Vault, grant: Grant, network: Network,
     if not refresh:
         raise ReconnectRequired(network.key, "the access token has expired and there is no refresh token")
     try:
-        token = http.session(network).refresh_token(network.token_url, refresh_token=refresh,
-                                                    **dict(network.token_params))
-    except OAuthError as exc:
-        log.info("refresh refused for grant %s: %s", grant.id, error_code(exc.error))
-        if exc.error in ("invalid_grant", "invalid_token", "unauthorized_client"):
-            raise ReconnectRequired(network.key, f"the network refused the refresh token ({exc.error})") from None
-        raise NetworkError(network.key, f"the network refused to refresh ({error_code(exc.error)})") from None
-    except (requests.RequestException, ValueError) as exc:
-        log.info("refresh failed for grant %s: %s", grant.id, type(exc).__name__)
-        raise NetworkError(network.key, "the network could not be reached or answered with an error") from None
-    if not token.get("access_token"):
-        raise NetworkError(network.key, "the refresh answer holds no access_token")
+        token = refreshed(network, refresh, http)
+    except ReconnectRequired:
+        # The network will never take this refresh token again: drop it, so that the grant shows as
+        # expired for good (consent.expiry) once its access token has ended. The caller commits.
+        grant.refresh_token = None
+        session.flush()
+        raise
     _put_tokens(vault, grant, token, now)
     if token.get("scope"):
         grant.scopes = _scopes(token, network)
     session.flush()
     log.info("refreshed the access token of grant %s", grant.id)
     return token["access_token"]
+
+
+def refreshed(network: Network, refresh_token: str, http: NetworkHttp) -> dict:
+    """The network's answer to a refresh: new tokens, maybe a rotated refresh token among them.
+
+    The caller stores them at once: a network that rotates refresh tokens has spent the old one.
+    Raises ReconnectRequired when the network refuses the refresh token for good, else NetworkError.
+    """
+    try:
+        token = http.session(network).refresh_token(network.token_url, refresh_token=refresh_token,
+                                                    **dict(network.token_params))
+    except OAuthError as exc:
+        log.info("refresh refused at %s: %s", network.key, error_code(exc.error))
+        if exc.error in ("invalid_grant", "invalid_token", "unauthorized_client"):
+            raise ReconnectRequired(network.key, f"the network refused the refresh token ({exc.error})") from None
+        raise NetworkError(network.key, f"the network refused to refresh ({error_code(exc.error)})") from None
+    except (requests.RequestException, ValueError) as exc:
+        log.info("refresh failed at %s: %s", network.key, type(exc).__name__)
+        raise NetworkError(network.key, "the network could not be reached or answered with an error") from None
+    if not token.get("access_token"):
+        raise NetworkError(network.key, "the refresh answer holds no access_token")
+    return dict(token)
 
 
 def rotate_tokens(session: Session, vault: Vault, batch_size: int = ROTATE_BATCH) -> int:
@@ -197,7 +214,7 @@ def _put_tokens(vault: Vault, grant: Grant, token: dict, now: dt.datetime) -> No
     if token.get("refresh_token"):
         grant.refresh_token = vault.seal(token["refresh_token"])
     grant.token_type = str(token.get("token_type") or "Bearer")[:32]
-    grant.expires_at = _expires_at(token, now)
+    grant.expires_at = expires_at_of(token, now)
 
 
 def _scopes(token: dict, network: Network) -> str:
@@ -212,7 +229,7 @@ def _scopes(token: dict, network: Network) -> str:
     return " ".join(parts or network.scopes)
 
 
-def _expires_at(token: dict, now: dt.datetime) -> dt.datetime | None:
+def expires_at_of(token: dict, now: dt.datetime) -> dt.datetime | None:
     # expires_in first: it is relative to the answer, which arrived just now by our clock.
     # Authlib's expires_at was computed from the machine's clock, which tests may not use.
     try:
@@ -226,7 +243,12 @@ def _expires_at(token: dict, now: dt.datetime) -> dt.datetime | None:
 
 
 def _expiring(grant: Grant, now: dt.datetime) -> bool:
-    return grant.expires_at is not None and grant.expires_at - REFRESH_LEEWAY <= now
+    return expiring(grant.expires_at, now)
+
+
+def expiring(expires_at: dt.datetime | None, now: dt.datetime) -> bool:
+    """Whether an access token ending at `expires_at` (None: the network did not say) needs a refresh now."""
+    return expires_at is not None and expires_at - REFRESH_LEEWAY <= now
 
 
 def _open_access(vault: Vault, grant: Grant, network: Network) -> str:

@@ -11,6 +11,7 @@ from app.db import utcnow
 from app.extensions import db
 from app.models import User
 from consent import service
+from consent.expiry import has_expired_for_good
 from consent.models import Grant
 
 bp = Blueprint("consent_pages", __name__)
@@ -37,9 +38,11 @@ def me():
     consents = service.consent_overview(db.session, current_user.id, current_app.extensions["purposes"])
     count_held = current_app.extensions.get(HELD)
     held = count_held(current_user, grants) if count_held else []
+    now = utcnow()
     return render_template(
         "me.html", grants=grants, consents=consents, held=held,
         networks=current_app.extensions["networks"],
+        expired={g.id for g in grants if has_expired_for_good(g, now)},
     )
 
 

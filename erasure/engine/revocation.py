@@ -64,6 +64,13 @@ class Outcome:
         return self.kind in DONE
 
 
+def needs_live_access_token(network: Network) -> bool:
+    """Whether the style signs its revocation with the user's access token (Meta's Graph API), so an
+    expired one must be refreshed first. The RFC 7009 styles revoke the refresh token with client
+    credentials; GitHub's takes the access token as data, expired or not."""
+    return network.revocation.style == "meta"
+
+
 def revoke(network: Network, tokens: GrantTokens, http: requests.Session, timeout=TIMEOUT,
            deadline: datetime | None = None) -> Outcome:
     """Revoke the grant at the network in its catalogue style. Network trouble becomes an Outcome,

@@ -16,9 +16,12 @@ from app.mail import MailError
 from app.models import User
 from app.text import iso_utc
 from consent import ledger
+from consent.grants import NetworkError, ReconnectRequired, expires_at_of, expiring, refreshed
 from consent.models import ConsentEvent, ConsentState, Grant
+from consent.networks import Network
+from consent.oauth import NetworkHttp
 from erasure.context import ErasureContext
-from erasure.engine.revocation import TIMEOUT, GrantTokens, revoke
+from erasure.engine.revocation import TIMEOUT, GrantTokens, needs_live_access_token, revoke
 from erasure.models import ErasureStep, OptOutRequest, StepKind
 from erasure.optout import mail_text
 from erasure.optout.service import entries_in_scope, lay_revocations, open_contact, open_identities
@@ -53,7 +56,7 @@ def run(session: Session, ctx: ErasureContext, step: ErasureStep, request: OptOu
         http: requests.Session, heartbeat, timeout=TIMEOUT) -> Result:
     try:
         if step.kind == StepKind.REVOKE:
-            return _revoke(ctx, step, request.deadline, now, http, timeout)
+            return _revoke(ctx, step, request.deadline, now, http, heartbeat, timeout)
         if step.kind == StepKind.PURGE:
             return _purge(ctx, step, request, heartbeat)
         if step.kind == StepKind.FORGET:
@@ -70,7 +73,7 @@ def run(session: Session, ctx: ErasureContext, step: ErasureStep, request: OptOu
 
 
 def _revoke(ctx: ErasureContext, step: ErasureStep, deadline: dt.datetime, now: dt.datetime, http: requests.Session,
-            timeout=TIMEOUT) -> Result:
+            heartbeat, timeout=TIMEOUT) -> Result:
     network = ctx.networks.get(step.target)
     if network is None:
         raise StepFailed(f"the network {step.target!r} is no longer in the catalogue", attention=True)
@@ -81,6 +84,8 @@ def _revoke(ctx: ErasureContext, step: ErasureStep, deadline: dt.datetime, now: 
         account_id=params.get("account_id", ""),
         access_expires_at=_when(params.get("access_expires_at")),
     )
+    if needs_live_access_token(network) and tokens.refresh_token and expiring(tokens.access_expires_at, now):
+        tokens = _refresh(ctx, step, network, tokens, now, heartbeat, timeout)
     outcome = revoke(network, tokens, http, timeout, deadline=deadline)
     if outcome.kind in ("revoked", "already_invalid", "manual"):
         result = {"network": step.target, "outcome": outcome.kind, "at": iso_utc(now)}
@@ -91,6 +96,38 @@ def _revoke(ctx: ErasureContext, step: ErasureStep, deadline: dt.datetime, now: 
         return Result(done=True, result=result, clear_params=True)
     return Result(retry=True, attention=outcome.kind == "failed", error=outcome.error,
                   retry_after=outcome.retry_after)
+
+
+def _refresh(ctx: ErasureContext, step: ErasureStep, network: Network, tokens: GrantTokens, now: dt.datetime,
+             heartbeat, timeout) -> GrantTokens:
+    """Fresh tokens for a revocation signed by the user's access token (Meta's), which an expired one
+    cannot sign. The new tokens replace the sealed ones in the step's params before they are used:
+    a network that rotates refresh tokens has spent the old one, so a retry must find the new one."""
+    try:
+        token = refreshed(network, cast(str, tokens.refresh_token), NetworkHttp(timeout))
+    except ReconnectRequired:
+        # The grant is dead at the network: revoke with what is held, and the network says so.
+        log.info("step %s: %s refused the refresh token; revoking with the expired access token", step.id,
+                 network.key)
+        return tokens
+    except NetworkError as exc:
+        raise StepFailed(f"could not refresh the access token first ({exc})") from None
+    expires = expires_at_of(token, now)
+    params = {**step.params, "access_token": _seal(ctx, token["access_token"])}
+    if token.get("refresh_token"):
+        params["refresh_token"] = _seal(ctx, token["refresh_token"])
+    params.pop("access_expires_at", None)
+    if expires is not None:
+        params["access_expires_at"] = iso_utc(expires)
+    heartbeat(params=params)
+    log.info("step %s: refreshed the access token at %s before revoking", step.id, network.key)
+    return GrantTokens(token["access_token"], token.get("refresh_token") or tokens.refresh_token,
+                       tokens.account_id, expires)
+
+
+def _seal(ctx: ErasureContext, token: str) -> str | None:
+    sealed = ctx.vault.seal(token)
+    return base64.b64encode(sealed).decode() if sealed else None
 
 
 def _when(text: str | None) -> dt.datetime | None:

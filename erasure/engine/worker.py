@@ -119,14 +119,18 @@ class Worker:
         step, request = claim.step, claim.request
         renewed = [time.monotonic()]
 
-        def heartbeat(result: dict | None = None) -> None:
-            """Record progress (always), or keep the lease (once a third of it has gone by)."""
-            if result is None and time.monotonic() - renewed[0] < self.lease.total_seconds() / 3:
+        def heartbeat(result: dict | None = None, params: dict | None = None) -> None:
+            """Record progress or new params (always), or keep the lease (once a third of it has gone by).
+
+            New params are a revoke step's rotated tokens: the network has spent the old ones."""
+            if result is None and params is None and time.monotonic() - renewed[0] < self.lease.total_seconds() / 3:
                 return
             values = {"status": StepStatus.RUNNING, "lease_owner": claim.owner,
                       "lease_expires_at": utcnow() + self.lease}
             if result is not None:
                 values["result"] = result
+            if params is not None:
+                values["params"] = params
             if not queue.finish(session, claim, utcnow(), **values):
                 raise LeaseLost(claim.step_id)
             session.commit()

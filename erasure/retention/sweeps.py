@@ -38,12 +38,13 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Select, and_, delete, exists, func, select, tuple_, update
+from sqlalchemy import CursorResult, Select, delete, exists, func, select, tuple_, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
 from app.db import utcnow, write_lock, writing
 from app.models import User
+from consent.expiry import expired_for_good
 from consent.models import Grant, Suppression
 from consent.suppression import Identity
 from erasure.context import ErasureContext
@@ -189,8 +190,7 @@ class _Sweep:
         entries = [(s, e) for s, e in self._entries() if e.identity in ("account", "handle")]
         if not entries:
             return
-        expired = and_(Grant.refresh_token.is_(None), Grant.expires_at.is_not(None),
-                       Grant.expires_at < self.started - grace)
+        expired = expired_for_good(self.started - grace)
         last = ""
         while True:
             grants = self.session.execute(
