@@ -72,3 +72,8 @@ def token_from_demo(network, account: str = "1001") -> tuple[dict, dict]:
     back = answer_at_network(url, "allow", account)
     token = oauth.fetch_token(network.token_url, code=query(back)["code"], code_verifier=verifier)
     return dict(token), fetch_userinfo(oauth, network)
+
+
+def flashed(client) -> str:
+    """The messages the last redirect left, as the next page shows them."""
+    return client.get("/consents").get_data(as_text=True)

@@ -17,6 +17,7 @@ from tests.consent.helpers_connect import (
     PENDING,
     answer_at_network,
     connect_through_demo,
+    flashed,
     local_path,
     query,
     start_connect,
@@ -31,10 +32,6 @@ def person(make_person, login, client):
     user = make_person()
     login(client, user)
     return user
-
-
-def flashed(client) -> str:
-    return client.get("/consents").get_data(as_text=True)
 
 
 def test_connecting_demo_social_stores_the_grant(app, client, csrf_post, person, demo_network, vault):

@@ -7,6 +7,7 @@ from tests.conftest import networks_toml
 from tests.consent.helpers_connect import (
     answer_at_network,
     connect_through_demo,
+    flashed,
     local_path,
     start_connect,
     stored_grants,
@@ -19,10 +20,6 @@ def person(make_person, login, client):
     user = make_person()
     login(client, user)
     return user
-
-
-def flashed(client) -> str:
-    return client.get("/consents").get_data(as_text=True)
 
 
 @pytest.mark.parametrize("status", [500, 401])
