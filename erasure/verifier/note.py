@@ -84,7 +84,7 @@ def parse_checkpoint(body: str) -> Checkpoint:
     origin, size_text, root_text = lines[:3]
     if _DECIMAL.fullmatch(size_text) is None or int(size_text) > MAX_TREE_SIZE:
         raise NoteError(f"checkpoint tree size {size_text[:30]!r} is not a decimal number without leading zeros")
-    root = _b64decode(root_text)
+    root = decode_base64(root_text)
     if root is None or len(root) != ROOT_SIZE:
         raise NoteError("checkpoint root hash is not 32 bytes of standard base64")
     return Checkpoint(origin, int(size_text), root, tuple(lines[3:]))
@@ -130,7 +130,7 @@ def parse_verifier_key(text: str) -> VerifierKey:
         raise NoteError(f"verifier key name {name[:100]!r} is empty or holds spaces")
     if _KEY_ID_HEX.fullmatch(id_hex) is None:
         raise NoteError("a verifier key's key ID is 8 hex digits")
-    key = _b64decode(key_b64)
+    key = decode_base64(key_b64)
     if key is None or len(key) == 0:
         raise NoteError("a verifier key's key is not standard base64")
     if key[0] != ALG_ED25519:
@@ -223,7 +223,7 @@ def _split_note(note: str) -> tuple[str, list[tuple[str, bytes, bytes]]]:
         if not line.startswith(SIGNATURE_PREFIX):
             raise NoteError("a signature line starts with an em dash and a space")
         name, _, encoded = line[len(SIGNATURE_PREFIX) :].partition(" ")
-        raw = _b64decode(encoded)
+        raw = decode_base64(encoded)
         if not is_valid_name(name) or raw is None or len(raw) < 5:
             raise NoteError("a signature line reads: — <key name> <base64(key ID || signature)>")
         signatures.append((name, raw[:4], raw[4:]))
@@ -247,7 +247,7 @@ def _is_utf8(text: str) -> bool:
     return True
 
 
-def _b64decode(text: str) -> bytes | None:
+def decode_base64(text: str) -> bytes | None:
     """Strict standard base64 with padding: anything that does not round-trip is rejected."""
     if not text or not text.isascii():
         return None

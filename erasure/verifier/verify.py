@@ -13,7 +13,6 @@ relatively, so that the folder erasure/verifier/ runs alone: keep it that way.
 from __future__ import annotations
 
 import argparse
-import base64
 import binascii
 import functools
 import hashlib
@@ -548,7 +547,7 @@ def _read_log(log: object) -> tuple[int, int, list[bytes], str]:
         raise _Malformed("the inclusion proof is not a list of hashes")
     proof = []
     for value in hashes:
-        raw = _b64decode(value) if isinstance(value, str) else None
+        raw = note.decode_base64(value) if isinstance(value, str) else None
         if raw is None or len(raw) != merkle.HASH_SIZE:
             raise _Malformed("an inclusion proof hash is not 32 bytes of standard base64")
         proof.append(raw)
@@ -588,17 +587,6 @@ def _b64url_decode(text: str) -> bytes | None:
     if tail and _B64URL_VALUES[text[-1]] & (0x0F if tail == 2 else 0x03):
         return None
     return binascii.a2b_base64(text.encode("ascii").translate(_URL_TO_STANDARD) + b"=" * (-len(text) % 4))
-
-
-def _b64decode(text: str) -> bytes | None:
-    """Standard base64 with padding, canonical only."""
-    if not text.isascii():
-        return None
-    try:
-        raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    return raw if base64.b64encode(raw).decode() == text else None
 
 
 def _no_constants(name: str) -> object:
