@@ -44,7 +44,7 @@ def verify(session: Session, body: dict, jwks: dict, log_key: str) -> Verificati
         report = verifier.verify(body)
     else:
         report = verifier.verify(receipt)
-        logged = _in_log(session, receipt, report)
+        logged = in_log(session, receipt, report)
         if logged is None:
             report.checks["log_inclusion"] = False
             report.problems.append(NOT_IN_LOG)
@@ -56,7 +56,7 @@ def verify(session: Session, body: dict, jwks: dict, log_key: str) -> Verificati
                         list(report.problems))
 
 
-def _in_log(session: Session, receipt: str, report: Report) -> Receipt | None:
+def in_log(session: Session, receipt: str, report: Report) -> Receipt | None:
     """The log's entry for exactly this receipt text, found by the receipt_id it claims."""
     claimed = (report.claims or {}).get("receipt_id")
     try:

@@ -116,10 +116,13 @@ def test_a_real_bundle_is_valid_by_paste_and_by_upload_and_is_audited(app, signe
                                .order_by(AuditEvent.seq.desc()))
         assert event.actor_id == client.user.id and event.details == {"input": how, "valid": True}
         session.rollback()
-    # A bare receipt: valid, its log checks not run, said so in words.
+    # A bare receipt: this service holds the log, so its leaf is checked against the signed checkpoint.
     html = verify_post(client, receipt=bundle["receipt"]).get_data(as_text=True)
-    assert "Valid: this receipt was signed by this service." in html
-    assert "A bare receipt carries no log proof; a bundle does." in html
+    assert "Valid: this receipt was signed by this service and is in its transparency log." in html
+    checks = checks_table(html)
+    assert checks[next(name for name in checks if "log" in name.lower())] == "Passed", checks
+    assert "the log proof was taken from this service&#39;s log" in html
+    assert "A bare receipt carries no log proof; a bundle does." not in html
 
 
 def _tampered_payload(jws: str) -> str:
