@@ -1,6 +1,11 @@
 """Erasure's commands: `flask worker` (the worker loop, in a process of its own), `receipts` and `keys rotate`."""
 from __future__ import annotations
 
+import json
+import os
+import sys
+import tempfile
+
 import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
@@ -8,7 +13,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.cli import register_key_command
+from app.db import utcnow
+from app.extensions import db
+from erasure.engine.scheduler import run_forever
 from erasure.models import SigningKey
+from erasure.receipts import keys, tlog
+from erasure.verifier.verify import main
 
 
 @click.command("worker")
@@ -19,8 +29,6 @@ from erasure.models import SigningKey
 @with_appcontext
 def worker_command(threads: int, tick: float) -> None:
     """Run erasure steps until stopped. Start as many as you like, on any machines, against one database."""
-    from erasure.engine.scheduler import run_forever
-
     # Flask types current_app as the Flask it stands for; it is a LocalProxy, which has this method.
     run_forever(current_app._get_current_object(), threads=threads, tick=tick)  # type: ignore[attr-defined]
 
@@ -29,10 +37,6 @@ def worker_command(threads: int, tick: float) -> None:
 @with_appcontext
 def rotate_keys() -> None:
     """Make a new receipt-signing key current; the old ones stay published for verification."""
-    from app.db import utcnow
-    from app.extensions import db
-    from erasure.receipts import keys
-
     row = keys.rotate(db.session, current_app.extensions["ownstory_vault"], utcnow())
     db.session.commit()
     click.echo(f"new receipt key {row.kid}")
@@ -56,28 +60,19 @@ def receipts_cli() -> None:
 @with_appcontext
 def receipts_verify(file: str, jwks_source: str | None, log_key: str | None) -> None:
     """Verify a receipt or a bundle, with the same code as `python -m erasure.verify`."""
-    import sys
-
-    from app.db import utcnow
-    from app.extensions import db
-    from erasure.receipts import keys, tlog
-    from erasure.verifier.verify import main
-
-    args = [file]
-    if jwks_source:
-        args += ["--jwks", jwks_source]
-    else:
-        import json
-        import tempfile
-
-        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
-            json.dump(keys.jwks(db.session), fh)
-        args += ["--jwks", fh.name]
     key = log_key or tlog.published_verifier_key(db.session, current_app.extensions["ownstory_vault"],
                                                 current_app.config["LOG_ORIGIN"], utcnow())
+    if jwks_source:
+        db.session.commit()
+        sys.exit(main([file, "--jwks", jwks_source, "--log-key", key]))
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+        json.dump(keys.jwks(db.session), fh)
     db.session.commit()
-    args += ["--log-key", key]
-    sys.exit(main(args))
+    try:
+        code = main([file, "--jwks", fh.name, "--log-key", key])
+    finally:
+        os.unlink(fh.name)  # this service's public keys, but still not ours to leave lying around
+    sys.exit(code)
 
 
 def init_app(app: Flask) -> None:
