@@ -162,3 +162,25 @@ def test_an_empty_log_says_so(client):
     response = client.get("/api/v1/log/checkpoint")
     assert response.status_code == 404 and "empty" in response.json["error"]["message"]
     assert json.loads(json.dumps(client.get("/.well-known/jwks.json").json)) == {"keys": []}
+
+
+def test_flask_receipts_verify_checks_a_bundle_with_this_services_keys(app, client, make_person, login, csrf_post,
+                                                                      worker, sessions, tmp_path, monkeypatch):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(scratch))  # where the command writes this service's JWKS
+    request_id, k = left(app, client, make_person, login, csrf_post, worker)
+    with sessions() as db:
+        receipt = db.scalar(select(Receipt).where(Receipt.request_id == request_id))
+    bundle = tmp_path / "receipt.json"
+    bundle.write_text(json.dumps(client.get(f"/receipts/{receipt.id}/bundle.json?k={k}").json))
+    result = app.test_cli_runner().invoke(args=["receipts", "verify", str(bundle)])
+    assert result.exit_code == 0, result.output
+    assert "valid" in result.output.lower()
+
+    forged = json.loads(bundle.read_text())
+    forged["receipt"] = forged["receipt"][:-4] + ("AAAA" if not forged["receipt"].endswith("AAAA") else "BBBB")
+    bundle.write_text(json.dumps(forged))
+    result = app.test_cli_runner().invoke(args=["receipts", "verify", str(bundle)])
+    assert result.exit_code != 0 and "signature" in result.output.lower()
+    assert list(scratch.iterdir()) == []  # the JWKS file it wrote is gone
