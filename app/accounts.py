@@ -1,8 +1,6 @@
 """Sign up, sign in and sign out for people (and staff accounts made with `flask users create`)."""
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import re
 from urllib.parse import urlsplit, urlunsplit
@@ -19,6 +17,7 @@ from app import audit
 from app.auth import SESSION_VERSION, passwords
 from app.db import utcnow
 from app.extensions import db, limiter
+from app.limits import private_key
 from app.mail import MailError
 from app.models import User
 
@@ -99,22 +98,18 @@ def _start_session(user: User) -> bool:
     return True
 
 
-def _address_key(prefix: str) -> str:
-    """A rate limit's key for the address in the form: an HMAC, so the limiter's storage never holds addresses.
-
-    Any text keys a limit, whether or not an account has the address.
-    """
-    address = normalize_email(request.form.get("email", ""))[:320]
-    digest = hmac.new(current_app.config["SECRET_KEY"].encode(), address.encode(), hashlib.sha256).hexdigest()
-    return f"{prefix}:{digest}"
+def address_key(prefix: str) -> str:
+    """A rate limit's key for the address in the form. Any text keys a limit, whether or not an account has
+    the address."""
+    return private_key(prefix, normalize_email(request.form.get("email", ""))[:320])
 
 
 def _signin_account_key() -> str:
-    return _address_key("signin-account")
+    return address_key("signin-account")
 
 
 def _signup_address_key() -> str:
-    return _address_key("signup-address")
+    return address_key("signup-address")
 
 
 def _failed_signin(response) -> bool:

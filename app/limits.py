@@ -11,13 +11,14 @@ import datetime as dt
 import logging
 import time
 
-from flask import Flask, render_template
+from flask import Flask, current_app, render_template
 from flask_login import current_user
 from limits.errors import ConfigurationError
 from werkzeug.exceptions import TooManyRequests
 
 from app.errors import error_json, wants_json
 from app.extensions import limiter
+from app.security import hmac_hex
 from app.settings import ConfigError
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,12 @@ def init_app(app: Flask) -> None:
 def account_key() -> str:
     """A per-account limit's key: the signed-in user's id (never an email)."""
     return f"account:{current_user.get_id()}"
+
+
+def private_key(prefix: str, text: str) -> str:
+    """A limit's key for something private (an address, what a person proved): an HMAC under the session
+    secret, so the limiter's storage never holds it."""
+    return f"{prefix}:{hmac_hex(current_app.config['SECRET_KEY'], text)}"
 
 
 def signed_out() -> bool:

@@ -5,21 +5,20 @@ and then the member's opt-out runs for those identities: the same submit, status
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import re
 
 import requests
-from flask import Blueprint, Flask, abort, current_app, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, abort, current_app, flash, redirect, render_template, session, url_for
 from flask_wtf import FlaskForm
 from wtforms import EmailField
 from wtforms.validators import DataRequired, Email, Length
 
 from app import logging as app_logging
-from app.accounts import normalize_email
+from app.accounts import address_key, normalize_email
 from app.db import utcnow
 from app.extensions import db, limiter
+from app.limits import private_key
 from app.mail import MailError
 from consent import account_control
 from consent.grants import may_revoke_proof_token
@@ -160,16 +159,9 @@ def _discard(network: Network, token: dict, account_id: str | None) -> None:
 
 # --- proving an email address with a one-time link ---------------------------------------------
 
-def _address_key() -> str:
-    """The per-address rate limit's key: an HMAC, so the limiter's storage never holds addresses."""
-    address = normalize_email(request.form.get("email", ""))[:320]
-    digest = hmac.new(current_app.config["SECRET_KEY"].encode(), address.encode(), hashlib.sha256).hexdigest()
-    return f"forget-address:{digest}"
-
-
 @bp.post("/forget/email")
 @limiter.limit("10 per hour", methods=["POST"])
-@limiter.limit("3 per hour", key_func=_address_key, methods=["POST"])
+@limiter.limit("3 per hour", key_func=lambda: address_key("forget-address"), methods=["POST"])
 def email():
     form = EmailForm()
     if not form.validate_on_submit():
@@ -236,8 +228,7 @@ def _proof_key() -> str:
     address (on a shared address one person's leaving must not use up another's); proving is."""
     proof = current_proof()
     held = "|".join(sorted(f"{i.kind}:{i.network or ''}:{i.value}" for i in proof.identities)) if proof else ""
-    digest = hmac.new(current_app.config["SECRET_KEY"].encode(), held.encode(), hashlib.sha256).hexdigest()
-    return f"forget-proof:{digest}"
+    return private_key("forget-proof", held)
 
 
 @bp.route("/forget/optout", methods=["GET", "POST"])
