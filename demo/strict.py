@@ -5,7 +5,8 @@
   to another provider's to act out a mix-up;
 - DEMO_DISCOVERY (on): metadata at /.well-known/oauth-authorization-server and /.well-known/openid-configuration;
 - DEMO_OFFLINE_NEEDS_CONSENT_PROMPT: no refresh token unless the authorization request said prompt=consent,
-  as certified providers drop offline_access without it.
+  as certified providers drop offline_access without it;
+- DEMO_RESOURCES: the resources it serves, to which tokens are bound when asked (RFC 8707, demo/strict_resources.py).
 """
 from __future__ import annotations
 
