@@ -44,7 +44,8 @@ def test_tokens_are_bound_to_the_resource_and_refreshing_asks_for_it_again(perso
 
 def test_a_resource_the_network_does_not_serve_is_refused_at_the_network(person_at, csrf_post):
     with demo_social(DEMO_RESOURCES=[FILES]) as server:
-        app, client = person_at(entry("demo", server, **BOUND))
+        # A network that always names itself does so on a refusal too, so the refusal is heard as its own.
+        app, client = person_at(entry("demo", server, authorization_response_iss_parameter_supported="true", **BOUND))
         back = answer_at_network_refusing(start_connect(client, csrf_post).headers["Location"])
         assert "error=invalid_target" in back
 

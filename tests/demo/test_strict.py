@@ -103,3 +103,11 @@ def test_without_served_resources_resource_is_ignored():
 
 def _code_form(answer: dict[str, str]) -> dict[str, str]:
     return {"code": answer["code"], "code_verifier": answer["verifier"], "redirect_uri": CALLBACK}
+
+
+def test_a_refused_request_names_the_issuer_too():
+    with serve(create_demo_app(demo_config(DEMO_ISSUE_ISS=True, DEMO_RESOURCES=[API]))) as server:
+        url, _ = oauth_session().create_authorization_url(server.url + "/oauth/authorize",
+                                                          code_verifier=generate_token(64), resource=ELSEWHERE)
+        answer = redirect_params(requests.get(url, allow_redirects=False, timeout=5))
+        assert (answer["error"], answer["iss"]) == ("invalid_target", server.url)
