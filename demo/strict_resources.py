@@ -60,9 +60,9 @@ class ResourceIndicators:
             asked()  # raises invalid_target, which goes back to the client's callback
 
     def remember_code(self, _grant, response) -> None:
-        code = code_of(response)
-        if code and served() and asked():
-            self.codes[code] = asked()
+        code, names = code_of(response), asked() if served() else []
+        if code and names:
+            self.codes[code] = names
             while len(self.codes) > MAX_REMEMBERED_CODES:
                 self.codes.pop(next(iter(self.codes)))
 
@@ -71,16 +71,16 @@ class ResourceIndicators:
             return
         wanted = asked()
         if grant.GRANT_TYPE == "authorization_code":
-            granted = self.codes.get(request.form.get("code", ""), [])
+            code = request.form.get("code", "")
+            granted = self.codes.get(code, [])
         else:
             row: Token = grant.request.refresh_token
             binding = self.db().get(TokenResources, row.id)
-            granted = binding.granted if binding else []
+            code, granted = "", binding.granted if binding else []
         if granted and not set(wanted) <= set(granted):
             raise InvalidTarget("That resource was not part of the authorization.")
         grant.request.resource_binding = (granted or wanted, wanted or granted)
-        if grant.GRANT_TYPE == "authorization_code":
-            self.codes.pop(request.form.get("code", ""), None)
+        self.codes.pop(code, None)  # only now: a refused exchange must not leave the code unbound
 
 
 def code_of(response) -> str:

@@ -111,3 +111,13 @@ def test_a_refused_request_names_the_issuer_too():
                                                           code_verifier=generate_token(64), resource=ELSEWHERE)
         answer = redirect_params(requests.get(url, allow_redirects=False, timeout=5))
         assert (answer["error"], answer["iss"]) == ("invalid_target", server.url)
+
+
+def test_a_code_refused_for_another_resource_stays_bound_to_its_own():
+    with serve(create_demo_app(demo_config(DEMO_RESOURCES=[API, FILES]))) as server:
+        answer = authorize(server, resource=API)
+        refused = requests.post(server.url + "/oauth/token", auth=(BASIC["client_id"], BASIC["client_secret"]),
+                                data={"grant_type": "authorization_code", **_code_form(answer), "resource": FILES},
+                                timeout=5)
+        assert refused.json()["error"] == "invalid_target"
+        assert introspect(server, redeem(server, answer)["access_token"])["aud"] == API
