@@ -12,7 +12,7 @@ from authlib.oauth2.rfc6749 import (
     list_to_scope,
     scope_to_list,
 )
-from sqlalchemy import JSON, Integer, String, Text
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # OAuth speaks in epoch seconds (expires_in, exp, iat), so these tables store them as integers.
@@ -126,3 +126,14 @@ class Token(Base, TokenMixin):
 
     def is_revoked(self) -> bool:
         return bool(self.access_token_revoked_at)
+
+
+class TokenResources(Base):
+    """The resources (RFC 8707) one authorization is bound to. A table of its own, so that a store made
+    before it existed gains it from create_all."""
+
+    __tablename__ = "demo_oauth_token_resources"
+
+    token_id: Mapped[int] = mapped_column(ForeignKey("demo_oauth_token.id", ondelete="CASCADE"), primary_key=True)
+    granted: Mapped[list[str]] = mapped_column(JSON, default=list)  # what the authorization asked for: the ceiling
+    audience: Mapped[list[str]] = mapped_column(JSON, default=list)  # what the current access token is for

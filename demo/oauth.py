@@ -15,6 +15,7 @@ from flask import Flask, current_app, g
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from . import strict_resources as resources
 from . import strict_tokens as strict
 from .accounts import DemoAccount, find_account
 from .models import AuthorizationCode, Client, Token, now
@@ -63,18 +64,18 @@ def save_token(token: dict, request) -> None:
         row.expires_in = token["expires_in"]
         row.access_token_revoked_at = 0
     else:
-        db().add(
-            Token(
-                client_id=request.client.client_id,
-                account_id=request.user.account_id,
-                token_type=token["token_type"],
-                access_token=token["access_token"],
-                refresh_token=token.get("refresh_token"),
-                scope=token.get("scope", ""),
-                issued_at=now(),
-                expires_in=token["expires_in"],
-            )
+        row = Token(
+            client_id=request.client.client_id,
+            account_id=request.user.account_id,
+            token_type=token["token_type"],
+            access_token=token["access_token"],
+            refresh_token=token.get("refresh_token"),
+            scope=token.get("scope", ""),
+            issued_at=now(),
+            expires_in=token["expires_in"],
         )
+        db().add(row)
+    resources.bind(db(), row, request)
     db().commit()
 
 
@@ -221,6 +222,9 @@ class Introspection(IntrospectionEndpoint):
         }
         if token.kind == "access_token":
             payload.update(token_type=row.token_type, iat=row.issued_at, exp=row.expires_at)
+        aud = resources.audience(db(), row, token.kind)
+        if aud is not None:
+            payload["aud"] = aud
         return payload
 
 
@@ -237,8 +241,9 @@ require_oauth.register_token_validator(AccessTokenValidator())
 def create_authorization_server(app: Flask) -> AuthorizationServer:
     """An Authlib server for this app; it reads the OAUTH2_* settings from app.config."""
     server = AuthorizationServer(app, query_client=query_client, save_token=save_token)
-    server.register_grant(AuthorizationCodeGrant, [RequireS256(required=True)])
-    server.register_grant(RefreshTokenGrant)
+    indicators = resources.ResourceIndicators(db)
+    server.register_grant(AuthorizationCodeGrant, [RequireS256(required=True), indicators])
+    server.register_grant(RefreshTokenGrant, [indicators])
     server.register_endpoint(Revocation)
     server.register_endpoint(Introspection)
     return server

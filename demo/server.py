@@ -34,7 +34,7 @@ from .accounts import DEMO_ACCOUNTS, find_account, sample_posts
 from .faults import CallCounter, Faults
 from .models import Base, Client
 from .oauth import CLIENT_AUTH_METHODS, close_db, create_authorization_server, require_oauth
-from .strict import init_strict, metadata_document
+from .strict import init_strict, metadata_document, name_issuer
 
 SCOPES = {
     "profile": "See your account id, handle and display name",
@@ -184,8 +184,9 @@ def authorize():
         grant = server.get_consent_grant(end_user=account)
     except OAuth2Error as error:
         if error.redirect_uri:
-            # The client and its callback check out, so the client hears of the error (RFC 6749 4.1.2.1).
-            return server.handle_error_response(None, error)
+            # The client and its callback check out, so the client hears of the error (RFC 6749 4.1.2.1),
+            # with iss as on every other answer (RFC 9207 2).
+            return name_issuer(server, server.handle_error_response(None, error))
         return _bad_request(error.description or error.error)
     except ValueError:
         # Authlib will not build an error text that echoes unusual characters back.

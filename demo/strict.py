@@ -5,7 +5,8 @@
   to another provider's to act out a mix-up;
 - DEMO_DISCOVERY (on): metadata at /.well-known/oauth-authorization-server and /.well-known/openid-configuration;
 - DEMO_OFFLINE_NEEDS_CONSENT_PROMPT: no refresh token unless the authorization request said prompt=consent,
-  as certified providers drop offline_access without it.
+  as certified providers drop offline_access without it;
+- DEMO_RESOURCES: the resources it serves, to which tokens are bound when asked (RFC 8707, demo/strict_resources.py).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc9207 import IssuerParameter
-from flask import Flask, current_app, request, url_for
+from flask import Flask, Response, current_app, request, url_for
 
 STRICT_DEFAULTS = {
     "DEMO_ISSUE_ISS": False,
@@ -31,6 +32,12 @@ def issuer() -> str:
 class DemoIssuer(IssuerParameter):
     def get_issuer(self) -> str | None:
         return issuer() if current_app.config["DEMO_ISSUE_ISS"] else None
+
+
+def name_issuer(server: AuthorizationServer, response: Response) -> Response:
+    """An error answered before Authlib builds the response (a refused request) names the issuer too."""
+    DemoIssuer().add_issuer_parameter(server, response)
+    return response
 
 
 def init_strict(app: Flask, server: AuthorizationServer) -> None:

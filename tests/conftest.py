@@ -22,6 +22,7 @@ from app.settings import ROOT
 pytest_plugins = [
     "tests.helpers_browser",  # the browser_page and live_app fixtures
     "tests.erasure.stores.helpers_billing",  # published_keys, billing_server and billing: the http store's service
+    "tests.helpers_behaviours",  # demo_behaviour and the demo_behaviours marker: Demo Social as strict providers
 ]
 
 TEST_PG = os.environ.get("OWNSTORY_TEST_DATABASE_URL", "").strip()
@@ -182,9 +183,9 @@ def platform_url(tmp_path, platform_template) -> str:
 # --- the app -----------------------------------------------------------------------------------
 
 @pytest.fixture
-def config_files(tmp_path, demo_network, platform_url) -> dict[str, Path]:
+def config_files(tmp_path, demo_network, demo_behaviour, platform_url) -> dict[str, Path]:
     networks = tmp_path / "networks.toml"
-    networks.write_text(networks_toml(demo_network.url))
+    networks.write_text(demo_behaviour.catalogue(demo_network.url))
     datamap = tmp_path / "datamap.toml"
     datamap.write_text(shipped_tables().replace('"sqlite:///instance/platform.db"', f'"{platform_url}"'))
     purposes = tmp_path / "purposes.toml"

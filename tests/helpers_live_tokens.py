@@ -19,11 +19,16 @@ def issued_tokens(demo_network, account: str | None = None) -> list[str]:
                 for t in (row.access_token, row.refresh_token) if t]
 
 
-def active(demo_network, token: str) -> bool:
+def introspected(demo_network, token: str) -> dict:
+    """What Demo Social's introspection says of a token issued to Ownstory's client."""
     answer = requests.post(f"{demo_network.url}/oauth/introspect", data={"token": token},
                            auth=(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET), timeout=5)
     assert answer.status_code == 200, answer.text
-    return answer.json()["active"] is True
+    return answer.json()
+
+
+def active(demo_network, token: str) -> bool:
+    return introspected(demo_network, token)["active"] is True
 
 
 def live_tokens(demo_network, account: str | None = None) -> int:

@@ -29,6 +29,19 @@ def connect(app, vault):
 
 
 @pytest.fixture
+def person_at(make_app, make_person, login, tmp_path):
+    """A signed-in person's test client on an app whose catalogue is `text`."""
+    def build(text: str):
+        path = tmp_path / "networks.toml"
+        path.write_text(text)
+        app = make_app(networks=path)
+        client = app.test_client()
+        login(client, make_person())
+        return app, client
+    return build
+
+
+@pytest.fixture
 def write_purposes(tmp_path):
     """Write a purposes TOML file and return its path, for make_app(purposes=path)."""
     counter = itertools.count(1)

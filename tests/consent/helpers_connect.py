@@ -68,9 +68,11 @@ def token_from_demo(network, account: str = "1001") -> tuple[dict, dict]:
 
     oauth = NetworkHttp().session(network, redirect_uri=f"{BASE_URL}/networks/{network.key}/callback")
     verifier = generate_token(64)
-    url, _state = oauth.create_authorization_url(network.authorize_url, code_verifier=verifier, scope=network.scope)
+    url, _state = oauth.create_authorization_url(network.authorize_url, code_verifier=verifier, scope=network.scope,
+                                                 **dict(network.authorize_params))
     back = answer_at_network(url, "allow", account)
-    token = oauth.fetch_token(network.token_url, code=query(back)["code"], code_verifier=verifier)
+    token = oauth.fetch_token(network.token_url, code=query(back)["code"], code_verifier=verifier,
+                              **dict(network.token_params))
     return dict(token), fetch_userinfo(oauth, network)
 
 

@@ -34,6 +34,7 @@ def person(make_person, login, client):
     return user
 
 
+@pytest.mark.demo_behaviours("iss", "discovery", "offline_needs_consent", "resource")
 def test_connecting_demo_social_stores_the_grant(app, client, csrf_post, person, demo_network, vault):
     response = connect_through_demo(client, csrf_post, account="1001")
 

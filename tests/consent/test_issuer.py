@@ -58,19 +58,6 @@ url = "{server.url}/oauth/revoke"
 """
 
 
-@pytest.fixture
-def person_at(make_app, make_person, login, tmp_path):
-    """A signed-in person's test client on an app whose catalogue is `text`."""
-    def build(text: str):
-        path = tmp_path / "networks.toml"
-        path.write_text(text)
-        app = make_app(networks=path)
-        client = app.test_client()
-        login(client, make_person())
-        return app, client
-    return build
-
-
 def tokens_issued(*servers) -> list[int]:
     return [server.app.extensions["demo"].calls["token"] for server in servers]
 

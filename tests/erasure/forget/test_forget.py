@@ -28,17 +28,10 @@ from tests.erasure.helpers_optout import (
     start_at_network,
     submit_optout,
 )
+from tests.helpers_live_tokens import active, issued_tokens
 
 LINK = re.compile(r"http://localhost(/forget/email/[A-Za-z0-9_-]+)")
 STATUS = re.compile(r"^/optout/([0-9a-f-]{36})\?k=[A-Za-z0-9_-]+$")
-
-
-def live_demo_tokens(demo_state, account: str) -> int:
-    from demo.models import Token
-
-    with demo_state.sessions() as demo_db:
-        return demo_db.scalar(select(func.count()).select_from(Token).where(
-            Token.account_id == account, Token.access_token_revoked_at == 0))
 
 
 def leave(client, csrf_post, **fields) -> str:
@@ -60,19 +53,21 @@ def mailed_link(app, address: str) -> str:
 
 # --- with a network account ------------------------------------------------------------------
 
-def test_a_demo_account_that_never_signed_up_leaves(app, client, csrf_post, api_token, worker, demo_state,
+@pytest.mark.demo_behaviours("iss", "discovery", "ends_grant", "unsupported_token_type")
+def test_a_demo_account_that_never_signed_up_leaves(app, client, csrf_post, api_token, worker, demo_network,
                                                     platform_url, sessions):
     assert "Leave without an account" in client.get("/").get_data(as_text=True)
     page = client.get("/forget").get_data(as_text=True)
     assert "Sign in with Demo Social" in page and "Send me a link" in page
-    live_before = live_demo_tokens(demo_state, "1003")
+    earlier = set(issued_tokens(demo_network, "1003"))
     others = others_checksum(platform_url, "1003")
     assert platform_rows(platform_url, "posts", "author_id", "1003") == 20
 
     proven = prove_account(client, csrf_post, "1003")
     assert proven.status_code == 303 and proven.headers["Location"] == "/forget/optout"
     # The network's token told us who signed in; it is revoked at once, not kept.
-    assert live_demo_tokens(demo_state, "1003") == live_before
+    proofs = set(issued_tokens(demo_network, "1003")) - earlier
+    assert proofs and not any(active(demo_network, token) for token in proofs)
     form = client.get("/forget/optout").get_data(as_text=True)
     assert "@mei" in form and "Opt out now" in form and "come back at any time, starting now" in form
     assert "Your Demo Social account @mei (id 1003)." in client.get("/forget").get_data(as_text=True)
@@ -114,6 +109,7 @@ def test_a_demo_account_that_never_signed_up_leaves(app, client, csrf_post, api_
     assert answer.json["results"] == [{"suppressed": True, "reason": "opted_out"}] * 2
 
 
+@pytest.mark.demo_behaviours("ends_grant")
 def test_an_account_a_member_connected_leaves_the_same_way(app, client, make_person, login, csrf_post, api_token,
                                                            worker, demo_network, platform_url, sessions):
     """Nothing tells the visitor the account is a member's; the member's grant stays theirs."""

@@ -4,6 +4,7 @@ import json
 import re
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 from sqlalchemy import select
 
 from erasure.models import OptOutRequest, Receipt, StepKind
@@ -20,6 +21,7 @@ from tests.erasure.helpers_optout import (
 )
 
 
+@pytest.mark.demo_behaviours("iss", "discovery", "ends_grant", "unsupported_token_type", "resource")
 def test_leaving_everything(app, client, make_person, login, csrf_post, api_token, worker, demo_network,
                             platform_url, sessions):
     person = joined_person(client, make_person, login, csrf_post, account="1002")
