@@ -173,7 +173,17 @@ def _purge(ctx: ErasureContext, step: ErasureStep, request: OptOutRequest, heart
         if first is None:
             first = remaining
             heartbeat(result={**base, "rows_at_start": remaining})
-        purged = store.purge(entry, values, on_batch=lambda _n: heartbeat())
+        job = step.result.get("job")  # a job the store started at an earlier attempt: followed, not started again
+
+        def started(handle: dict) -> None:
+            nonlocal job
+            job = {"handle": handle, "remaining": remaining}
+            heartbeat(result={**base, "rows_at_start": first, "job": job})
+
+        purged = store.purge_resuming(entry, values, job["handle"] if job else None, started,
+                                      on_batch=lambda _n: heartbeat())
+        if job is not None:
+            remaining = job["remaining"]  # what the job removed is set against what was there when it started
     except StoreUnavailable as exc:
         raise StepFailed(str(exc), retry_after=_asked_to_wait(exc)) from None
     except StoreMisconfigured as exc:

@@ -12,6 +12,7 @@ an entry of its own, so steps, counts and receipt lines are per category, as for
 """
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,7 @@ from erasure.engine.revocation import TIMEOUT
 from erasure.stores.datamap import Identities, _string
 from erasure.stores.http_service import POLL_FOR, ServiceClient
 from erasure.stores.http_signing import RequestSigner
-from erasure.stores.kinds import IDENTITY_KINDS, Entry, OnBatch, StoreKind
+from erasure.stores.kinds import IDENTITY_KINDS, Entry, OnBatch, OnStarted, StoreKind
 
 FIELDS = ("name", "kind", "endpoint_env", "categories", "identities")
 SERVICE = "service"  # an entry's `identity`: the service is sent each identity of the kinds it may see
@@ -104,9 +105,24 @@ class HttpStore(StoreKind):
     def purge(self, entry: Entry, values: list[str], on_batch: OnBatch | None = None, batch_size: int = 1000) -> int:
         """The service deletes in its own batches; what counts is what it confirms. While it works (202),
         on_batch(0) keeps the step's lease."""
+        return self._erase(entry, values, on_batch, request_id=None)
+
+    def purge_resuming(self, entry: Entry, values: list[str], job: dict | None, on_started: OnStarted,
+                       on_batch: OnBatch | None = None) -> int:
+        """A purge a step may retry while the service still works on it (its 202 outlived an attempt's polls,
+        or the answer was lost): the request_id is kept with the step before the service hears of it, and a
+        retry sends the same one, which the protocol makes the same erasure, never a second job."""
+        request_id = job.get("request_id") if job else None
+        if values and not (isinstance(request_id, str) and request_id):
+            request_id = str(uuid.uuid4())
+            on_started({"request_id": request_id})
+        return self._erase(entry, values, on_batch, request_id)
+
+    def _erase(self, entry: Entry, values: list[str], on_batch: OnBatch | None, request_id: str | None) -> int:
         if not values:
             return 0
-        deleted = self.service.erase([entry.category], values, on_wait=lambda: on_batch(0) if on_batch else None)
+        deleted = self.service.erase([entry.category], values, on_wait=lambda: on_batch(0) if on_batch else None,
+                                     request_id=request_id)
         n = deleted[entry.category]
         if on_batch:
             on_batch(n)

@@ -44,13 +44,15 @@ class ServiceClient:
     # --- the three calls ------------------------------------------------------------------------
 
     def erase(self, categories: Sequence[str], identities: Sequence[str],
-              on_wait: Callable[[], None]) -> dict[str, int]:
+              on_wait: Callable[[], None], request_id: str | None = None) -> dict[str, int]:
         """Ask the service to delete; returns what it confirmed deleted, per category.
 
-        Each call is a request of its own (a new request_id): a retry after a lost answer finds less, or
-        nothing, left to delete and says so, so the caller's count before the purge stays the one that counts.
+        Without a request_id, the call is a request of its own (a new one): what it finds left to delete.
+        With one kept from an earlier attempt, it is that erasure again: the service answers the job it
+        started then (its status URL while it runs, its counts once done) and starts no second one.
         """
-        body = {"request_id": str(uuid.uuid4()), "categories": list(categories), "identities": list(identities)}
+        body = {"request_id": request_id or str(uuid.uuid4()), "categories": list(categories),
+                "identities": list(identities)}
         response = self._send("POST", self.endpoint, body)
         if response.status_code == 202:
             response = self._poll(self._status_url(response), on_wait)

@@ -75,6 +75,7 @@ class Entry:
 
 
 OnBatch = Callable[[int], None]
+OnStarted = Callable[[dict], None]
 
 
 class StoreKind(ABC):
@@ -113,6 +114,15 @@ class StoreKind(ABC):
         """Delete (or unlink, or nullify) the entry's items for the values, in batches of at most batch_size,
         each one done for good before `on_batch(n)` is called, so a crash loses at most a batch and a rerun
         finishes the job. Returns how many items this run removed; a rerun after a finished run returns 0."""
+
+    def purge_resuming(self, entry: Entry, values: list[str], job: dict | None, on_started: OnStarted,
+                       on_batch: OnBatch | None = None) -> int:
+        """`purge`, for a store whose purge may be a job of its own that outlives one attempt (an http
+        service's 202). The first attempt passes job=None; a store that starts a job calls on_started(job)
+        with a JSON-ready dict before it asks the store for anything, and the caller keeps that dict with its
+        step; a retry passes it back, and the store follows the job it started rather than starting a second.
+        Most stores have no jobs: by default this is `purge`."""
+        return self.purge(entry, values, on_batch=on_batch)
 
     @abstractmethod
     def export(self, entry: Entry, values: list[str], batch_size: int = 1000) -> Iterator[list[dict]]:

@@ -9,6 +9,7 @@ The data map's format is CONTRACT 4.1's, plus `[[stores.fields]]` where the cont
 
     [[stores.keys]]                 # whole keys: deleted (UNLINK)
     pattern = "feed:{identity}:*"   # wildcards only after {identity}, and never right after it
+    index = "idx:feed:{identity}"   # optional: a set the platform keeps, naming the person's keys
     [[stores.members]]              # the person as a member of every matching set or sorted set: removed
     key_pattern = "followers:*"
     [[stores.fields]]               # the person as a field of every matching hash: removed (HDEL)
@@ -16,8 +17,10 @@ The data map's format is CONTRACT 4.1's, plus `[[stores.fields]]` where the cont
 
 each with category, identity and network as tables have. A key pattern without a wildcard names its key
 outright; with one, SCAN finds the keys (MATCH and COUNT, a few keys a call, never KEYS, which would stall
-the server). The person's value goes into a pattern as it is, its glob characters escaped, so that a value
-such as `4*` cannot widen the match to other people's keys.
+the server), which visits the whole keyspace for each person. `index`, where the contract is silent, names
+a set per person that the platform keeps beside the keys: then the keys are found there, at a cost that
+grows with the person's keys only, and no SCAN is made. The person's value goes into a pattern as it is,
+its glob characters escaped, so that a value such as `4*` cannot widen the match to other people's keys.
 """
 from __future__ import annotations
 
@@ -45,6 +48,7 @@ RIGHT_AFTER_PLACEHOLDER = re.compile(re.escape(PLACEHOLDER) + r"[*?\[]")
 SCHEMES = ("redis://", "rediss://", "unix://")
 STORE_FIELDS = {"name", "kind", "url_env", "keys", "members", "fields"}
 SCAN_COUNT = 1000  # slots the server visits per SCAN call: a short pause for it, few round trips for us
+KEY_FIELDS = {"pattern", "index"}  # a [[stores.keys]] entry's own fields, besides category, identity and network
 
 
 def escape(value: str) -> str:
@@ -61,6 +65,7 @@ class KeyEntry(Entry):
     """Whole keys about the person, named by a pattern holding {identity}: deleted."""
 
     pattern: str
+    index: str | None = None  # a set per person, named by {identity}, listing the keys: found there, not by SCAN
 
     @property
     def key(self) -> str:
@@ -71,6 +76,13 @@ class KeyEntry(Entry):
         if _wild(self.pattern.replace(PLACEHOLDER, "")):
             return [], [self.pattern.replace(PLACEHOLDER, escape(v)) for v in values]
         return [self.pattern.replace(PLACEHOLDER, v) for v in values], []
+
+    def indexes(self, values: list[str]) -> list[tuple[str, re.Pattern[str]]]:
+        """(the index set's name, what its members must match) for each of the person's values. A member
+        outside the pattern is not this entry's, whatever the platform wrote there: it is left alone."""
+        assert self.index is not None
+        return [(self.index.replace(PLACEHOLDER, v), glob_regex(self.pattern.replace(PLACEHOLDER, escape(v))))
+                for v in values]
 
 
 @dataclass(frozen=True)
@@ -183,14 +195,21 @@ class RedisStore(StoreKind):
 
     def describe(self, entry: Entry) -> dict[str, Any]:
         if isinstance(entry, KeyEntry):
-            return {"pattern": entry.pattern}
+            return {"pattern": entry.pattern, **({"index": entry.index} if entry.index else {})}
         assert isinstance(entry, HeldEntry)
         return {"key_pattern": entry.key_pattern, "holds": entry.section}
 
     # Counting: what verify needs to see at 0, and My data shows.
 
     def count(self, entry: Entry, values: list[str]) -> int:
-        return sum(len(batch) for batch in self._found(entry, values, 1000, with_values=False)) if values else 0
+        if not values:
+            return 0
+        if isinstance(entry, KeyEntry) and entry.index:
+            # Each name the index lists: the key's, if it is still there, and the name itself, which holds
+            # the person's identity, until a purge takes both. Verify sees 0 only once the index is empty.
+            with self._reaching(entry):
+                return sum(len(names) for _, names in self._listed(entry, values, 1000))
+        return sum(len(batch) for batch in self._found(entry, values, 1000, with_values=False))
 
     # Purging: every batch is done on the server before on_batch hears of it.
 
@@ -208,6 +227,14 @@ class RedisStore(StoreKind):
     def _removed(self, entry: Entry, values: list[str], batch_size: int) -> Iterator[int]:
         """How many items each batch removed. SCAN may yield a key twice: the server's answers count each once."""
         with self._reaching(entry):
+            if isinstance(entry, KeyEntry) and entry.index:
+                for index, names in self._listed(entry, values, batch_size):
+                    # One transaction: a key never outlives its name in the index, where a rerun finds it.
+                    pipe = self.client.pipeline(transaction=True)
+                    pipe.unlink(*names)
+                    pipe.srem(index, *names)
+                    yield cast(int, pipe.execute()[1])
+                return
             if isinstance(entry, KeyEntry):
                 for keys in self._keys(*entry.targets(values), batch_size):
                     yield cast(int, self.client.unlink(*keys))
@@ -232,7 +259,9 @@ class RedisStore(StoreKind):
         seen: set[bytes] = set()
         with self._reaching(entry):
             if isinstance(entry, KeyEntry):
-                for keys in self._keys(*entry.targets(values), batch_size):
+                batches = ((names for _, names in self._listed(entry, values, batch_size)) if entry.index
+                           else self._keys(*entry.targets(values), batch_size))
+                for keys in batches:
                     keys = [k for k in dict.fromkeys(keys) if k not in seen]
                     seen.update(keys)
                     if batch := self._whole(keys, with_values):
@@ -287,6 +316,24 @@ class RedisStore(StoreKind):
         while True:
             started = self._run_id()
             yield from self.client.scan_iter(match=glob, count=SCAN_COUNT)
+            if self._run_id() == started:
+                return
+
+    def _listed(self, entry: KeyEntry, values: list[str], batch_size: int) -> Iterator[tuple[str, list[bytes]]]:
+        """(index, a batch of the names it lists that the pattern matches), each name once."""
+        for index, mine in entry.indexes(values):
+            seen: set[bytes] = set()
+            for members in _chunks(self._members(index), batch_size):
+                names = [m for m in dict.fromkeys(members) if m not in seen and mine.fullmatch(_text(m))]
+                seen.update(names)
+                if names:
+                    yield index, names
+
+    def _members(self, index: str) -> Iterator[bytes]:
+        """Every member of the index set, once at least: SSCAN, a few a call, again after a restart as _scan."""
+        while True:
+            started = self._run_id()
+            yield from self.client.sscan_iter(index, count=SCAN_COUNT)
             if self._run_id() == started:
                 return
 
@@ -375,6 +422,41 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", errors="backslashreplace")
 
 
+def glob_regex(glob: str) -> re.Pattern[str]:
+    """Redis's glob (* ? [a-z] [^a] and \\ escapes) as a regular expression, to check an index's members."""
+    out, i, n = [], 0, len(glob)
+    while i < n:
+        c = glob[i]
+        if c == "\\" and i + 1 < n:
+            out.append(re.escape(glob[i + 1]))
+            i += 1
+        elif c == "*":
+            out.append(".*")
+        elif c == "?":
+            out.append(".")
+        elif c == "[":
+            i += 1
+            negate = i < n and glob[i] == "^"
+            i += negate
+            parts = []
+            while i < n and glob[i] != "]":
+                if glob[i] == "\\" and i + 1 < n:
+                    parts.append(re.escape(glob[i + 1]))
+                    i += 2
+                elif i + 2 < n and glob[i + 1] == "-" and glob[i + 2] != "]":
+                    low, high = sorted((glob[i], glob[i + 2]))
+                    parts.append(f"{re.escape(low)}-{re.escape(high)}")
+                    i += 3
+                else:
+                    parts.append(re.escape(glob[i]))
+                    i += 1
+            out.append(f"[{'^' if negate else ''}{''.join(parts)}]" if parts else ("." if negate else "(?!)"))
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile("".join(out), re.DOTALL)
+
+
 def _chunks(items: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
     it = iter(items)
     while chunk := list(islice(it, size)):
@@ -385,8 +467,9 @@ def _entry(where: str, label: str, store: str, section: str, raw: Any, networks:
     if not isinstance(raw, dict):
         raise ConfigError(where, label, "must be a table")
     pattern_field = SECTIONS[section]
+    own = KEY_FIELDS if section == "keys" else {pattern_field}
     for field in raw:
-        if field not in {pattern_field, "category", "identity", "network"}:
+        if field not in {*own, "category", "identity", "network"}:
             raise ConfigError(where, f"{label}.{field}", "unknown field")
     pattern = string(where, f"{label}.{pattern_field}", raw.get(pattern_field))
     category = string(where, f"{label}.category", raw.get("category"))
@@ -404,4 +487,13 @@ def _entry(where: str, label: str, store: str, section: str, raw: Any, networks:
     if RIGHT_AFTER_PLACEHOLDER.search(pattern):
         raise ConfigError(where, here, "a wildcard right after {identity} reaches other people's keys (4* matches "
                                        "42): put a separator first, as in feed:{identity}:*")
-    return KeyEntry(store, category, identity, network, pattern)
+    index = None
+    if "index" in raw:
+        index = string(where, f"{label}.index", raw["index"])
+        if not _wild(pattern.replace(PLACEHOLDER, "")):
+            raise ConfigError(where, f"{label}.index", "only a pattern with a wildcard needs an index: "
+                                                       "one without names its key already")
+        if PLACEHOLDER not in index or _wild(index.replace(PLACEHOLDER, "")):
+            raise ConfigError(where, f"{label}.index", "must name one set per person: hold {identity}, "
+                                                       "and no wildcard")
+    return KeyEntry(store, category, identity, network, pattern, index)

@@ -117,6 +117,20 @@ def test_a_service_that_stumbles_is_retried_and_each_invoice_counted_once(fault,
     assert billing.calls["erase"] == (2 if fault != "202 then done" else 1)
 
 
+def test_a_purge_retried_while_the_service_still_works_follows_its_job_and_starts_no_second(
+        app, billing, client, make_person, login, csrf_post, worker):
+    app.extensions["datamap"].store("billing").service.poll_for = 0.3  # two polls an attempt
+    billing.polls_before_done = 5  # done at the third attempt's polls
+    request_id, _status = left(app, client, make_person, login, csrf_post, billing, invoices=4)
+    steps = drain_until(worker, app, request_id, completed)
+    step = billing_step(steps)
+    assert step.attempts == 3 and step.result["rows"] == 4
+    assert billing.calls["erase"] == 3  # each attempt asked after the same erasure...
+    with billing.db() as conn:
+        assert conn.execute("SELECT count(*) FROM erasures").fetchone()[0] == 1  # ...and the service ran one job
+    assert billing.held("email:someone-else@example.org") == 3
+
+
 def test_a_service_that_never_confirms_needs_attention_and_is_never_done(app, billing, client, make_person, login,
                                                                         csrf_post, worker):
     app.extensions["datamap"].store("billing").service.poll_for = 0.1

@@ -1,14 +1,17 @@
 """The soak: 3 gunicorn and 3 `flask worker` processes on one database, 2,000 opt-outs, faults all the while.
 
-Every person holds a grant at each of two Demo Social networks (real `python -m demo` processes) and
-rows in the platform store. Their opt-outs come in through the service API of the web processes.
-Meanwhile one network's revocation endpoint answers 503 with Retry-After for a while, a worker
-process is SIGKILLed every 10 seconds and replaced, and the platform store drops its connections
-once. Afterwards: every request completed once with one receipt, the log is consistent from its
-first checkpoint to its last, every token is revoked at its network, and every row is gone and
-counted once.
+Every person holds a grant at each of two Demo Social networks (real `python -m demo` processes), rows
+in the platform store (SQL), keys and set memberships in Redis, objects in S3 (SeaweedFS) and invoices at
+Demo Billing, the http kind's reference service (helpers_soak_stores.py). Their opt-outs come in through
+the service API of the web processes. Meanwhile one network's revocation endpoint answers 503 with
+Retry-After for a while, a worker process is SIGKILLed every 10 seconds and replaced, the platform store
+drops its connections once, Redis is killed and restarted, the S3 server is down for a few seconds, and
+Demo Billing answers 500s, then runs its erasures as 202 jobs for a while. Afterwards: every request
+completed once with one receipt, the log is consistent from its first checkpoint to its last, every token
+is revoked at its network, and every row, key, object and invoice is gone and counted once, in each store.
 
-OWNSTORY_SOAK_SIZE sets the number of people (2,000 by default).
+OWNSTORY_SOAK_SIZE sets the number of people (2,000 by default). redis-server and SeaweedFS's weed are needed:
+without them the soak is skipped, saying which is missing (in CI, it fails).
 """
 from __future__ import annotations
 
@@ -38,7 +41,9 @@ from demo.models import Token
 from erasure.models import Checkpoint, ErasureStep, OptOutRequest, Receipt
 from erasure.verifier import merkle, note
 from erasure.verifier.verify import Verifier
+from tests.erasure.engine import helpers_soak_stores
 from tests.erasure.engine.helpers_processes import MailSink, WorkerProcess, wait_for, worker_environ
+from tests.erasure.engine.helpers_soak_stores import SoakStores
 from tests.helpers_servers import serve
 
 SIZE = int(os.environ.get("OWNSTORY_SOAK_SIZE") or 2000)
@@ -50,8 +55,9 @@ OUTAGE = (3.0, 18.0)  # seconds after the workers start: the first network's rev
 RETRY_AFTER = 2  # seconds, in each 503
 POSTS = 12
 STAYERS = ("9000001", "9000002")  # two accounts that endorse everyone, are endorsed by everyone, and stay
-EXPECTED_ROWS = {"profile": 1, "posts": POSTS, "endorsements": 2, "endorsements received": 2,
-                 "influence scores": 1, "mailing list": 1}
+SQL_ROWS = {"profile": 1, "posts": POSTS, "endorsements": 2, "endorsements received": 2,
+            "influence scores": 1, "mailing list": 1}
+EXPECTED_ROWS = {**SQL_ROWS, **helpers_soak_stores.EXPECTED_ROWS}  # each person's, by category, in every store
 SUBMITTERS = 6  # HTTP clients submitting at once
 
 
@@ -139,14 +145,20 @@ class Workers:
 # --- the test ---------------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_soak_many_processes_with_faults_lose_nothing_and_do_nothing_twice(database_url, tmp_path):
+def test_soak_many_processes_with_faults_lose_nothing_and_do_nothing_twice(database_url, tmp_path, monkeypatch):
     dialect = make_url(database_url).get_backend_name()
     if dialect != "postgresql":
         pytest.skip("the soak is for PostgreSQL (issue 6), the database many processes share; SQLite takes one "
                     "writer at a time, so 3 web and 3 worker processes there only wait for each other")
+    helpers_soak_stores.require_servers()
     people = optouts.cohort(7, SIZE)
     with ExitStack() as stack:
         w = stack.enter_context(world(database_url))
+        stores = SoakStores(tmp_path, stack, STAYERS)
+        for variable, value in stores.environ.items():
+            monkeypatch.setenv(variable, value)  # the data map reads its stores' settings from the environment
+        with Path(w.environ["OWNSTORY_DATAMAP"]).open("a") as datamap:  # the tables, and the other stores
+            datamap.write(helpers_soak_stores.DATAMAP)
         mail = MailSink()
         stack.callback(mail.close)
         proxies = {key: RevocationProxy(url) for key, url in w.networks.items()}
@@ -157,14 +169,15 @@ def test_soak_many_processes_with_faults_lose_nothing_and_do_nothing_twice(datab
         networks_toml.write_text("".join(
             NETWORK_ENTRY.format(key=key, url=servers[key].url, client_id=DEMO_CLIENT_ID,
                                  client_secret=DEMO_CLIENT_SECRET) for key in NETWORKS))
-        settings = {**w.environ, "OWNSTORY_NETWORKS": str(networks_toml), "OWNSTORY_SMTP_URL": mail.url,
-                    "OWNSTORY_ERASURE_LEASE_SECONDS": str(LEASE_SECONDS),
+        settings = {**w.environ, **stores.environ, "OWNSTORY_NETWORKS": str(networks_toml),
+                    "OWNSTORY_SMTP_URL": mail.url, "OWNSTORY_ERASURE_LEASE_SECONDS": str(LEASE_SECONDS),
                     "OWNSTORY_ERASURE_RETRY_BASE_SECONDS": "0.2"}
         env = worker_environ(settings, database_url)
 
         # The world: tokens at both networks, rows on the platform, and each person signed up with both grants.
         started = time.monotonic()
         optouts.seed(w, people, posts=POSTS, stayers=STAYERS)
+        stores.seed(people)
         app = create_app({"OUTBOX_PATH": tmp_path / "outbox", "JSON_LOGS": False}, environ=settings)
         stack.callback(app.extensions["datamap"].dispose)
         stack.callback(app.extensions["ownstory_db"]["engine"].dispose)
@@ -177,11 +190,13 @@ def test_soak_many_processes_with_faults_lose_nothing_and_do_nothing_twice(datab
         web = web_processes(master.pid)
         assert len(web) == WEB_PROCESSES
         web_cpu = {pid: cpu_seconds(pid) for pid in web}
+        stores.trust(base)
         workers = Workers(env, tmp_path, sessions)
         stack.callback(workers.stop)
         faults = Faults(proxies[NETWORKS[0]], workers, w.platform_url, sessions, base)
         stack.callback(faults.stop)
         faults.start()
+        store_faults = stores.faults(sessions, faults.stopped)
 
         # Every opt-out through the service API of the web processes, each on a connection of its own,
         # as from many callers: a kept-alive connection would stay with the process that accepted it.
@@ -207,6 +222,7 @@ def test_soak_many_processes_with_faults_lose_nothing_and_do_nothing_twice(datab
         wait_for(progress, max(600.0, SIZE * 0.5), "every opt-out to complete", every=1.0)
         finished = time.monotonic() - begun
         faults.stop()
+        store_faults.join(timeout=120)
         workers.stop()
         web_served = {pid: cpu_seconds(pid) - web_cpu[pid] for pid in web}
         checkpoints_seen = faults.witnessed()
@@ -215,7 +231,8 @@ def test_soak_many_processes_with_faults_lose_nothing_and_do_nothing_twice(datab
               f"({SIZE / finished:.1f}/s); {len(workers.all) - WORKER_PROCESSES} workers killed, "
               f"{sum(workers.cut.values())} steps cut; {faults.dropped} store connections dropped; "
               f"web CPU seconds {sorted(round(s, 1) for s in web_served.values())}; "
-              f"{len(checkpoints_seen)} checkpoints witnessed")
+              f"{len(checkpoints_seen)} checkpoints witnessed; redis restarted {stores.redis_restarts}, "
+              f"S3 down {stores.s3_outages}, Demo Billing calls {dict(stores.billing.calls)}")
 
         # --- what it shows ---------------------------------------------------------------------------
         by_request = {request_id: account for account, request_id in request_of.items()}
@@ -320,6 +337,10 @@ def test_soak_many_processes_with_faults_lose_nothing_and_do_nothing_twice(datab
         assert left == {"profiles": 0, "posts": 0, "endorsements by leavers": 0, "endorsements to leavers": 0,
                         "endorsements from stayers, receiver removed": 2 * SIZE, "scores": 0, "mailing_list": 0}
 
+        # The other stores: each holds the stayers' data and nothing of the leavers', and Demo Billing ran
+        # one erasure job a person (never a second one for a retried step), each deleting that person's invoices.
+        assert stores.left() == stores.stayers_hold(SIZE)
+
         # Each person is told once; twice only where a kill cut the mail's step after it was sent.
         told = Counter(m.to for m in mail.mails if m.subject == "Your opt-out is complete")
         notify = {s.request_id: s for s in steps if s.kind == "notify"}
@@ -330,6 +351,8 @@ def test_soak_many_processes_with_faults_lose_nothing_and_do_nothing_twice(datab
         # The faults happened, and every process took part.
         assert len(workers.all) > WORKER_PROCESSES, "no worker was killed"
         assert faults.dropped > 0, "the platform store had no connection to drop"
+        assert stores.redis_restarts == 1 and stores.s3_outages == 1, "a store's fault did not happen"
+        assert stores.billing.calls["status"] > 0, "Demo Billing ran no erasure as a 202 job"
         assert min(web_served.values()) > 0.1 * max(web_served.values()), web_served  # CPU seconds each: all served
         for worker in workers.all:
             assert "failed unexpectedly" not in worker.output, worker.output[-3000:]
@@ -375,7 +398,7 @@ class Faults:
         self.proxy, self.workers, self.platform_url, self.sessions = proxy, workers, platform_url, sessions
         self.base = base
         self.dropped = 0
-        self._stop = threading.Event()
+        self._stop = self.stopped = threading.Event()
         self._seen: list[note.Checkpoint] = []
         self._log_key: str | None = None
         self._threads = [threading.Thread(target=target, daemon=True)

@@ -133,16 +133,28 @@ def test_202_then_done_waits_for_the_confirmation(store, billing):
     assert store.count(entry, [LIZ]) == 0
 
 
-def test_a_202_not_confirmed_in_time_is_picked_up_by_the_next_attempt(billing, billing_server, published_keys):
-    store = billing_store(billing_server.url, published_keys, poll_for=0.2)
+def test_a_202_not_confirmed_in_time_is_followed_by_the_next_attempts_never_started_again(billing, billing_server,
+                                                                                         published_keys):
+    store = billing_store(billing_server.url, published_keys, poll_for=0.2)  # one poll an attempt
     billing.add_invoices(LIZ, 2)
     billing.polls_before_done = 4
     (entry,) = store.entries
+    kept: list[dict] = []  # what the step keeps of the job: its request_id, before the service hears of it
     with pytest.raises(StoreUnavailable, match="has not confirmed"):
-        purge_step(store, entry, [LIZ])
+        store.purge_resuming(entry, [LIZ], None, kept.append)
     assert billing.held(LIZ) == 2  # the service deletes when it is done, not before
-    billing.polls_before_done = 0
-    assert purge_step(store, entry, [LIZ], first=2) == (2, 2)
+    attempts = 1
+    while True:
+        attempts += 1
+        try:
+            deleted = store.purge_resuming(entry, [LIZ], kept[0], kept.append)
+            break
+        except StoreUnavailable:
+            assert attempts < 10
+    assert deleted == 2 and attempts == 4 and len(kept) == 1
+    with billing.db() as conn:
+        assert conn.execute("SELECT count(*) FROM erasures").fetchone()[0] == 1  # one job, followed to its end
+    assert store.purge_resuming(entry, [LIZ], kept[0], kept.append) == 2  # its answer again, once done
 
 
 def test_a_service_that_never_confirms_is_never_done(billing, billing_server, published_keys):

@@ -73,6 +73,9 @@ def test_the_contract_format_loads_with_fields_of_hashes_besides(tmp_path):
     assert isinstance(scores, FieldEntry) and (scores.identity, scores.network) == ("subject", None)
     assert len({e.key for e in store.entries}) == 4
     assert store.describe(feed) == {"pattern": "feed:{identity}:*"}
+    indexed = load(tmp_path, MAP.replace('"feed:{identity}:*"', '"feed:{identity}:*"\nindex = "idx:feed:{identity}"'))
+    assert indexed.entries[1].index == "idx:feed:{identity}"
+    assert indexed.describe(indexed.entries[1]) == {"pattern": "feed:{identity}:*", "index": "idx:feed:{identity}"}
     assert store.describe(followers) == {"key_pattern": "followers:*", "holds": "members"}
     assert "6379" not in repr(store)
 
@@ -89,6 +92,14 @@ def test_the_contract_format_loads_with_fields_of_hashes_besides(tmp_path):
     (('identity = "subject"', 'identity = "subject"\nnetwork = "acme"'), "stores.cache.fields[0].network"),
     (('category = "scores"', 'category = ""'), "stores.cache.fields[0].category"),
     (('pattern = "feed:{identity}:*"', 'pattern = "profile:{identity}"'), "stores.cache"),
+    (('pattern = "profile:{identity}"', 'pattern = "profile:{identity}"\nindex = "idx:p:{identity}"'),
+     "stores.cache.keys[0].index"),
+    (('pattern = "feed:{identity}:*"', 'pattern = "feed:{identity}:*"\nindex = "idx:feed"'),
+     "stores.cache.keys[1].index"),
+    (('pattern = "feed:{identity}:*"', 'pattern = "feed:{identity}:*"\nindex = "idx:{identity}:*"'),
+     "stores.cache.keys[1].index"),
+    (('key_pattern = "followers:*"', 'key_pattern = "followers:*"\nindex = "idx:{identity}"'),
+     "stores.cache.members[0].index"),
 ])
 def test_mistakes_name_the_file_the_store_and_the_field(tmp_path, change, field):
     with pytest.raises(ConfigError) as err:
@@ -331,3 +342,107 @@ def test_a_server_restarted_mid_purge_loses_no_key(persistent_server):
     assert sum(done) == 2500
     assert store.count(feed, ["42"]) == 0 and store.count(feed, ["43"]) == 2500
     store.dispose()
+
+
+# A per-person index: the keys found without SCAN
+
+
+INDEXED_FEED = {**FEED, "index": "idx:feed:{identity}"}
+
+
+def seed_indexed(r, person: str, n: int) -> None:
+    """A person's feed as a platform keeping the index writes it: each key and its name in one transaction."""
+    for start in range(0, n, 500):
+        names = [f"feed:{person}:{i}" for i in range(start, min(start + 500, n))]
+        with r.pipeline(transaction=True) as pipe:
+            pipe.mset(dict.fromkeys(names, "post"))
+            pipe.sadd(f"idx:feed:{person}", *names)
+            pipe.execute()
+
+
+@pytest.fixture
+def indexed(redis_server, r):
+    store = store_of(redis_server.url, keys=[INDEXED_FEED])
+    yield store
+    store.dispose()
+
+
+def test_an_indexed_purge_takes_the_keys_and_their_index_without_scanning(indexed, r):
+    seed_indexed(r, "42", 250)
+    seed_indexed(r, "420", 3)
+    r.set("feed:4:0", "theirs, unindexed")
+    feed = indexed.entries[0]
+    assert indexed.count(feed, ["42"]) == 250
+    r.config_resetstat()
+
+    batches: list[int] = []
+    assert indexed.purge(feed, ["42"], on_batch=batches.append, batch_size=100) == 250
+
+    assert batches == [100, 100, 50]
+    assert indexed.count(feed, ["42"]) == 0 and indexed.purge(feed, ["42"]) == 0
+    used = r.info("commandstats")
+    assert "cmdstat_scan" not in used and "cmdstat_keys" not in used  # the keyspace was never walked
+    assert "cmdstat_sscan" in used and "cmdstat_unlink" in used
+    assert r.exists("idx:feed:42") == 0 and not r.keys("feed:42:*")
+    assert indexed.count(feed, ["420"]) == 3 and r.exists("feed:4:0", "feed:420:0") == 2
+
+
+def test_verify_counts_a_name_the_index_still_lists_even_if_its_key_expired(indexed, r):
+    # The name holds the person's identity: until a purge removes it, the person is not gone.
+    seed_indexed(r, "42", 3)
+    r.delete("feed:42:1")  # expired, say
+    feed = indexed.entries[0]
+    assert indexed.count(feed, ["42"]) == 3
+    assert sorted(i["key"] for batch in indexed.export(feed, ["42"]) for i in batch) == ["feed:42:0", "feed:42:2"]
+    assert indexed.purge(feed, ["42"]) == 3
+    assert indexed.count(feed, ["42"]) == 0 and r.exists("idx:feed:42") == 0
+
+
+def test_a_name_in_the_index_outside_the_pattern_is_left_alone(indexed, r):
+    # A platform's mistake in one person's index never deletes another person's key.
+    seed_indexed(r, "42", 2)
+    r.set("feed:43:0", "theirs")
+    r.set("profile:42", "not a feed")
+    r.sadd("idx:feed:42", "feed:43:0", "profile:42")
+    feed = indexed.entries[0]
+
+    assert indexed.count(feed, ["42"]) == 2
+    assert indexed.purge(feed, ["42"]) == 2
+    assert r.exists("feed:43:0", "profile:42") == 2
+    assert r.smembers("idx:feed:42") == {b"feed:43:0", b"profile:42"}
+
+
+@pytest.mark.parametrize("value, neighbour", [("4*", "42"), ("[34]", "3")])
+def test_an_indexed_value_with_glob_characters_matches_only_itself(indexed, r, value, neighbour):
+    seed_indexed(r, value, 2)
+    r.sadd(f"idx:feed:{value}", f"feed:{neighbour}:0")  # a wrong name: the value's own glob must not reach it
+    r.set(f"feed:{neighbour}:0", "theirs")
+    assert indexed.purge(indexed.entries[0], [value]) == 2
+    assert r.exists(f"feed:{neighbour}:0") == 1
+
+
+def test_an_indexed_purge_cut_by_a_server_crash_is_finished_by_the_rerun(tmp_path):
+    require_redis_server()
+    with RedisServer(tmp_path, persistent=True) as server:
+        client = server.client()
+        seed_indexed(client, "42", 2500)
+        seed_indexed(client, "43", 10)
+        store = store_of(server.url, keys=[INDEXED_FEED])
+        feed = store.entries[0]
+        done: list[int] = []
+
+        def crash_after_the_first_batch(n: int) -> None:
+            done.append(n)
+            if len(done) == 1:
+                server.kill()
+
+        with pytest.raises(StoreUnavailable):
+            store.purge(feed, ["42"], on_batch=crash_after_the_first_batch, batch_size=500)
+        server.start()
+        rest = store.purge(feed, ["42"], batch_size=500)
+
+        assert done[0] + rest == 2500  # each key and its name went together: none counted twice, none missed
+        assert store.count(feed, ["42"]) == 0 and client.exists("idx:feed:42") == 0
+        assert not client.keys("feed:42:*") and store.count(feed, ["43"]) == 10
+        store.dispose()
+        client.close()
