@@ -41,7 +41,7 @@ class Result:
     attention: bool = False
     error: str | None = None
     retry_after: float | None = None
-    result: dict = field(default_factory=dict)
+    result: dict = field(default_factory=dict)  # recorded when done; when not, only if set (why it waits)
     clear_params: bool = False  # e.g. destroy the sealed tokens once the network confirmed
 
 
@@ -94,8 +94,10 @@ def _revoke(ctx: ErasureContext, step: ErasureStep, deadline: dt.datetime, now: 
         if outcome.kind == "manual":
             result["manual_url"] = network.revocation.manual_url
         return Result(done=True, result=result, clear_params=True)
+    # Why it waits, for the status page's words; `error`, the network's answer, is for the operators.
+    waiting = "unanswered" if outcome.kind == "retry" else "refused"
     return Result(retry=True, attention=outcome.kind == "failed", error=outcome.error,
-                  retry_after=outcome.retry_after)
+                  retry_after=outcome.retry_after, result={"network": step.target, "waiting": waiting})
 
 
 def _refresh(ctx: ErasureContext, step: ErasureStep, network: Network, tokens: GrantTokens, now: dt.datetime,

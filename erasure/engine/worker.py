@@ -159,6 +159,8 @@ class Worker:
             attention = result.attention or step.attempts >= QUICK_RETRIES
             values = {"status": StepStatus.NEEDS_ATTENTION if attention else StepStatus.RETRYING,
                       "last_error": result.error, "not_before": now + dt.timedelta(seconds=delay)}
+            if result.result:  # why it waits (a revocation's); a purge's progress, never set here, is kept
+                values["result"] = result.result
             log.info("step %s (%s %s): attempt %d failed, next in %.0fs", step.id, step.kind, step.target,
                      step.attempts, delay)
         if not queue.finish(session, claim, now, **values):

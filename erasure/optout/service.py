@@ -38,9 +38,13 @@ REASONS = {
 }
 MAX_REASON_TEXT = 2000
 
-# Steps run phase by phase; a step waits until every step of a lower phase is done.
-PHASES = {StepKind.REVOKE: 1, StepKind.PURGE: 2, StepKind.FORGET: 3, StepKind.VERIFY: 4, StepKind.RECEIPT: 5,
+# Steps run phase by phase; a step waits until every step of a lower phase is done. The stores are purged
+# while the revocations run (a network that is down holds back no deletion); once every revocation is
+# confirmed, each purge runs again, for what a token let in meanwhile. Ownstory's own records go after that.
+PHASES = {StepKind.REVOKE: 1, StepKind.PURGE: 1, StepKind.FORGET: 3, StepKind.VERIFY: 4, StepKind.RECEIPT: 5,
           StepKind.NOTIFY: 6}
+AFTER_REVOCATION = 2  # the phase of the second purge pass
+SECOND_PASS = {"pass": 2}  # in a second-pass purge step's params: the status page words it so
 OWN_RECORDS = "ownstory"  # the target of the forget step: Ownstory's own records of the person
 SUBMIT_LOCK = 0x6F707473  # "opts": the advisory lock that serializes submissions on PostgreSQL
 
@@ -229,16 +233,27 @@ def _lay_steps(session: Session, ctx: ErasureContext, request: OptOutRequest, gr
     steps.append((StepKind.RECEIPT, "transparency log", {}))
     if has_email:
         steps.append((StepKind.NOTIFY, "email", {}))
-    for position, (kind, target, params) in enumerate(steps, start=1):
-        request.steps.append(ErasureStep(position=position, phase=PHASES[kind], kind=kind, target=target,
+    laid = [(PHASES[kind], kind, target, params) for kind, target, params in steps]
+    if grants:  # a token could let data in until its revocation is confirmed: that goes too
+        laid += [(AFTER_REVOCATION, kind, target, {**params, **SECOND_PASS})
+                 for kind, target, params in steps if kind == StepKind.PURGE]
+    laid.sort(key=lambda step: step[0])  # positions in phase order, as the status page lists them
+    for position, (phase, kind, target, params) in enumerate(laid, start=1):
+        request.steps.append(ErasureStep(position=position, phase=phase, kind=kind, target=target,
                                          params=params, status=StepStatus.PENDING, not_before=now))
+
+
+def second_pass(step: ErasureStep) -> bool:
+    """Whether a purge step is the one that runs again once every revocation is confirmed."""
+    return step.kind == StepKind.PURGE and (step.params or {}).get("pass") == SECOND_PASS["pass"]
 
 
 def lay_revocations(session: Session, request_id: str, grants: list[Grant], now: dt.datetime) -> None:
     """Revoke steps for grants found after the request was laid (a connect that raced the opt-out).
 
     They are phase 1, so every step of a later phase not yet done (verify, the receipt) waits for them,
-    and the receipt lists them. The caller deletes the grants in the same transaction.
+    and the receipt lists them; verify purges what their tokens let in. The caller deletes the grants in the
+    same transaction.
     """
     last = session.scalar(select(func.max(ErasureStep.position)).where(ErasureStep.request_id == request_id)) or 0
     for position, g in enumerate(grants, start=last + 1):

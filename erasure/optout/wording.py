@@ -4,8 +4,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 
-from app.text import datetime_text
-from erasure.models import ErasureStep, OptOutRequest, RequestStatus, StepKind, StepStatus
+from app.text import date_text, datetime_text
+from erasure.models import FAILING_STEPS, ErasureStep, OptOutRequest, RequestStatus, StepKind, StepStatus
+from erasure.optout.service import second_pass
 
 REQUEST_STATES: dict[str, str] = {
     RequestStatus.RECEIVED: "Received: the work starts within moments.",
@@ -37,12 +38,18 @@ def _join(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
+def network_name(networks, key: str) -> str:
+    return networks[key].name if key in networks else key
+
+
 def step_title(step: ErasureStep, networks, kinds: Mapping[str, str] | None = None) -> str:
     if step.kind == StepKind.REVOKE:
-        name = networks[step.target].name if step.target in networks else step.target
-        return f"Revoke our access at {name}"
+        return f"Revoke our access at {network_name(networks, step.target)}"
     if step.kind == StepKind.PURGE:
         store, _, category = step.target.partition("/")
+        if second_pass(step):
+            where = f"at the {service_name(store)}" if (kinds or {}).get(store) == "http" else f"in the {store} store"
+            return f"Once access is revoked, delete any {category} that came in meanwhile ({where})"
         if (kinds or {}).get(store) == "http":
             return f"Have the {service_name(store)} delete your {category}"
         return f"Delete your {category} (in the {store} store)"
@@ -55,8 +62,11 @@ def step_title(step: ErasureStep, networks, kinds: Mapping[str, str] | None = No
     return "Mail you the outcome"
 
 
-def step_outcome(step: ErasureStep, now: dt.datetime, kinds: Mapping[str, str] | None = None) -> str:
+def step_outcome(step: ErasureStep, now: dt.datetime, kinds: Mapping[str, str] | None = None,
+                 networks=None) -> str:
     r = step.result or {}
+    if step.kind == StepKind.REVOKE and step.status in FAILING_STEPS:
+        return revocation_pending(step, network_name(networks or {}, step.target))
     if step.status == StepStatus.DONE:
         if step.kind == StepKind.REVOKE:
             if r.get("outcome") == "manual":
@@ -81,7 +91,7 @@ def step_outcome(step: ErasureStep, now: dt.datetime, kinds: Mapping[str, str] |
     if step.status == StepStatus.RUNNING:
         return "Working on it now."
     if step.status == StepStatus.PENDING:
-        return "Waiting its turn."
+        return "Waiting until access is revoked everywhere." if second_pass(step) else "Waiting its turn."
     wait = max(0, int((step.not_before - now).total_seconds())) if step.not_before else 0
     why = step.last_error or "it did not succeed yet"
     retry = "in a moment" if wait < 5 else f"in about {wait // 60 + 1} minute{'s' if wait >= 60 else ''}"
@@ -89,6 +99,19 @@ def step_outcome(step: ErasureStep, now: dt.datetime, kinds: Mapping[str, str] |
         return (f"Not done yet: {why}. We keep retrying automatically (next try {retry}), "
                 "and our operators have been alerted.")
     return f"Not done yet: {why}. Retrying {retry}."
+
+
+def revocation_pending(step: ErasureStep, name: str) -> str:
+    """A revocation that has not gone through yet, in words: the network's answer (an HTTP status, an
+    error code) is for the operators, who see it on their pages and in the API."""
+    by = date_text(step.request.deadline)
+    waiting = (step.result or {}).get("waiting")
+    if waiting == "unanswered":
+        return f"{name} is not answering; we keep trying and will finish by {by}."
+    if waiting == "refused":
+        return (f"{name} has not accepted our request yet; we keep trying, our operators are looking into it, "
+                f"and we will finish by {by}.")
+    return f"{name} has not confirmed yet; we keep trying and will finish by {by}."
 
 
 def request_state(request: OptOutRequest) -> str:

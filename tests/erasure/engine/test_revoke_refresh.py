@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 from app.db import utcnow
 from consent.networks import Networks, Revocation
 from demo.models import Token
+from erasure.engine.worker import Worker
 from erasure.models import ErasureStep
 from tests.conftest import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 from tests.erasure.engine.helpers_fake_networks import graph_error
@@ -22,6 +23,15 @@ from tests.helpers_live_tokens import active, live_tokens, strict
 from tests.helpers_servers import serve
 
 ACCOUNT = "1002"
+
+
+@pytest.fixture
+def worker(app):
+    """A worker that claims every due step in one round: the purges run alongside the revocation, and
+    each round here must take the revocation with them."""
+    w = Worker(app, threads=2, batch=32)
+    yield w
+    w.close()
 
 
 def create_graph_on_demo(demo_network, fail_first: int = 0) -> Flask:

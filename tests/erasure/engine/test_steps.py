@@ -18,7 +18,7 @@ from erasure.context import context_from_app
 from erasure.engine import steps
 from erasure.models import ErasureStep, OptOutRequest, Receipt
 from erasure.optout import mail_text
-from erasure.optout.service import OWN_RECORDS
+from erasure.optout.service import OWN_RECORDS, second_pass
 from erasure.receipts import issue
 from tests.erasure.helpers_optout import (
     check_consent,
@@ -59,9 +59,11 @@ def left(app, client, make_person, login, csrf_post) -> Left:
     return leave(app, client, make_person, login, csrf_post)
 
 
-def the_step(db, request_id: str, kind: str, target: str | None = None) -> ErasureStep:
+def the_step(db, request_id: str, kind: str, target: str | None = None, again: bool = False) -> ErasureStep:
+    """The step of this kind and target; of a purge, the first pass, or with `again` the second."""
     query = select(ErasureStep).where(ErasureStep.request_id == request_id, ErasureStep.kind == kind)
-    found = list(db.scalars(query if target is None else query.where(ErasureStep.target == target)))
+    found = [s for s in db.scalars(query if target is None else query.where(ErasureStep.target == target))
+             if second_pass(s) == again]
     assert len(found) == 1, [(s.kind, s.target) for s in found]
     return found[0]
 
@@ -71,11 +73,11 @@ def no_heartbeat(result: dict | None = None) -> None:
 
 
 def run(sessions, ctx, request_id: str, kind: str, target: str | None = None, *, heartbeat=no_heartbeat,
-        change=lambda step, request: None) -> steps.Result:
+        change=lambda step, request: None, again: bool = False) -> steps.Result:
     """Run one step of the request as the worker does: on the step and request as read at the claim,
     detached (`change` may alter them, in memory only), committing what the step wrote."""
     with sessions() as db, requests.Session() as http:
-        step = the_step(db, request_id, kind, target)
+        step = the_step(db, request_id, kind, target, again)
         request = db.get(OptOutRequest, request_id)
         db.expunge_all()
         db.commit()  # the claim's transaction ends with the claim: the step begins a transaction of its own
@@ -94,15 +96,17 @@ def record(sessions, step_id: str, result: steps.Result) -> None:
         db.commit()
 
 
-def run_all_before(sessions, ctx, request_id: str, kind: str) -> None:
-    """Run and record, in order, every step that comes before the first of this kind."""
+def run_all_before(sessions, ctx, request_id: str, kind: str, again: bool = False) -> None:
+    """Run and record, in order, every step not yet done that comes before the first of this kind
+    (with `again`, the first purge of the second pass)."""
     with sessions() as db:
-        laid = [(s.id, s.kind, s.target) for s in db.scalars(
-            select(ErasureStep).where(ErasureStep.request_id == request_id).order_by(ErasureStep.position))]
-    for step_id, step_kind, target in laid:
-        if step_kind == kind:
+        laid = [(s.id, s.kind, s.target, second_pass(s)) for s in db.scalars(
+            select(ErasureStep).where(ErasureStep.request_id == request_id, ErasureStep.status != "done")
+            .order_by(ErasureStep.position))]
+    for step_id, step_kind, target, second in laid:
+        if step_kind == kind and second == again:
             return
-        record(sessions, step_id, run(sessions, ctx, request_id, step_kind, target))
+        record(sessions, step_id, run(sessions, ctx, request_id, step_kind, target, again=second))
 
 
 def add_post(platform_url: str, author: str) -> None:
@@ -275,9 +279,23 @@ def test_verify_without_the_identities_needs_a_person(sessions, ctx, left):
 
 # --- receipt -------------------------------------------------------------------------------------------
 
+def test_the_second_pass_deletes_what_came_in_while_access_was_revoked_and_counts_it_once(
+        sessions, ctx, left, platform_url):
+    run_all_before(sessions, ctx, left.request_id, "purge", again=True)  # the revocation and the first pass
+    with sessions() as db:
+        assert the_step(db, left.request_id, "purge", "platform/posts").result["rows"] == 20
+    add_post(platform_url, "1002")  # the platform wrote one more, through the token, before it was revoked
+
+    result = run(sessions, ctx, left.request_id, "purge", "platform/posts", again=True)
+    assert result.done and result.result == {"store": "platform", "category": "posts", "rows": 1, "rows_at_start": 1}
+    assert platform_rows(platform_url, "posts", "author_id", "1002") == 0
+
+
 def test_the_receipt_says_what_was_done_and_is_issued_once(client, sessions, ctx, left, platform_url):
+    run_all_before(sessions, ctx, left.request_id, "purge", again=True)
+    add_post(platform_url, "1002")  # written before the revocation went through: the second pass takes it
     run_all_before(sessions, ctx, left.request_id, "verify")
-    add_post(platform_url, "1002")
+    add_post(platform_url, "1002")  # written after the second pass: verify takes it
     with sessions() as db:
         verify_id = the_step(db, left.request_id, "verify").id
     record(sessions, verify_id, run(sessions, ctx, left.request_id, "verify"))
@@ -292,7 +310,7 @@ def test_the_receipt_says_what_was_done_and_is_issued_once(client, sessions, ctx
     claims = issue.claims_of(receipt)
     assert [(r["network"], r["outcome"]) for r in claims["revocations"]] == [("demo", "revoked")]
     purged = {p["category"]: p["rows"] for p in claims["purged"]}
-    assert purged["posts"] == 21  # 20 purged, and 1 caught late by verify
+    assert purged["posts"] == 22  # 20 purged, 1 by the second pass, and 1 caught late by verify
     assert claims["residual_rows"] == 0
     assert client.get(f"/api/v1/receipts/{receipt.id}").status_code == 200
 

@@ -148,11 +148,16 @@ def test_the_steps_are_laid_in_phase_order_and_due_at_once(sessions, ctx, person
 
     purges = [("purge", f"{e.store}/{e.category}") for e in ctx.datamap.entries]
     assert [(s.kind, s.target) for s in steps] == [
-        ("revoke", "acme"), ("revoke", "demo"), *purges,
+        ("revoke", "acme"), ("revoke", "demo"), *purges, *purges,  # the second pass: once access is revoked
         ("forget", service.OWN_RECORDS), ("verify", "all stores"), ("receipt", "transparency log"), ("notify", "email")]
     assert [s.position for s in steps] == list(range(1, len(steps) + 1))
     phases = [s.phase for s in steps]
-    assert phases == sorted(phases) and len(set(phases)) == 6  # revoke, purge, forget, verify, receipt, notify
+    # The stores are purged alongside the revocations, not behind them; the second pass waits for them.
+    assert phases == sorted(phases) and len(set(phases)) == 6  # revoke and purge, purge, forget, verify, ...
+    first, second = steps[2:2 + len(purges)], steps[2 + len(purges):2 + 2 * len(purges)]
+    assert {s.phase for s in first} == {steps[0].phase, steps[1].phase}
+    assert {s.phase for s in second} == {steps[0].phase + 1}
+    assert not any(service.second_pass(s) for s in first) and all(service.second_pass(s) for s in second)
     assert {s.status for s in steps} == {"pending"}
     assert {s.not_before for s in steps} == {submitted.request.requested_at}
     # Each revoke step holds its grant's tokens, still sealed: the grant itself is gone.
@@ -175,14 +180,17 @@ def test_leaving_one_network_leaves_the_other_and_the_account_alone(client, sess
     kinds = [(s.kind, s.target) for s in steps_of(sessions, submitted.request.id)]
     assert kinds[0] == ("revoke", "demo") and ("revoke", "acme") not in kinds
     assert [t for k, t in kinds if k == "purge"] == [
-        f"{e.store}/{e.category}" for e in ctx.datamap.entries if e.network == "demo"]
+        f"{e.store}/{e.category}" for e in ctx.datamap.entries if e.network == "demo"] * 2  # now, and once revoked
     assert ("forget", service.OWN_RECORDS) in kinds
     assert kinds[-1] == ("notify", "email")  # the account stays, so the person hears how it went
 
 
 def test_an_opt_out_with_no_address_is_not_mailed(sessions, ctx):
     submitted = submit(sessions, ctx, None, given=[Identity("account", "9001", "demo")], source="service")
-    assert "notify" not in [s.kind for s in steps_of(sessions, submitted.request.id)]
+    steps = steps_of(sessions, submitted.request.id)
+    assert "notify" not in [s.kind for s in steps]
+    # No grant, no token to revoke: nothing can come in behind the purge, so it runs once.
+    assert [s.target for s in steps if s.kind == "purge"] == [f"{e.store}/{e.category}" for e in ctx.datamap.entries]
 
 
 # --- refusals and second submissions -------------------------------------------------------------------

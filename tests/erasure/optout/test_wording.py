@@ -1,7 +1,9 @@
-"""What the status page says of each step: a service of the platform's own confirms what it deleted."""
+"""What the status page says of each step: a service of the platform's own confirms what it deleted; a revocation
+that waits is said in words, not in the network's answer."""
 import datetime as dt
+from types import SimpleNamespace
 
-from erasure.models import ErasureStep, StepKind, StepStatus
+from erasure.models import ErasureStep, OptOutRequest, StepKind, StepStatus
 from erasure.optout import wording
 
 NOW = dt.datetime(2026, 11, 25, 19, 0, 42, tzinfo=dt.UTC)
@@ -34,3 +36,30 @@ def test_a_service_is_named_after_its_store():
     assert wording.service_name("search-service") == "Search service"
     assert wording.service_confirmed("billing", [("invoices", 2), ("payments", 1)]) == (
         "Billing service confirmed 2 invoices and 1 payments deleted")
+
+
+def revoking(waiting: str | None) -> ErasureStep:
+    """A revocation at Demo Social that has not gone through: its network's answer is the raw error."""
+    request = OptOutRequest(deadline=dt.datetime(2027, 1, 5, 9, 30, tzinfo=dt.UTC))
+    return ErasureStep(kind=StepKind.REVOKE, target="demo", status=StepStatus.RETRYING, request=request,
+                       last_error="HTTP 503 from Demo Social (temporarily_unavailable)", not_before=NOW,
+                       result={"network": "demo", "waiting": waiting} if waiting else {})
+
+
+def test_a_pending_revocation_is_said_in_words_with_the_deadline():
+    networks = {"demo": SimpleNamespace(name="Demo Social")}
+    assert wording.step_outcome(revoking("unanswered"), NOW, KINDS, networks) == (
+        "Demo Social is not answering; we keep trying and will finish by 5 January 2027.")
+    assert wording.step_outcome(revoking("refused"), NOW, KINDS, networks) == (
+        "Demo Social has not accepted our request yet; we keep trying, our operators are looking into it, "
+        "and we will finish by 5 January 2027.")
+    assert wording.step_outcome(revoking(None), NOW, KINDS, networks) == (
+        "Demo Social has not confirmed yet; we keep trying and will finish by 5 January 2027.")
+
+
+def test_the_second_pass_says_what_it_waits_for():
+    again = ErasureStep(kind=StepKind.PURGE, target="platform/posts", status=StepStatus.PENDING,
+                        params={"store": "platform", "entry": "posts.author_id", "pass": 2})
+    assert wording.step_title(again, {}, KINDS) == (
+        "Once access is revoked, delete any posts that came in meanwhile (in the platform store)")
+    assert wording.step_outcome(again, NOW, KINDS) == "Waiting until access is revoked everywhere."
