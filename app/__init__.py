@@ -162,6 +162,10 @@ def _register_blueprints(app: Flask) -> None:
     csrf.exempt(retention_api.blp)
     gpc.init_app(app)  # /.well-known/gpc.json, and the signal honoured on every page
     erasure_wiring.init_app(app)  # its /metrics figures, its /readyz check and /me's data held
+    from erasure.agents import api as drp_api
+
+    app.register_blueprint(drp_api.bp)  # /drp: the Data Rights Protocol's endpoints, for authorized agents
+    csrf.exempt(drp_api.bp)  # signed bodies and bearer tokens, never cookies
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(Exception, handle_unexpected)
 

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.cli import register_key_command
+from erasure.agents import cli as agents_cli
 from erasure.models import SigningKey
 
 
@@ -85,3 +86,4 @@ def init_app(app: Flask) -> None:
     register_key_command(app, rotate_keys, target=current_receipt_kid)
     app.cli.add_command(worker_command)
     app.cli.add_command(receipts_cli)
+    agents_cli.init_app(app)
