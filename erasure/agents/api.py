@@ -90,7 +90,7 @@ def _limit() -> str:
     return current_app.config.get("DRP_RATE_LIMIT") or DEFAULT_LIMIT
 
 
-per_agent = limiter.limit(_limit, key_func=_limit_key)
+per_agent = limiter.shared_limit(_limit, scope="drp", key_func=_limit_key)  # one count across the endpoints
 
 
 def _body() -> bytes:
