@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 from flask_limiter.util import get_remote_address
 from werkzeug.exceptions import HTTPException, InternalServerError
 
@@ -14,7 +14,7 @@ from erasure.agents import registry, service
 from erasure.agents.claims import read_exercise
 from erasure.agents.models import AgentRequest, AuthorizedAgent
 from erasure.agents.signing import ENVELOPE, MessageError, open_message
-from erasure.context import context_from_app
+from erasure.agents.wiring import desk_from_app
 
 bp = Blueprint("drp", __name__, url_prefix="/drp")
 log = logging.getLogger(__name__)
@@ -22,11 +22,6 @@ log = logging.getLogger(__name__)
 MAX_BODY = 16 * 1024  # a signed request is a few hundred bytes; anything much larger is refused with 413
 DEFAULT_LIMIT = "60 per minute"  # per agent (OWNSTORY's DRP_RATE_LIMIT in tests)
 STATUS_CODES = (400, 401, 403, 404, 405, 409, 413, 415, 429, 500)
-
-
-def desk_from_app(app: Flask) -> service.Desk:
-    return service.Desk(ctx=context_from_app(app), business_id=app.config["DRP_BUSINESS_ID"],
-                        link_key=app.config["SECRET_KEY"].encode())
 
 
 # --- errors: {"code": "403", "message": ...} ----------------------------------------------------

@@ -18,7 +18,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from app.mail import MailError
@@ -253,6 +253,17 @@ def refresh(desk: Desk, session: Session, request: AgentRequest, now: dt.datetim
         elif optout is not None and optout.status == RequestStatus.NEEDS_ATTENTION:
             change(desk, session, request, now, "in_progress", None,
                    "Some steps are being retried; the deadline holds.")
+
+
+def refresh_open(desk: Desk, session: Session, now: dt.datetime, limit: int = 200) -> int:
+    """refresh() the requests whose status can still change by itself, oldest change first. The caller commits."""
+    unfetched = and_(AgentRequest.exercise == "access", AgentRequest.status == "fulfilled",
+                     AgentRequest.claims_sealed.is_not(None))
+    waiting = list(session.scalars(select(AgentRequest).where(or_(AgentRequest.status == "in_progress", unfetched))
+                                   .order_by(AgentRequest.updated_at).limit(limit)))
+    for request in waiting:
+        refresh(desk, session, request, now)
+    return len(waiting)
 
 
 def revoke(desk: Desk, session: Session, request: AgentRequest, reason: str | None, now: dt.datetime) -> None:
