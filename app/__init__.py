@@ -169,6 +169,9 @@ def _register_blueprints(app: Flask) -> None:
     csrf.exempt(drp_api.bp)  # signed bodies and bearer tokens, never cookies
     app.register_blueprint(drp_pages.bp)  # where an agent sends a person: verification, and an access's results
     drp_pages.init_app(app)  # their links' tokens stay out of access logs
+    from erasure.agents import openapi as drp_openapi
+
+    drp_openapi.document(api.spec, app.url_map)  # the DRP endpoints in the OpenAPI document
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(Exception, handle_unexpected)
 
