@@ -73,12 +73,10 @@ def _agent() -> AuthorizedAgent:
 
 
 def _limit_key() -> str:
-    """Limits count per agent: the token's, or the key setup's agent-id; a caller with neither, per address."""
+    """Limits count per agent, by its bearer token. Calls without a valid one (key setups, refusals) count per
+    client address: naming an agent must not let anyone use up that agent's limit."""
     agent = registry.agent_of_token(db.session, _bearer())
-    if agent is not None:
-        return f"drp-agent:{agent.id}"
-    named = (request.view_args or {}).get("agent_id")
-    return f"drp-agent:{named[:64]}" if named else f"drp-address:{get_remote_address()}"
+    return f"drp-agent:{agent.id}" if agent is not None else f"drp-address:{get_remote_address()}"
 
 
 def _limit() -> str:

@@ -139,6 +139,7 @@ def carry_out(desk: Desk, session: Session, request: AgentRequest, identities: l
               note: str = "") -> None:
     """Do what the request asks for these (verified) identities."""
     request.verify_until = None
+    request.claims_sealed = None  # the opt-out holds what it needs; an access request keeps the verified ones
     if request.exercise == "deletion":
         _delete(desk, session, request, identities, now, note)
     elif request.exercise == "access":
