@@ -9,6 +9,7 @@ from flask_limiter.util import get_remote_address
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from app.db import end_request_transaction, utcnow
+from app.errors import handle_http_exception
 from app.extensions import db, limiter
 from erasure.agents import registry, service
 from erasure.agents.claims import read_exercise
@@ -56,6 +57,15 @@ for _code in STATUS_CODES:  # code by code: the app's own handler for a code wou
     bp.register_error_handler(_code, _http_error)
 bp.register_error_handler(HTTPException, _http_error)
 bp.register_error_handler(Exception, _unexpected)
+
+
+@bp.app_errorhandler(404)
+@bp.app_errorhandler(405)
+def _unrouted(exc: HTTPException):
+    """A path or method no route takes is no blueprint's: under /drp/v1 it is answered in the protocol's shape."""
+    if request.path.startswith(f"{bp.url_prefix}/v1/"):
+        return _http_error(exc)
+    return handle_http_exception(exc)
 
 
 # --- who is calling -----------------------------------------------------------------------------

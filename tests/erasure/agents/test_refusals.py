@@ -97,3 +97,10 @@ def test_each_agent_has_its_own_rate_limit(serve):
     assert other.info().status_code == 200  # another agent is not held back
     fresh = served.register("FRESH")
     assert fresh.setup().status_code == 200  # naming an agent (unauthenticated) does not use up its limit
+
+
+def test_a_path_or_method_the_protocol_does_not_have_is_answered_in_its_shape(served, agent):
+    _refused(agent.http.put(f"{served.base}/drp/v1/data-rights-request", data=b"x", timeout=10), 405)
+    _refused(agent.http.get(f"{served.base}/drp/v1/nothing-here", timeout=10), 404)
+    page = agent.http.get(f"{served.base}/nothing-here", timeout=10)  # elsewhere, the friendly page as before
+    assert page.status_code == 404 and page.headers["Content-Type"].startswith("text/html")
