@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from typing import Any, cast
 
 import requests
@@ -35,7 +36,11 @@ def backoff(attempts: int, base: float) -> dt.timedelta:
     return dt.timedelta(seconds=min(base * 2 ** max(attempts - 1, 0), 6 * 3600))
 
 
-def send_due(sessions: sessionmaker[Session], http: requests.Session, now: dt.datetime, base: float = 5.0) -> int:
+Links = Callable[[AgentRequest], dict]  # the capability links a stored status leaves out, added when sending
+
+
+def send_due(sessions: sessionmaker[Session], http: requests.Session, now: dt.datetime, links: Links,
+             base: float = 5.0) -> int:
     """Send the callbacks that are due; returns how many reached their agent."""
     with sessions() as session:
         due = list(session.execute(
@@ -44,12 +49,12 @@ def send_due(sessions: sessionmaker[Session], http: requests.Session, now: dt.da
             .order_by(StatusCallback.id).limit(BATCH)))
     sent = 0
     for callback_id, not_before in due:
-        sent += _send_one(sessions, http, callback_id, not_before, now, base)
+        sent += _send_one(sessions, http, callback_id, not_before, now, links, base)
     return sent
 
 
 def _send_one(sessions: sessionmaker[Session], http: requests.Session, callback_id: int, not_before: dt.datetime,
-              now: dt.datetime, base: float) -> int:
+              now: dt.datetime, links: Links, base: float) -> int:
     with sessions() as session:
         claimed = cast(CursorResult[Any], session.execute(
             update(StatusCallback)
@@ -61,8 +66,10 @@ def _send_one(sessions: sessionmaker[Session], http: requests.Session, callback_
         if claimed != 1:
             return 0  # another worker has it
         callback = session.get_one(StatusCallback, callback_id)
-        url = session.scalar(select(AgentRequest.status_callback).where(AgentRequest.id == callback.request_id))
-        body, attempts, request_id = callback.body, callback.attempts, callback.request_id
+        request = session.get_one(AgentRequest, callback.request_id)
+        body, attempts, request_id, url = dict(callback.body), callback.attempts, request.id, request.status_callback
+        if body.get("status") == "fulfilled":
+            body.update(links(request))
         session.rollback()  # no transaction stays open while the agent answers
     error = _post(http, url, body) if url else None
     with sessions() as session:

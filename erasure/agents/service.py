@@ -63,7 +63,9 @@ class NotRevocable(Exception):
 
 # --- the Exercise Status object (section 3.03) -------------------------------------------------
 
-def status_of(desk: Desk, request: AgentRequest) -> dict:
+def status_of(desk: Desk, request: AgentRequest, capabilities: bool = True) -> dict:
+    """The Exercise Status. Without `capabilities`, an access request's results_url is left out: a status
+    stored to be sent later holds no link that opens the export (capability_links adds it when sending)."""
     body: dict = {"request_id": request.id, "status": request.status,
                   "received_at": iso_utc(request.received_at), "expected_by": iso_utc(request.expected_by)}
     if request.reason:
@@ -76,7 +78,7 @@ def status_of(desk: Desk, request: AgentRequest) -> dict:
         body["user_verification_url"] = f"{desk.ctx.base_url}/drp/verify/{request.id}"
         body["expires_at"] = iso_utc(request.verify_until)
     if request.status == "fulfilled":
-        results = _results_url(desk, request)
+        results = _results_url(desk, request) if capabilities or request.exercise != "access" else None
         if results:
             body["results_url"] = results
         if request.results_expires_at is not None:
@@ -93,6 +95,12 @@ def _results_url(desk: Desk, request: AgentRequest) -> str | None:
     return None
 
 
+def capability_links(desk: Desk, request: AgentRequest) -> dict:
+    """What status_of(capabilities=False) left out, as it stands now."""
+    results = _results_url(desk, request) if request.status == "fulfilled" and request.exercise == "access" else None
+    return {"results_url": results} if results else {}
+
+
 def change(desk: Desk, session: Session, request: AgentRequest, now: dt.datetime, status: str,
            reason: str | None = None, details: str | None = None) -> None:
     """Move the request to a new state, and queue its status callback. The caller commits."""
@@ -103,7 +111,7 @@ def change(desk: Desk, session: Session, request: AgentRequest, now: dt.datetime
         request.claims_sealed = None  # nothing more to match: what named the person goes
     session.flush()
     if request.status_callback:
-        callbacks.queue(session, request.id, status_of(desk, request), now)
+        callbacks.queue(session, request.id, status_of(desk, request, capabilities=False), now)
     log.info("drp request %s of agent %s: %s%s", request.id, request.agent_id, status, f"/{reason}" if reason else "")
 
 

@@ -29,7 +29,8 @@ def tick(app: Flask, sessions: sessionmaker[Session], http: requests.Session | N
             service.refresh_open(desk, session, now)
         base = float(app.config.get("DRP_CALLBACK_RETRY_SECONDS", 5))
         with requests.Session() if http is None else http as client:
-            return callbacks.send_due(sessions, client, now, base=base)
+            return callbacks.send_due(sessions, client, now, lambda request: service.capability_links(desk, request),
+                                      base=base)
     except Exception:
         # A database briefly away must not stop the scheduler: the next tick tries again.
         log.exception("drp tick failed")

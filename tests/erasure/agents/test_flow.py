@@ -145,3 +145,13 @@ def test_a_revoke_is_called_back_too(served, agent, receiver):
     _tick(served)
     assert [(b["status"], b.get("reason")) for b in receiver.received] == [
         ("in_progress", "need_user_verification"), ("revoked", None)]
+
+
+def test_an_access_callback_carries_the_results_url_though_no_stored_row_holds_it(served, agent, receiver):
+    status = agent.exercise("access", email=OTTO, email_verified=True, status_callback=receiver.url).json()
+    with served.app.app_context():
+        stored = [r.body for r in db.session.scalars(select(StatusCallback))]
+    assert stored and all("results_url" not in body for body in stored)
+    _tick(served)
+    assert [b["status"] for b in receiver.received] == ["fulfilled"]
+    assert receiver.received[0]["results_url"] == status["results_url"]
