@@ -162,6 +162,16 @@ def _register_blueprints(app: Flask) -> None:
     csrf.exempt(retention_api.blp)
     gpc.init_app(app)  # /.well-known/gpc.json, and the signal honoured on every page
     erasure_wiring.init_app(app)  # its /metrics figures, its /readyz check and /me's data held
+    from erasure.agents import api as drp_api
+    from erasure.agents import views as drp_pages
+
+    app.register_blueprint(drp_api.bp)  # /drp: the Data Rights Protocol's endpoints, for authorized agents
+    csrf.exempt(drp_api.bp)  # signed bodies and bearer tokens, never cookies
+    app.register_blueprint(drp_pages.bp)  # where an agent sends a person: verification, and an access's results
+    drp_pages.init_app(app)  # their links' tokens stay out of access logs
+    from erasure.agents import openapi as drp_openapi
+
+    drp_openapi.document(api.spec, app.url_map)  # the DRP endpoints in the OpenAPI document
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(Exception, handle_unexpected)
 

@@ -4,4 +4,5 @@
 def import_all_models() -> None:
     import app.models  # noqa: F401
     import consent.models  # noqa: F401
+    import erasure.agents.models  # noqa: F401
     import erasure.models  # noqa: F401

@@ -116,6 +116,8 @@ HEADERS = {
     429: {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer", "minimum": 0}}},
 }
 EVERY_OPERATION = (405, 500)
+# Paths whose errors follow another specification's shape, not the API's (the Data Rights Protocol's section 3.06).
+OWN_ERRORS = ("/drp/",)
 
 
 def register_components(spec) -> None:
@@ -145,6 +147,8 @@ class ErrorsPlugin(BasePlugin):
         return copy.deepcopy(extra) if extra else None
 
     def operation_helper(self, path=None, operations=None, **kwargs) -> None:
+        if (path or "").startswith(OWN_ERRORS):
+            return  # documented whole by their feature
         for operation in (operations or {}).values():
             responses = operation.setdefault("responses", {})
             for status in sorted(self._errors(path or "", operation)):

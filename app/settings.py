@@ -119,6 +119,8 @@ def load(environ: Mapping[str, str] | None = None, instance_path: Path | None = 
     origin = str(get("log_origin")[1] or "")
     cfg["LOG_ORIGIN"] = origin or f"{parts.netloc}/ownstory/receipts"
     cfg["SMTP_URL"] = str(get("smtp_url")[1] or "")
+    # This service's business-id in the Data Rights Protocol: by default, the base URL's host.
+    cfg["DRP_BUSINESS_ID"] = str(get("drp_business_id")[1] or "").strip() or str(parts.hostname)
     where, lease = get("erasure_lease_seconds")
     cfg["ERASURE_LEASE_SECONDS"] = _int(where, "OWNSTORY_ERASURE_LEASE_SECONDS", lease)
     if cfg["ERASURE_LEASE_SECONDS"] < 1:

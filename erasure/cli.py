@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from app.cli import register_key_command
 from app.db import utcnow
 from app.extensions import db
+from erasure.agents import cli as agents_cli
 from erasure.engine.scheduler import run_forever
 from erasure.models import SigningKey
 from erasure.receipts import keys, tlog
@@ -80,3 +81,4 @@ def init_app(app: Flask) -> None:
     register_key_command(app, rotate_keys, target=current_receipt_kid)
     app.cli.add_command(worker_command)
     app.cli.add_command(receipts_cli)
+    agents_cli.init_app(app)

@@ -84,7 +84,7 @@ class OptOutRequest(Base):
     id: Mapped[uuid_pk]
     user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
     scope: Mapped[str] = mapped_column(String(64))  # "all" or a network key
-    source: Mapped[str] = mapped_column(String(16), default="person")  # person | service | forget
+    source: Mapped[str] = mapped_column(String(16), default="person")  # person | service | forget | agent
     status: Mapped[str] = mapped_column(String(20), default=RequestStatus.RECEIVED)
     reason_code: Mapped[str | None] = mapped_column(String(32))
     reason_text: Mapped[str | None] = mapped_column(Text)  # free text; cleared when the request completes

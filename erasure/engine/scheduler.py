@@ -10,6 +10,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask
 
 from app.db import utcnow
+from erasure.agents import wiring as agents
 from erasure.engine.worker import Worker
 from erasure.retention import sweeps as retention
 
@@ -44,6 +45,9 @@ def _sweep(worker: Worker) -> None:
 def _schedule(scheduler, worker: Worker, tick: float) -> None:
     scheduler.add_job(_tick, "interval", args=[worker], seconds=tick, max_instances=1, coalesce=True,
                       id="erasure-tick")
+    # Authorized agents' statuses and callbacks, in a job of their own: a slow agent never holds up a step.
+    scheduler.add_job(agents.tick, "interval", args=[worker.app, worker.sessions], seconds=tick, max_instances=1,
+                      coalesce=True, id="drp-callbacks")
     scheduler.add_job(_sweep, "interval", args=[worker], seconds=retention.every(worker.app).total_seconds(),
                       max_instances=1, coalesce=True, id="retention-sweep")
 

@@ -8,7 +8,7 @@ import uuid
 from flask import current_app
 from flask_login import current_user
 from marshmallow import RAISE
-from sqlalchemy import and_, or_, select, tuple_
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import selectinload
 
 from app import audit
@@ -18,13 +18,11 @@ from app.db import utcnow
 from app.errors import ApiError
 from app.extensions import db
 from app.mail import MailError
-from app.models import User
 from app.text import b64url, b64url_decode
-from consent.models import Grant
-from consent.suppression import Identity, lookup, suppress
+from consent.suppression import Identity, lookup
 from erasure.context import context_from_app
 from erasure.models import ErasureStep, OptOutRequest, RequestStatus, StepKind
-from erasure.optout import mail_text, service
+from erasure.optout import behalf, mail_text, service
 from erasure.optout.operations import retry_now
 from erasure.optout.schemas import (
     OptOutCreateSchema,
@@ -105,46 +103,11 @@ def create_optout(body: dict):
 
 
 def _submit(ctx, identities: list[Identity]) -> tuple[service.Submitted, OptOutRequest]:
-    user = _owner(identities)
-    if user is not None:
-        service.lock(db.session, user.id)
-    grants = list(db.session.scalars(select(Grant).where(Grant.user_id == user.id))) if user else []
-    # The platform's data is keyed by the email it knows the person by, so that one is purged and mailed.
-    email = next((i.value for i in identities if i.kind == "email"), None)
-    named = identities + ([Identity("email", user.email)] if user is not None else [])
-    covered = {i.canonical() for i in service.identity_list(
-        service.identities_in_scope(user, grants, "all", email, identities))}
-    submitted = service.submit(db.session, ctx, user=user, grants=grants, scope="all", now=utcnow(),
-                               email=email, given=identities, source="service")
-    request = submitted.request
-    # A request carries one email; any other (another the platform named, or the one the person signed
-    # up with) is suppressed all the same.
-    extra = list({i.canonical(): i for i in named if i.canonical() not in covered}.values())
-    if extra:
-        suppress(db.session, ctx.peppers, extra, "all", request.id)
-        kinds = dict(request.identity_kinds or {})
-        for i in extra:
-            kinds[i.kind] = kinds.get(i.kind, 0) + 1
-        request.identity_kinds = kinds
-    return submitted, request
-
-
-def _owner(identities: list[Identity]) -> User | None:
-    """The one signed-up person these identities belong to, if any.
-
-    Handles are not followed: a handle can pass to someone else, and this would close their account.
-    """
-    owners: set[str] = set()
-    emails = [i.value for i in identities if i.kind == "email"]
-    if emails:
-        owners |= set(db.session.scalars(select(User.id).where(User.email.in_(emails), User.role == "person")))
-    accounts = [(i.network, i.value) for i in identities if i.kind == "account"]
-    if accounts:
-        owners |= set(db.session.scalars(select(Grant.user_id).where(
-            tuple_(Grant.network, Grant.account_id).in_(accounts))))
-    if len(owners) > 1:
-        raise ApiError(409, "conflict", "These identities belong to more than one person; send one request each.")
-    return db.session.get(User, owners.pop()) if owners else None
+    try:
+        submitted, _user = behalf.submit_on_behalf(db.session, ctx, identities, utcnow(), source="service")
+    except behalf.SeveralOwners as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
+    return submitted, submitted.request
 
 
 @blp.route("/optouts", methods=["GET"])

@@ -107,7 +107,7 @@ class OptOutSchema(StrictSchema):
     id = fields.UUID(required=True)
     status = fields.String(required=True, validate=validate.OneOf(list(RequestStatus)))
     scope = fields.String(required=True, metadata={"description": '"all" or a network key.'})
-    source = fields.String(required=True, validate=validate.OneOf(("person", "service", "forget")))
+    source = fields.String(required=True, validate=validate.OneOf(("person", "service", "forget", "agent")))
     requested_at = fields.AwareDateTime(required=True)
     deadline = fields.AwareDateTime(required=True)
     completed_at = fields.AwareDateTime(allow_none=True, required=True)

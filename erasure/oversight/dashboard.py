@@ -17,6 +17,8 @@ from app.db import utcnow
 from app.extensions import db
 from app.logging import redact
 from app.staff import staff_only
+from erasure.agents import registry as agent_registry
+from erasure.agents.models import AuthorizedAgent
 from erasure.models import FAILING_STEPS, OPEN_REQUESTS, OptOutRequest, RequestStatus, StepKind, StepStatus
 from erasure.optout.operations import retry_now
 from erasure.oversight import charts, queries
@@ -131,14 +133,17 @@ def _filters() -> queries.QueueFilter:
     status = args.get("status", "")
     overdue = args.get("overdue", "")
     network = args.get("network", "")
+    agent = args.get("agent", "")
     if status and status not in list(RequestStatus):
         abort(400, "That status filter is not one of received, in_progress, needs_attention or completed.")
     if overdue not in ("", "yes", "no"):
         abort(400, "The overdue filter is yes, no, or empty.")
     if network and network not in current_app.extensions["networks"]:
         abort(400, "That network is not in the catalogue.")
+    if agent and db.session.get(AuthorizedAgent, agent) is None:
+        abort(400, "That agent is not registered.")
     return queries.QueueFilter(status=status or None, overdue={"yes": True, "no": False}.get(overdue),
-                                 network=network or None)
+                                 network=network or None, agent=agent or None)
 
 
 @bp.get("")
@@ -154,11 +159,12 @@ def queue():
     page = queries.queue_page(db.session, filters, now, cursor, PAGE_SIZE)
     counts = queries.queue_counts(db.session, now)
     failing = [f for f in queries.failing_steps(db.session) if f.kind == StepKind.REVOKE]
-    args = {k: v for k, v in request.args.items() if k in ("status", "overdue", "network") and v}
+    args = {k: v for k, v in request.args.items() if k in ("status", "overdue", "network", "agent") and v}
     # Bands are as of the walk's start (page.at), so no request is skipped or shown twice across pages;
     # the time left is as of now.
     return render_template("operator/queue.html", page=page, now=now, counts=counts, failing=failing,
                            filters=filters, args=args, networks=current_app.extensions["networks"],
+                           agents=agent_registry.listed(db.session),
                            statuses=list(RequestStatus), first_page=cursor is None,
                            next_url=url_for(".queue", **args, cursor=page.next.encode()) if page.next else None)
 

@@ -16,6 +16,7 @@ from sqlalchemy import and_, case, exists, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from app.text import b64url, b64url_decode, iso_utc_or_none
+from erasure.agents.models import AgentRequest
 from erasure.models import (
     FAILING_STEPS,
     OPEN_REQUESTS,
@@ -51,6 +52,7 @@ class QueueFilter:
     status: str | None = None  # a RequestStatus
     overdue: bool | None = None
     network: str | None = None  # requests that revoke access at this network
+    agent: str | None = None  # requests an authorized agent sent (erasure.agents)
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,14 @@ def _bands_for(filters: QueueFilter) -> list[int]:
     return wanted
 
 
+def _filtered(stmt, filters: QueueFilter):
+    """The filters that look beyond the request's own row: its steps' network, the agent it came through."""
+    if filters.agent is not None:
+        stmt = stmt.where(exists().where(AgentRequest.optout_request_id == OptOutRequest.id,
+                                         AgentRequest.agent_id == filters.agent))
+    return _with_network(stmt, filters.network)
+
+
 def _with_network(stmt, network: str | None):
     if network is None:
         return stmt
@@ -155,7 +165,7 @@ def _band_statement(band: str, filters: QueueFilter, at: dt.datetime, after, lim
             arm = (select(*LISTED).where(OptOutRequest.status == status, OptOutRequest.deadline < at,
                                          *_after(after))
                    .order_by(OptOutRequest.deadline, OptOutRequest.id).limit(limit))
-            arms.append(select(*_with_network(arm, filters.network).subquery().c))
+            arms.append(select(*_filtered(arm, filters).subquery().c))
         merged = union_all(*arms).subquery()
         return select(*merged.c).order_by(merged.c.deadline, merged.c.id).limit(limit)
     stmt = select(*LISTED).where(OptOutRequest.status == band)
@@ -166,7 +176,7 @@ def _band_statement(band: str, filters: QueueFilter, at: dt.datetime, after, lim
     else:
         stmt = stmt.where(OptOutRequest.deadline >= at, *_after(after)).order_by(OptOutRequest.deadline,
                                                                                  OptOutRequest.id)
-    return _with_network(stmt, filters.network).limit(limit)
+    return _filtered(stmt, filters).limit(limit)
 
 
 def queue_page(session: Session, filters: QueueFilter, now: dt.datetime, cursor: Cursor | None = None,

@@ -9,6 +9,7 @@ from flask import Blueprint, abort, current_app, render_template, request
 from werkzeug.wrappers import Response
 
 from app.extensions import db
+from erasure.agents.service import agent_of_optout
 from erasure.models import OptOutRequest, Receipt
 from erasure.optout import wording
 from erasure.optout.service import find_request
@@ -85,7 +86,8 @@ def receipt_page(receipt_id: str):
     return render_template("receipt.html", receipt=receipt, claims=claims, k=request.args.get("k") if k else None,
                            summary=summary(claims, current_app.extensions["networks"],
                                            wording.store_kinds(current_app.extensions["datamap"])),
-                           base_url=current_app.config["BASE_URL"])
+                           base_url=current_app.config["BASE_URL"],
+                           agent_id=agent_of_optout(db.session, receipt.request_id))
 
 
 @bp.get("/receipts/<receipt_id>/bundle.json")

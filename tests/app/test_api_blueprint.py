@@ -12,12 +12,14 @@ DOC = "/api/v1/openapi.json"
 
 
 def operations_with_a_body(client) -> list[tuple[str, str, list[str]]]:
-    """(method, path with every parameter filled, roles) of every operation the document says takes a body."""
+    """(method, path with every parameter filled, roles) of every operation the document says takes a JSON body
+    (the Data Rights Protocol's take signed text/plain)."""
     doc = client.get(DOC).json
     found = []
     for path, item in doc["paths"].items():
         for method, operation in item.items():
-            if isinstance(operation, dict) and "requestBody" in operation:
+            takes = operation.get("requestBody", {}).get("content", {}) if isinstance(operation, dict) else {}
+            if "application/json" in takes:
                 filled = path
                 while "{" in filled:
                     start, end = filled.index("{"), filled.index("}")

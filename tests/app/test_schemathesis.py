@@ -71,7 +71,8 @@ def api_schema(request, app, seeded):
         server.stop()
 
 
-schema = schemathesis.pytest.from_fixture("api_schema")
+# The Data Rights Protocol's signed endpoints keep to its specification instead (tests/erasure/agents/).
+schema = schemathesis.pytest.from_fixture("api_schema").exclude(path_regex="^/drp/")
 
 
 @schema.parametrize()
