@@ -11,7 +11,7 @@ from types import MappingProxyType
 from app.settings import ConfigError
 
 KEY = re.compile(r"[a-z0-9_-]{1,64}")  # 64: the width of the ledger's purpose column
-FIELDS = {"title": str, "version": int, "text": str, "gpc": bool, "changes": str}
+FIELDS = {"title": str, "version": int, "text": str, "gpc": bool, "changes": str, "kept_after_leaving": str}
 REQUIRED = ("title", "version", "text")
 
 
@@ -23,6 +23,7 @@ class Purpose:
     text: str
     gpc: bool = False  # a Global Privacy Control signal withdraws this purpose (e.g. sale or sharing)
     changes: str = ""  # what changed in this version, shown to people asked to consent again
+    kept_after_leaving: str = ""  # what leaving cannot recall (partners keep what they got), said before "Leave"
 
 
 class Purposes(Mapping[str, Purpose]):
@@ -89,6 +90,7 @@ def _purpose(where: str, key: str, entry: object) -> Purpose:
     return Purpose(
         key=key, title=entry["title"].strip(), version=entry["version"], text=entry["text"].strip(),
         gpc=entry.get("gpc", False), changes=entry.get("changes", "").strip(),
+        kept_after_leaving=entry.get("kept_after_leaving", "").strip(),
     )
 
 

@@ -31,7 +31,7 @@ def test_from_my_data_to_done_in_two_clicks(live_app, browser_page):
     form = page.locator("main").inner_text()
     deadline = app.config["ERASURE_DEADLINE_DAYS"]
     assert f"by {deadline} days from now" in form  # by when
-    assert "We revoke the platform's access at every network for you" in form
+    assert "We revoke Example Platform's access at every network for you" in form
     assert "You can come back at any time, starting now." in form
     assert "like my score" not in page.content().lower()
     page.locator("summary").click()  # opened only to look at the reasons: not one of the person's clicks
@@ -40,7 +40,7 @@ def test_from_my_data_to_done_in_two_clicks(live_app, browser_page):
     assert not [r for r in reasons if "my score" in r.lower()]
     screenshot(page, "optout-2-form")
 
-    click(page.get_by_role("button", name="Opt out now"))
+    click(page.get_by_role("button", name="Delete everything and close my account", exact=True))
     assert clicks <= 2
     match = STATUS_URL.search(page.url)
     assert match, page.url
@@ -83,7 +83,7 @@ def test_the_form_works_with_the_keyboard_alone(live_app, browser_page):
     tab_to("Opt out")
     page.keyboard.press("Enter")
     page.wait_for_url("**/optout")
-    tab_to("Opt out now")
+    tab_to("Delete everything and close my account")
     screenshot(page, "optout-5-keyboard-focus")
     page.keyboard.press("Enter")
     page.wait_for_url(STATUS_URL)
