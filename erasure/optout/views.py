@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, logout_user
 
 from app.db import utcnow
@@ -13,7 +13,7 @@ from app.mail import MailError
 from consent.service import consent_overview, grants_of
 from erasure.context import context_from_app
 from erasure.models import OptOutRequest, StepKind
-from erasure.optout import mail_text, service, wording
+from erasure.optout import mail_text, progress, service, wording
 from erasure.optout.forms import OptOutForm, choices
 
 bp = Blueprint("optout", __name__)
@@ -107,18 +107,42 @@ def _original_email(ctx, submitted: service.Submitted) -> str | None:
     return ids.email if ids else None
 
 
+NOT_FOUND = "There is no opt-out at this address. Check that the link is complete, as it was mailed to you."
+# The status page's script sends k in this header, so that no address it asks for carries the capability.
+KEY_HEADER = "X-Status-Key"
+
+
 @bp.get("/optout/<request_id>")
 def status(request_id: str):
     found = service.find_request(db.session, request_id, request.args.get("k"))
     if found is None:
-        abort(404, "There is no opt-out at this address. Check that the link is complete, as it was mailed to you.")
+        abort(404, NOT_FOUND)
     ctx = context_from_app(current_app)
+    now = utcnow()
     response = current_app.make_response(render_template(
-        "optout_status.html", request=found, steps=found.steps, networks=ctx.networks, now=utcnow(),
+        "optout_status.html", request=found, steps=found.steps, networks=ctx.networks, now=now,
+        groups=progress.groups(found.steps, ctx.networks, wording.store_kinds(ctx.datamap), now),
+        counted_steps=progress.counted_steps(found.steps),
         wording=wording, kinds=wording.store_kinds(ctx.datamap), k=request.args.get("k"),
         status_url=ctx.base_url + url_for("optout.status", request_id=found.id, k=request.args.get("k")),
         mailed=any(s.kind == StepKind.NOTIFY for s in found.steps)))
-    # The link is a capability: keep it out of caches and out of Referer headers.
+    return _private(response)
+
+
+@bp.get("/optout/<request_id>/progress")
+def progress_json(request_id: str):
+    """The status page's steps as JSON, for its script: k in the X-Status-Key header (or ?k=, as the page)."""
+    found = service.find_request(db.session, request_id, request.headers.get(KEY_HEADER) or request.args.get("k"))
+    if found is None:
+        return _private(jsonify({"error": "not_found", "message": NOT_FOUND}), 404)
+    ctx = context_from_app(current_app)
+    return _private(jsonify(progress.as_json(found, found.steps, ctx.networks, wording.store_kinds(ctx.datamap),
+                                             utcnow())))
+
+
+def _private(response, status: int | None = None):
+    """The link is a capability: keep it out of caches and out of Referer headers."""
+    response = current_app.make_response(response if status is None else (response, status))
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
