@@ -26,11 +26,13 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt $(VENV)/.runtime
 migrate: $(VENV)/.runtime
 	$(BIN)/flask --app wsgi db upgrade
 
-# One process: the web app, the worker loop and the Demo Social network, on SQLite.
-run: migrate
-	OWNSTORY_INLINE_WORKER=$${OWNSTORY_INLINE_WORKER:-1} OWNSTORY_DEMO=$${OWNSTORY_DEMO:-1} \
+# One process: the web app, the worker loop and the Demo Social network, on SQLite. It says one thing,
+# the address to open (and a failed migration, in full); requests are logged as they come.
+run: $(VENV)/.runtime
+	@$(BIN)/flask --app wsgi db upgrade >/dev/null
+	@OWNSTORY_INLINE_WORKER=$${OWNSTORY_INLINE_WORKER:-1} OWNSTORY_DEMO=$${OWNSTORY_DEMO:-1} \
 		OWNSTORY_BASE_URL=$${OWNSTORY_BASE_URL:-http://127.0.0.1:$(PORT)} \
-		$(BIN)/flask --app wsgi run --host 127.0.0.1 --port $(PORT)
+		$(BIN)/python -m wsgi --host 127.0.0.1 --port $(PORT)
 
 # Every test on SQLite, and again on PostgreSQL when OWNSTORY_TEST_DATABASE_URL is set.
 test: $(VENV)/.dev

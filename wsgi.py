@@ -10,3 +10,8 @@ except ConfigError as exc:
     # A configuration mistake is a message naming the file and field, not a stack trace.
     sys.stderr.write(f"ownstory: configuration error: {exc}\n")
     raise SystemExit(2) from None
+
+if __name__ == "__main__":  # make run: one plain line with the address, not a development server's banner
+    from app.serve import serve
+
+    serve(app)

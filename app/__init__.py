@@ -96,7 +96,7 @@ def _load_catalogues(app: Flask) -> None:
 def _bind_extensions(app: Flask) -> None:
     from app import headers, limits
     from app.extensions import api, csrf, db, login_manager
-    from app.mail import Mailer
+    from app.mail import Mailer, signed
     from app.security import Passwords, Vault
     from consent.suppression import Peppers
     from erasure.context import outbox_path
@@ -113,7 +113,8 @@ def _bind_extensions(app: Flask) -> None:
     app.extensions["ownstory_passwords"] = Passwords(fast=app.config["FAST_PASSWORD_HASHING"])
     app.extensions["ownstory_vault"] = Vault(app.config["TOKEN_KEYS"])
     app.extensions["ownstory_peppers"] = Peppers.from_config(app.config["PEPPER"])
-    app.extensions["ownstory_mailer"] = Mailer(app.config["SMTP_URL"], outbox_path(app))
+    sender, footer = signed(app.config["PLATFORM_NAME"], app.config["PLATFORM_CONTACT"])
+    app.extensions["ownstory_mailer"] = Mailer(app.config["SMTP_URL"], outbox_path(app), sender, footer)
 
 
 def _register_blueprints(app: Flask) -> None:

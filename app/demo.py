@@ -38,6 +38,7 @@ def mount_demo_network(app: Flask) -> None:
         "DEMO_ISSUER": network.issuer,
         "DEMO_CLIENTS": [{
             "client_id": network.client_id,
+            "client_name": app.config["PLATFORM_NAME"],  # its consent screen names the platform, not a client id
             "client_secret": network.client_secret,
             "redirect_uris": [f"{app.config['BASE_URL']}/networks/{DEMO_KEY}/callback",
                               f"{app.config['BASE_URL']}/forget/networks/{DEMO_KEY}/callback"],  # /forget

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from flask import Flask, Response
 
-# Pages use only their own stylesheet and no script at all: nothing inline, nothing from elsewhere.
+# Pages use only their own stylesheet and scripts (app/static/): nothing inline, nothing from elsewhere.
+# Every page works without its script; the status page's only makes it update in place.
 # No form-action: connecting a network posts a form that is redirected to the network's own site.
 CONTENT_SECURITY_POLICY = "; ".join([
     "default-src 'self'",

@@ -143,6 +143,8 @@ def configure(level: int | str = logging.INFO, stream: TextIO | None = None) -> 
     handler.setFormatter(JsonFormatter())
     root.addHandler(handler)
     root.setLevel(level)
+    # Alembic names each of its plugins as it loads them, on every start: nothing an operator acts on.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     return handler
 
 

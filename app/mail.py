@@ -6,21 +6,30 @@ import smtplib
 import time
 import uuid
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formataddr, formatdate, make_msgid
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 log = logging.getLogger(__name__)
 SENDER = "Ownstory <no-reply@ownstory.invalid>"
+ADDRESS = "no-reply@ownstory.invalid"
 
 
 class MailError(Exception):
     """Mail could not be handed over; the caller retries. Never names the recipient."""
 
 
+def signed(platform: str, contact: str = "") -> tuple[str, str]:
+    """The sender and the closing lines of every mail, naming the platform the person's data is with
+    (OWNSTORY_PLATFORM_NAME) and where to ask it (OWNSTORY_PLATFORM_CONTACT), so that a mail from an
+    address they never gave to Ownstory still says whose it is."""
+    footer = f"{platform}, through Ownstory" + (f"\nQuestions: {contact}" if contact else "")
+    return formataddr((f"{platform} via Ownstory", ADDRESS)), footer
+
+
 class Mailer:
-    def __init__(self, smtp_url: str, outbox: Path, sender: str = SENDER) -> None:
-        self.smtp_url, self.outbox, self.sender = smtp_url, Path(outbox), sender
+    def __init__(self, smtp_url: str, outbox: Path, sender: str = SENDER, footer: str = "") -> None:
+        self.smtp_url, self.outbox, self.sender, self.footer = smtp_url, Path(outbox), sender, footer
 
     def send(self, to: str, subject: str, body: str) -> str:
         """Send one plain-text message; returns its Message-ID (safe to log)."""
@@ -28,7 +37,7 @@ class Mailer:
         msg["From"], msg["To"], msg["Subject"] = self.sender, to, subject
         msg["Date"] = formatdate(usegmt=True)
         msg["Message-ID"] = make_msgid(domain="ownstory.invalid")
-        msg.set_content(body)
+        msg.set_content(f"{body.rstrip()}\n\n-- \n{self.footer}\n" if self.footer else body)
         if self.smtp_url:
             self._smtp(msg)
         else:

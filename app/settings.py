@@ -121,6 +121,7 @@ def load(environ: Mapping[str, str] | None = None, instance_path: Path | None = 
     cfg["SMTP_URL"] = str(get("smtp_url")[1] or "")
     # This service's business-id in the Data Rights Protocol: by default, the base URL's host.
     cfg["DRP_BUSINESS_ID"] = str(get("drp_business_id")[1] or "").strip() or str(parts.hostname)
+    cfg["PLATFORM_NAME"], cfg["PLATFORM_CONTACT"] = _platform(get("platform_name"), get("platform_contact"))
     where, lease = get("erasure_lease_seconds")
     cfg["ERASURE_LEASE_SECONDS"] = _int(where, "OWNSTORY_ERASURE_LEASE_SECONDS", lease)
     if cfg["ERASURE_LEASE_SECONDS"] < 1:
@@ -149,6 +150,27 @@ def load(environ: Mapping[str, str] | None = None, instance_path: Path | None = 
         cfg[key] = value
     cfg["TOKEN_KEYS"] = _fernet_keys(cfg["TOKEN_KEYS"])
     return cfg
+
+
+def _platform(name_setting: tuple[str, object], contact_setting: tuple[str, object]) -> tuple[str, str]:
+    """The platform whose data Ownstory looks after, as people read it on pages, mails and receipts: its
+    name, and where to ask it (an email address or an https page; empty for none)."""
+    where, name = name_setting
+    name = " ".join(str(name or "").split())
+    if not name or len(name) > 80:
+        raise ConfigError(where, "OWNSTORY_PLATFORM_NAME", "expected the platform's name, 1 to 80 characters")
+    where, contact = contact_setting
+    contact = str(contact or "").strip()
+    parts = urlsplit(contact)
+    if contact and not (_is_address(contact) or (parts.scheme in {"http", "https"} and parts.netloc)):
+        raise ConfigError(where, "OWNSTORY_PLATFORM_CONTACT",
+                          f"expected an email address or an http(s) URL, got {contact!r}")
+    return name, contact
+
+
+def _is_address(text: str) -> bool:
+    local, at, domain = text.partition("@")
+    return bool(at and local and "." in domain and not any(c.isspace() or c in "<>,;:\"\\" for c in text))
 
 
 def _limiter_storage(where: str, url: str) -> str:

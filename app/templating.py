@@ -11,7 +11,7 @@ import datetime as dt
 
 from flask import Flask
 
-from app.text import date_text, datetime_text, iso_utc
+from app.text import counted, date_text, datetime_text, iso_utc
 
 
 def iso(at: dt.date | None) -> str:
@@ -21,7 +21,17 @@ def iso(at: dt.date | None) -> str:
     return iso_utc(at) if isinstance(at, dt.datetime) else at.isoformat()
 
 
+def platform_of(app: Flask) -> dict:
+    """Every page names the platform whose data this is, and where to ask it (`contact_href`: a link)."""
+    contact = app.config.get("PLATFORM_CONTACT", "")
+    href = contact if contact.startswith(("http://", "https://")) else f"mailto:{contact}" if contact else ""
+    return {"platform": {"name": app.config.get("PLATFORM_NAME", "the platform"), "contact": contact,
+                         "contact_href": href}}
+
+
 def init_app(app: Flask) -> None:
+    app.context_processor(lambda: platform_of(app))
     app.add_template_filter(date_text, "date")
     app.add_template_filter(datetime_text, "datetime")
     app.add_template_filter(iso, "iso")
+    app.add_template_filter(counted, "counted")  # {{ rows|counted(category) }}: "20 posts", "1 influence score"

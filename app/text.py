@@ -51,3 +51,16 @@ def b64url(data: bytes) -> str:
 def b64url_decode(text: str) -> bytes:
     """The bytes of (unpadded) base64url. Raises ValueError (binascii.Error) for what is not."""
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def counted(n: int, category: str) -> str:
+    """A count of a data map category as people say it: "20 posts", "1 influence score", "1 endorsement
+    received"; a category that names no plural ("profile", "mailing list") is counted in entries."""
+    words = category.split()
+    plural = next((i for i in range(len(words) - 1, -1, -1)
+                   if len(words[i]) > 2 and words[i].endswith("s") and not words[i].endswith("ss")), None)
+    if plural is None:
+        return f"{n} {category} {'entry' if n == 1 else 'entries'}"
+    if n == 1:
+        words[plural] = words[plural][:-1]
+    return f"{n} {' '.join(words)}"

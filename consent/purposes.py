@@ -11,7 +11,8 @@ from types import MappingProxyType
 from app.settings import ConfigError
 
 KEY = re.compile(r"[a-z0-9_-]{1,64}")  # 64: the width of the ledger's purpose column
-FIELDS = {"title": str, "version": int, "text": str, "gpc": bool, "sale": bool, "changes": str}
+FIELDS = {"title": str, "version": int, "text": str, "gpc": bool, "sale": bool, "changes": str,
+          "kept_after_leaving": str}
 REQUIRED = ("title", "version", "text")
 
 
@@ -24,6 +25,7 @@ class Purpose:
     gpc: bool = False  # a Global Privacy Control signal withdraws this purpose (e.g. sale or sharing)
     changes: str = ""  # what changed in this version, shown to people asked to consent again
     sale: bool = False  # sale or sharing: an authorized agent's sale:opt-out withdraws it, sale:opt-in gives it
+    kept_after_leaving: str = ""  # what leaving cannot recall (partners keep what they got), said before "Leave"
 
 
 class Purposes(Mapping[str, Purpose]):
@@ -90,6 +92,7 @@ def _purpose(where: str, key: str, entry: object) -> Purpose:
     return Purpose(
         key=key, title=entry["title"].strip(), version=entry["version"], text=entry["text"].strip(),
         gpc=entry.get("gpc", False), changes=entry.get("changes", "").strip(), sale=entry.get("sale", False),
+        kept_after_leaving=entry.get("kept_after_leaving", "").strip(),
     )
 
 

@@ -37,13 +37,23 @@ def me():
     grants = service.grants_of(db.session, current_user.id)
     consents = service.consent_overview(db.session, current_user.id, current_app.extensions["purposes"])
     count_held = current_app.extensions.get(HELD)
-    held = count_held(current_user, grants) if count_held else []
+    held = _by_category(count_held(current_user, grants)) if count_held else []
     now = utcnow()
     return render_template(
         "me.html", grants=grants, consents=consents, held=held,
         networks=current_app.extensions["networks"],
         expired={g.id for g in grants if has_expired_for_good(g, now)},
     )
+
+
+def _by_category(counts: list) -> list[tuple[str, int | None]]:
+    """What a person reads on /me: each category once, whichever stores hold it (which store is the
+    operator's concern, and the export's); None when a store holding it could not be counted just now."""
+    totals: dict[str, int | None] = {}
+    for c in counts:
+        before = totals.get(c.category, 0)
+        totals[c.category] = None if before is None or c.rows is None else before + c.rows
+    return list(totals.items())
 
 
 @bp.route("/consents", methods=["GET", "POST"])

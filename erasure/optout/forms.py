@@ -22,6 +22,7 @@ class OptOutForm(FlaskForm):
                                 validators=[Optional(), Length(max=service.MAX_REASON_TEXT)])
     public_status = RadioField(
         "If the platform looks you up after you leave",
-        choices=choices([("yes", 'It may say "this person chose to opt out"'),
-                          ("no", "It may only say nothing is held")]),
-        default="yes", validate_choice=True)
+        # Private by default: saying someone left is for them to allow, never assumed.
+        choices=choices([("no", "It may only say nothing is held"),
+                          ("yes", 'It may say "this person chose to opt out"')]),
+        default="no", validate_choice=True)

@@ -3,17 +3,17 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, abort, current_app, redirect, render_template, request
+from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, logout_user
 
 from app.db import utcnow
 from app.extensions import db, limiter
 from app.limits import account_key, signed_out
 from app.mail import MailError
-from consent.service import grants_of
+from consent.service import consent_overview, grants_of
 from erasure.context import context_from_app
 from erasure.models import OptOutRequest, StepKind
-from erasure.optout import mail_text, service, wording
+from erasure.optout import mail_text, progress, service, wording
 from erasure.optout.forms import OptOutForm, choices
 
 bp = Blueprint("optout", __name__)
@@ -35,8 +35,9 @@ def optout():
         scopes += [s for s in service.open_scopes(db.session, current_user.id) if s != "all" and s not in scopes]
     form.scope.choices = choices([("all", "Everything: every network and my account")] + [
         (s, ctx.networks[s].name if s in ctx.networks else s) for s in scopes])
-    if request.method == "GET" and request.args.get("scope") in {c.value for c in form.scope.choices}:
-        form.scope.data = request.args["scope"]
+    if request.method == "GET":  # the page follows the choice: what goes, what stays, and the button's words
+        asked = request.args.get("scope")
+        form.scope.data = asked if asked in {c.value for c in form.scope.choices} else "all"
     if form.validate_on_submit():
         try:
             with db.writing():  # ends the read transaction: the write lock comes before any read
@@ -56,10 +57,23 @@ def optout():
             if submitted.request.scope == "all":
                 logout_user()  # the account is closing; the status link needs no sign-in
             return redirect(submitted.status_path)
-    manual = [(ctx.networks[g.network].name, ctx.networks[g.network].revocation.manual_url)
+    manual = [(ctx.networks[g.network].name, ctx.networks[g.network].revocation.manual_url, g.network)
               for g in grants if g.network in ctx.networks and ctx.networks[g.network].revocation.style == "none"]
-    return render_template("optout.html", form=form, grants=grants, manual=manual,
-                           deadline_days=ctx.deadline_days), 400 if form.errors else 200
+    chosen = form.scope.data if form.scope.data in {c.value for c in form.scope.choices} else "all"
+    manual = [(name, url) for name, url, key in manual if chosen in ("all", key)]
+    return render_template("optout.html", form=form, grants=grants, manual=manual, chosen=chosen,
+                           network=ctx.networks[chosen].name if chosen in ctx.networks else chosen,
+                           kept=_kept_after_leaving(ctx, chosen), deadline_days=ctx.deadline_days), \
+        400 if form.errors else 200
+
+
+def _kept_after_leaving(ctx, scope: str) -> list[str]:
+    """What leaving `scope` cannot recall: the kept_after_leaving of each purpose the person ever agreed to
+    (a consent withdrawn since still let data go out while it stood), each said once."""
+    rows = consent_overview(db.session, current_user.id, ctx.purposes)
+    texts = [ctx.purposes[r.purpose].kept_after_leaving for r in rows
+             if r.purpose in ctx.purposes and scope in ("all", r.network)]
+    return list(dict.fromkeys(t for t in texts if t))
 
 
 def already_leaving(ctx, found: OptOutRequest):
@@ -93,17 +107,42 @@ def _original_email(ctx, submitted: service.Submitted) -> str | None:
     return ids.email if ids else None
 
 
+NOT_FOUND = "There is no opt-out at this address. Check that the link is complete, as it was mailed to you."
+# The status page's script sends k in this header, so that no address it asks for carries the capability.
+KEY_HEADER = "X-Status-Key"
+
+
 @bp.get("/optout/<request_id>")
 def status(request_id: str):
     found = service.find_request(db.session, request_id, request.args.get("k"))
     if found is None:
-        abort(404, "There is no opt-out at this address. Check that the link is complete, as it was mailed to you.")
+        abort(404, NOT_FOUND)
     ctx = context_from_app(current_app)
+    now = utcnow()
     response = current_app.make_response(render_template(
-        "optout_status.html", request=found, steps=found.steps, networks=ctx.networks, now=utcnow(),
+        "optout_status.html", request=found, steps=found.steps, networks=ctx.networks, now=now,
+        groups=progress.groups(found.steps, ctx.networks, wording.store_kinds(ctx.datamap), now),
+        counted_steps=progress.counted_steps(found.steps),
         wording=wording, kinds=wording.store_kinds(ctx.datamap), k=request.args.get("k"),
+        status_url=ctx.base_url + url_for("optout.status", request_id=found.id, k=request.args.get("k")),
         mailed=any(s.kind == StepKind.NOTIFY for s in found.steps)))
-    # The link is a capability: keep it out of caches and out of Referer headers.
+    return _private(response)
+
+
+@bp.get("/optout/<request_id>/progress")
+def progress_json(request_id: str):
+    """The status page's steps as JSON, for its script: k in the X-Status-Key header (or ?k=, as the page)."""
+    found = service.find_request(db.session, request_id, request.headers.get(KEY_HEADER) or request.args.get("k"))
+    if found is None:
+        return _private(jsonify({"error": "not_found", "message": NOT_FOUND}), 404)
+    ctx = context_from_app(current_app)
+    return _private(jsonify(progress.as_json(found, found.steps, ctx.networks, wording.store_kinds(ctx.datamap),
+                                             utcnow())))
+
+
+def _private(response, status: int | None = None):
+    """The link is a capability: keep it out of caches and out of Referer headers."""
+    response = current_app.make_response(response if status is None else (response, status))
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
     return response

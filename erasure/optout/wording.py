@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 
-from app.text import date_text, datetime_text
+from app.text import counted, date_text, datetime_text
 from erasure.models import FAILING_STEPS, ErasureStep, OptOutRequest, RequestStatus, StepKind, StepStatus
 from erasure.optout.service import second_pass
 
@@ -31,7 +31,7 @@ def service_name(store: str) -> str:
 
 def service_confirmed(store: str, deleted: list[tuple[str, int]]) -> str:
     """"Billing service confirmed 2 invoices deleted": what a service said it deleted, category by category."""
-    return f"{service_name(store)} confirmed {_join([f'{n} {category}' for category, n in deleted])} deleted"
+    return f"{service_name(store)} confirmed {_join([counted(n, category) for category, n in deleted])} deleted"
 
 
 def _join(items: list[str]) -> str:
@@ -48,11 +48,11 @@ def step_title(step: ErasureStep, networks, kinds: Mapping[str, str] | None = No
     if step.kind == StepKind.PURGE:
         store, _, category = step.target.partition("/")
         if second_pass(step):
-            where = f"at the {service_name(store)}" if (kinds or {}).get(store) == "http" else f"in the {store} store"
-            return f"Once access is revoked, delete any {category} that came in meanwhile ({where})"
+            where = f" (at the {service_name(store)})" if (kinds or {}).get(store) == "http" else ""
+            return f"Once access is revoked, delete any {category} that came in meanwhile{where}"
         if (kinds or {}).get(store) == "http":
             return f"Have the {service_name(store)} delete your {category}"
-        return f"Delete your {category} (in the {store} store)"
+        return f"Delete your {category}"
     if step.kind == StepKind.FORGET:
         return "Delete Ownstory's own records of you"
     if step.kind == StepKind.VERIFY:
@@ -80,7 +80,7 @@ def step_outcome(step: ErasureStep, now: dt.datetime, kinds: Mapping[str, str] |
             store, _, category = step.target.partition("/")
             if (kinds or {}).get(store) == "http":
                 return f"{service_confirmed(store, [(category, rows)])} ({datetime_text(step.done_at)})."
-            return f"Deleted {rows} row{'s' if rows != 1 else ''} ({datetime_text(step.done_at)})."
+            return f"Deleted {counted(rows, category)} ({datetime_text(step.done_at)})."
         if step.kind == StepKind.FORGET:
             return f"Deleted ({datetime_text(step.done_at)})."
         if step.kind == StepKind.VERIFY:

@@ -9,6 +9,7 @@ from flask import Blueprint, abort, current_app, render_template, request
 from werkzeug.wrappers import Response
 
 from app.extensions import db
+from app.text import counted
 from erasure.agents.service import agent_of_optout
 from erasure.models import OptOutRequest, Receipt
 from erasure.optout import wording
@@ -17,6 +18,10 @@ from erasure.receipts import issue
 from erasure.verifier import owner
 
 bp = Blueprint("receipt_pages", __name__)
+# What the receipt keeps, as a person reads it; the signed words stay as they are, for experts.
+PLAIN_RETAINED = {"suppression entry": "An entry on the do-not-collect list",
+                  "consent withdrawal": "The record that you withdrew your consent",
+                  "this request's record": "The record of this request"}
 
 
 def _found(receipt_id: str) -> Receipt:
@@ -58,7 +63,7 @@ def summary(claims: dict, networks, kinds: Mapping[str, str] | None = None) -> s
         if p["rows"] and kinds.get(p["store"]) == "http":
             confirmed.setdefault(p["store"], []).append((p["category"], p["rows"]))
         elif p["rows"]:
-            deleted.append(f"{p['rows']} {p['category']}")
+            deleted.append(counted(p["rows"], p["category"]))
     if deleted:
         parts.append("deleted " + _join(deleted))
     elif not confirmed:
@@ -83,7 +88,12 @@ def receipt_page(receipt_id: str):
     receipt = _found(receipt_id)
     k = _owner_secret(receipt)
     claims = issue.claims_of(receipt)
+    deleted: dict[str, int] = {}
+    for p in claims["purged"]:
+        if p["rows"]:
+            deleted[p["category"]] = deleted.get(p["category"], 0) + p["rows"]
     return render_template("receipt.html", receipt=receipt, claims=claims, k=request.args.get("k") if k else None,
+                           deleted=list(deleted.items()), plain_retained=PLAIN_RETAINED,
                            summary=summary(claims, current_app.extensions["networks"],
                                            wording.store_kinds(current_app.extensions["datamap"])),
                            base_url=current_app.config["BASE_URL"],

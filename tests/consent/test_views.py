@@ -137,6 +137,6 @@ def test_my_data_shows_what_the_registered_counter_counts(app, client, make_pers
     person = make_person()
     login(client, person)
     html = client.get("/me").get_data(as_text=True)
-    assert "<th scope=\"row\">letters</th>" in html and "<td>7</td>" in html
+    assert "<th scope=\"row\">Letters</th>" in html and "<td>7 letters</td>" in html
     assert "could not be counted just now" in html
     assert asked == [(person.id, [])]

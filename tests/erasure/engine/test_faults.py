@@ -304,7 +304,7 @@ def test_a_store_failing_part_way_through_a_purge_keeps_the_step_open_and_counts
         assert step(app, request_id, "verify").status == "pending"
         assert request_status(app, request_id) == "needs_attention"
     page = app.test_client().get(status_path).get_data(as_text=True)
-    assert "Deleted 2500 rows" not in page and "Deleted 1000 rows" not in page
+    assert "Deleted 2500 posts" not in page and "Deleted 1000 posts" not in page
 
     store.executescript("DROP TRIGGER failing; DROP TRIGGER spending; DROP TABLE budget;")
     store.close()
@@ -313,7 +313,7 @@ def test_a_store_failing_part_way_through_a_purge_keeps_the_step_open_and_counts
     assert (posts.status, posts.result["rows"]) == ("done", held), "1,000 rows in the first try, 1,500 in the last"
     worker.drain()
     assert request_status(app, request_id) == "completed"
-    assert "Deleted 2500 rows" in app.test_client().get(status_path).get_data(as_text=True)
+    assert "Deleted 2500 posts" in app.test_client().get(status_path).get_data(as_text=True)
 
 
 # --- only the person's data goes -----------------------------------------------------------------

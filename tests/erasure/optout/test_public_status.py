@@ -25,12 +25,12 @@ def answers(app, headers, identities: list[dict]) -> list[dict]:
     return response.json["results"]
 
 
-def test_the_form_offers_the_choice_and_showing_it_is_the_default(app, client, make_person, login, csrf_post):
+def test_the_form_offers_the_choice_and_saying_nothing_is_the_default(app, client, make_person, login, csrf_post):
     joined_person(client, make_person, login, csrf_post, account="1001", consent=False)
     page = client.get("/optout").get_data(as_text=True)
     assert "If the platform looks you up after you leave" in page
     radios = re.findall(r'<input ([^>]*)name="public_status" type="radio" value="(yes|no)">', page)
-    assert {value: "checked" in attributes for attributes, value in radios} == {"yes": True, "no": False}
+    assert {value: "checked" in attributes for attributes, value in radios} == {"yes": False, "no": True}
     assert "It may say &#34;this person chose to opt out&#34;" in page and "It may only say nothing is held" in page
 
 
@@ -60,12 +60,12 @@ def test_leaving_one_network_quietly(app, client, make_person, login, csrf_post,
         {"suppressed": True, "reason": None}, {"suppressed": True, "reason": None}]
 
 
-def test_a_form_without_the_field_shows_the_status(app, client, make_person, login, csrf_post, service_headers):
+def test_a_form_without_the_field_says_nothing(app, client, make_person, login, csrf_post, service_headers):
     person = joined_person(client, make_person, login, csrf_post, account="1004", consent=False)
     token = csrf_token_from(client.get("/optout").get_data(as_text=True))
     assert client.post("/optout", data={"scope": "all", "csrf_token": token}).status_code == 302
     assert answers(app, service_headers, identities_of(person, "1004", "tomas"))[0] == {
-        "suppressed": True, "reason": "opted_out"}
+        "suppressed": True, "reason": None}
 
 
 def test_a_choice_we_did_not_offer_is_refused(client, make_person, login, csrf_post, sessions):

@@ -23,11 +23,16 @@ def test_a_service_confirms_what_it_deleted():
         "Have the Billing service delete your invoices")
 
 
-def test_a_table_still_says_rows():
+def test_a_table_says_what_it_held_in_plain_words():
     assert wording.step_outcome(purged("platform/posts", 20), NOW, KINDS) == (
-        "Deleted 20 rows (25 November 2026, 19:00 UTC).")
-    assert wording.step_title(purged("platform/posts", 20), {}, KINDS) == "Delete your posts (in the platform store)"
-    assert wording.step_outcome(purged("billing/invoices", 2), NOW) == "Deleted 2 rows (25 November 2026, 19:00 UTC)."
+        "Deleted 20 posts (25 November 2026, 19:00 UTC).")
+    assert wording.step_title(purged("platform/posts", 20), {}, KINDS) == "Delete your posts"
+    assert wording.step_outcome(purged("billing/invoices", 2), NOW) == (
+        "Deleted 2 invoices (25 November 2026, 19:00 UTC).")
+    assert wording.step_outcome(purged("platform/influence scores", 1), NOW, KINDS) == (
+        "Deleted 1 influence score (25 November 2026, 19:00 UTC).")
+    assert wording.step_outcome(purged("platform/mailing list", 1), NOW, KINDS) == (
+        "Deleted 1 mailing list entry (25 November 2026, 19:00 UTC).")
 
 
 def test_a_service_is_named_after_its_store():
@@ -35,7 +40,7 @@ def test_a_service_is_named_after_its_store():
     assert wording.service_name("crm_sync") == "Crm sync service"
     assert wording.service_name("search-service") == "Search service"
     assert wording.service_confirmed("billing", [("invoices", 2), ("payments", 1)]) == (
-        "Billing service confirmed 2 invoices and 1 payments deleted")
+        "Billing service confirmed 2 invoices and 1 payment deleted")
 
 
 def revoking(waiting: str | None) -> ErasureStep:
@@ -61,5 +66,5 @@ def test_the_second_pass_says_what_it_waits_for():
     again = ErasureStep(kind=StepKind.PURGE, target="platform/posts", status=StepStatus.PENDING,
                         params={"store": "platform", "entry": "posts.author_id", "pass": 2})
     assert wording.step_title(again, {}, KINDS) == (
-        "Once access is revoked, delete any posts that came in meanwhile (in the platform store)")
+        "Once access is revoked, delete any posts that came in meanwhile")
     assert wording.step_outcome(again, NOW, KINDS) == "Waiting until access is revoked everywhere."

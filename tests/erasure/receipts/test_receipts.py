@@ -39,7 +39,7 @@ def test_an_opt_out_ends_with_a_receipt_that_verifies(app, client, make_person, 
     with sessions() as db:
         receipt = db.scalar(select(Receipt).where(Receipt.request_id == request_id))
     page = client.get(f"/receipts/{receipt.id}?k={k}").get_data(as_text=True)
-    assert "we revoked our access at Demo Social and deleted 1 profile, 20 posts" in page
+    assert "we revoked our access at Demo Social and deleted 1 profile entry, 20 posts" in page
     assert "You can come back at any time, starting now." in page and "python -m erasure.verify" in page
 
     bundle = client.get(f"/receipts/{receipt.id}/bundle.json?k={k}").json

@@ -14,7 +14,7 @@ def test_a_service_line_reads_as_its_confirmation():
     text = summary(claims(("platform", "posts", 20), ("platform", "profile", 1), ("billing", "invoices", 2)),
                    {}, KINDS)
     assert text == ("On 25 November 2026 at 19:00 UTC we revoked our access at demo and deleted 20 posts and "
-                    "1 profile. Billing service confirmed 2 invoices deleted.")
+                    "1 profile entry. Billing service confirmed 2 invoices deleted.")
 
 
 def test_a_service_that_deleted_nothing_claims_nothing():

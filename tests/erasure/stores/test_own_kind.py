@@ -116,7 +116,7 @@ def test_a_person_leaving_is_counted_exported_and_purged_from_it(app, client, ma
     docs["other"] = {"id": "other", "owner_email": "someone.else@example.org", "text": "not theirs"}
 
     me = client.get("/me").get_data(as_text=True)
-    assert re.search(r"<td>search</td><th scope=\"row\">search profile</th>\s*<td>5</td>", me), me
+    assert re.search(r"<th scope=\"row\">Search profile</th>\s*<td>5 search profile entries</td>", me), me
     export = json.loads(client.get("/export").get_data(as_text=True))
     [found] = export["stores"]["search"]["search profile"]
     assert found["row_count"] == 5 and [d["id"] for d in found["rows"]] == [f"d{n}" for n in range(5)]
@@ -124,7 +124,7 @@ def test_a_person_leaving_is_counted_exported_and_purged_from_it(app, client, ma
 
     server.stop()  # the index is down for a while: My data says so, and the purge waits for it
     me = client.get("/me").get_data(as_text=True)
-    assert re.search(r"search profile</th>\s*<td>could not be counted just now</td>", me)
+    assert re.search(r"Search profile</th>\s*<td>could not be counted just now</td>", me)
     status_path = submit_optout(client, csrf_post, "all")
     worker.drain()
     request_id = urlsplit(status_path).path.rsplit("/", 1)[1]
