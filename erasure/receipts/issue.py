@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from joserfc import jws
 from joserfc.jwk import OKPKey
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.db import writing
@@ -27,7 +27,7 @@ from erasure.verifier import owner
 
 HEADER_TYPE = "ownstory-receipt+jws"
 WAIT = 2 * sequencer.LEASE  # a receipt step waits this long for a batch before it tries again later
-POLL = 0.005  # seconds between looks while another sequencer appends a batch
+POLL = 0.01  # seconds between looks while another sequencer appends a batch
 REENTRY = {
     "waiting_period_days": 0,
     "conditions": [],
@@ -87,21 +87,21 @@ def pool(session: Session, ctx: ErasureContext, request: OptOutRequest, now: dt.
     """Sign the request's receipt into the log's pool, unless it is pooled or logged already. The caller
     holds the write lock and commits.
 
-    The pool is looked at before the receipts: the sequencer moves a receipt from one to the other in one
-    transaction, so one of the two looks finds it however the sequencer's commit falls between them.
+    Both are looked at in one statement, which sees one snapshot: the sequencer moves a receipt from the
+    pool to the receipts in one transaction, so the look finds it in one or the other.
     """
-    if session.scalar(select(PooledReceipt.seq).where(PooledReceipt.request_id == request.id)) is not None:
+    seen = session.execute(select(
+        select(PooledReceipt.seq).where(PooledReceipt.request_id == request.id).scalar_subquery(),
+        select(Receipt.id).where(Receipt.request_id == request.id).scalar_subquery())).one()
+    if seen[0] is not None or seen[1] is not None:
         return
-    if session.scalar(select(Receipt.id).where(Receipt.request_id == request.id)) is not None:
-        return
-    try:
-        with session.begin_nested():
-            session.add(_signed(session, ctx, request, now))
-    except IntegrityError:
-        pass  # pooled by another run of the same step at the same moment: one receipt between them
+    # Nothing if another run of the same step pooled it at the same moment: one receipt between them.
+    dialect_insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    session.execute(dialect_insert(PooledReceipt).values(_signed(session, ctx, request, now))
+                    .on_conflict_do_nothing())
 
 
-def _signed(session: Session, ctx: ErasureContext, request: OptOutRequest, now: dt.datetime) -> PooledReceipt:
+def _signed(session: Session, ctx: ErasureContext, request: OptOutRequest, now: dt.datetime) -> dict:
     steps = list(session.scalars(select(ErasureStep).where(ErasureStep.request_id == request.id)
                                  .order_by(ErasureStep.position)))
     receipt_id = str(uuid.uuid4())
@@ -110,7 +110,7 @@ def _signed(session: Session, ctx: ErasureContext, request: OptOutRequest, now: 
     header = {"alg": "Ed25519", "kid": row.kid, "typ": HEADER_TYPE}
     body = json.dumps(claims, separators=(",", ":"), ensure_ascii=False).encode()
     token = jws.serialize_compact(header, body, _jwk(private), algorithms=["Ed25519"])
-    return PooledReceipt(receipt_id=receipt_id, request_id=request.id, kid=row.kid, jws=token, issued_at=now)
+    return {"receipt_id": receipt_id, "request_id": request.id, "kid": row.kid, "jws": token, "issued_at": now}
 
 
 @functools.lru_cache(maxsize=8)
@@ -133,18 +133,18 @@ def issue_in_batch(session: Session, ctx: ErasureContext, request: OptOutRequest
         elected = sequencer.elect(session, owner, clock())
     give_up = time.monotonic() + WAIT.total_seconds()
     while True:
-        if elected:
-            sequencer.append_batch(session, ctx.vault, ctx.log_origin, owner, clock)
-        found = session.execute(select(Receipt.id, Receipt.leaf_index).where(Receipt.request_id == request.id)).first()
-        session.rollback()  # the read ends: a batch is a write transaction of its own
+        logged = sequencer.append_batch(session, ctx.vault, ctx.log_origin, owner, clock) if elected else {}
+        found = logged.get(request.id)
+        if found is None:
+            found, free = sequencer.looked(session, request.id, clock())
         if found is not None:
-            return found.id, found.leaf_index
+            return found
         if time.monotonic() > give_up:
             raise NotSequenced("the receipt is signed and pooled, and waits for the log's sequencer")
-        if not elected:
+        if not free:
             time.sleep(POLL)  # another sequencer is appending a batch: it may be taking this receipt
         keep_lease()
-        elected = sequencer.take_turn(session, owner, clock())
+        elected = free and sequencer.take_turn(session, owner, clock())
 
 
 def issue_receipt(session: Session, ctx: ErasureContext, request: OptOutRequest, origin: str,

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, exists, insert, or_, select, update
+from sqlalchemy import CursorResult, Table, bindparam, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -57,19 +57,15 @@ def elect(session: Session, owner: str, now: dt.datetime) -> bool:
 
 
 def take_turn(session: Session, owner: str, now: dt.datetime) -> bool:
-    """elect() in a transaction of its own, after a look: so that the workers waiting for their receipts do
-    not queue for the write lock only to find the lease held. Commits."""
-    held = session.execute(select(LogSequencer.held_until).where(LogSequencer.id == ROW)).first()
-    session.rollback()
-    if held is not None and held.held_until is not None and held.held_until >= now:
-        return False
+    """elect() in a write transaction of its own. Commits."""
     with writing(session):
         return elect(session, owner, now)
 
 
-def append_batch(session: Session, vault: Vault, origin: str, owner: str, clock: Callable[[], dt.datetime]) -> int:
+def append_batch(session: Session, vault: Vault, origin: str, owner: str,
+                 clock: Callable[[], dt.datetime]) -> Logged:
     """As the elected sequencer: append one batch of the pool and give the lease back, in one transaction;
-    how many leaves it added. Commits. If the lease ran out meanwhile and another sequencer took it,
+    what it logged. Commits. If the lease ran out meanwhile and another sequencer took it,
     nothing is appended (LeaseLost)."""
     try:
         with writing(session):
@@ -85,33 +81,56 @@ def append_batch(session: Session, vault: Vault, origin: str, owner: str, clock:
     return added
 
 
-def sequence_held(session: Session, vault: Vault, origin: str, now: dt.datetime, limit: int = BATCH) -> int:
+Logged = dict[str, tuple[str, int]]  # request id -> (receipt id, leaf index), of one batch
+
+
+def sequence_held(session: Session, vault: Vault, origin: str, now: dt.datetime, limit: int = BATCH) -> Logged:
     """Append up to `limit` pooled receipts as leaves, in pool order, and sign one checkpoint of the new tree.
 
     The caller is the one sequencer (it holds the lease, or lock()) in a write transaction, and commits. Each
     receipt moves from the pool to receipts with its leaf index and is named on its request.
     """
     tlog.lock(session)  # any other appender (issue.issue_receipt) waits for this batch
-    stale = select(PooledReceipt.seq).where(exists().where(Receipt.request_id == PooledReceipt.request_id))
+    rows = session.execute(select(PooledReceipt.seq, PooledReceipt.receipt_id, PooledReceipt.request_id,
+                                  PooledReceipt.kid, PooledReceipt.jws, PooledReceipt.issued_at,
+                                  Receipt.id.label("logged"))
+                           .outerjoin(Receipt, Receipt.request_id == PooledReceipt.request_id)
+                           .order_by(PooledReceipt.seq).limit(limit)).all()
+    if not rows:
+        return {}
+    session.execute(delete(PooledReceipt).where(PooledReceipt.seq.in_([r.seq for r in rows]))
+                    .execution_options(synchronize_session=False))
     # A second run of a receipt step can pool again just after the first one's receipt was logged: that
     # request already has its leaf, so the copy is dropped, never logged twice.
-    session.execute(delete(PooledReceipt).where(PooledReceipt.seq.in_(stale.scalar_subquery()))
-                    .execution_options(synchronize_session=False))
-    pooled = session.execute(select(PooledReceipt.seq, PooledReceipt.receipt_id, PooledReceipt.request_id,
-                                    PooledReceipt.kid, PooledReceipt.jws, PooledReceipt.issued_at)
-                             .order_by(PooledReceipt.seq).limit(limit)).all()
+    pooled = [r for r in rows if r.logged is None]
     if not pooled:
-        return 0
+        return {}
     first, checkpoint = tlog.append_many(session, vault, origin, [p.jws.encode("ascii") for p in pooled], now)
     session.execute(insert(Receipt), [
         {"id": p.receipt_id, "request_id": p.request_id, "kid": p.kid, "jws": p.jws, "issued_at": p.issued_at,
          "leaf_index": first + n} for n, p in enumerate(pooled)])
-    session.execute(update(OptOutRequest), [{"id": p.request_id, "receipt_id": p.receipt_id} for p in pooled])
-    session.execute(delete(PooledReceipt).where(PooledReceipt.seq.in_([p.seq for p in pooled]))
-                    .execution_options(synchronize_session=False))
+    requests = cast(Table, OptOutRequest.__table__)  # typed as any FromClause; it maps a Table
+    session.connection().execute(
+        update(requests).where(requests.c.id == bindparam("request"))
+        .values(receipt_id=bindparam("receipt")),
+        [{"request": p.request_id, "receipt": p.receipt_id} for p in pooled])
     log.info("log: %d receipt(s) appended as leaves %d to %d, checkpoint of size %d signed", len(pooled), first,
              first + len(pooled) - 1, checkpoint.tree_size)
-    return len(pooled)
+    return {p.request_id: (p.receipt_id, first + n) for n, p in enumerate(pooled)}
+
+
+def looked(session: Session, request_id: str, now: dt.datetime) -> tuple[tuple[str, int] | None, bool]:
+    """One read for a waiting receipt step: its receipt's (id, leaf index) if logged, and whether the lease
+    is free to take. Ends the read."""
+    row = session.execute(
+        select(LogSequencer.held_until, Receipt.id, Receipt.leaf_index)
+        .select_from(LogSequencer).outerjoin(Receipt, Receipt.request_id == request_id)
+        .where(LogSequencer.id == ROW)).first()
+    session.rollback()
+    if row is None:  # no lease row yet: the first sequencer makes it
+        return None, True
+    logged = (row.id, row.leaf_index) if row.id is not None else None
+    return logged, row.held_until is None or row.held_until < now
 
 
 def _first_row(session: Session) -> None:
