@@ -80,11 +80,11 @@ def consent_row(app, w: World, scale: float) -> Row:
     try:
         measured = consent.through_api(app, w, asked)
     except consent.ApiFailed as exc:
-        return Row(figure, "FAILED", f"{limit:,.0f}/s (the same SELECTs, direct)", 0.0, "at least 0.3",
+        return Row(figure, "FAILED", f"{limit:,.0f}/s (the same SELECTs, direct)", 0.0, "at least 0.5",
                    lambda: False, f"consent checks: the API answered {exc}")
     return Row(figure, f"{measured:,.0f}/s",
-               f"{limit:,.0f}/s (the same SELECTs, direct)", measured / limit, "at least 0.3",
-               lambda: measured / limit >= 0.3)
+               f"{limit:,.0f}/s (the same SELECTs, direct)", measured / limit, "at least 0.5",
+               lambda: measured / limit >= 0.5)  # issue 17; issue 6 asked 0.3
 
 
 def optout_rows(app, w: World, people: int, latency: float) -> list[Row]:
@@ -116,7 +116,7 @@ def purge_row(w: World, small: int, large: int) -> Row:
                lambda: measured / limit <= 1.5)
 
 
-def receipt_rows(w: World, scale: float) -> list[Row]:
+def receipt_rows(app, w: World, scale: float) -> list[Row]:
     _progress("offline receipt verification against raw Ed25519")
     v = receipts.verification()
     small, large = 1000, max(10_000, round(1_000_000 * scale))
