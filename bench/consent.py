@@ -1,6 +1,7 @@
 """Consent checks per second through POST /api/v1/consent/check (gunicorn, 2 web processes, batches of
 1,000) against the same lookups made directly with SQLAlchemy Core on the same database: grants by
-(network, account) through uq_grants_network_account, then consent_state by its primary key.
+(network, account) through uq_grants_network_account, then consent_state by its primary key, each
+batch's list sent as one parameter.
 
 Both sides ask for the same batches, with as many at once (CLIENTS). The API does more than the two
 SELECTs: it authenticates the caller, validates the body, checks the opt-out list (an HMAC per
@@ -9,6 +10,7 @@ identity, one more query), and writes and reads JSON. That is what the ratio pri
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import random
 import re
@@ -19,7 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 from flask import Flask
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import String, any_, bindparam, func, insert, literal_column, select
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from app.db import make_engine
 from app.models import User
@@ -101,16 +104,31 @@ def through_api(app: Flask, world: World, asked: list[list[str]]) -> float:
 
 
 def raw_selects(world: World, asked: list[list[str]]) -> float:
-    """Checks per second when the same lookups are made directly: two indexed SELECTs per batch."""
+    """Checks per second when the same lookups are made directly: two indexed SELECTs per batch, each list
+    sent as one parameter (an array on PostgreSQL, a JSON array on SQLite), as fast as the database answers
+    them. An IN list of a thousand (network, account) pairs, rendered anew for every batch, was slower than
+    the API itself once the API stopped sending one."""
     engine = make_engine(world.database_url, pool_size=CLIENTS)
+    postgres = engine.dialect.name == "postgresql"
+
+    def listed(column, name: str):
+        if postgres:
+            return column == any_(bindparam(name, type_=ARRAY(String)))
+        return column.in_(select(literal_column("value")).select_from(func.json_each(bindparam(name, type_=String))))
+
+    def values(items: list[str]):
+        return items if postgres else json.dumps(items)
+
+    owners_query = select(Grant.account_id, Grant.user_id).where(Grant.network == NETWORK,
+                                                                 listed(Grant.account_id, "accounts"))
+    states_query = select(ConsentState.subject_id, ConsentState.version, ConsentState.status).where(
+        listed(ConsentState.subject_id, "subjects"), ConsentState.network == NETWORK, ConsentState.purpose == PURPOSE)
 
     def ask(accounts: list[str]) -> None:
         with engine.connect() as conn:
-            owners = dict(conn.execute(select(Grant.account_id, Grant.user_id).where(
-                tuple_(Grant.network, Grant.account_id).in_([(NETWORK, a) for a in accounts]))).all())
-            states = conn.execute(select(ConsentState.subject_id, ConsentState.version, ConsentState.status).where(
-                tuple_(ConsentState.subject_id, ConsentState.network, ConsentState.purpose).in_(
-                    [(owners[a], NETWORK, PURPOSE) for a in accounts if a in owners]))).all()
+            owners = dict(conn.execute(owners_query, {"accounts": values(accounts)}).all())
+            subjects = [owners[a] for a in accounts if a in owners]
+            states = conn.execute(states_query, {"subjects": values(subjects)}).all()
         if len(states) != len(accounts):
             raise RuntimeError("a person's consent state is missing")
 

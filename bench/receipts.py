@@ -1,23 +1,30 @@
 """Receipts and the log: offline verification against raw Ed25519, proofs at 1,000,000 leaves, appends."""
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import random
 import statistics
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 
-from sqlalchemy import delete, insert, text
+from flask import Flask
+from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.orm import sessionmaker
 
-from app.db import make_engine, utcnow
+from app.db import make_engine, utcnow, writing
 from app.security import Vault
 from bench.verification import benchmark
-from erasure.models import Checkpoint, LogNode
-from erasure.receipts import tlog
+from erasure.context import context_from_app
+from erasure.models import Checkpoint, LogNode, OptOutRequest
+from erasure.receipts import issue, sequencer, tlog
 from erasure.verifier import merkle
 
 SAMPLES = 200
 ORIGIN = "bench.example/ownstory/receipts"
+CLIENTS = 4  # receipt steps at once: `flask worker`'s threads
+BATCH = sequencer.BATCH
 
 
 def verification() -> dict:
@@ -79,6 +86,79 @@ def appends_per_second(engine, vault: Vault, count: int) -> tuple[float, float]:
     with engine.begin() as conn:
         conn.execute(delete(LogNode).where(LogNode.level == 99))
     return appends, floor
+
+
+def _requests(engine, count: int) -> list[str]:
+    """`count` finished opt-out requests without receipts, written in bulk: what the receipt steps sign."""
+    now = utcnow()
+    ids = [str(uuid.uuid4()) for _ in range(count)]
+    with engine.begin() as conn:
+        conn.execute(insert(OptOutRequest), [
+            {"id": i, "scope": "all", "source": "person", "status": "in_progress", "requested_at": now,
+             "deadline": now + dt.timedelta(days=30), "secret_hash": "0" * 64, "subject_commitment": "0" * 64,
+             "identity_kinds": {}} for i in ids])
+    return ids
+
+
+def sequenced_per_second(app: Flask, count: int, clients: int = CLIENTS) -> dict:
+    """The sequencer on the log as it stands: `count` receipts signed into the pool, then appended as leaves
+    in batches (one signed checkpoint each), per second; the same end to end, signed, pooled and sequenced by
+    `clients` threads each running the receipt step's own call (issue.issue_in_batch), with the batches they
+    made; and one-row transactions per second, one at a time (the appends row's limit), and `clients` at once.
+    """
+    engine = app.extensions["ownstory_db"]["engine"]
+    sessions = app.extensions["ownstory_db"]["sessionmaker"]
+    ctx = context_from_app(app)
+    ids = _requests(engine, 2 * count + 1)
+    with sessions() as session:
+        requests = {r.id: r for r in session.scalars(select(OptOutRequest).where(OptOutRequest.id.in_(ids)))}
+        session.expunge_all()
+
+    def receipt(request_id: str) -> None:
+        with sessions() as session:
+            issue.issue_in_batch(session, ctx, requests[request_id], utcnow, lambda: None)
+
+    def checkpoints() -> int:
+        with sessions() as session:
+            return session.scalar(select(func.count()).select_from(Checkpoint)) or 0
+
+    receipt(ids[0])  # warm-up: the keys are made or read once
+    before = checkpoints()
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(receipt, ids[1:count + 1]))
+    end_to_end = count / (time.perf_counter() - start)
+    end_to_end_batches = checkpoints() - before
+
+    with sessions() as session:  # the receipt steps sign into the pool; the sequencer's turn is timed alone
+        for request_id in ids[count + 1:]:
+            with writing(session):
+                issue.pool(session, ctx, requests[request_id], utcnow())
+    before = checkpoints()
+    start = time.perf_counter()
+    with sessions() as session:
+        while sequencer.take_turn(session, "bench", utcnow()) and sequencer.append_batch(
+                session, ctx.vault, ctx.log_origin, "bench", utcnow):
+            pass
+    sequenced = count / (time.perf_counter() - start)
+    batches = checkpoints() - before
+
+    def one_row(i: int) -> None:
+        with engine.begin() as conn:
+            conn.execute(insert(LogNode), {"level": 98, "index": i, "hash": b"x" * 32})
+
+    start = time.perf_counter()
+    for i in range(count):
+        one_row(i)
+    floor = count / (time.perf_counter() - start)
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(one_row, range(count, 2 * count)))
+    floor_at_once = count / (time.perf_counter() - start)
+    with engine.begin() as conn:
+        conn.execute(delete(LogNode).where(LogNode.level == 98))
+    return {"sequenced": sequenced, "batches": batches, "end_to_end": end_to_end,
+            "end_to_end_batches": end_to_end_batches, "floor": floor, "floor_at_once": floor_at_once}
 
 
 def log_figures(database_url: str, token_keys: str, small: int, large: int, appends: int) -> dict:

@@ -60,7 +60,7 @@ def main() -> int:
         try:
             optout = optout_rows(app, w, people, latency)
             rows = ([consent_row(app, w, scale)] + optout + [purge_row(w, small, 100 * small)]
-                    + receipt_rows(w, scale) + [memory_row(app, w, scale)] + redis_rows(small) + s3_rows(scale)
+                    + receipt_rows(app, w, scale) + [memory_row(app, w, scale)] + redis_rows(small) + s3_rows(scale)
                     + http_rows(small))
         finally:
             app.extensions["ownstory_db"]["engine"].dispose()
@@ -80,11 +80,11 @@ def consent_row(app, w: World, scale: float) -> Row:
     try:
         measured = consent.through_api(app, w, asked)
     except consent.ApiFailed as exc:
-        return Row(figure, "FAILED", f"{limit:,.0f}/s (the same SELECTs, direct)", 0.0, "at least 0.3",
+        return Row(figure, "FAILED", f"{limit:,.0f}/s (the same SELECTs, direct)", 0.0, "at least 0.5",
                    lambda: False, f"consent checks: the API answered {exc}")
     return Row(figure, f"{measured:,.0f}/s",
-               f"{limit:,.0f}/s (the same SELECTs, direct)", measured / limit, "at least 0.3",
-               lambda: measured / limit >= 0.3)
+               f"{limit:,.0f}/s (the same SELECTs, direct)", measured / limit, "at least 0.5",
+               lambda: measured / limit >= 0.5)  # issue 17; issue 6 asked 0.3
 
 
 def optout_rows(app, w: World, people: int, latency: float) -> list[Row]:
@@ -116,7 +116,7 @@ def purge_row(w: World, small: int, large: int) -> Row:
                lambda: measured / limit <= 1.5)
 
 
-def receipt_rows(w: World, scale: float) -> list[Row]:
+def receipt_rows(app, w: World, scale: float) -> list[Row]:
     _progress("offline receipt verification against raw Ed25519")
     v = receipts.verification()
     small, large = 1000, max(10_000, round(1_000_000 * scale))
@@ -124,6 +124,9 @@ def receipt_rows(w: World, scale: float) -> list[Row]:
     f = receipts.log_figures(w.database_url, w.environ["OWNSTORY_TOKEN_KEYS"], small, large,
                              appends=max(50, round(500 * scale)))
     proofs = f["large_time"] / f["small_time"]
+    count = max(100, round(1000 * scale))
+    _progress(f"the log: {count} receipts sequenced in batches at {large:,} leaves")
+    q = receipts.sequenced_per_second(app, count)
     return [
         Row("offline receipt verifications/s (erasure/verify.py)", f"{v['receipts_per_second']:.0f}/s",
             f"{v['raw_ed25519_per_second']:.0f}/s (raw Ed25519 verifications)", v["ratio"], "at least 0.7",
@@ -133,6 +136,14 @@ def receipt_rows(w: World, scale: float) -> list[Row]:
             f"{f['small_time'] * 1000:.2f} ms (log of {small:,} leaves)", proofs, "at most 3", lambda: proofs <= 3),
         Row(f"log appends/s at {large:,} leaves (each with a signed checkpoint)", f"{f['appends']:.0f}/s",
             f"{f['append_floor']:.0f}/s (one-row transactions)", f["appends"] / f["append_floor"]),
+        Row(f"receipts sequenced/s, log of {large:,} leaves (a pool of {count:,} signed receipts appended in "
+            f"batches of up to {receipts.BATCH}, one signed checkpoint each)", f"{q['sequenced']:.0f}/s",
+            f"{q['floor']:.0f}/s (one-row transactions)", q["sequenced"] / q["floor"], "at least 0.5",
+            lambda: q["sequenced"] / q["floor"] >= 0.5,
+            f"receipts: end to end, {receipts.CLIENTS} receipt steps at once signing, pooling and waiting for "
+            f"their batch: {q['end_to_end']:.0f}/s in {q['end_to_end_batches']} batches "
+            f"({q['end_to_end'] / q['floor']:.2f} of one-row transactions one at a time; "
+            f"{receipts.CLIENTS} at once: {q['floor_at_once']:.0f}/s)"),
     ]
 
 

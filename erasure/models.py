@@ -177,6 +177,30 @@ class Receipt(Base):
     leaf_index: Mapped[int] = mapped_column(Integer, unique=True)
 
 
+class PooledReceipt(Base):
+    """A signed receipt waiting for the log's sequencer, which appends the pool as leaves in `seq` order and
+    moves each one to receipts with its leaf (erasure/receipts/sequencer.py)."""
+
+    __tablename__ = "receipt_pool"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    receipt_id: Mapped[str] = mapped_column(String(36), unique=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("optout_requests.id", ondelete="RESTRICT"), unique=True)
+    kid: Mapped[str] = mapped_column(ForeignKey("signing_keys.kid", ondelete="RESTRICT"))
+    jws: Mapped[str] = mapped_column(Text)
+    issued_at: Mapped[timestamp]
+
+
+class LogSequencer(Base):
+    """The one row (id 1) whose lease elects the log's sequencer among every worker: one at a time."""
+
+    __tablename__ = "log_sequencer"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    held_by: Mapped[str | None] = mapped_column(String(100))
+    held_until: Mapped[dt.datetime | None]
+
+
 class LogNode(Base):
     """A complete subtree of the transparency log: level 0 are the leaves' hashes.
 

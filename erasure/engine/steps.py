@@ -11,7 +11,7 @@ import requests
 from sqlalchemy import CursorResult, Delete, delete, select
 from sqlalchemy.orm import Session
 
-from app.db import write_lock
+from app.db import utcnow, write_lock
 from app.mail import MailError
 from app.models import User
 from app.text import iso_utc
@@ -64,7 +64,7 @@ def run(session: Session, ctx: ErasureContext, step: ErasureStep, request: OptOu
         if step.kind == StepKind.VERIFY:
             return _verify(ctx, request)
         if step.kind == StepKind.RECEIPT:
-            return _receipt(session, ctx, request, now)
+            return _receipt(session, ctx, request, heartbeat)
         if step.kind == StepKind.NOTIFY:
             return _notify(ctx, request)
     except StepFailed as exc:
@@ -265,11 +265,13 @@ def _verify(ctx: ErasureContext, request: OptOutRequest) -> Result:
     return Result(done=True, result={"residual_rows": 0, "late_rows": late})
 
 
-def _receipt(session: Session, ctx: ErasureContext, request: OptOutRequest, now: dt.datetime) -> Result:
-    """Signed and logged in the transaction that marks this step done: one receipt, whatever happens."""
-
-    receipt = issue.issue_receipt(session, ctx, request, ctx.log_origin, now)
-    return Result(done=True, result={"receipt_id": receipt.id, "leaf_index": receipt.leaf_index})
+def _receipt(session: Session, ctx: ErasureContext, request: OptOutRequest, heartbeat) -> Result:
+    """Signed into the log's pool, then done once a batch has logged it: one receipt, whatever happens."""
+    try:
+        receipt_id, leaf_index = issue.issue_in_batch(session, ctx, request, utcnow, heartbeat)
+    except issue.NotSequenced as exc:
+        raise StepFailed(str(exc)) from None
+    return Result(done=True, result={"receipt_id": receipt_id, "leaf_index": leaf_index})
 
 
 def _notify(ctx: ErasureContext, request: OptOutRequest) -> Result:

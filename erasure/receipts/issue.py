@@ -3,22 +3,31 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import json
+import sys
+import time
 import uuid
+from collections.abc import Callable
 from typing import cast
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from joserfc import jws
 from joserfc.jwk import OKPKey
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from app.db import writing
 from app.text import ISO_UTC, b64url, b64url_decode, iso_utc
 from erasure.context import ErasureContext
-from erasure.models import ErasureStep, OptOutRequest, Receipt, StepKind
-from erasure.receipts import keys, tlog
+from erasure.models import ErasureStep, OptOutRequest, PooledReceipt, Receipt, StepKind
+from erasure.receipts import keys, sequencer, tlog
 from erasure.verifier import owner
 
 HEADER_TYPE = "ownstory-receipt+jws"
+WAIT = 2 * sequencer.LEASE  # a receipt step waits this long for a batch before it tries again later
+POLL = 0.01  # seconds between looks while another sequencer appends a batch
 REENTRY = {
     "waiting_period_days": 0,
     "conditions": [],
@@ -70,17 +79,29 @@ def payload(request: OptOutRequest, steps: list[ErasureStep], receipt_id: str, i
     }
 
 
-def issue_receipt(session: Session, ctx: ErasureContext, request: OptOutRequest, origin: str,
-                  now: dt.datetime) -> Receipt:
-    """Sign the request's receipt and append it to the log, exactly once however often it is called.
+class NotSequenced(Exception):
+    """The receipt is pooled, and no batch has taken it yet: its step tries again later."""
 
-    Takes the log's lock first, so a second caller waits, then finds the first one's receipt.
-    The caller commits, together with the step's outcome.
+
+def pool(session: Session, ctx: ErasureContext, request: OptOutRequest, now: dt.datetime) -> None:
+    """Sign the request's receipt into the log's pool, unless it is pooled or logged already. The caller
+    holds the write lock and commits.
+
+    Both are looked at in one statement, which sees one snapshot: the sequencer moves a receipt from the
+    pool to the receipts in one transaction, so the look finds it in one or the other.
     """
-    tlog.lock(session)
-    existing = session.scalar(select(Receipt).where(Receipt.request_id == request.id))
-    if existing is not None:
-        return existing
+    seen = session.execute(select(
+        select(PooledReceipt.seq).where(PooledReceipt.request_id == request.id).scalar_subquery(),
+        select(Receipt.id).where(Receipt.request_id == request.id).scalar_subquery())).one()
+    if seen[0] is not None or seen[1] is not None:
+        return
+    # Nothing if another run of the same step pooled it at the same moment: one receipt between them.
+    dialect_insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    session.execute(dialect_insert(PooledReceipt).values(_signed(session, ctx, request, now))
+                    .on_conflict_do_nothing())
+
+
+def _signed(session: Session, ctx: ErasureContext, request: OptOutRequest, now: dt.datetime) -> dict:
     steps = list(session.scalars(select(ErasureStep).where(ErasureStep.request_id == request.id)
                                  .order_by(ErasureStep.position)))
     receipt_id = str(uuid.uuid4())
@@ -88,13 +109,61 @@ def issue_receipt(session: Session, ctx: ErasureContext, request: OptOutRequest,
     row, private = keys.current(session, ctx.vault, "receipt", now)
     header = {"alg": "Ed25519", "kid": row.kid, "typ": HEADER_TYPE}
     body = json.dumps(claims, separators=(",", ":"), ensure_ascii=False).encode()
-    token = jws.serialize_compact(header, body, OKPKey.import_key(private), algorithms=["Ed25519"])
-    index, _checkpoint = tlog.append(session, ctx.vault, origin, token.encode("ascii"), now)
-    receipt = Receipt(id=receipt_id, request_id=request.id, kid=row.kid, jws=token, issued_at=now, leaf_index=index)
-    session.add(receipt)
-    session.get_one(OptOutRequest, request.id).receipt_id = receipt_id
-    session.flush()
-    return receipt
+    token = jws.serialize_compact(header, body, _jwk(private), algorithms=["Ed25519"])
+    return {"receipt_id": receipt_id, "request_id": request.id, "kid": row.kid, "jws": token, "issued_at": now}
+
+
+@functools.lru_cache(maxsize=8)
+def _jwk(private: Ed25519PrivateKey) -> OKPKey:
+    """The key as joserfc signs with it, made once per key: keys.current hands out the same object each time."""
+    return OKPKey.import_key(private)
+
+
+def issue_in_batch(session: Session, ctx: ErasureContext, request: OptOutRequest, clock: Callable[[], dt.datetime],
+                   keep_lease: Callable[[], None]) -> tuple[str, int]:
+    """Pool the request's receipt, then wait until a batch has logged it (sequencing the pool itself whenever
+    no other sequencer is at work): its (receipt id, leaf index). Ends with no transaction open.
+
+    Raises NotSequenced after WAIT: a sequencer that died holding its lease blocks the next for a while.
+    `keep_lease` keeps the caller's own lease (the step's) meanwhile.
+    """
+    owner = sequencer.me()
+    with writing(session):
+        pool(session, ctx, request, clock())
+        elected = sequencer.elect(session, owner, clock())
+    give_up = time.monotonic() + WAIT.total_seconds()
+    while True:
+        logged = sequencer.append_batch(session, ctx.vault, ctx.log_origin, owner, clock) if elected else {}
+        found = logged.get(request.id)
+        if found is None:
+            found, free = sequencer.looked(session, request.id, clock())
+        if found is not None:
+            return found
+        if time.monotonic() > give_up:
+            raise NotSequenced("the receipt is signed and pooled, and waits for the log's sequencer")
+        if not free:
+            time.sleep(POLL)  # another sequencer is appending a batch: it may be taking this receipt
+        keep_lease()
+        elected = free and sequencer.take_turn(session, owner, clock())
+
+
+def issue_receipt(session: Session, ctx: ErasureContext, request: OptOutRequest, origin: str,
+                  now: dt.datetime) -> Receipt:
+    """Sign the request's receipt and log it at once, with whatever else is pooled, exactly once however often
+    it is called: the oversight tools and tests' way. The worker's receipt step pools and waits (issue_in_batch).
+
+    Takes the log's lock first, so a second caller waits, then finds the first one's receipt.
+    The caller commits.
+    """
+    tlog.lock(session)
+    existing = session.scalar(select(Receipt).where(Receipt.request_id == request.id))
+    if existing is not None:
+        return existing
+    pool(session, ctx, request, now)
+    sequencer.sequence_held(session, ctx.vault, origin, now, limit=sys.maxsize)
+    if request in session:
+        session.expire(request, ["receipt_id"])  # named by the batch's bulk update, which loaded objects miss
+    return session.scalars(select(Receipt).where(Receipt.request_id == request.id)).one()
 
 
 def parse_time(text: str) -> dt.datetime:

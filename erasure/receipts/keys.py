@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import threading
+from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -40,33 +42,74 @@ def private_key(vault: Vault, row: SigningKey) -> Ed25519PrivateKey:
 
 def in_use(session: Session, purpose: str) -> bool:
     """Whether a key for `purpose` exists yet; reads only."""
+    return _current_kid(session, purpose) is not None
+
+
+@dataclass(frozen=True)
+class _InUse:
+    row: SigningKey  # a detached copy: read only
+    private: Ed25519PrivateKey
+
+
+_in_use: dict[tuple[Vault, str], _InUse] = {}  # this process's current key per purpose
+_in_use_lock = threading.Lock()
+
+
+def _current_kid(session: Session, purpose: str) -> str | None:
+    """One small read through uq_signing_keys_one_current: how a process sees that another one rotated."""
     return session.scalar(select(SigningKey.kid).where(SigningKey.purpose == purpose,
-                                                       SigningKey.retired_at.is_(None))) is not None
+                                                       SigningKey.retired_at.is_(None)))
+
+
+def _detached(row: SigningKey) -> SigningKey:
+    return SigningKey(kid=row.kid, purpose=row.purpose, public_key=row.public_key,
+                      private_key_sealed=row.private_key_sealed, created_at=row.created_at, retired_at=row.retired_at)
 
 
 def current(session: Session, vault: Vault, purpose: str, now: dt.datetime) -> tuple[SigningKey, Ed25519PrivateKey]:
-    """The key in use for `purpose`, made on first need. Two processes racing make one key between them."""
-    row = session.scalar(select(SigningKey).where(SigningKey.purpose == purpose, SigningKey.retired_at.is_(None)))
-    if row is not None:
-        return row, private_key(vault, row)
+    """The key in use for `purpose`, made on first need. Two processes racing make one key between them.
+
+    Each process keeps the key it last used, unsealed, and reads only the current key's id to see
+    whether it still is: `flask keys rotate` in another process is picked up at the next call.
+    The row returned is a detached copy: read it, never write through it.
+    """
+    kid = _current_kid(session, purpose)
+    if kid is not None:
+        return _use(session, vault, purpose, kid)
     row, private = _new_key(vault, purpose, now)
     try:
         with session.begin_nested():
             session.add(row)
     except IntegrityError:  # another process made it first: use theirs
-        row = session.scalars(select(SigningKey).where(SigningKey.purpose == purpose,
-                                                      SigningKey.retired_at.is_(None))).one()
-        return row, private_key(vault, row)
-    return row, private
+        return _use(session, vault, purpose, session.scalars(select(SigningKey.kid).where(
+            SigningKey.purpose == purpose, SigningKey.retired_at.is_(None))).one())
+    return _hold(vault, purpose, row, private)
+
+
+def _use(session: Session, vault: Vault, purpose: str, kid: str) -> tuple[SigningKey, Ed25519PrivateKey]:
+    """The key `kid`, as this process holds it; read and unsealed only when it is not the one held."""
+    held = _in_use.get((vault, purpose))
+    if held is not None and held.row.kid == kid:
+        return held.row, held.private
+    row = session.get_one(SigningKey, kid)
+    return _hold(vault, purpose, row, private_key(vault, row))
+
+
+def _hold(vault: Vault, purpose: str, row: SigningKey, private: Ed25519PrivateKey) -> tuple[SigningKey,
+                                                                                          Ed25519PrivateKey]:
+    held = _InUse(_detached(row), private)
+    with _in_use_lock:
+        _in_use[(vault, purpose)] = held
+    return held.row, held.private
 
 
 def for_service_calls(sessions: sessionmaker[Session], vault: Vault) -> tuple[str, Ed25519PrivateKey]:
     """The current receipt key and its kid, read in a session of its own: it also signs Ownstory's calls to
     the platform's own services (erasure/stores/http_signing.py), which check them against the same JWKS."""
     with sessions() as session:
-        row = session.scalar(select(SigningKey).where(SigningKey.purpose == "receipt", SigningKey.retired_at.is_(None)))
-        if row is not None:
-            return row.kid, private_key(vault, row)
+        kid = _current_kid(session, "receipt")
+        if kid is not None:
+            return kid, _use(session, vault, "receipt", kid)[1]
         with writing(session):  # the first call before any receipt: the key is made now
             row, private = current(session, vault, "receipt", utcnow())
         return row.kid, private

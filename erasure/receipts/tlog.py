@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from sqlalchemy import and_, func, or_, select, text
+from sqlalchemy import and_, func, insert, or_, select, text
 from sqlalchemy.orm import Session
 
 from app.db import write_lock, writing
@@ -57,16 +57,43 @@ def _nodes(session: Session, wanted: Iterable[tuple[int, int]]):
 
 def append(session: Session, vault: Vault, origin: str, entry: bytes, now: dt.datetime) -> tuple[int, Checkpoint]:
     """Add a leaf and sign a checkpoint of the new tree. The caller holds lock() and commits."""
-    index = size(session)
-    leaf = merkle.leaf_hash(entry)
-    new_nodes = merkle.nodes_to_store(index, leaf, _nodes(session, merkle.needed_for_append(index)))
-    session.add_all(LogNode(level=lv, index=ix, hash=h) for lv, ix, h in new_nodes)
-    session.flush()
-    return index, _sign(session, vault, origin, index + 1, now)
+    return append_many(session, vault, origin, [entry], now)
 
 
-def _sign(session: Session, vault: Vault, origin: str, tree_size: int, now: dt.datetime) -> Checkpoint:
-    root = merkle.root(tree_size, _nodes(session, merkle.needed_for_root(tree_size)))
+def append_many(session: Session, vault: Vault, origin: str, entries: Sequence[bytes],
+                now: dt.datetime) -> tuple[int, Checkpoint]:
+    """Add leaves in order and sign one checkpoint of the tree they make; returns the first one's index.
+
+    The caller is the one appender (holds lock(), or the sequencer's lease) and commits. One query reads
+    the complete subtrees the tree already has that the new leaves will meet (the tree's binary
+    decomposition); every node the batch makes is computed from those and stored in one statement.
+    """
+    first = size(session)
+    frontier = merkle.needed_for_root(first) if first else []
+    read = _nodes(session, frontier)
+    known = {(level, index): read(level, index) for level, index in frontier}
+    made: list[tuple[int, int, bytes]] = []
+    for offset, entry in enumerate(entries):
+        new_nodes = merkle.nodes_to_store(first + offset, merkle.leaf_hash(entry), lambda lv, ix: known[(lv, ix)])
+        known.update(((lv, ix), h) for lv, ix, h in new_nodes)
+        made.extend(new_nodes)
+    if made:
+        session.execute(insert(LogNode), [{"level": lv, "index": ix, "hash": h} for lv, ix, h in made])
+    tree_size = first + len(entries)
+    root = merkle.root(tree_size, _known(known))
+    return first, _sign(session, vault, origin, tree_size, root, now)
+
+
+def _known(nodes: dict[tuple[int, int], bytes]):
+    def get(level: int, index: int) -> bytes:
+        try:
+            return nodes[(level, index)]
+        except KeyError:
+            raise LogError(f"the log has no node ({level}, {index})") from None
+    return get
+
+
+def _sign(session: Session, vault: Vault, origin: str, tree_size: int, root: bytes, now: dt.datetime) -> Checkpoint:
     _row, private = keys.current(session, vault, "log", now)
     body = note.checkpoint_body(origin, tree_size, root)
     checkpoint = Checkpoint(tree_size=tree_size, root=root, note=note.sign_note(body, origin, private), signed_at=now)

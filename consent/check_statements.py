@@ -1,0 +1,90 @@
+"""The batch consent check's statements: built once per database, each list sent as one parameter.
+
+An IN list of a thousand values (or of (network, account) pairs) is a different statement for every
+batch size, rendered again on every call, and never prepared. Here a list is one parameter: arrays on
+PostgreSQL (unnest, `= ANY(...)`: psycopg prepares a statement once it has run a few times) and a JSON
+array read with json_each on SQLite, so each statement's text is fixed.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Sequence
+
+from sqlalchemy import String, and_, any_, bindparam, func, literal_column, select
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import Session
+
+from app.models import User
+from consent.models import ConsentState, Grant, Suppression
+
+
+def _listed(dialect: str, column, name: str):
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=ARRAY(String)))
+    return column.in_(select(literal_column("value")).select_from(func.json_each(bindparam(name, type_=String))))
+
+
+def _values(dialect: str, values: Sequence[str]) -> list[str] | str:
+    return list(values) if dialect == "postgresql" else json.dumps(list(values))
+
+
+def _asked(dialect: str):
+    """The (network, value, purpose) triples asked, as a table: unnest of three arrays, or json_each of one
+    JSON array of triples."""
+    if dialect == "postgresql":
+        return (func.unnest(*(bindparam(name, type_=ARRAY(String)) for name in ("networks", "values", "purposes")))
+                .table_valued("network", "value", "purpose").render_derived(name="asked"))
+    each = func.json_each(bindparam("asked", type_=String)).table_valued("value").alias("asked_json")
+    return select(*(func.json_extract(each.c.value, f"$[{n}]").label(name)
+                    for n, name in enumerate(("network", "value", "purpose")))).subquery("asked")
+
+
+@functools.cache
+def _consents(dialect: str, by: str):
+    """Each account at its network (uq_grants_network_account), or each subject by id, with the person's
+    consent state for the purpose asked (consent_state's primary key), in one statement."""
+    asked = _asked(dialect)
+    source: type[Grant] | type[User]
+    if by == "account":
+        person, source = Grant.user_id, Grant
+        found = and_(Grant.network == asked.c.network, Grant.account_id == asked.c.value)
+    else:
+        person, source = User.id, User
+        found = and_(User.id == asked.c.value, User.role == "person")
+    state = and_(ConsentState.subject_id == person, ConsentState.network == asked.c.network,
+                 ConsentState.purpose == asked.c.purpose)
+    return (select(asked.c.network, asked.c.value, asked.c.purpose, person, ConsentState.status,
+                   ConsentState.version)
+            .select_from(asked).join(source, found).outerjoin(ConsentState, state))
+
+
+@functools.cache
+def _suppressed(dialect: str):
+    return (select(Suppression.digest, Suppression.scope, Suppression.show_opted_out)
+            .where(Suppression.key_id == bindparam("key_id"), _listed(dialect, Suppression.digest, "values")))
+
+
+Asked = tuple[str, str, str]  # (network, account or subject, purpose)
+Found = dict[Asked, tuple[str, str | None, int | None]]  # -> (subject, status, version)
+
+
+def consents(session: Session, by: str, asked: Sequence[Asked]) -> Found:
+    """For accounts (by="account", each at its network) or subjects (by="subject"): the person each one is,
+    and their consent state for the network and purpose asked, if they have one. Those not found are left out."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        params: dict = {"networks": [a[0] for a in asked], "values": [a[1] for a in asked],
+                        "purposes": [a[2] for a in asked]}
+    else:
+        params = {"asked": json.dumps(list(asked))}
+    rows = session.connection().execute(_consents(dialect, by), params)
+    return {(network, value, purpose): (subject, status, version)
+            for network, value, purpose, subject, status, version in rows}
+
+
+def suppressions(session: Session, key_id: str, digests: Sequence[str]) -> dict[str, tuple[str, bool]]:
+    """The suppression entries made with pepper `key_id` among `digests`: digest -> (scope, show_opted_out)."""
+    dialect = session.get_bind().dialect.name
+    rows = session.connection().execute(_suppressed(dialect), {"key_id": key_id, "values": _values(dialect, digests)})
+    return {digest: (scope, show) for digest, scope, show in rows}

@@ -1,0 +1,155 @@
+"""The log's sequencer: signed receipts wait in a pool, and one worker at a time, elected by a lease on a row,
+appends the pool as leaves in pool order and signs one checkpoint per batch.
+
+A batch is whatever the pool holds when the sequencer runs, up to BATCH leaves: while one batch is being
+appended, the receipts pooled meanwhile wait and go together in the next (a group commit). Nobody waits on
+a timer, so a receipt issued to an idle log is sequenced at once, and a busy log signs one checkpoint for
+many receipts. A sequencer that dies holding the lease blocks the next one for LEASE at most; a receipt
+pooled before a crash stays in the pool until a later batch takes it.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, Table, bindparam, delete, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.db import write_lock, writing
+from app.security import Vault
+from erasure.models import LogSequencer, OptOutRequest, PooledReceipt, Receipt
+from erasure.receipts import tlog
+
+log = logging.getLogger(__name__)
+
+LEASE = dt.timedelta(seconds=30)  # far longer than a batch takes; only a dead sequencer ever holds it that long
+BATCH = 512  # leaves per batch, and so per checkpoint, at most
+ROW = 1  # log_sequencer's one row
+
+
+class LeaseLost(Exception):
+    """The sequencer's lease ran out and another sequencer took it: this batch is rolled back."""
+
+
+def me() -> str:
+    """Who holds the lease: this process and thread."""
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+def elect(session: Session, owner: str, now: dt.datetime) -> bool:
+    """Take the lease if nobody holds it, or its holder let it run out, in the caller's write transaction
+    (the receipt step's pooling one: a receipt pooled into an idle log costs no transaction more). The
+    caller commits, then appends a batch (append_batch)."""
+    taken = _rows(session.execute(
+        update(LogSequencer)
+        .where(LogSequencer.id == ROW, or_(LogSequencer.held_until.is_(None), LogSequencer.held_until < now))
+        .values(held_by=owner, held_until=now + LEASE).execution_options(synchronize_session=False)))
+    if not taken and session.get(LogSequencer, ROW) is None:
+        _first_row(session)  # a database built without the migration's row
+        return elect(session, owner, now)
+    return taken == 1
+
+
+def take_turn(session: Session, owner: str, now: dt.datetime) -> bool:
+    """elect() in a write transaction of its own. Commits."""
+    with writing(session):
+        return elect(session, owner, now)
+
+
+def append_batch(session: Session, vault: Vault, origin: str, owner: str,
+                 clock: Callable[[], dt.datetime]) -> Logged:
+    """As the elected sequencer: append one batch of the pool and give the lease back, in one transaction;
+    what it logged. Commits. If the lease ran out meanwhile and another sequencer took it,
+    nothing is appended (LeaseLost)."""
+    try:
+        with writing(session):
+            added = sequence_held(session, vault, origin, clock())
+            released = _rows(session.execute(
+                update(LogSequencer).where(LogSequencer.id == ROW, LogSequencer.held_by == owner)
+                .values(held_by=None, held_until=None).execution_options(synchronize_session=False)))
+            if released != 1:
+                raise LeaseLost("the sequencer's lease ran out while it appended; the batch is rolled back")
+    except Exception:
+        _release(session, owner)
+        raise
+    return added
+
+
+Logged = dict[str, tuple[str, int]]  # request id -> (receipt id, leaf index), of one batch
+
+
+def sequence_held(session: Session, vault: Vault, origin: str, now: dt.datetime, limit: int = BATCH) -> Logged:
+    """Append up to `limit` pooled receipts as leaves, in pool order, and sign one checkpoint of the new tree.
+
+    The caller is the one sequencer (it holds the lease, or lock()) in a write transaction, and commits. Each
+    receipt moves from the pool to receipts with its leaf index and is named on its request.
+    """
+    tlog.lock(session)  # any other appender (issue.issue_receipt) waits for this batch
+    rows = session.execute(select(PooledReceipt.seq, PooledReceipt.receipt_id, PooledReceipt.request_id,
+                                  PooledReceipt.kid, PooledReceipt.jws, PooledReceipt.issued_at,
+                                  Receipt.id.label("logged"))
+                           .outerjoin(Receipt, Receipt.request_id == PooledReceipt.request_id)
+                           .order_by(PooledReceipt.seq).limit(limit)).all()
+    if not rows:
+        return {}
+    session.execute(delete(PooledReceipt).where(PooledReceipt.seq.in_([r.seq for r in rows]))
+                    .execution_options(synchronize_session=False))
+    # A second run of a receipt step can pool again just after the first one's receipt was logged: that
+    # request already has its leaf, so the copy is dropped, never logged twice.
+    pooled = [r for r in rows if r.logged is None]
+    if not pooled:
+        return {}
+    first, checkpoint = tlog.append_many(session, vault, origin, [p.jws.encode("ascii") for p in pooled], now)
+    session.execute(insert(Receipt), [
+        {"id": p.receipt_id, "request_id": p.request_id, "kid": p.kid, "jws": p.jws, "issued_at": p.issued_at,
+         "leaf_index": first + n} for n, p in enumerate(pooled)])
+    requests = cast(Table, OptOutRequest.__table__)  # typed as any FromClause; it maps a Table
+    session.connection().execute(
+        update(requests).where(requests.c.id == bindparam("request"))
+        .values(receipt_id=bindparam("receipt")),
+        [{"request": p.request_id, "receipt": p.receipt_id} for p in pooled])
+    log.info("log: %d receipt(s) appended as leaves %d to %d, checkpoint of size %d signed", len(pooled), first,
+             first + len(pooled) - 1, checkpoint.tree_size)
+    return {p.request_id: (p.receipt_id, first + n) for n, p in enumerate(pooled)}
+
+
+def looked(session: Session, request_id: str, now: dt.datetime) -> tuple[tuple[str, int] | None, bool]:
+    """One read for a waiting receipt step: its receipt's (id, leaf index) if logged, and whether the lease
+    is free to take. Ends the read."""
+    row = session.execute(
+        select(LogSequencer.held_until, Receipt.id, Receipt.leaf_index)
+        .select_from(LogSequencer).outerjoin(Receipt, Receipt.request_id == request_id)
+        .where(LogSequencer.id == ROW)).first()
+    session.rollback()
+    if row is None:  # no lease row yet: the first sequencer makes it
+        return None, True
+    logged = (row.id, row.leaf_index) if row.id is not None else None
+    return logged, row.held_until is None or row.held_until < now
+
+
+def _first_row(session: Session) -> None:
+    """The lease's row, which the migration makes; made here too for a database built without it."""
+    try:
+        with session.begin_nested():
+            session.add(LogSequencer(id=ROW))
+    except IntegrityError:
+        pass  # made by another sequencer at the same moment
+
+
+def _release(session: Session, owner: str) -> None:
+    """Give the lease back after a batch failed, so that the next sequencer need not wait for it to run out."""
+    session.rollback()
+    write_lock(session)
+    session.execute(update(LogSequencer).where(LogSequencer.id == ROW, LogSequencer.held_by == owner)
+                    .values(held_by=None, held_until=None))
+    session.commit()
+
+
+def _rows(result) -> int:
+    return cast(CursorResult[Any], result).rowcount
