@@ -18,6 +18,7 @@ from pathlib import Path
 
 from flask import Flask
 from sqlalchemy import delete, text, update
+from sqlalchemy.exc import OperationalError
 
 from app.db import make_engine, utcnow
 from bench import optouts
@@ -87,14 +88,22 @@ def direct_deletes(w: World, people: list[optouts.Person], concurrency: int) -> 
     engine = make_engine(w.platform_url)
 
     def leave(p: optouts.Person) -> None:
-        with engine.begin() as conn:
-            for entry in entries:
-                t = entry_table(entry)
-                match = t.c[entry.column].in_(p.identities.values_for(entry))
-                if entry.action == "delete":
-                    conn.execute(delete(t).where(match))
-                else:
-                    conn.execute(update(t).where(match).values(dict.fromkeys(entry.columns, None)))
+        for attempt in range(1, 11):
+            try:
+                with engine.begin() as conn:
+                    for entry in entries:
+                        t = entry_table(entry)
+                        match = t.c[entry.column].in_(p.identities.values_for(entry))
+                        if entry.action == "delete":
+                            conn.execute(delete(t).where(match))
+                        else:
+                            conn.execute(update(t).where(match).values(dict.fromkeys(entry.columns, None)))
+                return
+            except OperationalError:
+                # Two people who endorsed each other, leaving at once, lock each other's rows in opposite
+                # orders: PostgreSQL ends one transaction, which is tried again, as any writer would.
+                if attempt == 10:
+                    raise
 
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
