@@ -5,7 +5,7 @@ in the platform's SQL store, submitted before the worker starts, then drained by
 `flask worker`'s threads. CPU per opt-out is the worker process's CPU time from its being ready (its
 imports and app made) to the last request done, plus the CPU time of every process of the PostgreSQL
 cluster over the same time (its backends, live or exited, and its background processes: all of what the
-database spent), divided by N.
+database spent), divided by N. So nothing else may use the cluster while the bench runs.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ PEOPLE = 200
 # 74b5fc4, PostgreSQL 15 with fsync off (as .ci/run starts it), 200 people, on the 2-CPU machine the
 # issue was worked on, shared with other work: 79.5 and 81.5 ms in two runs (worker 58 ms, database 22 ms).
 BEFORE_MS_PER_OPTOUT = 80.5
-BEFORE_WHEN = "2026-12-06, main at 74b5fc4, 2 CPUs"
+BEFORE_WHEN = "2026-12-06, main at 74b5fc4, PostgreSQL 15, 200 people, 2 CPUs"
 
 
 @dataclass(frozen=True)

@@ -196,8 +196,11 @@ class Worker:
         status = settle(session, claim, result.done, now) if _changes_status(claim, result) else None
         scrub = result.done and (step.kind == StepKind.FORGET or status == RequestStatus.COMPLETED) and self._wal
         following = None
-        # Not before a scrub of the log, which may wait for readers while the next step's lease runs.
-        if chain and not scrub and not self._closing.is_set() and self._chain_budget.acquire(blocking=False):
+        # Only after a step that went through: one that failed goes back to drain's own loop, as before, rather
+        # than being taken again at once by the thread that failed it. Not before a scrub of the log either,
+        # which may wait for readers while the next step's lease runs.
+        if (chain and result.done and not scrub and not self._closing.is_set()
+                and self._chain_budget.acquire(blocking=False)):
             following = next(iter(queue.claim(session, self.owner, utcnow(), 1, self.lease, commit=False)), None)
         session.commit()
         if scrub:
