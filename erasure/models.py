@@ -44,7 +44,8 @@ class StepKind(enum.StrEnum):
     """What a step does, in the order a request's steps run."""
 
     REVOKE = "revoke"  # end our access at a network (target: the network key)
-    PURGE = "purge"  # delete the person's rows from one store's table (target: "store/category")
+    PURGE = "purge"  # delete the person's items from one store, entry by entry (target: the store; before
+    # issue 17, one step per entry, target "store/category")
     FORGET = "forget"  # delete Ownstory's own records of the person (target: "ownstory")
     VERIFY = "verify"  # count again: nothing of the person is left in any store
     RECEIPT = "receipt"  # sign the deletion receipt and add it to the transparency log

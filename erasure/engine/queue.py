@@ -96,8 +96,10 @@ def _detached(model: type[_Model], row) -> _Model:
     return model(**{c.name: row[c.name] for c in model.__table__.c})
 
 
-def claim(session: Session, owner: str, now: dt.datetime, limit: int = 10, lease: dt.timedelta = LEASE) -> list[Claim]:
-    """Lease up to `limit` runnable steps to `owner`, atomically, and commit.
+def claim(session: Session, owner: str, now: dt.datetime, limit: int = 10, lease: dt.timedelta = LEASE,
+          commit: bool = True) -> list[Claim]:
+    """Lease up to `limit` runnable steps to `owner`, atomically, and commit (unless `commit` is False:
+    a worker claims its next step in the transaction that records the outcome of its last one).
 
     A step is runnable when it is due and every step of a lower phase in its request is done;
     a running step whose lease ran out (its worker died) is runnable again. On PostgreSQL the
@@ -116,7 +118,8 @@ def claim(session: Session, owner: str, now: dt.datetime, limit: int = 10, lease
     if steps:
         request_rows = conn.execute(_requests_statement(), {"ids": sorted({s.request_id for s in steps})}).mappings()
         requests = {row["id"]: (_detached(OptOutRequest, row), row["last_phase"]) for row in request_rows}
-    session.commit()
+    if commit:
+        session.commit()
     return [Claim(s.id, owner, s, requests[s.request_id][0], s.phase >= requests[s.request_id][1]) for s in steps]
 
 

@@ -162,6 +162,71 @@ def _entry(ctx: ErasureContext, step: ErasureStep) -> tuple[StoreKind, Entry]:
 
 
 def _purge(ctx: ErasureContext, step: ErasureStep, request: OptOutRequest, heartbeat) -> Result:
+    if "entries" in step.params:
+        return _purge_store(ctx, step, request, heartbeat)
+    return _purge_entry(ctx, step, request, heartbeat)  # a step laid before one step purged a whole store
+
+
+def _purge_store(ctx: ErasureContext, step: ErasureStep, request: OptOutRequest, heartbeat) -> Result:
+    """Every entry of one store the step names, in order, counted by category.
+
+    The store counts all its entries at the first attempt in one call, and those counts are recorded, in
+    one write, before anything is purged: a rerun after a crash finishes the job without counting the
+    same items twice, nor losing those a batch committed before the crash.
+    """
+    name = step.params["store"]
+    entries = []
+    for key in step.params["entries"]:
+        found = ctx.datamap.find(name, key)
+        if found is None:
+            raise StepFailed(f"the data map no longer lists {name}/{key}", attention=True)
+        entries.append(found[1])
+    store = ctx.datamap.store(name)
+    ids = _identities(ctx, request)
+    wanted = [(entry, ids.values_for(entry)) for entry in entries]
+    recorded = {c["entry"]: c for c in step.result.get("categories", [])}
+    jobs = {key: c["job"] for key, c in recorded.items() if c.get("job")}  # followed at a retry, never restarted
+    categories = []
+    try:
+        having = [(entry, values) for entry, values in wanted if values]
+        remaining = dict(zip((e.key for e, _ in having), store.count_many(having), strict=True)) if having else {}
+        first = {key: recorded[key]["rows_at_start"] if key in recorded else n for key, n in remaining.items()}
+
+        def record() -> None:
+            heartbeat(result={"store": name, "categories": [
+                {"entry": e.key, "category": e.category, "rows_at_start": first.get(e.key, 0),
+                 **({"job": jobs[e.key]} if e.key in jobs else {})} for e in entries]})
+
+        if not recorded and any(first.values()):
+            record()
+        for entry, values in wanted:
+            rows = 0
+            job = jobs.get(entry.key)
+            # Nothing there and no job under way: nothing to ask for (a second pass that finds nothing new
+            # starts no erasure job at a service).
+            if values and (remaining[entry.key] or job):
+                def started(handle: dict, key: str = entry.key) -> None:
+                    jobs[key] = {"handle": handle, "remaining": remaining[key]}
+                    record()
+
+                purged = store.purge_resuming(entry, values, job["handle"] if job else None, started,
+                                              on_batch=lambda _n: heartbeat())
+                # what a job removed is set against what was there when it started; arrivals count too
+                before = jobs[entry.key]["remaining"] if entry.key in jobs else remaining[entry.key]
+                rows = first[entry.key] + max(0, purged - before)
+            elif values:
+                rows = first[entry.key]  # removed at an earlier attempt, whose answer was lost
+            categories.append({"entry": entry.key, "category": entry.category, "rows": rows,
+                               "rows_at_start": first.get(entry.key, 0)})
+    except StoreUnavailable as exc:
+        raise StepFailed(str(exc), retry_after=_asked_to_wait(exc)) from None
+    except StoreMisconfigured as exc:
+        raise StepFailed(str(exc), attention=True) from None
+    return Result(done=True, result={"store": name, "rows": sum(c["rows"] for c in categories),
+                                     "categories": categories})
+
+
+def _purge_entry(ctx: ErasureContext, step: ErasureStep, request: OptOutRequest, heartbeat) -> Result:
     store, entry = _entry(ctx, step)
     values = _identities(ctx, request).values_for(entry)
     base = {"store": entry.store, "category": entry.category}

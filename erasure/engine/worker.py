@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import os
 import socket
@@ -13,7 +14,7 @@ from typing import Any, cast
 
 import requests
 from flask import Flask
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, Table, case, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -49,6 +50,8 @@ class Worker:
         self._swept_at: dt.datetime | None = None
         self._round = threading.Lock()  # held while a round claims and runs; close() waits for it
         self._closing = threading.Event()
+        self._wal = self.app.extensions["ownstory_db"]["engine"].dialect.name == "sqlite"  # see _scrub_the_log
+        self._chain_budget = threading.Semaphore(0)  # the steps threads may still claim for themselves (drain)
 
     def run_once(self, now: dt.datetime | None = None) -> int:
         """Claim a batch of due steps and run them; returns how many ran (0 once closing)."""
@@ -64,10 +67,12 @@ class Worker:
 
         A thread that is done claims its next step at once, rather than waiting for the slowest step of
         a batch. Claims never exceed the threads that are free, so no claimed step waits for a thread
-        while its lease runs. `max_rounds` bounds the claims made.
+        while its lease runs. `max_rounds` bounds the rounds of claims, and the steps each thread claims after
+        its first: a step that fails and is due again at once cannot keep a thread forever.
         """
         total = 0
         with self._round:
+            self._chain_budget = threading.Semaphore(max_rounds)
             running: set[Future] = set()
             try:
                 for _ in range(max_rounds):
@@ -75,14 +80,16 @@ class Worker:
                         break
                     free = self.threads - len(running)
                     claims = self._claim(min(free, self.batch), utcnow()) if free else []
-                    running |= {self.pool.submit(self._run_claim, claim) for claim in claims}
+                    running |= {self.pool.submit(self._run_chain, claim) for claim in claims}
                     total += len(claims)
                     if not running:
                         break  # nothing due, nothing under way
-                    # A step that finishes frees a thread, and may let the next phase of its request run.
-                    _done, running = wait(running, return_when=FIRST_COMPLETED)
+                    # A thread runs steps for as long as it finds one due, claiming each in the transaction
+                    # that records the last; one that found none frees its thread here.
+                    done, running = wait(running, return_when=FIRST_COMPLETED)
+                    total += _chained(done)
             finally:
-                wait(running)
+                total += _chained(wait(running).done)
         return total
 
     def _claim(self, limit: int, now: dt.datetime) -> list[queue.Claim]:
@@ -104,16 +111,32 @@ class Worker:
         return self._local.http
 
     def _run_claim(self, claim: queue.Claim) -> None:
+        """Run one claimed step and record its outcome (run_once: each batch is claimed on its own)."""
         with self.app.app_context(), self.sessions() as session:
-            try:
-                self._run(session, claim)
-            except Exception:
-                # A bug must not kill the worker or lose the step: it is retried, and shown.
-                log.exception("step %s failed unexpectedly", claim.step_id)
-                session.rollback()
-                self._record(session, claim, steps.Result(retry=True, error="an unexpected error; see the logs"))
+            self._run_one(session, claim, chain=False)
 
-    def _run(self, session: Session, claim: queue.Claim) -> None:
+    def _run_chain(self, claim: queue.Claim) -> int:
+        """Run a claimed step, then the next one due, claimed in the transaction that records the outcome,
+        until none is due or the worker is closing; returns how many steps this thread claimed after the first."""
+        claimed = 0
+        with self.app.app_context(), self.sessions() as session:
+            following = self._run_one(session, claim, chain=True)
+            while following is not None:
+                claimed += 1
+                following = self._run_one(session, following, chain=True)
+        return claimed
+
+    def _run_one(self, session: Session, claim: queue.Claim, chain: bool) -> queue.Claim | None:
+        try:
+            return self._run(session, claim, chain)
+        except Exception:
+            # A bug must not kill the worker or lose the step: it is retried, and shown.
+            log.exception("step %s failed unexpectedly", claim.step_id)
+            session.rollback()
+            return self._record(session, claim, steps.Result(retry=True, error="an unexpected error; see the logs"),
+                                chain)
+
+    def _run(self, session: Session, claim: queue.Claim, chain: bool) -> queue.Claim | None:
         # The step and its request come with the claim, read in its transaction: no read here, and
         # no transaction held open while the step runs (a step may run for a while).
         step, request = claim.step, claim.request
@@ -141,10 +164,12 @@ class Worker:
                                timeout=self.http_timeout)
         except LeaseLost:
             session.rollback()
-            return
-        self._record(session, claim, result)
+            return None
+        return self._record(session, claim, result, chain)
 
-    def _record(self, session: Session, claim: queue.Claim, result: steps.Result) -> None:
+    def _record(self, session: Session, claim: queue.Claim, result: steps.Result, chain: bool = False
+                ) -> queue.Claim | None:
+        """Record a step's outcome, fenced; with `chain`, claim this thread's next step in the same transaction."""
         now = utcnow()
         write_lock(session)
         step = claim.step
@@ -165,15 +190,36 @@ class Worker:
                      step.attempts, delay)
         if not queue.finish(session, claim, now, **values):
             session.rollback()  # another worker took the step over; its run counts, not this one
-            return
+            return None
         if not result.done:
             queue.hold_back(session, step, values["not_before"])
         elif step.attempts > 1:
             queue.release(session, step, now)
-        status = settle(session, step.request_id, now) if _changes_status(claim, result) else None
+        status = settle(session, claim, result.done, now) if _changes_status(claim, result) else None
+        scrub = result.done and (step.kind == StepKind.FORGET or status == RequestStatus.COMPLETED) and self._wal
+        following = None
+        # Only after a step that went through: one that failed goes back to drain's own loop, as before, rather
+        # than being taken again at once by the thread that failed it. Not before a scrub of the log either,
+        # which may wait for readers while the next step's lease runs.
+        if (chain and result.done and not scrub and not self._closing.is_set()
+                and self._chain_budget.acquire(blocking=False)):
+            following = next(iter(queue.claim(session, self.owner, utcnow(), 1, self.lease, commit=False)), None)
         session.commit()
-        if result.done and (step.kind == StepKind.FORGET or status == RequestStatus.COMPLETED):
+        if scrub:
             _scrub_the_log(self.app.extensions["ownstory_db"]["engine"], step.request_id)
+        return following
+
+
+def _chained(done: set[Future]) -> int:
+    """The steps finished threads claimed after their first; a thread that failed is logged (its steps' leases
+    run out, and they are taken over)."""
+    total = 0
+    for future in done:
+        if future.exception() is not None:
+            log.error("a worker thread failed", exc_info=future.exception())
+        else:
+            total += future.result()
+    return total
 
 
 def _scrub_the_log(engine: Engine, request_id: str) -> None:
@@ -200,25 +246,52 @@ class LeaseLost(Exception):
     pass
 
 
-def settle(session: Session, request_id: str, now: dt.datetime) -> str:
-    """Derive the request's status from its steps. Called in the transaction that changed a step."""
-    query = select(OptOutRequest).where(OptOutRequest.id == request_id)
+def settle(session: Session, claim: queue.Claim, done: bool, now: dt.datetime) -> str:
+    """Derive the request's status from its steps, in the transaction that recorded the claimed step's outcome
+    (`done`: whether it went through). Returns the status.
+
+    Core statements on the request's row, never its steps' rows loaded one by one: a first step that went
+    through only moves a received request on; otherwise one count of the steps not yet done, and of those
+    needing attention, decides. On PostgreSQL the request's row is locked first, in a statement of its own,
+    so that two steps finishing at once settle one after the other and the second counts the first as done.
+    """
+    requests, steps_ = _tables()
+    request_id = claim.request.id
+    if done and claim.step.attempts == 1 and not claim.last_phase:
+        # Its request has no step needing attention (that step's failure would have settled it so).
+        session.connection().execute(update(requests).where(requests.c.id == request_id,
+                                                            requests.c.status == RequestStatus.RECEIVED)
+                                     .values(status=RequestStatus.IN_PROGRESS))
+        return RequestStatus.IN_PROGRESS
+    conn = session.connection()
+    current = select(requests.c.status).where(requests.c.id == request_id)
     if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
-    request = session.scalars(query).one()
-    statuses = list(session.scalars(select(ErasureStep.status).where(ErasureStep.request_id == request_id)))
-    if request.status == RequestStatus.COMPLETED:
-        return request.status
-    if statuses and all(s == StepStatus.DONE for s in statuses):
-        request.status, request.completed_at = RequestStatus.COMPLETED, now
-        request.identities_sealed = None  # nothing left to find: drop what identified the person
-        request.reason_text = None
-        log.info("opt-out %s completed", request.id)
-    elif StepStatus.NEEDS_ATTENTION in statuses or request.deadline - now < DEADLINE_WARNING:
-        request.status = RequestStatus.NEEDS_ATTENTION
+        current = current.with_for_update()
+    status = conn.execute(current).scalar_one()
+    if status == RequestStatus.COMPLETED:
+        return status
+    waiting, attention = conn.execute(
+        select(func.count(), func.coalesce(func.sum(case((steps_.c.status == StepStatus.NEEDS_ATTENTION, 1),
+                                                         else_=0)), 0))
+        .where(steps_.c.request_id == request_id, steps_.c.status != StepStatus.DONE)).one()
+    values: dict[str, Any]
+    if not waiting:
+        # Nothing left to find: drop what identified the person.
+        values = {"status": RequestStatus.COMPLETED, "completed_at": now, "identities_sealed": None,
+                  "reason_text": None}
+        log.info("opt-out %s completed", request_id)
+    elif attention or claim.request.deadline - now < DEADLINE_WARNING:  # a deadline never moves
+        values = {"status": RequestStatus.NEEDS_ATTENTION}
     else:
-        request.status = RequestStatus.IN_PROGRESS
-    return request.status
+        values = {"status": RequestStatus.IN_PROGRESS}
+    if values["status"] != status or not waiting:
+        conn.execute(update(requests).where(requests.c.id == request_id).values(values))
+    return values["status"]
+
+
+@functools.cache
+def _tables() -> tuple[Table, Table]:
+    return cast(Table, OptOutRequest.__table__), cast(Table, ErasureStep.__table__)
 
 
 def sweep_deadlines(session: Session, now: dt.datetime) -> int:

@@ -88,9 +88,14 @@ def _deleted_words(steps: list[ErasureStep], nothing: str = "Nothing of yours wa
     """"Deleted 1 profile entry, 20 posts and 2 invoices, and Ownstory's own records of you."."""
     totals: dict[str, int] = {}
     for s in steps:
-        if s.kind == StepKind.PURGE and (s.result or {}).get("rows"):
-            category = s.target.partition("/")[2]
-            totals[category] = totals.get(category, 0) + s.result["rows"]
+        if s.kind != StepKind.PURGE:
+            continue
+        result = s.result or {}
+        # a store's step counts each category; a step laid per entry (before) counts one
+        counts = wording.purged_counts(result) or [(s.target.partition("/")[2], result.get("rows", 0))]
+        for category, n in counts:
+            if n:
+                totals[category] = totals.get(category, 0) + n
     parts = [counted(n, category) for category, n in totals.items()]
     text = "Deleted " + _join(parts) if parts else nothing
     if any(s.kind == StepKind.FORGET for s in steps):

@@ -226,8 +226,9 @@ def _close_account(user: User, now: dt.datetime) -> None:
 def _lay_steps(session: Session, ctx: ErasureContext, request: OptOutRequest, grants: list[Grant], scope: str,
                now: dt.datetime, has_email: bool) -> None:
     steps: list[tuple[StepKind, str, dict]] = [(StepKind.REVOKE, g.network, _revoke_params(g)) for g in grants]
-    for e in entries_in_scope(ctx, scope):
-        steps.append((StepKind.PURGE, f"{e.store}/{e.category}", {"store": e.store, "entry": e.key}))
+    for store, entries in _by_store(entries_in_scope(ctx, scope)).items():  # one step purges a store's entries
+        steps.append((StepKind.PURGE, store, {"store": store, "entries": [e.key for e in entries],
+                                              "categories": list(dict.fromkeys(e.category for e in entries))}))
     steps.append((StepKind.FORGET, OWN_RECORDS, {}))
     steps.append((StepKind.VERIFY, "all stores", {}))
     steps.append((StepKind.RECEIPT, "transparency log", {}))
@@ -246,6 +247,14 @@ def _lay_steps(session: Session, ctx: ErasureContext, request: OptOutRequest, gr
 def second_pass(step: ErasureStep) -> bool:
     """Whether a purge step is the one that runs again once every revocation is confirmed."""
     return step.kind == StepKind.PURGE and (step.params or {}).get("pass") == SECOND_PASS["pass"]
+
+
+def _by_store(entries: list[Entry]) -> dict[str, list[Entry]]:
+    """Entries grouped by their store, in the data map's order."""
+    grouped: dict[str, list[Entry]] = {}
+    for entry in entries:
+        grouped.setdefault(entry.store, []).append(entry)
+    return grouped
 
 
 def lay_revocations(session: Session, request_id: str, grants: list[Grant], now: dt.datetime) -> None:

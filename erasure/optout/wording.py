@@ -34,6 +34,14 @@ def service_confirmed(store: str, deleted: list[tuple[str, int]]) -> str:
     return f"{service_name(store)} confirmed {_join([counted(n, category) for category, n in deleted])} deleted"
 
 
+def purged_counts(result: dict) -> list[tuple[str, int]]:
+    """A store's purge step's rows by category, in the data map's order (two entries may share a category)."""
+    counts: dict[str, int] = {}
+    for part in result.get("categories", []):
+        counts[part["category"]] = counts.get(part["category"], 0) + int(part.get("rows", 0))
+    return list(counts.items())
+
+
 def _join(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
@@ -47,12 +55,13 @@ def step_title(step: ErasureStep, networks, kinds: Mapping[str, str] | None = No
         return f"Revoke our access at {network_name(networks, step.target)}"
     if step.kind == StepKind.PURGE:
         store, _, category = step.target.partition("/")
+        what = _join((step.params or {}).get("categories") or [category])  # a store's, or one (laid before)
         if second_pass(step):
             where = f" (at the {service_name(store)})" if (kinds or {}).get(store) == "http" else ""
-            return f"Once access is revoked, delete any {category} that came in meanwhile{where}"
+            return f"Once access is revoked, delete any {what} that came in meanwhile{where}"
         if (kinds or {}).get(store) == "http":
-            return f"Have the {service_name(store)} delete your {category}"
-        return f"Delete your {category}"
+            return f"Have the {service_name(store)} delete your {what}"
+        return f"Delete your {what}"
     if step.kind == StepKind.FORGET:
         return "Delete Ownstory's own records of you"
     if step.kind == StepKind.VERIFY:
@@ -78,9 +87,10 @@ def step_outcome(step: ErasureStep, now: dt.datetime, kinds: Mapping[str, str] |
         if step.kind == StepKind.PURGE:
             rows = r.get("rows", 0)
             store, _, category = step.target.partition("/")
+            counts = purged_counts(r) or [(category, rows)]
             if (kinds or {}).get(store) == "http":
-                return f"{service_confirmed(store, [(category, rows)])} ({datetime_text(step.done_at)})."
-            return f"Deleted {counted(rows, category)} ({datetime_text(step.done_at)})."
+                return f"{service_confirmed(store, counts)} ({datetime_text(step.done_at)})."
+            return f"Deleted {_join([counted(n, c) for c, n in counts])} ({datetime_text(step.done_at)})."
         if step.kind == StepKind.FORGET:
             return f"Deleted ({datetime_text(step.done_at)})."
         if step.kind == StepKind.VERIFY:

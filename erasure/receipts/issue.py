@@ -53,9 +53,10 @@ def payload(request: OptOutRequest, steps: list[ErasureStep], receipt_id: str, i
                    for s in steps if s.kind == StepKind.REVOKE]
     purged: dict[tuple[str, str], int] = {}
     for s in steps:  # the platform's rows only: what the forget step deletes, Ownstory's own records, is not listed
-        if s.kind == StepKind.PURGE:
-            key = (s.result.get("store", ""), s.result.get("category", ""))
-            purged[key] = purged.get(key, 0) + int(s.result.get("rows", 0))
+        if s.kind == StepKind.PURGE:  # a store's categories, or one category (a step laid before issue 17)
+            for part in s.result.get("categories", [s.result]):
+                key = (s.result.get("store", ""), part.get("category", ""))
+                purged[key] = purged.get(key, 0) + int(part.get("rows", 0))
     verified = next((s for s in steps if s.kind == StepKind.VERIFY), None)
     for late in (verified.result.get("late_rows", []) if verified else []):  # written after the purge ran
         key = (late["store"], late["category"])

@@ -123,3 +123,14 @@ def request_steps(app, request_id: str):
     with db_session(app) as db:
         return list(db.scalars(select(ErasureStep).where(ErasureStep.request_id == request_id)
                                .order_by(ErasureStep.position)))
+
+
+def purged_rows(steps) -> dict[str, int]:
+    """The rows a request's purge steps (one a store) counted, by category."""
+    counted: dict[str, int] = {}
+    for s in steps:
+        if s.kind == "purge":
+            for part in s.result.get("categories", []):
+                if "rows" in part:
+                    counted[part["category"]] = counted.get(part["category"], 0) + part["rows"]
+    return counted

@@ -24,7 +24,14 @@ from erasure.optout.wording import REQUEST_STATES
 from tests.conftest import db_session
 from tests.consent.helpers_connect import connect_through_demo
 from tests.erasure.engine.helpers_processes import column_names, held_rows, naming, snapshot, without
-from tests.erasure.helpers_optout import demo_token_active, joined_person, outbox, sealed_tokens, submit_optout
+from tests.erasure.helpers_optout import (
+    demo_token_active,
+    joined_person,
+    outbox,
+    purged_rows,
+    sealed_tokens,
+    submit_optout,
+)
 
 QUICK_TIMEOUT = (2, 0.3)  # connect, read: what the worker allows a network in these tests
 SLOW = 1.0  # a network that takes longer than that to answer
@@ -81,6 +88,11 @@ def step(app, request_id: str, kind: str, target: str | None = None) -> ErasureS
              if s.kind == kind and (target is None or s.target == target) and not second_pass(s)]
     assert len(found) == 1, found
     return found[0]
+
+
+def counted_at_start(purge: ErasureStep) -> dict[str, int]:
+    """The rows a store's purge step found, by category, recorded before it purged any."""
+    return {part["category"]: part["rows_at_start"] for part in purge.result.get("categories", [])}
 
 
 def request_status(app, request_id: str) -> str:
@@ -214,29 +226,17 @@ def test_an_unreachable_store_is_retried_and_nothing_partial_is_reported_done(
         store.rename(away)
         app.extensions["datamap"].dispose()  # the connections an outage breaks
 
-    def purges() -> list[ErasureStep]:  # the first pass, run alongside the revocation
-        return [s for s in steps_of(app, request_id) if s.kind == "purge" and s.target.startswith("platform/")
-                and not second_pass(s)]
+    def purges() -> list[ErasureStep]:
+        return [step(app, request_id, "purge", "platform")]  # one step purges every entry of the store
 
-    # Two purges go through; then the store goes away under the rest.
-    narrow = Worker(app, threads=1, batch=1)
-    while len([s for s in purges() if s.status == "done"]) < 2:
-        assert narrow.run_once() == 1
-    narrow.close()
-    done_before = {s.id: s.result for s in purges() if s.status == "done"}
-    assert len(done_before) == 2
-    revoking = step(app, request_id, "revoke").status != "done"  # it needs no store: it goes through regardless
-    outage()
+    outage()  # before the first round: the purge runs alongside the revocation, which needs no store
     for attempt in range(1, QUICK_RETRIES + 1):
-        assert worker.run_once(now=due(purges())) == len(purges()) - 2 + (revoking and attempt == 1)
+        worker.run_once(now=due(purges()))
         assert step(app, request_id, "revoke").status == "done"
-        for s in purges():
-            if s.id in done_before:
-                assert s.status == "done" and s.result == done_before[s.id]  # counted once, left alone
-                continue
-            assert s.attempts == attempt and s.done_at is None and "rows" not in s.result
-            assert s.status == ("retrying" if attempt < QUICK_RETRIES else "needs_attention")
-            assert s.last_error == "store 'platform': cannot reach or use the store (OperationalError SQLITE_CANTOPEN)"
+        (s,) = purges()
+        assert s.attempts == attempt and s.done_at is None and "rows" not in s.result
+        assert s.status == ("retrying" if attempt < QUICK_RETRIES else "needs_attention")
+        assert s.last_error == "store 'platform': cannot reach or use the store (OperationalError SQLITE_CANTOPEN)"
         later = [s for s in steps_of(app, request_id) if s.phase > purges()[0].phase]
         assert {s.status for s in later} == {"pending"}, "nothing after the purge may run, verify least of all"
     assert request_status(app, request_id) == "needs_attention"
@@ -248,7 +248,7 @@ def test_an_unreachable_store_is_retried_and_nothing_partial_is_reported_done(
     # The store is back: the purges finish, then their second pass (access is revoked), then the store goes
     # away again just before verify.
     away.rename(store)
-    assert worker.run_once(now=due(purges())) == len(purges()) - 2
+    assert worker.run_once(now=due(purges())) == 1
     assert worker.run_once() == len([s for s in steps_of(app, request_id) if second_pass(s)])
     assert worker.run_once() == 1 and step(app, request_id, "forget", "ownstory").status == "done"
     outage()
@@ -265,8 +265,7 @@ def test_an_unreachable_store_is_retried_and_nothing_partial_is_reported_done(
     worker.run_once(now=due(steps_of(app, request_id)))
     worker.drain()
     assert request_status(app, request_id) == "completed"
-    counted = {s.result["category"]: s.result["rows"] for s in purges()}
-    assert counted == held
+    assert purged_rows(purges()) == held
     assert {s.result["rows"] for s in steps_of(app, request_id) if second_pass(s)} == {0}  # nothing twice
     assert naming(platform_url, {"1002", "omar"}) == []
 
@@ -296,24 +295,25 @@ def test_a_store_failing_part_way_through_a_purge_keeps_the_step_open_and_counts
 
     for attempt in (1, 2):  # the first round revokes too
         worker.run_once(now=due(steps_of(app, request_id)))
-        posts = step(app, request_id, "purge", "platform/posts")
-        assert posts.attempts == attempt and posts.status != "done" and posts.done_at is None
-        assert posts.last_error.startswith("store 'platform'")
-        assert posts.result.get("rows_at_start") == held and "rows" not in posts.result
+        purge = step(app, request_id, "purge", "platform")
+        assert purge.attempts == attempt and purge.status != "done" and purge.done_at is None
+        assert purge.last_error.startswith("store 'platform'")
+        assert counted_at_start(purge)["posts"] == held and "rows" not in purge.result
         assert store.execute("SELECT count(*) FROM posts WHERE author_id = '1003'").fetchone()[0] == 1500
         assert step(app, request_id, "verify").status == "pending"
         assert request_status(app, request_id) == "needs_attention"
     page = app.test_client().get(status_path).get_data(as_text=True)
-    assert "Deleted 2500 posts" not in page and "Deleted 1000 posts" not in page
+    assert "2500 posts" not in page and "1000 posts" not in page
 
     store.executescript("DROP TRIGGER failing; DROP TRIGGER spending; DROP TABLE budget;")
     store.close()
     worker.run_once(now=due(steps_of(app, request_id)))
-    posts = step(app, request_id, "purge", "platform/posts")
-    assert (posts.status, posts.result["rows"]) == ("done", held), "1,000 rows in the first try, 1,500 in the last"
+    purge = step(app, request_id, "purge", "platform")
+    assert purge.status == "done" and purged_rows([purge])["posts"] == held, \
+        "1,000 rows in the first try, 1,500 in the last"
     worker.drain()
     assert request_status(app, request_id) == "completed"
-    assert "Deleted 2500 posts" in app.test_client().get(status_path).get_data(as_text=True)
+    assert "2500 posts" in app.test_client().get(status_path).get_data(as_text=True)
 
 
 # --- only the person's data goes -----------------------------------------------------------------
@@ -359,10 +359,7 @@ def test_only_the_leavers_data_goes_and_every_other_row_is_unchanged(app, make_p
         request_id = request_id_of(submit_optout(client, csrf_post, scope))
         worker.drain()
         assert request_status(app, request_id) == "completed"
-        counted: dict[str, int] = {}
-        for s in steps_of(app, request_id):  # both passes: a row is counted in the one that deleted it
-            if s.kind == "purge" and "category" in s.result:
-                counted[s.result["category"]] = counted.get(s.result["category"], 0) + s.result["rows"]
+        counted = purged_rows(steps_of(app, request_id))
         return before, held, counted
 
     before, held, counted = leave(omar_client, "all", Someone("1002", "omar", "omar@demo.example"))

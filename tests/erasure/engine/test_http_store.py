@@ -73,8 +73,9 @@ def steps_of(app, request_id: str) -> list[ErasureStep]:
 
 
 def billing_step(steps: list[ErasureStep]) -> ErasureStep:
-    """The purge at the billing service (its first pass: the second asks again once access is revoked)."""
-    return next(s for s in steps if s.target == "billing/invoices" and not second_pass(s))
+    """The purge at the billing service (one step purges the store; this is its first pass: the second asks
+    again once access is revoked)."""
+    return next(s for s in steps if s.target == "billing" and not second_pass(s))
 
 
 def completed(steps: list[ErasureStep]) -> bool:
@@ -116,9 +117,10 @@ def test_a_service_that_stumbles_is_retried_and_each_invoice_counted_once(fault,
     request_id, _status = left(app, client, make_person, login, csrf_post, billing, invoices=4)
     steps = drain_until(worker, app, request_id, completed)
     assert billing_step(steps).result["rows"] == 4
-    again = next(s for s in steps if s.target == "billing/invoices" and second_pass(s))
-    assert again.result["rows"] == 0  # asked again once access was revoked: nothing new, nothing counted twice
-    assert billing.calls["erase"] == (2 if fault != "202 then done" else 1) + 1
+    again = next(s for s in steps if s.target == "billing" and second_pass(s))
+    assert again.result["rows"] == 0  # looked again once access was revoked: nothing new, nothing counted twice
+    # ...and, the service counting none left, no second erasure was asked for
+    assert billing.calls["erase"] == (2 if fault != "202 then done" else 1)
 
 
 def test_a_purge_retried_while_the_service_still_works_follows_its_job_and_starts_no_second(
@@ -128,8 +130,9 @@ def test_a_purge_retried_while_the_service_still_works_follows_its_job_and_start
     request_id, _status = left(app, client, make_person, login, csrf_post, billing, invoices=4)
     steps = drain_until(worker, app, request_id, completed)
     step = billing_step(steps)
-    assert step.attempts == 3 and step.result["rows"] == 4
-    assert billing.calls["erase"] == 3  # each attempt asked after the same erasure...
+    # Polls outlast an attempt (how many attempts it takes depends on the machine's pace)...
+    assert step.attempts >= 2 and step.result["rows"] == 4
+    assert billing.calls["erase"] == step.attempts  # ...and each attempt asked after the same erasure...
     with billing.db() as conn:
         assert conn.execute("SELECT count(*) FROM erasures").fetchone()[0] == 1  # ...and the service ran one job
     assert billing.held("email:someone-else@example.org") == 3

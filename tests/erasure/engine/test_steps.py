@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import pytest
@@ -20,6 +21,7 @@ from erasure.models import ErasureStep, OptOutRequest, Receipt
 from erasure.optout import mail_text
 from erasure.optout.service import OWN_RECORDS, second_pass
 from erasure.receipts import issue
+from tests.erasure.engine.helpers_processes import held_rows
 from tests.erasure.helpers_optout import (
     check_consent,
     demo_token_active,
@@ -27,6 +29,7 @@ from tests.erasure.helpers_optout import (
     others_checksum,
     outbox,
     platform_rows,
+    purged_rows,
     sealed_tokens,
     submit_optout,
 )
@@ -152,30 +155,37 @@ def test_purge_deletes_the_persons_rows_and_nobody_elses(sessions, ctx, left, pl
     others = others_checksum(platform_url, "1002")
     assert platform_rows(platform_url, "posts", "author_id", "1002") == 20
 
-    result = run(sessions, ctx, left.request_id, "purge", "platform/posts")
-    assert result.done
-    assert result.result == {"store": "platform", "category": "posts", "rows": 20, "rows_at_start": 20}
+    result = run(sessions, ctx, left.request_id, "purge", "platform")  # one step for every entry of the store
+    assert result.done and result.result["store"] == "platform"
+    assert {"entry": "posts.author_id", "category": "posts", "rows": 20, "rows_at_start": 20} in \
+        result.result["categories"]
+    assert [c["category"] for c in result.result["categories"]] == [
+        e.category for e in ctx.datamap.entries if e.store == "platform"]
+    assert result.result["rows"] == sum(c["rows"] for c in result.result["categories"])
     assert platform_rows(platform_url, "posts", "author_id", "1002") == 0
     assert others_checksum(platform_url, "1002") == others
 
 
 def test_purge_of_shared_rows_takes_the_person_out_and_leaves_the_rows(sessions, ctx, left, platform_url):
     received = platform_rows(platform_url, "endorsements", "receiver_id", "1002")
+    given = platform_rows(platform_url, "endorsements", "giver_id", "1002")
     engine = create_engine(platform_url)
     with engine.connect() as conn:
         total = conn.scalar(text("SELECT count(*) FROM endorsements"))
     assert received > 0
 
-    result = run(sessions, ctx, left.request_id, "purge", "platform/endorsements received")
-    assert result.done and result.result["rows"] == received
+    result = run(sessions, ctx, left.request_id, "purge", "platform")
+    assert result.done and purged_rows([the_result("purge", result)])["endorsements received"] == received
     assert platform_rows(platform_url, "endorsements", "receiver_id", "1002") == 0
     with engine.connect() as conn:
-        assert conn.scalar(text("SELECT count(*) FROM endorsements")) == total  # the givers keep theirs
+        assert conn.scalar(text("SELECT count(*) FROM endorsements")) == total - given  # the givers keep theirs
     engine.dispose()
 
 
 def test_a_purge_cut_short_counts_every_row_once_when_it_runs_again(sessions, ctx, left, platform_url):
-    """The worker records the rows found at the first attempt; a rerun after a crash reports those."""
+    """The worker records the rows found at the first attempt, for every entry of the store at once, before
+    it purges any; a rerun after a crash reports those, for the entries purged before the crash too."""
+    held = held_rows(platform_url, SimpleNamespace(account="1002", handle="omar", email=left.person.email))
     beats: list[dict] = []
 
     class Crash(Exception):
@@ -187,37 +197,48 @@ def test_a_purge_cut_short_counts_every_row_once_when_it_runs_again(sessions, ct
         beats.append(result)
 
     with pytest.raises(Crash):
-        run(sessions, ctx, left.request_id, "purge", "platform/posts", heartbeat=crash_after_the_first_batch)
-    assert beats == [{"store": "platform", "category": "posts", "rows_at_start": 20}]
+        run(sessions, ctx, left.request_id, "purge", "platform", heartbeat=crash_after_the_first_batch)
+    assert len(beats) == 1, "one write of the counts, whatever the entries"
+    assert {c["category"]: c["rows_at_start"] for c in beats[0]["categories"]} == held
+    assert platform_rows(platform_url, "profiles", "account_id", "1002") == 0  # the first entry's batch is in
     with sessions() as db:  # what the worker's heartbeat wrote to the step
-        db.execute(update(ErasureStep).where(ErasureStep.id == the_step(db, left.request_id, "purge",
-                                                                         "platform/posts").id)
+        db.execute(update(ErasureStep).where(ErasureStep.id == the_step(db, left.request_id, "purge", "platform").id)
                    .values(result=beats[0]))
         db.commit()
 
-    rerun = run(sessions, ctx, left.request_id, "purge", "platform/posts")
-    assert rerun.done and rerun.result["rows"] == 20  # not 0: the receipt says what the person had
+    rerun = run(sessions, ctx, left.request_id, "purge", "platform")
+    # Not 0 for the profile purged before the crash: the receipt says what the person had.
+    assert rerun.done and purged_rows([the_result("purge", rerun)]) == held
     assert platform_rows(platform_url, "posts", "author_id", "1002") == 0
 
 
 def test_a_purge_of_an_entry_the_data_map_no_longer_lists_needs_a_person(sessions, ctx, left, platform_url):
-    result = run(sessions, ctx, left.request_id, "purge", "platform/posts",
-                 change=lambda step, request: setattr(step, "params", {**step.params, "entry": "old_posts.author_id"}))
+    result = run(sessions, ctx, left.request_id, "purge", "platform",
+                 change=lambda step, request: setattr(step, "params", {**step.params,
+                                                                       "entries": ["old_posts.author_id"]}))
     assert not result.done and result.attention
     assert "the data map no longer lists platform/old_posts.author_id" in result.error
     assert platform_rows(platform_url, "posts", "author_id", "1002") == 20
 
 
-def test_a_purge_step_laid_before_store_kinds_finds_its_table_by_name(sessions, ctx, left, platform_url):
-    """Steps laid by an earlier version named the table and column; they still run after an upgrade."""
+def test_a_purge_step_laid_for_one_entry_still_runs(sessions, ctx, left, platform_url):
+    """Steps laid by an earlier version purged one entry each: by its key, or, before store kinds, by the table
+    and column. They still run after an upgrade."""
     with sessions() as db:
-        assert the_step(db, left.request_id, "purge", "platform/posts").params == {
-            "store": "platform", "entry": "posts.author_id"}
-    laid_before = {"store": "platform", "table": "posts", "column": "author_id"}
-    result = run(sessions, ctx, left.request_id, "purge", "platform/posts",
-                 change=lambda step, request: setattr(step, "params", laid_before))
-    assert result.done and result.result == {"store": "platform", "category": "posts", "rows": 20, "rows_at_start": 20}
+        assert the_step(db, left.request_id, "purge", "platform").params == {
+            "store": "platform", "entries": [e.key for e in ctx.datamap.entries if e.store == "platform"],
+            "categories": list(dict.fromkeys(e.category for e in ctx.datamap.entries if e.store == "platform"))}
+    for laid_before, rows in (({"store": "platform", "table": "posts", "column": "author_id"}, 20),
+                              ({"store": "platform", "entry": "scores.handle"}, 1)):
+        result = run(sessions, ctx, left.request_id, "purge", "platform",
+                     change=lambda step, request, laid=laid_before: setattr(step, "params", laid))
+        assert result.done and (result.result["rows"], result.result["rows_at_start"]) == (rows, rows)
     assert platform_rows(platform_url, "posts", "author_id", "1002") == 0
+
+
+def the_result(kind: str, result: steps.Result) -> ErasureStep:
+    """A step as the worker records it, with the result given (for the tests' helpers)."""
+    return ErasureStep(kind=kind, result=result.result)
 
 
 # --- forget: Ownstory's own records ---------------------------------------------------------------------

@@ -24,6 +24,7 @@ from tests.erasure.engine.helpers_processes import (
     without,
     worker_environ,
 )
+from tests.erasure.helpers_optout import purged_rows
 
 QUICK_LEASE = {"erasure_lease_seconds": 2, "erasure_retry_base_seconds": 0.05}
 
@@ -87,11 +88,8 @@ def assert_everything_done_once(app, crowd, request_ids, before, platform_url, m
         assert len(revokes) == 1 and revokes[0].result["outcome"] in ("revoked", "already_invalid")
         # Each row counted once: exactly the rows the person had before leaving, not more after a rerun,
         # and none again in the second pass once access was revoked.
-        counted: Counter[str] = Counter()
-        for s in mine:
-            if s.kind == "purge" and "category" in s.result:
-                counted[s.result["category"]] += s.result["rows"]
-        assert dict(counted) == member.held, member.account
+        counted = purged_rows(mine)
+        assert counted == member.held, member.account
 
     # The platform: every leaver's rows gone, everyone else's exactly as before (bar the leavers'
     # names taken out of endorsements they received).
@@ -140,7 +138,7 @@ def test_a_worker_killed_mid_step_loses_nothing_and_does_nothing_twice(app, demo
     # waiting to delete them, because another program holds the platform store's write lock.
     with StoreWriteLock(platform_url):
         second = start_worker(**QUICK_LEASE)
-        wait_for(lambda: any(s.status == "running" and second.owns(s.lease_owner) and "rows_at_start" in s.result
+        wait_for(lambda: any(s.status == "running" and second.owns(s.lease_owner) and "categories" in s.result
                              for s in all_steps(app, "purge")), 60, "the second worker to be in the middle of a purge")
         second.kill()
     cut_purges = {s.id for s in all_steps(app, "purge") if s.status == "running" and second.owns(s.lease_owner)}

@@ -146,7 +146,7 @@ def test_the_steps_are_laid_in_phase_order_and_due_at_once(sessions, ctx, person
     submitted = submit(sessions, ctx, person.id)
     steps = steps_of(sessions, submitted.request.id)
 
-    purges = [("purge", f"{e.store}/{e.category}") for e in ctx.datamap.entries]
+    purges = [("purge", store) for store in dict.fromkeys(e.store for e in ctx.datamap.entries)]  # one a store
     assert [(s.kind, s.target) for s in steps] == [
         ("revoke", "acme"), ("revoke", "demo"), *purges, *purges,  # the second pass: once access is revoked
         ("forget", service.OWN_RECORDS), ("verify", "all stores"), ("receipt", "transparency log"), ("notify", "email")]
@@ -160,6 +160,12 @@ def test_the_steps_are_laid_in_phase_order_and_due_at_once(sessions, ctx, person
     assert not any(service.second_pass(s) for s in first) and all(service.second_pass(s) for s in second)
     assert {s.status for s in steps} == {"pending"}
     assert {s.not_before for s in steps} == {submitted.request.requested_at}
+    # A store's step purges each of its entries, in the data map's order, and the status page names each category.
+    for purge in (s for s in steps if s.kind == "purge"):
+        mine = [e for e in ctx.datamap.entries if e.store == purge.target]
+        assert purge.params == {"store": purge.target, "entries": [e.key for e in mine],
+                                "categories": list(dict.fromkeys(e.category for e in mine)),
+                                **({"pass": 2} if service.second_pass(purge) else {})}
     # Each revoke step holds its grant's tokens, still sealed: the grant itself is gone.
     demo = next(s for s in steps if s.kind == "revoke" and s.target == "demo")
     assert demo.params["account_id"] == "1002"
@@ -179,8 +185,10 @@ def test_leaving_one_network_leaves_the_other_and_the_account_alone(client, sess
         assert db.get(User, person.id).email == person.email
     kinds = [(s.kind, s.target) for s in steps_of(sessions, submitted.request.id)]
     assert kinds[0] == ("revoke", "demo") and ("revoke", "acme") not in kinds
-    assert [t for k, t in kinds if k == "purge"] == [
-        f"{e.store}/{e.category}" for e in ctx.datamap.entries if e.network == "demo"] * 2  # now, and once revoked
+    assert [t for k, t in kinds if k == "purge"] == list(dict.fromkeys(
+        e.store for e in ctx.datamap.entries if e.network == "demo")) * 2  # now, and once revoked
+    first, _again = [s for s in steps_of(sessions, submitted.request.id) if s.kind == "purge"]
+    assert first.params["entries"] == [e.key for e in ctx.datamap.entries if e.network == "demo"]
     assert ("forget", service.OWN_RECORDS) in kinds
     assert kinds[-1] == ("notify", "email")  # the account stays, so the person hears how it went
 
@@ -190,7 +198,7 @@ def test_an_opt_out_with_no_address_is_not_mailed(sessions, ctx):
     steps = steps_of(sessions, submitted.request.id)
     assert "notify" not in [s.kind for s in steps]
     # No grant, no token to revoke: nothing can come in behind the purge, so it runs once.
-    assert [s.target for s in steps if s.kind == "purge"] == [f"{e.store}/{e.category}" for e in ctx.datamap.entries]
+    assert [s.target for s in steps if s.kind == "purge"] == list(dict.fromkeys(e.store for e in ctx.datamap.entries))
 
 
 # --- refusals and second submissions -------------------------------------------------------------------

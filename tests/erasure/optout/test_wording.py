@@ -68,3 +68,22 @@ def test_the_second_pass_says_what_it_waits_for():
     assert wording.step_title(again, {}, KINDS) == (
         "Once access is revoked, delete any posts that came in meanwhile")
     assert wording.step_outcome(again, NOW, KINDS) == "Waiting until access is revoked everywhere."
+
+
+def store_purged(store: str, counts: list[tuple[str, int]]) -> ErasureStep:
+    categories = [{"entry": f"{c}.id", "category": c, "rows": n, "rows_at_start": n} for c, n in counts]
+    return ErasureStep(kind=StepKind.PURGE, target=store, status=StepStatus.DONE, done_at=NOW,
+                       params={"store": store, "entries": [p["entry"] for p in categories],
+                               "categories": list(dict.fromkeys(c for c, _ in counts))},
+                       result={"store": store, "rows": sum(n for _, n in counts), "categories": categories})
+
+
+def test_one_step_for_a_store_still_names_each_category():
+    step = store_purged("platform", [("profile", 1), ("posts", 20), ("endorsements", 2), ("endorsements", 1)])
+    assert wording.step_title(step, {}, KINDS) == "Delete your profile, posts and endorsements"
+    assert wording.step_outcome(step, NOW, KINDS) == (
+        "Deleted 1 profile entry, 20 posts and 3 endorsements (25 November 2026, 19:00 UTC).")
+    billing = store_purged("billing", [("invoices", 2), ("payments", 1)])
+    assert wording.step_title(billing, {}, KINDS) == "Have the Billing service delete your invoices and payments"
+    assert wording.step_outcome(billing, NOW, KINDS) == (
+        "Billing service confirmed 2 invoices and 1 payment deleted (25 November 2026, 19:00 UTC).")

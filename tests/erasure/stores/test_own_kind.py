@@ -131,9 +131,10 @@ def test_a_person_leaving_is_counted_exported_and_purged_from_it(app, client, ma
     with sessions() as db:
         assert db.get(OptOutRequest, request_id).status != "completed"
         purge = db.scalar(select(ErasureStep).where(ErasureStep.request_id == request_id,
-                                                    ErasureStep.target == "search/search profile"))
+                                                    ErasureStep.target == "search"))
     assert purge.status == "retrying" and purge.last_error == "store 'search': the index did not answer"
-    assert purge.params == {"store": "search", "entry": "search profile"} and len(docs) == 6
+    assert purge.params == {"store": "search", "entries": ["search profile"], "categories": ["search profile"]}
+    assert len(docs) == 6
     server.start()
     worker.run_once(now=purge.not_before)  # the retry, when it is due
     worker.drain()
