@@ -27,6 +27,7 @@ from tests.erasure.engine.helpers_processes import (
 from tests.erasure.helpers_optout import purged_rows
 
 QUICK_LEASE = {"erasure_lease_seconds": 2, "erasure_retry_base_seconds": 0.05}
+SHORT_LEASE = {"erasure_lease_seconds": 4, "erasure_retry_base_seconds": 0.05}
 
 
 @pytest.fixture
@@ -200,9 +201,12 @@ def test_a_step_waiting_its_turn_in_one_worker_is_not_run_again_by_another(app, 
     crowd = make_crowd(app, demo_network.app, platform_url, 16, first_account=70000)
     request_ids = submit_all(app, crowd)
     revocations_before = demo_state.calls["revoke"]
-    demo_state.faults.set("revoke", delay=0.3)  # 0.6 s a grant: 16 grants are 2.4 s of work for one worker's 4 threads
+    # 1.2 s a grant: 16 grants are 4.8 s of work for one worker's 4 threads, beyond a 4 s lease (a worker that
+    # claimed them all would lose leases), while a step run at once finishes with seconds to spare, even on a
+    # busy machine.
+    demo_state.faults.set("revoke", delay=0.6)
 
-    workers = [start_worker(**QUICK_LEASE), start_worker(**QUICK_LEASE)]
+    workers = [start_worker(**SHORT_LEASE), start_worker(**SHORT_LEASE)]
     wait_for(lambda: completed(app) == len(crowd), 90, "every request to complete")
     for worker in workers:
         worker.stop()

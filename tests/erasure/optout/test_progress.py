@@ -44,7 +44,7 @@ def test_the_steps_are_grouped_as_a_person_cares_about_them(app, client, make_pe
     later = next(g for g in body["groups"] if g["key"] == "after-revocation")
     assert later["outcome"] == "Nothing new came in; Ownstory's own records of you are deleted."
     page = client.get(status_path).get_data(as_text=True)
-    assert "Deleted 20 posts" in page and f"{len(steps)} of {len(steps)} steps done" in page
+    assert "20 posts" in page and f"{len(steps)} of {len(steps)} steps done" in page
 
 
 def test_a_wrong_key_or_address_is_a_plain_404(client, make_person, login, csrf_post):
