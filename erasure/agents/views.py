@@ -9,7 +9,7 @@ import re
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, Response, abort, current_app, render_template, request, session, stream_with_context
+from flask import Blueprint, Flask, Response, abort, current_app, render_template, request, session
 from flask_wtf import FlaskForm
 from sqlalchemy import CursorResult, select, update
 
@@ -22,7 +22,8 @@ from consent.suppression import Identity
 from erasure.agents import service
 from erasure.agents.models import AgentRequest, AuthorizedAgent
 from erasure.agents.wiring import desk_from_app
-from erasure.export.document import member_records, proof_records, stream_export
+from erasure.export.document import member_records, proof_records
+from erasure.export.views import download
 from erasure.forget import control
 from erasure.optout import behalf
 from erasure.optout import service as optout_service
@@ -171,13 +172,7 @@ def results(request_id: str, token: str):
             abort(410, "This link has been used already, or its time has run out. Ask the agent to send a new request.")
         identities, records = _export_records(desk, list(claims.verified))
     log.info("drp request %s: the results were fetched", found.id)
-    db.session.rollback()  # no transaction held while the stores stream
-    pieces = stream_export(current_app.extensions["datamap"], identities, records, now)
-    response = Response(stream_with_context(pieces), mimetype="application/json")
-    response.headers["Content-Disposition"] = f'attachment; filename="ownstory-export-{now:%Y%m%d-%H%M%S}.json"'
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    return response
+    return download(identities, records)
 
 
 def _export_records(desk: service.Desk, proven: list[Identity]):

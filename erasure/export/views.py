@@ -32,7 +32,7 @@ def export_mine():
     records = member_records(db.session, user, grants, app.extensions["purposes"], app.extensions["ownstory_peppers"],
                              identities, app.config["BASE_URL"])
     log.info("export for user %s", user.id)
-    return _download(identities, records)
+    return download(identities, records)
 
 
 @bp.get("/forget/export")
@@ -44,10 +44,12 @@ def export_proven():
     identities = service.identities_in_scope(None, [], "all", proof.email, list(proof.identities))
     records = proof_records(db.session, current_app.extensions["ownstory_peppers"], identities)
     log.info("export for a proven %s identity", proof.via)
-    return _download(identities, records)
+    return download(identities, records)
 
 
-def _download(identities: Identities, records: dict) -> Response:
+def download(identities: Identities, records: dict) -> Response:
+    """The export as a streamed download, with no transaction held while the stores stream (a member's,
+    a /forget proof's, or an authorized agent's one-time results link)."""
     now = utcnow()
     db.session.rollback()  # Ownstory's records are read: hold no transaction while the stores stream
     pieces = stream_export(current_app.extensions["datamap"], identities, records, now)
@@ -55,4 +57,5 @@ def _download(identities: Identities, records: dict) -> Response:
     response.headers["Content-Disposition"] = f'attachment; filename="ownstory-export-{now:%Y%m%d-%H%M%S}.json"'
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"  # a one-time link is not passed on
     return response
