@@ -10,9 +10,7 @@ from sqlalchemy import func, select
 from erasure.models import ErasureStep, OptOutRequest
 from tests.conftest import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, db_session
 from tests.erasure.engine.helpers_processes import (
-    MailSink,
     StoreWriteLock,
-    WorkerProcess,
     column_names,
     demo_revoked,
     make_crowd,
@@ -22,36 +20,11 @@ from tests.erasure.engine.helpers_processes import (
     to_wal,
     wait_for,
     without,
-    worker_environ,
 )
 from tests.erasure.helpers_optout import purged_rows
 
 QUICK_LEASE = {"erasure_lease_seconds": 2, "erasure_retry_base_seconds": 0.05}
 SHORT_LEASE = {"erasure_lease_seconds": 4, "erasure_retry_base_seconds": 0.05}
-
-
-@pytest.fixture
-def mail_sink():
-    sink = MailSink()
-    yield sink
-    sink.close()
-
-
-@pytest.fixture
-def start_worker(test_environ, database_url, mail_sink, tmp_path):
-    """Start a `flask worker` process on the test database; every one still running is killed afterwards,
-    before the database fixture empties the tables it may be holding."""
-    started: list[WorkerProcess] = []
-
-    def start(**settings) -> WorkerProcess:
-        env = worker_environ(test_environ, database_url, smtp_url=mail_sink.url, **settings)
-        worker = WorkerProcess(env, tmp_path / f"worker-{len(started) + 1}.log")
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.kill()
 
 
 def all_steps(app, kind: str | None = None) -> list[ErasureStep]:

@@ -14,12 +14,9 @@ from erasure.engine.worker import Worker
 from erasure.models import Checkpoint, ErasureStep, LogNode, LogSequencer, OptOutRequest, PooledReceipt, Receipt
 from tests.conftest import db_session
 from tests.erasure.engine.helpers_processes import (
-    MailSink,
-    WorkerProcess,
     make_crowd,
     submit_all,
     wait_for,
-    worker_environ,
 )
 
 QUICK_LEASE = {"erasure_lease_seconds": 2, "erasure_retry_base_seconds": 0.05}
@@ -93,28 +90,6 @@ def test_receipts_pooled_while_a_batch_is_appended_go_together_under_one_checkpo
     for receipt in receipts:
         bundle = client.get(f"/api/v1/receipts/{receipt.id}").json
         assert bundle["log"]["tree_size"] == 3 and bundle["log"]["leaf_index"] == receipt.leaf_index
-
-
-@pytest.fixture
-def mail_sink():
-    sink = MailSink()
-    yield sink
-    sink.close()
-
-
-@pytest.fixture
-def start_worker(test_environ, database_url, mail_sink, tmp_path):
-    started: list[WorkerProcess] = []
-
-    def start(**settings) -> WorkerProcess:
-        env = worker_environ(test_environ, database_url, smtp_url=mail_sink.url, **settings)
-        worker = WorkerProcess(env, tmp_path / f"worker-{len(started) + 1}.log")
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.kill()
 
 
 @pytest.mark.slow
