@@ -37,19 +37,27 @@ def screenshot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-@pytest.fixture
-def browser_page():
+@pytest.fixture(scope="session")
+def browser():
+    """One chromium for the whole run, started by the first test that needs it: starting Playwright's driver
+    and the browser takes longer than most of the tests. Each test still gets a context of its own (its own
+    cookies, storage and cache), as a fresh browser profile would be."""
     require_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-        context = browser.new_context()
-        page = context.new_page()
-        page.set_default_timeout(15000)
-        yield page
-        context.close()
+        yield browser
         browser.close()
+
+
+@pytest.fixture
+def browser_page(browser):
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(15000)
+    yield page
+    context.close()
 
 
 @pytest.fixture
