@@ -52,7 +52,7 @@ WEB_PROCESSES = 3
 WORKER_PROCESSES = 3
 KILL_EVERY = 10.0  # seconds between SIGKILLs of a worker process
 LEASE_SECONDS = 8  # a killed worker's steps are taken over this long after their claim
-OUTAGE = (3.0, 18.0)  # seconds after the workers start: the first network's revocation answers 503
+OUTAGE = 15.0  # seconds, from the first network's first revocation call: its revocation answers 503
 RETRY_AFTER = 2  # seconds, in each 503
 POSTS = 12
 STAYERS = ("9000001", "9000002")  # two accounts that endorse everyone, are endorsed by everyone, and stay
@@ -397,8 +397,8 @@ def _platform_counts(platform_url: str) -> dict[str, int]:
 
 
 class Faults:
-    """The faults, each on its own clock from the start: a revocation outage, a SIGKILL every
-    KILL_EVERY seconds, and the platform store dropping its connections once purges are under way.
+    """The faults, each on its own clock: a revocation outage once revocations are under way, a SIGKILL
+    every KILL_EVERY seconds from the start, and the platform store dropping its connections once purges are.
     Also an outside witness, fetching the latest checkpoint every second."""
 
     def __init__(self, proxy: RevocationProxy, workers: Workers, platform_url: str, sessions, base: str) -> None:
@@ -431,9 +431,13 @@ class Faults:
         return not self._stop.wait(max(0.0, self.started + seconds - time.monotonic()))
 
     def _outage(self) -> None:
-        if self._at(OUTAGE[0]):
+        """From the network's first revocation call on, for OUTAGE seconds. Timed from the workers' start, a
+        slow start (each worker's imports, on a busy machine) could put every call after the outage."""
+        while not self.proxy.answered() and not self._stop.wait(0.05):
+            pass
+        if not self._stop.is_set():
             self.proxy.unavailable.set()
-            self._at(OUTAGE[1])
+            self._stop.wait(OUTAGE)
         self.proxy.unavailable.clear()
 
     def _kills(self) -> None:
