@@ -10,10 +10,10 @@ Demo Billing answers 500s, then runs its erasures as 202 jobs for a while. After
 completed once with one receipt, the log is consistent from its first checkpoint to its last, every token
 is revoked at its network, and every row, key, object and invoice is gone and counted once, in each store.
 
-OWNSTORY_SOAK_SIZE sets the number of people: 500 by default, OWNSTORY_SOAK_SIZE=2000 for issue 6's size. Every
-fault comes within the first 20 seconds or so of the workers' start, or every KILL_EVERY seconds after it, and 500
-people keep the workers busy well past that, even on an idle machine; more people add more of the same kills and
-minutes to every `make test`, and nothing the checks below would catch otherwise. The checks assert that each fault
+OWNSTORY_SOAK_SIZE sets the number of people: 500 by default, OWNSTORY_SOAK_SIZE=2000 for issue 6's size. Each
+fault comes within about 20 seconds of the first revocation or the first purge, or every KILL_EVERY seconds, and
+500 people keep the workers busy well past that, even on an idle machine; more people add more of the same kills
+and minutes to every `make test`, and nothing the checks below would catch otherwise. The checks assert that each fault
 happened, so a run too short for one fails rather than passing without it. redis-server and SeaweedFS's weed are
 needed: without them the soak is skipped, saying which is missing (in CI, it fails).
 """
