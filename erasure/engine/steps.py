@@ -298,10 +298,9 @@ def _forget(session: Session, request: OptOutRequest, now: dt.datetime) -> Resul
         events = session.execute(_DELETE_EVENTS, subject).all()
         forgotten["consent_events"] = len(events)
         # What proves the withdrawal stays, in a chain named after the request, not the person.
-        for event in sorted(events, key=lambda e: e.seq):
-            if event.method == "optout" and event.action == "withdraw":
-                ledger.append(session, f"optout:{request.id}", event.network, event.purpose, event.version,
-                              "withdraw", "optout", event.at)
+        ledger.append_all(session, f"optout:{request.id}", [
+            ledger.Change(e.network, e.purpose, e.version, "withdraw", "optout", e.at)
+            for e in sorted(events, key=lambda e: e.seq) if e.method == "optout" and e.action == "withdraw"])
         forgotten["account"] = _deleted(session, _DELETE_USER, subject)
     # Leaving one network: its grants left at submission. One there now is the person connecting again
     # after it, their new consent: it is theirs to keep, not ours to delete (and delete its token unrevoked).
