@@ -119,17 +119,19 @@ def purge_entry(
             entry.store, entry.table,
             f"nullify must set {entry.column!r} to NULL too, or the rows go on naming the person",
         )
-    dialect = engine.dialect.name
-    statement = _prepared(engine, ("purge", entry, batch_size), lambda: _purge_statement(
+    dialect, chunks = engine.dialect.name, list(_chunks(values))
+    if not chunks:
+        return 0
+    statement = _prepared(engine, ("purge", entry, batch_size), [entry], lambda: _purge_statement(
         engine, entry, lambda t: holds(t.c[entry.column], bindparam(VALUES, expanding=True), dialect), batch_size))
     return sum(_purged(engine, entry, statement, bound(VALUES, chunk, dialect), batch_size, on_batch)
-               for chunk in _chunks(values))
+               for chunk in chunks)
 
 
 def count_entry(engine: Engine, entry: TableEntry, values: list[str]) -> int:
     """Rows of the entry that still hold one of the values: what verify needs to see at 0."""
     dialect = engine.dialect.name
-    count = _prepared(engine, ("count", entry), lambda: _count(entry, VALUES, dialect))
+    count = _prepared(engine, ("count", entry), [entry], lambda: _count(entry, VALUES, dialect))
     with store_errors(engine, entry), engine.connect() as conn:
         return sum(conn.scalar(count, bound(VALUES, chunk, dialect)) for chunk in _chunks(values))
 
@@ -150,7 +152,7 @@ def count_entries(engine: Engine, wanted: list[tuple[TableEntry, list[str]]]) ->
         return [0] * len(wanted)
     # One scalar subquery per IN list of each entry; built once for each such shape of a person.
     shape = tuple((entry, len(chunks)) for (entry, _), chunks in zip(wanted, chunked, strict=True))
-    statement = _prepared(engine, ("counts", shape), lambda: select(*(
+    statement = _prepared(engine, ("counts", shape), [entry for entry, _ in wanted], lambda: select(*(
         _count(entry, f"v{i}_{j}", dialect).scalar_subquery() for i, (entry, n) in enumerate(shape) for j in range(n))))
     params: dict[str, list] = {}
     for i, chunks in enumerate(chunked):
@@ -319,25 +321,19 @@ def _reason(exc: Exception) -> str:
     return f"{type(orig).__name__} {code}" if code else type(orig).__name__
 
 
-def _prepared(engine: Engine, key: tuple, build: Callable[[], Any]) -> Any:
-    """The statement cached under key, else `build()`'s, after checking the shape of every entry key names."""
+def _prepared(engine: Engine, key: tuple, entries: list[TableEntry], build: Callable[[], Any]) -> Any:
+    """The statement cached under key, else `build()`'s, once the tables of the entries it uses fit them."""
     with _shapes_lock:
         found = _statements.get(engine, {}).get(key)
     if found is not None:
         return found
-    for entry in _entries_in(key):
+    for entry in entries:
         with store_errors(engine, entry):
             _checked_shape(engine, entry)
     statement = build()
     with _shapes_lock:
         _statements.setdefault(engine, {})[key] = statement
     return statement
-
-
-def _entries_in(key: tuple) -> list[TableEntry]:
-    if key[0] == "counts":
-        return [entry for entry, _ in key[1]]
-    return [key[1]]
 
 
 def _drop_shapes(engine: Engine) -> None:
