@@ -32,6 +32,7 @@ class Link(Protocol):
 
 
 E = TypeVar("E")
+T = TypeVar("T")
 L = TypeVar("L", bound=Link)
 
 
@@ -61,17 +62,26 @@ def append(session: Session, next_link: Callable[[], tuple[int, str]], build: Ca
     lets only one win, and the loser rolls back its savepoint and reads the end again. `then` runs
     in the same savepoint (the ledger updates the person's state there).
     """
+    def write() -> E:
+        seq, prev_hash = next_link()
+        entry = build(seq, prev_hash)
+        session.add(entry)
+        session.flush()
+        if then is not None:
+            then(entry)
+            session.flush()
+        return entry
+
+    return retrying(session, write)
+
+
+def retrying(session: Session, write: Callable[[], T]) -> T:
+    """`write()` (which reads the end of a chain and adds to it) in a savepoint; when a racing writer took the
+    same seq first, the savepoint is rolled back and `write` runs again, on the new end."""
     for attempt in range(ATTEMPTS):
         try:
             with session.begin_nested():
-                seq, prev_hash = next_link()
-                entry = build(seq, prev_hash)
-                session.add(entry)
-                session.flush()
-                if then is not None:
-                    then(entry)
-                    session.flush()
-            return entry
+                return write()
         except IntegrityError:
             if attempt == ATTEMPTS - 1:
                 raise

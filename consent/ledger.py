@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import groupby
+from typing import cast
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import Table, exists, func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app import chain, text
@@ -40,10 +42,7 @@ def append(session: Session, subject_id: str, network: str, purpose: str, versio
     lock (call this, or write_lock, before the transaction's first read), or on PostgreSQL a
     transaction-scoped advisory lock per person.
     """
-    if action not in STATUS_OF:
-        raise ValueError(f"unknown consent action {action!r}")
-    if at.tzinfo is None:
-        raise ValueError("a consent event's time must be timezone-aware")
+    _check(action, at)
     _serialize_writers(session, subject_id)
 
     def build(seq: int, prev_hash: str) -> ConsentEvent:
@@ -54,6 +53,66 @@ def append(session: Session, subject_id: str, network: str, purpose: str, versio
 
     return chain.append(session, lambda: _next_link(session, subject_id), build,
                         then=lambda event: _materialize(session, event))
+
+
+@dataclass(frozen=True)
+class Change:
+    """One event for append_all: what `append` takes besides the session and the chain's subject."""
+
+    network: str
+    purpose: str
+    version: int
+    action: str
+    method: str
+    at: dt.datetime
+
+
+_EVENTS, _STATES = cast(Table, ConsentEvent.__table__), cast(Table, ConsentState.__table__)
+
+
+def append_all(session: Session, subject_id: str, changes: Sequence[Change]) -> None:
+    """`append` for several events of one chain, in order, in the same few statements whatever their number:
+    one lock, one read of the chain's end, one INSERT of the events, one upsert of the states they leave.
+
+    The events and states are written past the session's objects, so a ConsentEvent or ConsentState of this
+    chain loaded in the session would not see them: this is for a chain nothing else in the transaction reads,
+    such as the one forget files a person's withdrawals under (named after the request).
+    """
+    if not changes:
+        return
+    for change in changes:
+        _check(change.action, change.at)
+    _serialize_writers(session, subject_id)
+    upsert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+    def write() -> None:
+        seq, prev_hash = _next_link(session, subject_id)
+        events = []
+        for change in changes:
+            event = ConsentEvent(subject_id=subject_id, seq=seq, network=change.network, purpose=change.purpose,
+                                 version=change.version, action=change.action, method=change.method, at=change.at,
+                                 prev_hash=prev_hash)  # never added to the session: it gives the row and its hash
+            event.hash = prev_hash = event_hash(event)
+            events.append({c.key: getattr(event, c.key) for c in _EVENTS.c if c.key != "id"})
+            seq += 1
+        ids = session.execute(insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True), events).scalars()
+        last = {(e["network"], e["purpose"]): {
+            "subject_id": subject_id, "network": e["network"], "purpose": e["purpose"], "version": e["version"],
+            "status": STATUS_OF[e["action"]], "event_id": event_id, "updated_at": e["at"]}
+            for e, event_id in zip(events, ids, strict=True)}
+        states = upsert(_STATES).values(list(last.values()))
+        session.execute(states.on_conflict_do_update(
+            index_elements=[_STATES.c.subject_id, _STATES.c.network, _STATES.c.purpose],
+            set_={c: states.excluded[c] for c in ("version", "status", "event_id", "updated_at")}))
+
+    chain.retrying(session, write)
+
+
+def _check(action: str, at: dt.datetime) -> None:
+    if action not in STATUS_OF:
+        raise ValueError(f"unknown consent action {action!r}")
+    if at.tzinfo is None:
+        raise ValueError("a consent event's time must be timezone-aware")
 
 
 def _serialize_writers(session: Session, subject_id: str) -> None:

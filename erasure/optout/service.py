@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import Row, delete, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -257,8 +257,9 @@ def _by_store(entries: list[Entry]) -> dict[str, list[Entry]]:
     return grouped
 
 
-def lay_revocations(session: Session, request_id: str, grants: list[Grant], now: dt.datetime) -> None:
-    """Revoke steps for grants found after the request was laid (a connect that raced the opt-out).
+def lay_revocations(session: Session, request_id: str, grants: Sequence[Grant | Row], now: dt.datetime) -> None:
+    """Revoke steps for grants found after the request was laid (a connect that raced the opt-out): Grants,
+    or the rows of the grants table a DELETE ... RETURNING gave back.
 
     They are phase 1, so every step of a later phase not yet done (verify, the receipt) waits for them,
     and the receipt lists them; verify purges what their tokens let in. The caller deletes the grants in the
@@ -271,7 +272,7 @@ def lay_revocations(session: Session, request_id: str, grants: list[Grant], now:
                                 status=StepStatus.PENDING, not_before=now))
 
 
-def _revoke_params(g: Grant) -> dict:
+def _revoke_params(g: Grant | Row) -> dict:
     params = {"account_id": g.account_id, "access_token": _b64(g.access_token), "refresh_token": _b64(g.refresh_token)}
     if g.expires_at is not None:  # a network that cannot revoke access tokens: they end by themselves
         params["access_expires_at"] = iso_utc(g.expires_at)

@@ -6,9 +6,26 @@ import weakref
 from collections.abc import Callable, Generator, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Delete, Update, and_, cast, column, delete, func, inspect, or_, select, table, tuple_, update
+from sqlalchemy import (
+    BindParameter,
+    Delete,
+    Select,
+    Update,
+    and_,
+    bindparam,
+    cast,
+    column,
+    delete,
+    func,
+    inspect,
+    or_,
+    select,
+    table,
+    tuple_,
+    update,
+)
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Engine
@@ -21,6 +38,7 @@ if TYPE_CHECKING:
 
 
 IN_CHUNK = 500  # identity values per IN list: far below every driver's parameter limit
+VALUES = "person_values"  # the bound IN list of a prepared statement: a name no column of a store's table takes
 
 # A table without a primary key is still batched by the row's physical address. That address
 # is only stable within one statement, but each batch picks and changes its rows in one statement.
@@ -42,15 +60,27 @@ def entry_table(entry: TableEntry, *extra: str):
     return table(entry.table, *(column(n) for n in sorted(names)))
 
 
-def holds(col: ColumnElement, values: list[str], dialect: str) -> ColumnElement[bool]:
-    """`col IN values`, compared exactly, on every store.
+def holds(col: ColumnElement, values: list[str] | BindParameter, dialect: str) -> ColumnElement[bool]:
+    """`col IN values`, compared exactly, on every store. `values` may be a list, or an expanding
+    bindparam (see `bound`) for a statement built once and run for many people.
 
     MySQL and MariaDB compare text by the column's collation, which usually ignores case, accents
     and trailing spaces: 'Omar' = 'omar ' = 'ömar'. The IN list still finds those through the
     column's index, and comparing the bytes keeps only the person's own.
     """
     found = col.in_(values)
-    return and_(found, exact(col).in_([v.encode() for v in values])) if dialect == "mysql" else found
+    if dialect != "mysql":
+        return found
+    if isinstance(values, BindParameter):
+        return and_(found, exact(col).in_(bindparam(f"{values.key}_bytes", expanding=True)))
+    return and_(found, exact(col).in_([v.encode() for v in values]))
+
+
+def bound(name: str, values: list[str], dialect: str) -> dict[str, list]:
+    """The parameters for `holds(col, bindparam(name, expanding=True), dialect)`."""
+    if dialect == "mysql":
+        return {name: values, f"{name}_bytes": [v.encode() for v in values]}
+    return {name: values}
 
 
 def exact(col: ColumnElement) -> ColumnElement:
@@ -67,6 +97,9 @@ class _Shape:
 # Reflected once per engine and table: a purge of many people must not re-read the catalogue each time.
 _shapes: weakref.WeakKeyDictionary[Engine, dict[str, _Shape]] = weakref.WeakKeyDictionary()
 _shapes_lock = threading.Lock()
+# Statements built once per engine and entry (its shape checked then), run for each person with their values
+# bound: building one costs more than running it. Dropped with the shapes, so a fixed store is checked again.
+_statements: weakref.WeakKeyDictionary[Engine, dict[tuple, Any]] = weakref.WeakKeyDictionary()
 
 
 def purge_entry(
@@ -86,49 +119,55 @@ def purge_entry(
             entry.store, entry.table,
             f"nullify must set {entry.column!r} to NULL too, or the rows go on naming the person",
         )
-    column, dialect = entry.column, engine.dialect.name
-    # mypy cannot type a lambda with default arguments (python/mypy#15459): hence the ignore.
-    return sum(
-        purge_rows(engine, entry, lambda t, chunk=chunk: holds(t.c[column], chunk, dialect),  # type: ignore[misc]
-                   batch_size, on_batch)
-        for chunk in _chunks(values)
-    )
+    dialect, chunks = engine.dialect.name, list(_chunks(values))
+    if not chunks:
+        return 0
+    statement = _prepared(engine, ("purge", entry, batch_size), [entry], lambda: _purge_statement(
+        engine, entry, lambda t: holds(t.c[entry.column], bindparam(VALUES, expanding=True), dialect), batch_size))
+    return sum(_purged(engine, entry, statement, bound(VALUES, chunk, dialect), batch_size, on_batch)
+               for chunk in chunks)
 
 
 def count_entry(engine: Engine, entry: TableEntry, values: list[str]) -> int:
     """Rows of the entry that still hold one of the values: what verify needs to see at 0."""
-    with store_errors(engine, entry):
-        _checked_shape(engine, entry)
-        with engine.connect() as conn:
-            return sum(conn.scalar(count) for count in _counts(entry, values, engine.dialect.name))
+    dialect = engine.dialect.name
+    count = _prepared(engine, ("count", entry), [entry], lambda: _count(entry, VALUES, dialect))
+    with store_errors(engine, entry), engine.connect() as conn:
+        return sum(conn.scalar(count, bound(VALUES, chunk, dialect)) for chunk in _chunks(values))
 
 
-def _counts(entry: TableEntry, values: list[str], dialect: str) -> list:
-    """One count of the entry's matching rows per IN list of values."""
+def _count(entry: TableEntry, name: str, dialect: str) -> Select:
+    """A count of the entry's rows that hold one of the values bound to `name`."""
     t = entry_table(entry)
-    return [select(func.count()).select_from(t).where(holds(t.c[entry.column], chunk, dialect))
-            for chunk in _chunks(values)]
+    return select(func.count()).select_from(t).where(holds(t.c[entry.column], bindparam(name, expanding=True), dialect))
 
 
 def count_entries(engine: Engine, wanted: list[tuple[TableEntry, list[str]]]) -> list[int]:
     """count_entry for several entries of one store, in one statement: verify's re-count of a person."""
     if len(wanted) < 2:
         return [count_entry(engine, entry, values) for entry, values in wanted]
-    counts = []
-    for entry, values in wanted:
-        with store_errors(engine, entry):
-            _checked_shape(engine, entry)
-        counts.append([count.scalar_subquery() for count in _counts(entry, values, engine.dialect.name)])
+    dialect = engine.dialect.name
+    chunked = [list(_chunks(values)) for _, values in wanted]
+    if not any(chunked):
+        return [0] * len(wanted)
+    # One scalar subquery per IN list of each entry; built once for each such shape of a person.
+    shape = tuple((entry, len(chunks)) for (entry, _), chunks in zip(wanted, chunked, strict=True))
+    statement = _prepared(engine, ("counts", shape), [entry for entry, _ in wanted], lambda: select(*(
+        _count(entry, f"v{i}_{j}", dialect).scalar_subquery() for i, (entry, n) in enumerate(shape) for j in range(n))))
+    params: dict[str, list] = {}
+    for i, chunks in enumerate(chunked):
+        for j, chunk in enumerate(chunks):
+            params.update(bound(f"v{i}_{j}", chunk, dialect))
     try:
         with engine.connect() as conn:
-            row = conn.execute(select(*(c for each in counts for c in each))).one()
+            row = conn.execute(statement, params).one()
     except sa_exc.SQLAlchemyError:
         # One statement cannot say which entry the store refused: count them one by one, which names it.
         return [count_entry(engine, entry, values) for entry, values in wanted]
     totals, at = [], 0
-    for each in counts:
-        totals.append(sum(row[at:at + len(each)]))
-        at += len(each)
+    for chunks in chunked:
+        totals.append(sum(row[at:at + len(chunks)]))
+        at += len(chunks)
     return totals
 
 
@@ -147,6 +186,13 @@ def purge_rows(
     row that matched when it ran is done. A row a concurrent writer adds later is the next run's
     (an erasure's verify step, a retention sweep's next round).
     """
+    statement = _purge_statement(engine, entry, where, batch_size, extra)
+    return _purged(engine, entry, statement, {}, batch_size, on_batch)
+
+
+def _purge_statement(engine: Engine, entry: TableEntry, where: Callable[[TableClause], ColumnElement[bool]],
+                     batch_size: int, extra: tuple[str, ...] = ()) -> Delete | Update:
+    """One batch of purge_rows: the entry's action on at most batch_size of the rows `where(table)` picks."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     with store_errors(engine, entry):
@@ -171,8 +217,13 @@ def purge_rows(
             statement = delete(t).where(key.in_(picked))
         else:
             statement = update(t).where(key.in_(picked)).values(dict.fromkeys(entry.columns, None))
+    return statement
+
+
+def _purged(engine: Engine, entry: TableEntry, statement: Delete | Update, params: dict, batch_size: int,
+            on_batch: Callable[[int], None] | None) -> int:
     total = 0
-    with closing(_batches(engine, entry, statement, batch_size)) as batches:
+    with closing(_batches(engine, entry, statement, params, batch_size)) as batches:
         for done in batches:
             total += done
             if on_batch is not None:
@@ -197,11 +248,12 @@ def row_key(engine: Engine, entry: TableEntry) -> tuple[str, ...]:
     return key
 
 
-def _batches(engine: Engine, entry: TableEntry, statement, batch_size: int) -> Generator[int, None, None]:
+def _batches(engine: Engine, entry: TableEntry, statement, params: dict, batch_size: int
+             ) -> Generator[int, None, None]:
     with store_errors(engine, entry), engine.connect() as conn:
         while True:
             with conn.begin():
-                done = conn.execute(statement).rowcount
+                done = conn.execute(statement, params).rowcount
             if done:
                 yield done
             if done < batch_size:  # a short batch took all there was: no empty statement to prove it
@@ -269,7 +321,23 @@ def _reason(exc: Exception) -> str:
     return f"{type(orig).__name__} {code}" if code else type(orig).__name__
 
 
+def _prepared(engine: Engine, key: tuple, entries: list[TableEntry], build: Callable[[], Any]) -> Any:
+    """The statement cached under key, else `build()`'s, once the tables of the entries it uses fit them."""
+    with _shapes_lock:
+        found = _statements.get(engine, {}).get(key)
+    if found is not None:
+        return found
+    for entry in entries:
+        with store_errors(engine, entry):
+            _checked_shape(engine, entry)
+    statement = build()
+    with _shapes_lock:
+        _statements.setdefault(engine, {})[key] = statement
+    return statement
+
+
 def _drop_shapes(engine: Engine) -> None:
-    """Drop the cached table shapes of a store, so the next use reads them again."""
+    """Drop the cached table shapes of a store, and the statements built on them, so the next use reads them again."""
     with _shapes_lock:
         _shapes.pop(engine, None)
+        _statements.pop(engine, None)

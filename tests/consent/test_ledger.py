@@ -205,3 +205,46 @@ def test_a_writer_that_loses_the_race_retries_on_the_new_end_of_the_chain(sessio
     session.commit()
     assert (event.seq, len(calls)) == (5, 2)
     assert ledger.verify(session) == []
+
+
+def changes(*steps):
+    return [ledger.Change("demo", purpose, 1, action, "optout", T0 + dt.timedelta(minutes=i))
+            for i, (purpose, action) in enumerate(steps, start=10)]
+
+
+def test_events_appended_all_at_once_chain_on_and_leave_the_state_of_the_last(session):
+    from sqlalchemy import event
+
+    build_chain(session)
+    statements = []
+    event.listen(session.get_bind(), "before_cursor_execute", lambda *args: statements.append(args[2]))
+    ledger.append_all(session, "subject-a", changes(("scoring", "withdraw"), ("research", "withdraw"),
+                                                    ("scoring", "grant"), ("marketing", "withdraw")))
+    session.commit()
+
+    events = session.scalars(select(ConsentEvent).where(ConsentEvent.subject_id == "subject-a")
+                             .order_by(ConsentEvent.seq)).all()
+    assert [(e.seq, e.purpose, e.action) for e in events[4:]] == [
+        (5, "scoring", "withdraw"), (6, "research", "withdraw"), (7, "scoring", "grant"), (8, "marketing", "withdraw")]
+    assert [e.prev_hash for e in events[1:]] == [e.hash for e in events[:-1]]
+    states = {s.purpose: (s.status, s.event_id) for s in session.scalars(select(ConsentState))}
+    assert states == {"scoring": ("granted", events[6].id), "research": ("withdrawn", events[5].id),
+                      "marketing": ("withdrawn", events[7].id)}
+    assert ledger.verify(session) == []
+    # One read of the chain's end and one write of the states, whatever the number of events; the events go in
+    # one INSERT where the database returns many rows' ids in order (PostgreSQL), else one each (SQLite).
+    one_each = session.get_bind().dialect.name == "sqlite"
+    assert len([s for s in statements if s.lstrip().startswith("INSERT INTO consent_events")]) == (4 if one_each else 1)
+    assert len([s for s in statements if s.lstrip().startswith("INSERT INTO consent_state")]) == 1
+    assert len([s for s in statements if s.lstrip().startswith("SELECT consent_events.seq")]) == 1
+
+
+def test_events_appended_all_at_once_start_a_new_chain_and_a_naive_time_is_refused(session):
+    ledger.append_all(session, "optout:r-1", changes(("scoring", "withdraw")))
+    session.commit()
+    (filed,) = session.scalars(select(ConsentEvent).where(ConsentEvent.subject_id == "optout:r-1")).all()
+    assert (filed.seq, filed.prev_hash, filed.hash) == (1, ledger.GENESIS, ledger.event_hash(filed))
+    assert ledger.verify(session) == []
+    with pytest.raises(ValueError, match="timezone"):
+        ledger.append_all(session, "optout:r-2", [ledger.Change("demo", "scoring", 1, "withdraw", "optout",
+                                                                dt.datetime(2026, 1, 1))])

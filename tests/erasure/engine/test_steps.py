@@ -9,11 +9,12 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from sqlalchemy import create_engine, func, select, text, update
+from sqlalchemy import create_engine, event, func, select, text, update
 
 from app.db import utcnow
 from app.mail import MailError
 from app.models import User
+from consent import ledger
 from consent.models import ConsentEvent
 from erasure.context import context_from_app
 from erasure.engine import steps
@@ -266,6 +267,29 @@ def test_forget_deletes_the_account_and_consents_and_files_the_withdrawal_under_
     with sessions() as db:
         assert db.scalar(select(func.count()).select_from(ConsentEvent)
                          .where(ConsentEvent.subject_id == f"optout:{left.request_id}")) == 1
+
+
+def test_forget_deletes_each_table_in_one_statement_reading_none_of_the_persons_rows_first(
+        app, sessions, ctx, left):
+    engine, seen = app.extensions["ownstory_db"]["engine"], []
+
+    def capture(_conn, _cursor, statement, *_args) -> None:
+        seen.append(" ".join(statement.split()))
+
+    try:
+        result = run(sessions, ctx, left.request_id, "forget", OWN_RECORDS,
+                     change=lambda _step, _request: event.listen(engine, "before_cursor_execute", capture))
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+
+    assert result.done and result.result == {"grants": 0, "account": 1, "consent_events": 2}
+    for table in ("grants", "consent_state", "consent_events", "users"):
+        assert len([s for s in seen if s.startswith(f"DELETE FROM {table} ")]) == 1, table
+    # What is read is the end of the request's own chain, where the withdrawal is filed; nothing of the person's.
+    reads = [s for s in seen if s.startswith("SELECT") and ("FROM grants" in s or "FROM consent_events" in s)]
+    assert reads and all("ORDER BY consent_events.seq DESC" in s for s in reads), reads
+    with sessions() as db:
+        assert ledger.verify(db) == []  # the filed withdrawal's chain and its state hold together
 
 
 def test_forget_after_leaving_one_network_keeps_the_account(app, client, make_person, login, csrf_post, sessions,

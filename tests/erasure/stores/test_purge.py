@@ -284,6 +284,24 @@ def test_a_map_that_does_not_fit_the_store_is_misconfigured(store, entry, proble
     assert (rows_of(store, endorsements), rows_of(store, posts)) == before
 
 
+def test_a_table_the_platform_renames_is_looked_at_again_once_it_is_back(store):
+    """Statements are built once per entry and reused; a store that changes under them is read again."""
+    add_posts(store, {"1001": 3, "1002": 2})
+    assert count_entries(store, [(POSTS, ["1001"]), (GIVEN, ["1001"])]) == [3, 0]
+    assert purge_entry(store, POSTS, ["1001"]) == 3
+    with store.begin() as conn:
+        conn.execute(text("ALTER TABLE posts RENAME TO posts_old"))
+    for attempt in (lambda: count_entry(store, POSTS, ["1002"]), lambda: purge_entry(store, POSTS, ["1002"])):
+        with pytest.raises((StoreMisconfigured, StoreUnavailable)):  # SQLite's error says only that it failed
+            attempt()
+    with store.begin() as conn:
+        conn.execute(text("ALTER TABLE posts_old RENAME TO posts"))
+
+    assert count_entries(store, [(POSTS, ["1002"]), (GIVEN, ["1002"])]) == [2, 0]
+    assert purge_entry(store, POSTS, ["1002"]) == 2
+    assert count_entry(store, POSTS, ["1001", "1002"]) == 0
+
+
 def test_rows_that_other_rows_still_point_at_stop_the_purge_without_half_a_batch(store):
     with store.begin() as conn:
         conn.execute(text("CREATE TABLE replies (id INTEGER PRIMARY KEY, post_id INTEGER REFERENCES posts (id))"))
