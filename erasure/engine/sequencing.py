@@ -42,9 +42,10 @@ class Sequencing:
         """Seconds until a turn is due while busy; None with nothing handed off."""
         if not self._handed_off:
             return None
-        if self._handed_off >= EVERY_LEAVES:
-            return 0.0
-        return max(0.0, EVERY_SECONDS - (time.monotonic() - self._last))
+        # Counted from the last try, taken or not: while another sequencer holds the lease, a busy worker
+        # tries again a second later (or, with EVERY_LEAVES waiting, after POLL), never in a tight loop.
+        every = POLL if self._handed_off >= EVERY_LEAVES else EVERY_SECONDS
+        return max(0.0, every - (time.monotonic() - self._last))
 
     def when_due(self) -> int:
         """A turn if one is due (see due_in); another sequencer at work is left to it. How many it logged."""
@@ -60,6 +61,7 @@ class Sequencing:
         """
         with self._count:
             counted = self._handed_off
+        self._last = time.monotonic()
         owner = sequencer.me()
         give_up = time.monotonic() + WAIT
         logged = 0
@@ -79,7 +81,6 @@ class Sequencing:
                         log.warning("the log's sequencer is held elsewhere; the handed-off receipts wait for it")
                     return logged
                 time.sleep(POLL)
-        self._last = time.monotonic()
         with self._count:
             self._handed_off -= counted
         return logged
