@@ -96,7 +96,8 @@ def current(session: Session, vault: Vault, purpose: str, now: dt.datetime) -> t
     except IntegrityError:  # another process made it first: use theirs
         return _use(session, vault, purpose, session.scalars(select(SigningKey.kid).where(
             SigningKey.purpose == purpose, SigningKey.retired_at.is_(None))).one())
-    return _hold(vault, purpose, row, private)
+    # Made in the caller's transaction, which may yet roll back: the next call reads the kid again.
+    return _hold(vault, purpose, row, private, checked=-RECHECK)
 
 
 def _use(session: Session, vault: Vault, purpose: str, kid: str) -> tuple[SigningKey, Ed25519PrivateKey]:
@@ -109,9 +110,9 @@ def _use(session: Session, vault: Vault, purpose: str, kid: str) -> tuple[Signin
     return _hold(vault, purpose, row, private_key(vault, row))
 
 
-def _hold(vault: Vault, purpose: str, row: SigningKey, private: Ed25519PrivateKey) -> tuple[SigningKey,
-                                                                                          Ed25519PrivateKey]:
-    held = _InUse(_detached(row), private, time.monotonic())
+def _hold(vault: Vault, purpose: str, row: SigningKey, private: Ed25519PrivateKey,
+          checked: float | None = None) -> tuple[SigningKey, Ed25519PrivateKey]:
+    held = _InUse(_detached(row), private, time.monotonic() if checked is None else checked)
     with _in_use_lock:
         _in_use[(vault, purpose)] = held
     return held.row, held.private
