@@ -81,6 +81,7 @@ class Worker:
         with self._round:
             self._chain_budget = threading.Semaphore(max_rounds)
             running: set[Future] = set()
+            gave_up = False  # waiting for another sequencer that held the log's lease (sequencing.WAIT)
             try:
                 for _ in range(max_rounds):
                     if self._closing.is_set():
@@ -94,6 +95,7 @@ class Worker:
                             self._sequence(patient=True)
                             if not self.sequencing.pending():
                                 continue  # logged: their requests' later steps (notify) are due now
+                            gave_up = True
                         break
                     # A thread runs steps for as long as it finds one due, claiming each in the transaction
                     # that records the last; one that found none frees its thread here.
@@ -102,7 +104,7 @@ class Worker:
                     self._sequence(patient=False)
             finally:
                 total += _chained(wait(running).done)
-                if self.sequencing.pending():  # closing: one try, else the handed-off steps' leases bring them back
+                if self.sequencing.pending() and not gave_up:  # closing: one try; the leases bring back the rest
                     self._sequence(patient=True)
         return total
 
@@ -230,7 +232,6 @@ class Worker:
         if scrub:
             _scrub_the_log(self.app.extensions["ownstory_db"]["engine"], step.request_id)
         return following
-
 
     def _hand_off(self, session: Session, claim: queue.Claim, chain: bool) -> queue.Claim | None:
         """A receipt step whose receipt waits in the log's pool (pooled in this transaction): leased to the
