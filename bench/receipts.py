@@ -7,7 +7,7 @@ import random
 import statistics
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from flask import Flask
 from sqlalchemy import delete, func, insert, select, text
@@ -17,6 +17,8 @@ from app.db import make_engine, utcnow, writing
 from app.security import Vault
 from bench.verification import benchmark
 from erasure.context import context_from_app
+from erasure.engine import sequencing as turns
+from erasure.engine.sequencing import Sequencing
 from erasure.models import Checkpoint, LogNode, OptOutRequest
 from erasure.receipts import issue, sequencer, tlog
 from erasure.verifier import merkle
@@ -25,6 +27,7 @@ SAMPLES = 200
 ORIGIN = "bench.example/ownstory/receipts"
 CLIENTS = 4  # receipt steps at once: `flask worker`'s threads
 BATCH = sequencer.BATCH
+EVERY_LEAVES = turns.EVERY_LEAVES
 
 
 def verification() -> dict:
@@ -102,8 +105,9 @@ def _requests(engine, count: int) -> list[str]:
 
 def sequenced_per_second(app: Flask, count: int, clients: int = CLIENTS) -> dict:
     """The sequencer on the log as it stands: `count` receipts signed into the pool, then appended as leaves
-    in batches (one signed checkpoint each), per second; the same end to end, signed, pooled and sequenced by
-    `clients` threads each running the receipt step's own call (issue.issue_in_batch), with the batches they
+    in batches (one signed checkpoint each), per second; the same end to end, as a worker runs it: `clients`
+    threads each signing, pooling and handing off a receipt as the receipt step does, and the worker's
+    Sequencing taking its turns (at most once a second, or every EVERY_LEAVES hand-offs), with the batches
     made; and one-row transactions per second, one at a time (the appends row's limit), and `clients` at once.
     """
     engine = app.extensions["ownstory_db"]["engine"]
@@ -114,19 +118,29 @@ def sequenced_per_second(app: Flask, count: int, clients: int = CLIENTS) -> dict
         requests = {r.id: r for r in session.scalars(select(OptOutRequest).where(OptOutRequest.id.in_(ids)))}
         session.expunge_all()
 
-    def receipt(request_id: str) -> None:
-        with sessions() as session:
-            issue.issue_in_batch(session, ctx, requests[request_id], utcnow, lambda: None)
+    sequencing = Sequencing(sessions, ctx)
+
+    def receipt(request_id: str) -> None:  # the receipt step: sign, pool and hand off, in one transaction
+        with sessions() as session, writing(session):
+            issue.pool(session, ctx, requests[request_id], utcnow())
+        sequencing.handed_off()
 
     def checkpoints() -> int:
         with sessions() as session:
             return session.scalar(select(func.count()).select_from(Checkpoint)) or 0
 
     receipt(ids[0])  # warm-up: the keys are made or read once
+    sequencing.turn(patient=True)
     before = checkpoints()
     start = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
-        list(pool.map(receipt, ids[1:count + 1]))
+        signing = {pool.submit(receipt, request_id) for request_id in ids[1:count + 1]}
+        while signing:  # as a worker's drain: a turn at most once a second, or as soon as EVERY_LEAVES wait
+            done, signing = wait(signing, timeout=sequencing.due_in(), return_when=FIRST_COMPLETED)
+            for future in done:
+                future.result()
+            sequencing.when_due()
+    sequencing.turn(patient=True)  # and one before the drain returns
     end_to_end = count / (time.perf_counter() - start)
     end_to_end_batches = checkpoints() - before
 

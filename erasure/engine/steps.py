@@ -43,6 +43,7 @@ class Result:
     retry_after: float | None = None
     result: dict = field(default_factory=dict)  # recorded when done; when not, only if set (why it waits)
     clear_params: bool = False  # e.g. destroy the sealed tokens once the network confirmed
+    handed_off: bool = False  # a receipt waiting in the log's pool: the sequencer records it done (handoff.py)
 
 
 class StepFailed(Exception):
@@ -64,7 +65,7 @@ def run(session: Session, ctx: ErasureContext, step: ErasureStep, request: OptOu
         if step.kind == StepKind.VERIFY:
             return _verify(ctx, request)
         if step.kind == StepKind.RECEIPT:
-            return _receipt(session, ctx, request, heartbeat)
+            return _receipt(session, ctx, request)
         if step.kind == StepKind.NOTIFY:
             return _notify(ctx, request)
     except StepFailed as exc:
@@ -342,13 +343,14 @@ def _verify(ctx: ErasureContext, request: OptOutRequest) -> Result:
     return Result(done=True, result={"residual_rows": 0, "late_rows": late})
 
 
-def _receipt(session: Session, ctx: ErasureContext, request: OptOutRequest, heartbeat) -> Result:
-    """Signed into the log's pool, then done once a batch has logged it: one receipt, whatever happens."""
-    try:
-        receipt_id, leaf_index = issue.issue_in_batch(session, ctx, request, utcnow, heartbeat)
-    except issue.NotSequenced as exc:
-        raise StepFailed(str(exc)) from None
-    return Result(done=True, result={"receipt_id": receipt_id, "leaf_index": leaf_index})
+def _receipt(session: Session, ctx: ErasureContext, request: OptOutRequest) -> Result:
+    """Signed into the log's pool and handed off to the log's sequencer, whose batch records the step done;
+    done now if a batch logged it already (a rerun). One receipt, whatever happens."""
+    write_lock(session)  # pooled in the transaction that records the hand-off: the sequencer finds both
+    logged = issue.pool(session, ctx, request, utcnow())
+    if logged is None:
+        return Result(handed_off=True)
+    return Result(done=True, result={"receipt_id": logged[0], "leaf_index": logged[1]})
 
 
 def _notify(ctx: ErasureContext, request: OptOutRequest) -> Result:

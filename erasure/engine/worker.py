@@ -20,15 +20,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import truncate_wal, utcnow, write_lock
 from erasure.context import ErasureContext, context_from_app
-from erasure.engine import queue, steps
+from erasure.engine import handoff, queue, steps
 from erasure.engine.revocation import TIMEOUT, Outcome, next_delay
+from erasure.engine.sequencing import Sequencing
 from erasure.models import ErasureStep, OptOutRequest, RequestStatus, StepKind, StepStatus
 
 log = logging.getLogger(__name__)
 
 QUICK_RETRIES = 5  # after these, the step shows as needs_attention, and keeps retrying
 MAX_DELAY = 600.0
-DEADLINE_WARNING = dt.timedelta(days=3)
+DEADLINE_WARNING = handoff.DEADLINE_WARNING
 
 
 class Worker:
@@ -52,6 +53,7 @@ class Worker:
         self._closing = threading.Event()
         self._wal = self.app.extensions["ownstory_db"]["engine"].dialect.name == "sqlite"  # see _scrub_the_log
         self._chain_budget = threading.Semaphore(0)  # the steps threads may still claim for themselves (drain)
+        self.sequencing = Sequencing(self.sessions, self.ctx)  # the receipts this worker handed off
 
     def run_once(self, now: dt.datetime | None = None) -> int:
         """Claim a batch of due steps and run them; returns how many ran (0 once closing)."""
@@ -60,6 +62,8 @@ class Worker:
                 return 0  # claiming now would leave steps leased to a worker that is going away
             claims = self._claim(self.batch, now or utcnow())
             list(self.pool.map(self._run_claim, claims))
+            if self.sequencing.pending():
+                self._sequence(patient=True)
             return len(claims)
 
     def drain(self, max_rounds: int = 1000) -> int:
@@ -69,11 +73,15 @@ class Worker:
         a batch. Claims never exceed the threads that are free, so no claimed step waits for a thread
         while its lease runs. `max_rounds` bounds the rounds of claims, and the steps each thread claims after
         its first: a step that fails and is due again at once cannot keep a thread forever.
+
+        The receipts its steps hand off are sequenced at most once a second while it is busy, or as soon as
+        EVERY_LEAVES are waiting (erasure/engine/sequencing.py), and always before it returns.
         """
         total = 0
         with self._round:
             self._chain_budget = threading.Semaphore(max_rounds)
             running: set[Future] = set()
+            gave_up = False  # waiting for another sequencer that held the log's lease (sequencing.WAIT)
             try:
                 for _ in range(max_rounds):
                     if self._closing.is_set():
@@ -82,15 +90,29 @@ class Worker:
                     claims = self._claim(min(free, self.batch), utcnow()) if free else []
                     running |= {self.pool.submit(self._run_chain, claim) for claim in claims}
                     total += len(claims)
-                    if not running:
-                        break  # nothing due, nothing under way
+                    if not running:  # nothing due, nothing under way
+                        if self.sequencing.pending():
+                            self._sequence(patient=True)
+                            if not self.sequencing.pending():
+                                continue  # logged: their requests' later steps (notify) are due now
+                            gave_up = True
+                        break
                     # A thread runs steps for as long as it finds one due, claiming each in the transaction
                     # that records the last; one that found none frees its thread here.
-                    done, running = wait(running, return_when=FIRST_COMPLETED)
+                    done, running = wait(running, timeout=self.sequencing.due_in(), return_when=FIRST_COMPLETED)
                     total += _chained(done)
+                    self._sequence(patient=False)
             finally:
                 total += _chained(wait(running).done)
+                if self.sequencing.pending() and not gave_up:  # closing: one try; the leases bring back the rest
+                    self._sequence(patient=True)
         return total
+
+    def _sequence(self, patient: bool) -> None:
+        """The log's pool sequenced: now and until it is empty (`patient`, unless closing), or only if due."""
+        logged = self.sequencing.turn(patient=True, stop=self._closing) if patient else self.sequencing.when_due()
+        if logged and self._wal:  # a batch can complete requests, dropping their identities: see _scrub_the_log
+            truncate_wal(self.app.extensions["ownstory_db"]["engine"])
 
     def _claim(self, limit: int, now: dt.datetime) -> list[queue.Claim]:
         with self.sessions() as session:
@@ -170,6 +192,8 @@ class Worker:
     def _record(self, session: Session, claim: queue.Claim, result: steps.Result, chain: bool = False
                 ) -> queue.Claim | None:
         """Record a step's outcome, fenced; with `chain`, claim this thread's next step in the same transaction."""
+        if result.handed_off:
+            return self._hand_off(session, claim, chain)
         now = utcnow()
         write_lock(session)
         step = claim.step
@@ -207,6 +231,19 @@ class Worker:
         session.commit()
         if scrub:
             _scrub_the_log(self.app.extensions["ownstory_db"]["engine"], step.request_id)
+        return following
+
+    def _hand_off(self, session: Session, claim: queue.Claim, chain: bool) -> queue.Claim | None:
+        """A receipt step whose receipt waits in the log's pool (pooled in this transaction): leased to the
+        sequencer, whose batch records it done and settles its request (erasure/engine/handoff.py)."""
+        if not queue.finish(session, claim, utcnow(), **handoff.lease(utcnow() + self.lease)):
+            session.rollback()  # another worker took the step over; its run counts, not this one
+            return None
+        following = None
+        if chain and not self._closing.is_set() and self._chain_budget.acquire(blocking=False):
+            following = next(iter(queue.claim(session, self.owner, utcnow(), 1, self.lease, commit=False)), None)
+        session.commit()
+        self.sequencing.handed_off()
         return following
 
 

@@ -6,9 +6,7 @@ import datetime as dt
 import functools
 import json
 import sys
-import time
 import uuid
-from collections.abc import Callable
 from typing import cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -18,7 +16,6 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from app.db import writing
 from app.text import ISO_UTC, b64url, b64url_decode, iso_utc
 from erasure.context import ErasureContext
 from erasure.models import ErasureStep, OptOutRequest, PooledReceipt, Receipt, StepKind
@@ -26,8 +23,6 @@ from erasure.receipts import keys, sequencer, tlog
 from erasure.verifier import owner
 
 HEADER_TYPE = "ownstory-receipt+jws"
-WAIT = 2 * sequencer.LEASE  # a receipt step waits this long for a batch before it tries again later
-POLL = 0.01  # seconds between looks while another sequencer appends a batch
 REENTRY = {
     "waiting_period_days": 0,
     "conditions": [],
@@ -80,26 +75,27 @@ def payload(request: OptOutRequest, steps: list[ErasureStep], receipt_id: str, i
     }
 
 
-class NotSequenced(Exception):
-    """The receipt is pooled, and no batch has taken it yet: its step tries again later."""
-
-
-def pool(session: Session, ctx: ErasureContext, request: OptOutRequest, now: dt.datetime) -> None:
-    """Sign the request's receipt into the log's pool, unless it is pooled or logged already. The caller
+def pool(session: Session, ctx: ErasureContext, request: OptOutRequest, now: dt.datetime) -> tuple[str, int] | None:
+    """Sign the request's receipt into the log's pool, unless it is pooled or logged already; its
+    (receipt id, leaf index) if a batch logged it already, else None (it waits in the pool). The caller
     holds the write lock and commits.
 
     Both are looked at in one statement, which sees one snapshot: the sequencer moves a receipt from the
     pool to the receipts in one transaction, so the look finds it in one or the other.
     """
+    receipt = select(Receipt.id, Receipt.leaf_index).where(Receipt.request_id == request.id).subquery()
     seen = session.execute(select(
         select(PooledReceipt.seq).where(PooledReceipt.request_id == request.id).scalar_subquery(),
-        select(Receipt.id).where(Receipt.request_id == request.id).scalar_subquery())).one()
-    if seen[0] is not None or seen[1] is not None:
-        return
+        select(receipt.c.id).scalar_subquery(), select(receipt.c.leaf_index).scalar_subquery())).one()
+    if seen[1] is not None:
+        return seen[1], seen[2]
+    if seen[0] is not None:
+        return None
     # Nothing if another run of the same step pooled it at the same moment: one receipt between them.
     dialect_insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     session.execute(dialect_insert(PooledReceipt).values(_signed(session, ctx, request, now))
                     .on_conflict_do_nothing())
+    return None
 
 
 def _signed(session: Session, ctx: ErasureContext, request: OptOutRequest, now: dt.datetime) -> dict:
@@ -120,38 +116,11 @@ def _jwk(private: Ed25519PrivateKey) -> OKPKey:
     return OKPKey.import_key(private)
 
 
-def issue_in_batch(session: Session, ctx: ErasureContext, request: OptOutRequest, clock: Callable[[], dt.datetime],
-                   keep_lease: Callable[[], None]) -> tuple[str, int]:
-    """Pool the request's receipt, then wait until a batch has logged it (sequencing the pool itself whenever
-    no other sequencer is at work): its (receipt id, leaf index). Ends with no transaction open.
-
-    Raises NotSequenced after WAIT: a sequencer that died holding its lease blocks the next for a while.
-    `keep_lease` keeps the caller's own lease (the step's) meanwhile.
-    """
-    owner = sequencer.me()
-    with writing(session):
-        pool(session, ctx, request, clock())
-        elected = sequencer.elect(session, owner, clock())
-    give_up = time.monotonic() + WAIT.total_seconds()
-    while True:
-        logged = sequencer.append_batch(session, ctx.vault, ctx.log_origin, owner, clock) if elected else {}
-        found = logged.get(request.id)
-        if found is None:
-            found, free = sequencer.looked(session, request.id, clock())
-        if found is not None:
-            return found
-        if time.monotonic() > give_up:
-            raise NotSequenced("the receipt is signed and pooled, and waits for the log's sequencer")
-        if not free:
-            time.sleep(POLL)  # another sequencer is appending a batch: it may be taking this receipt
-        keep_lease()
-        elected = free and sequencer.take_turn(session, owner, clock())
-
-
 def issue_receipt(session: Session, ctx: ErasureContext, request: OptOutRequest, origin: str,
                   now: dt.datetime) -> Receipt:
     """Sign the request's receipt and log it at once, with whatever else is pooled, exactly once however often
-    it is called: the oversight tools and tests' way. The worker's receipt step pools and waits (issue_in_batch).
+    it is called: the oversight tools and tests' way. The worker's receipt step pools and hands off
+    (engine/handoff.py).
 
     Takes the log's lock first, so a second caller waits, then finds the first one's receipt.
     The caller commits.

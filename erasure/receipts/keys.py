@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import threading
+import time
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import serialization
@@ -19,6 +20,7 @@ from app.text import b64url, iso_utc
 from erasure.models import SigningKey
 
 RAW = serialization.Encoding.Raw
+RECHECK = 1.0  # seconds a process signs with the key it holds before it reads the current kid again
 
 
 def _new_key(vault: Vault, purpose: str, now: dt.datetime) -> tuple[SigningKey, Ed25519PrivateKey]:
@@ -45,10 +47,11 @@ def in_use(session: Session, purpose: str) -> bool:
     return _current_kid(session, purpose) is not None
 
 
-@dataclass(frozen=True)
+@dataclass
 class _InUse:
     row: SigningKey  # a detached copy: read only
     private: Ed25519PrivateKey
+    checked: float  # time.monotonic() when the database last said it is current
 
 
 _in_use: dict[tuple[Vault, str], _InUse] = {}  # this process's current key per purpose
@@ -61,6 +64,12 @@ def _current_kid(session: Session, purpose: str) -> str | None:
                                                        SigningKey.retired_at.is_(None)))
 
 
+def _fresh(vault: Vault, purpose: str) -> _InUse | None:
+    """The key this process holds for `purpose`, if the database said it is current less than RECHECK ago."""
+    held = _in_use.get((vault, purpose))
+    return held if held is not None and time.monotonic() - held.checked < RECHECK else None
+
+
 def _detached(row: SigningKey) -> SigningKey:
     return SigningKey(kid=row.kid, purpose=row.purpose, public_key=row.public_key,
                       private_key_sealed=row.private_key_sealed, created_at=row.created_at, retired_at=row.retired_at)
@@ -69,10 +78,14 @@ def _detached(row: SigningKey) -> SigningKey:
 def current(session: Session, vault: Vault, purpose: str, now: dt.datetime) -> tuple[SigningKey, Ed25519PrivateKey]:
     """The key in use for `purpose`, made on first need. Two processes racing make one key between them.
 
-    Each process keeps the key it last used, unsealed, and reads only the current key's id to see
-    whether it still is: `flask keys rotate` in another process is picked up at the next call.
-    The row returned is a detached copy: read it, never write through it.
+    Each process keeps the key it last used, unsealed, and reads only the current key's id, at most once
+    every RECHECK seconds, to see whether it still is: `flask keys rotate` in another process is picked up
+    within RECHECK, a rotation in this process (rotate) at once. The row returned is a detached copy: read
+    it, never write through it.
     """
+    held = _fresh(vault, purpose)
+    if held is not None:
+        return held.row, held.private
     kid = _current_kid(session, purpose)
     if kid is not None:
         return _use(session, vault, purpose, kid)
@@ -83,21 +96,23 @@ def current(session: Session, vault: Vault, purpose: str, now: dt.datetime) -> t
     except IntegrityError:  # another process made it first: use theirs
         return _use(session, vault, purpose, session.scalars(select(SigningKey.kid).where(
             SigningKey.purpose == purpose, SigningKey.retired_at.is_(None))).one())
-    return _hold(vault, purpose, row, private)
+    # Made in the caller's transaction, which may yet roll back: the next call reads the kid again.
+    return _hold(vault, purpose, row, private, checked=-RECHECK)
 
 
 def _use(session: Session, vault: Vault, purpose: str, kid: str) -> tuple[SigningKey, Ed25519PrivateKey]:
     """The key `kid`, as this process holds it; read and unsealed only when it is not the one held."""
     held = _in_use.get((vault, purpose))
     if held is not None and held.row.kid == kid:
+        held.checked = time.monotonic()
         return held.row, held.private
     row = session.get_one(SigningKey, kid)
     return _hold(vault, purpose, row, private_key(vault, row))
 
 
-def _hold(vault: Vault, purpose: str, row: SigningKey, private: Ed25519PrivateKey) -> tuple[SigningKey,
-                                                                                          Ed25519PrivateKey]:
-    held = _InUse(_detached(row), private)
+def _hold(vault: Vault, purpose: str, row: SigningKey, private: Ed25519PrivateKey,
+          checked: float | None = None) -> tuple[SigningKey, Ed25519PrivateKey]:
+    held = _InUse(_detached(row), private, time.monotonic() if checked is None else checked)
     with _in_use_lock:
         _in_use[(vault, purpose)] = held
     return held.row, held.private
@@ -106,6 +121,9 @@ def _hold(vault: Vault, purpose: str, row: SigningKey, private: Ed25519PrivateKe
 def for_service_calls(sessions: sessionmaker[Session], vault: Vault) -> tuple[str, Ed25519PrivateKey]:
     """The current receipt key and its kid, read in a session of its own: it also signs Ownstory's calls to
     the platform's own services (erasure/stores/http_signing.py), which check them against the same JWKS."""
+    held = _fresh(vault, "receipt")
+    if held is not None:
+        return held.row.kid, held.private
     with sessions() as session:
         kid = _current_kid(session, "receipt")
         if kid is not None:
@@ -122,6 +140,8 @@ def rotate(session: Session, vault: Vault, now: dt.datetime) -> SigningKey:
     row, _private = _new_key(vault, "receipt", now)
     session.add(row)
     session.flush()
+    with _in_use_lock:  # this process's next receipt reads the new kid, without waiting out RECHECK
+        _in_use.pop((vault, "receipt"), None)
     return row
 
 

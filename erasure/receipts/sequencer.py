@@ -1,11 +1,12 @@
 """The log's sequencer: signed receipts wait in a pool, and one worker at a time, elected by a lease on a row,
 appends the pool as leaves in pool order and signs one checkpoint per batch.
 
-A batch is whatever the pool holds when the sequencer runs, up to BATCH leaves: while one batch is being
-appended, the receipts pooled meanwhile wait and go together in the next (a group commit). Nobody waits on
-a timer, so a receipt issued to an idle log is sequenced at once, and a busy log signs one checkpoint for
-many receipts. A sequencer that dies holding the lease blocks the next one for LEASE at most; a receipt
-pooled before a crash stays in the pool until a later batch takes it.
+A batch is whatever the pool holds when the sequencer runs, up to BATCH leaves. A worker runs it at most
+once a second while it is busy, or as soon as it has handed off enough receipts, and always before its
+drain returns (erasure/engine/sequencing.py): a busy log signs one checkpoint for many receipts, and an
+idle one sequences a receipt at once. The batch's transaction also records each receipt's step done and
+settles its request (erasure/engine/handoff.py). A sequencer that dies holding the lease blocks the next
+one for LEASE at most; a receipt pooled before a crash stays in the pool until a later batch takes it.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from app.db import write_lock, writing
 from app.security import Vault
+from erasure.engine import handoff
 from erasure.models import LogSequencer, OptOutRequest, PooledReceipt, Receipt
 from erasure.receipts import tlog
 
@@ -88,7 +90,8 @@ def sequence_held(session: Session, vault: Vault, origin: str, now: dt.datetime,
     """Append up to `limit` pooled receipts as leaves, in pool order, and sign one checkpoint of the new tree.
 
     The caller is the one sequencer (it holds the lease, or lock()) in a write transaction, and commits. Each
-    receipt moves from the pool to receipts with its leaf index and is named on its request.
+    receipt moves from the pool to receipts with its leaf index and is named on its request, and its
+    handed-off step is done (handoff.settle_logged).
     """
     tlog.lock(session)  # any other appender (issue.issue_receipt) waits for this batch
     rows = session.execute(select(PooledReceipt.seq, PooledReceipt.receipt_id, PooledReceipt.request_id,
@@ -116,21 +119,9 @@ def sequence_held(session: Session, vault: Vault, origin: str, now: dt.datetime,
         [{"request": p.request_id, "receipt": p.receipt_id} for p in pooled])
     log.info("log: %d receipt(s) appended as leaves %d to %d, checkpoint of size %d signed", len(pooled), first,
              first + len(pooled) - 1, checkpoint.tree_size)
-    return {p.request_id: (p.receipt_id, first + n) for n, p in enumerate(pooled)}
-
-
-def looked(session: Session, request_id: str, now: dt.datetime) -> tuple[tuple[str, int] | None, bool]:
-    """One read for a waiting receipt step: its receipt's (id, leaf index) if logged, and whether the lease
-    is free to take. Ends the read."""
-    row = session.execute(
-        select(LogSequencer.held_until, Receipt.id, Receipt.leaf_index)
-        .select_from(LogSequencer).outerjoin(Receipt, Receipt.request_id == request_id)
-        .where(LogSequencer.id == ROW)).first()
-    session.rollback()
-    if row is None:  # no lease row yet: the first sequencer makes it
-        return None, True
-    logged = (row.id, row.leaf_index) if row.id is not None else None
-    return logged, row.held_until is None or row.held_until < now
+    logged = {p.request_id: (p.receipt_id, first + n) for n, p in enumerate(pooled)}
+    handoff.settle_logged(session, logged, now)
+    return logged
 
 
 def _first_row(session: Session) -> None:

@@ -63,8 +63,10 @@ class WorkerProcess:
         return self.process.pid
 
     def owns(self, lease_owner: str | None) -> bool:
-        """Whether a step's lease_owner (host:pid:nonce) is this process."""
-        return bool(lease_owner) and lease_owner.split(":")[-2] == str(self.pid)
+        """Whether a step's lease_owner (host:pid:nonce) is this process: never a receipt step handed off to
+        the log's sequencer (erasure/engine/handoff.py)."""
+        parts = (lease_owner or "").split(":")
+        return len(parts) >= 3 and parts[-2] == str(self.pid)
 
     def kill(self) -> None:
         """SIGKILL: no clean-up, no finally blocks, exactly as a machine that loses power."""

@@ -5,11 +5,13 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import threading
+import time
 
 import pytest
 from sqlalchemy import func, select
 
 from app.db import utcnow
+from erasure.engine import sequencing
 from erasure.engine.worker import Worker
 from erasure.models import Checkpoint, ErasureStep, LogNode, LogSequencer, OptOutRequest, PooledReceipt, Receipt
 from tests.conftest import db_session
@@ -119,6 +121,64 @@ def test_a_worker_killed_between_pooling_and_sequencing_loses_no_receipt(app, cl
     with db_session(app) as db:
         attempts = dict(db.execute(select(ErasureStep.id, ErasureStep.attempts).where(ErasureStep.id.in_(cut))).all())
     assert all(n >= 2 for n in attempts.values()), "the cut steps were taken over by the second worker"
+
+
+def test_a_drain_sequences_its_receipts_in_one_batch_under_one_checkpoint(app, client, demo_network, platform_url,
+                                                                        monkeypatch):
+    monkeypatch.setattr(sequencing, "EVERY_SECONDS", 3600.0)  # no turn while busy: the one before drain returns
+    crowd = make_crowd(app, demo_network.app, platform_url, 4, first_account=81000)
+    request_ids = submit_all(app, crowd)
+    worker = Worker(app, threads=4)
+    try:
+        worker.drain()
+    finally:
+        worker.close()
+    receipts = assert_one_leaf_each_and_consistent_checkpoints(app, client, request_ids)  # each proof verifies
+    with db_session(app) as db:
+        assert [c.tree_size for c in db.scalars(select(Checkpoint))] == [4]  # one batch, one signed checkpoint
+        assert {r.status for r in db.scalars(select(OptOutRequest))} == {"completed"}
+        steps = {s.request_id: s for s in db.scalars(select(ErasureStep).where(ErasureStep.kind == "receipt"))}
+    assert all(steps[r.request_id].result == {"receipt_id": r.id, "leaf_index": r.leaf_index} for r in receipts)
+    assert all(s.attempts == 1 and s.lease_owner is None for s in steps.values())
+
+
+def test_a_drain_returns_only_once_its_receipts_are_sequenced(app, client, demo_network, platform_url, worker):
+    crowd = make_crowd(app, demo_network.app, platform_url, 2, first_account=82000)
+    request_ids = submit_all(app, crowd)
+    lapses = utcnow() + dt.timedelta(seconds=3)
+    hold_the_sequencer(app, lapses)  # a sequencer that died holding the log's lease, which lapses in 3 s
+    worker.drain()
+    assert utcnow() >= lapses  # it waited for the lease, rather than returning with its receipts pooled
+    assert_one_leaf_each_and_consistent_checkpoints(app, client, request_ids)
+    assert {r.status for r in _requests(app)} == {"completed"}
+
+
+def test_a_handed_off_step_whose_sequencer_died_is_taken_again_and_completes_with_one_leaf(
+        make_app, demo_network, platform_url):
+    app = make_app({"ERASURE_LEASE_SECONDS": 1})  # the hand-off's lease too
+    client = app.test_client()
+    crowd = make_crowd(app, demo_network.app, platform_url, 2, first_account=83000)
+    request_ids = submit_all(app, crowd)
+    hold_the_sequencer(app, utcnow() + dt.timedelta(seconds=6))  # it died; its lease lapses in 6 s
+    first = Worker(app, threads=2)
+    running = threading.Thread(target=first.drain)
+    running.start()  # pools and hands off both receipts, then waits for the log's lease
+    second = Worker(app, threads=2)
+    try:
+        wait_for(lambda: len(pooled(app)) == 2, 60, "the first worker to pool both receipts")
+        signed_by_the_first = pooled(app)
+        time.sleep(1.5)  # the hand-off's lease runs out: the steps are due again
+        second.drain()  # takes them again, finds them pooled, hands them off, and sequences them
+        running.join(60)
+    finally:
+        first.close()
+        second.close()
+    receipts = assert_one_leaf_each_and_consistent_checkpoints(app, client, request_ids)
+    assert {r.request_id: r.jws for r in receipts} == signed_by_the_first  # none signed twice
+    with db_session(app) as db:
+        steps = list(db.scalars(select(ErasureStep).where(ErasureStep.kind == "receipt")))
+        assert {r.status for r in db.scalars(select(OptOutRequest))} == {"completed"}
+    assert all(s.status == "done" and s.attempts == 2 for s in steps), [(s.status, s.attempts) for s in steps]
 
 
 def _requests(app) -> list[OptOutRequest]:
