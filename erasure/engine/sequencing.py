@@ -47,6 +47,14 @@ class Sequencing:
         every = POLL if self._handed_off >= EVERY_LEAVES else EVERY_SECONDS
         return max(0.0, every - (time.monotonic() - self._last))
 
+    def wake_in(self) -> float:
+        """How long a busy drain may wait for its threads before it looks again. Never forever, even with
+        nothing handed off yet: its threads chain step after step without returning to it, and one of them
+        may hand off a receipt meanwhile, which must then be sequenced within a second, not when the queue
+        runs dry."""
+        due = self.due_in()
+        return EVERY_SECONDS if due is None else due
+
     def when_due(self) -> int:
         """A turn if one is due (see due_in); another sequencer at work is left to it. How many it logged."""
         due = self.due_in()

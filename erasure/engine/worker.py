@@ -99,7 +99,7 @@ class Worker:
                         break
                     # A thread runs steps for as long as it finds one due, claiming each in the transaction
                     # that records the last; one that found none frees its thread here.
-                    done, running = wait(running, timeout=self.sequencing.due_in(), return_when=FIRST_COMPLETED)
+                    done, running = wait(running, timeout=self.sequencing.wake_in(), return_when=FIRST_COMPLETED)
                     total += _chained(done)
                     self._sequence(patient=False)
             finally:
