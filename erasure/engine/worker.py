@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import requests
 from flask import Flask
-from sqlalchemy import CursorResult, Table, case, func, select, update
+from sqlalchemy import CursorResult, Table, bindparam, case, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -251,9 +251,11 @@ def settle(session: Session, claim: queue.Claim, done: bool, now: dt.datetime) -
     (`done`: whether it went through). Returns the status.
 
     Core statements on the request's row, never its steps' rows loaded one by one: a first step that went
-    through only moves a received request on; otherwise one count of the steps not yet done, and of those
-    needing attention, decides. On PostgreSQL the request's row is locked first, in a statement of its own,
-    so that two steps finishing at once settle one after the other and the second counts the first as done.
+    through only moves a received request on; a step of the last phase that went through completes the request
+    in one statement when no other step is left (_complete_statement); otherwise one count of the steps not yet
+    done, and of those needing attention, decides. On PostgreSQL the request's row is locked first, in a statement
+    of its own, so that two steps finishing at once settle one after the other and the second counts the first as
+    done.
     """
     requests, steps_ = _tables()
     request_id = claim.request.id
@@ -264,6 +266,10 @@ def settle(session: Session, claim: queue.Claim, done: bool, now: dt.datetime) -
                                      .values(status=RequestStatus.IN_PROGRESS))
         return RequestStatus.IN_PROGRESS
     conn = session.connection()
+    if done and claim.last_phase and conn.execute(_complete_statement(), {"request_id": request_id,
+                                                                          "now": now}).rowcount:
+        log.info("opt-out %s completed", request_id)
+        return RequestStatus.COMPLETED
     current = select(requests.c.status).where(requests.c.id == request_id)
     if session.get_bind().dialect.name == "postgresql":
         current = current.with_for_update()
@@ -287,6 +293,25 @@ def settle(session: Session, claim: queue.Claim, done: bool, now: dt.datetime) -
     if values["status"] != status or not waiting:
         conn.execute(update(requests).where(requests.c.id == request_id).values(values))
     return values["status"]
+
+
+@functools.cache
+def _complete_statement():
+    """Complete the request if no step of it is left, in one statement: what the last phase's steps usually find.
+
+    Safe without the row lock settle takes otherwise: steps never go back from done, and a step of the last
+    phase is claimed only once every earlier phase is done, so the statement can miss a sibling finishing in
+    another transaction at the same moment (it then matches nothing, and settle counts under the lock), never
+    complete a request with a step left.
+    """
+    requests, steps_ = _tables()
+    left = select(steps_.c.id).where(steps_.c.request_id == requests.c.id, steps_.c.status != StepStatus.DONE)
+    # Nothing left to find: drop what identified the person.
+    return (update(requests)
+            .where(requests.c.id == bindparam("request_id"), requests.c.status != RequestStatus.COMPLETED,
+                   ~left.exists())
+            .values(status=RequestStatus.COMPLETED, completed_at=bindparam("now"), identities_sealed=None,
+                    reason_text=None))
 
 
 @functools.cache
