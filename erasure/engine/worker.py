@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.db import truncate_wal, utcnow, write_lock
 from erasure.context import ErasureContext, context_from_app
 from erasure.engine import queue, steps
+from erasure.engine.network_http import NetworkSession, ProxySettings
 from erasure.engine.revocation import TIMEOUT, Outcome, next_delay
 from erasure.models import ErasureStep, OptOutRequest, RequestStatus, StepKind, StepStatus
 
@@ -45,6 +46,7 @@ class Worker:
         self.retry_base = float(app.config.get("ERASURE_RETRY_BASE_SECONDS", 2.0))
         # (connect, read) seconds for each call to a network; tests shorten it to see a timeout quickly.
         self.http_timeout = app.config.get("ERASURE_HTTP_TIMEOUT", TIMEOUT)
+        self._proxies = ProxySettings()  # read once: see network_http
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="erasure")
         self._local = threading.local()
         self._swept_at: dt.datetime | None = None
@@ -107,7 +109,7 @@ class Worker:
 
     def _http(self) -> requests.Session:
         if not hasattr(self._local, "http"):
-            self._local.http = requests.Session()
+            self._local.http = NetworkSession(self._proxies)
         return self._local.http
 
     def _run_claim(self, claim: queue.Claim) -> None:
