@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import requests
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, and_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from erasure.agents.models import AgentRequest, StatusCallback
@@ -39,13 +39,17 @@ def backoff(attempts: int, base: float) -> dt.timedelta:
 Links = Callable[[AgentRequest], dict]  # the capability links a stored status leaves out, added when sending
 
 
+def due_at(now):
+    """The callbacks to send at `now` (a value, or a bound parameter)."""
+    return and_(StatusCallback.state == "pending", StatusCallback.not_before <= now)
+
+
 def send_due(sessions: sessionmaker[Session], http: requests.Session, now: dt.datetime, links: Links,
              base: float = 5.0) -> int:
     """Send the callbacks that are due; returns how many reached their agent."""
     with sessions() as session:
         due = list(session.execute(
-            select(StatusCallback.id, StatusCallback.not_before).where(
-                StatusCallback.state == "pending", StatusCallback.not_before <= now)
+            select(StatusCallback.id, StatusCallback.not_before).where(due_at(now))
             .order_by(StatusCallback.id).limit(BATCH)))
     sent = 0
     for callback_id, not_before in due:

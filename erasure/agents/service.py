@@ -264,11 +264,16 @@ def refresh(desk: Desk, session: Session, request: AgentRequest, now: dt.datetim
                    "Some steps are being retried; the deadline holds.")
 
 
-def refresh_open(desk: Desk, session: Session, now: dt.datetime, limit: int = 200) -> int:
-    """refresh() the requests whose status can still change by itself, oldest change first. The caller commits."""
+def still_open():
+    """The requests whose status can still change by itself: in progress, or an access export not yet fetched."""
     unfetched = and_(AgentRequest.exercise == "access", AgentRequest.status == "fulfilled",
                      AgentRequest.claims_sealed.is_not(None))
-    waiting = list(session.scalars(select(AgentRequest).where(or_(AgentRequest.status == "in_progress", unfetched))
+    return or_(AgentRequest.status == "in_progress", unfetched)
+
+
+def refresh_open(desk: Desk, session: Session, now: dt.datetime, limit: int = 200) -> int:
+    """refresh() the requests whose status can still change by itself, oldest change first. The caller commits."""
+    waiting = list(session.scalars(select(AgentRequest).where(still_open())
                                    .order_by(AgentRequest.updated_at).limit(limit)))
     for request in waiting:
         refresh(desk, session, request, now)

@@ -14,13 +14,14 @@ from typing import Any, cast
 
 import requests
 from flask import Flask
-from sqlalchemy import CursorResult, Table, case, func, select, update
+from sqlalchemy import CursorResult, Table, bindparam, case, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import truncate_wal, utcnow, write_lock
 from erasure.context import ErasureContext, context_from_app
 from erasure.engine import handoff, queue, steps
+from erasure.engine.network_http import NetworkSession, ProxySettings
 from erasure.engine.revocation import TIMEOUT, Outcome, next_delay
 from erasure.engine.sequencing import Sequencing
 from erasure.models import ErasureStep, OptOutRequest, RequestStatus, StepKind, StepStatus
@@ -46,6 +47,7 @@ class Worker:
         self.retry_base = float(app.config.get("ERASURE_RETRY_BASE_SECONDS", 2.0))
         # (connect, read) seconds for each call to a network; tests shorten it to see a timeout quickly.
         self.http_timeout = app.config.get("ERASURE_HTTP_TIMEOUT", TIMEOUT)
+        self._proxies = ProxySettings()  # read once: see network_http
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="erasure")
         self._local = threading.local()
         self._swept_at: dt.datetime | None = None
@@ -129,7 +131,7 @@ class Worker:
 
     def _http(self) -> requests.Session:
         if not hasattr(self._local, "http"):
-            self._local.http = requests.Session()
+            self._local.http = NetworkSession(self._proxies)
         return self._local.http
 
     def _run_claim(self, claim: queue.Claim) -> None:
@@ -212,14 +214,26 @@ class Worker:
                 values["result"] = result.result
             log.info("step %s (%s %s): attempt %d failed, next in %.0fs", step.id, step.kind, step.target,
                      step.attempts, delay)
-        if not queue.finish(session, claim, now, **values):
+        change, changed = _folded_change(session, claim, result, now), False
+        if change is not None:  # PostgreSQL: the request's change rides on the finish's statement
+            finished, changed = queue.finish_changing(session, claim, now, change[0], change[1], **values)
+        else:
+            finished = queue.finish(session, claim, now, **values)
+        if not finished:
             session.rollback()  # another worker took the step over; its run counts, not this one
             return None
         if not result.done:
             queue.hold_back(session, step, values["not_before"])
         elif step.attempts > 1:
             queue.release(session, step, now)
-        status = settle(session, claim, result.done, now) if _changes_status(claim, result) else None
+        status: str | None = None
+        if change is not None and (changed or change[2] != RequestStatus.COMPLETED):
+            status = change[2] if changed else None  # moved on or completed; or moved on first by another step
+            if status == RequestStatus.COMPLETED:
+                log.info("opt-out %s completed", step.request_id)
+        elif _changes_status(claim, result):
+            # Failed, a retry that went through, or a last step with another still left: count under the lock.
+            status = settle(session, claim, result.done, now, try_completing=change is None)
         scrub = result.done and (step.kind == StepKind.FORGET or status == RequestStatus.COMPLETED) and self._wal
         following = None
         # Only after a step that went through: one that failed goes back to drain's own loop, as before, rather
@@ -267,6 +281,21 @@ def _scrub_the_log(engine: Engine, request_id: str) -> None:
                  request_id)
 
 
+def _folded_change(session: Session, claim: queue.Claim, result: steps.Result, now: dt.datetime):
+    """On PostgreSQL, the change settle() would make to the request for the usual outcomes, as (statement,
+    parameters, status) to run in the finish's own statement: a first step that went through moves a received
+    request on; a step of the last phase that went through completes it when no other step is left (when one is,
+    settle counts under the lock as always). None otherwise, and on SQLite (no UPDATE in a WITH)."""
+    if not result.done or session.get_bind().dialect.name != "postgresql":
+        return None
+    if claim.last_phase:
+        return (_complete_statement(), {"optout_id": claim.request.id, "now": now, "except_step": claim.step_id},
+                RequestStatus.COMPLETED)
+    if claim.step.attempts == 1 and claim.request.status == RequestStatus.RECEIVED:
+        return _move_on_statement(), {"optout_id": claim.request.id}, RequestStatus.IN_PROGRESS
+    return None
+
+
 def _changes_status(claim: queue.Claim, result: steps.Result) -> bool:
     """Whether recording this outcome can change its request's status, which settle() derives from the steps.
 
@@ -283,24 +312,28 @@ class LeaseLost(Exception):
     pass
 
 
-def settle(session: Session, claim: queue.Claim, done: bool, now: dt.datetime) -> str:
+def settle(session: Session, claim: queue.Claim, done: bool, now: dt.datetime, try_completing: bool = True) -> str:
     """Derive the request's status from its steps, in the transaction that recorded the claimed step's outcome
     (`done`: whether it went through). Returns the status.
 
     Core statements on the request's row, never its steps' rows loaded one by one: a first step that went
-    through only moves a received request on; otherwise one count of the steps not yet done, and of those
-    needing attention, decides. On PostgreSQL the request's row is locked first, in a statement of its own,
-    so that two steps finishing at once settle one after the other and the second counts the first as done.
+    through only moves a received request on; a step of the last phase that went through completes the request
+    in one statement when no other step is left (_complete_statement); otherwise one count of the steps not yet
+    done, and of those needing attention, decides. On PostgreSQL the request's row is locked first, in a statement
+    of its own, so that two steps finishing at once settle one after the other and the second counts the first as
+    done.
     """
     requests, steps_ = _tables()
     request_id = claim.request.id
     if done and claim.step.attempts == 1 and not claim.last_phase:
         # Its request has no step needing attention (that step's failure would have settled it so).
-        session.connection().execute(update(requests).where(requests.c.id == request_id,
-                                                            requests.c.status == RequestStatus.RECEIVED)
-                                     .values(status=RequestStatus.IN_PROGRESS))
+        session.connection().execute(_move_on_statement(), {"optout_id": request_id})
         return RequestStatus.IN_PROGRESS
     conn = session.connection()
+    completing = {"optout_id": request_id, "now": now, "except_step": ""}
+    if done and claim.last_phase and try_completing and conn.execute(_complete_statement(), completing).rowcount:
+        log.info("opt-out %s completed", request_id)
+        return RequestStatus.COMPLETED
     current = select(requests.c.status).where(requests.c.id == request_id)
     if session.get_bind().dialect.name == "postgresql":
         current = current.with_for_update()
@@ -324,6 +357,36 @@ def settle(session: Session, claim: queue.Claim, done: bool, now: dt.datetime) -
     if values["status"] != status or not waiting:
         conn.execute(update(requests).where(requests.c.id == request_id).values(values))
     return values["status"]
+
+
+@functools.cache
+def _complete_statement():
+    """Complete the request if no step of it is left, in one statement: what the last phase's steps usually find.
+
+    Safe without the row lock settle takes otherwise: steps never go back from done, and a step of the last
+    phase is claimed only once every earlier phase is done, so the statement can miss a sibling finishing in
+    another transaction at the same moment (it then matches nothing, and settle counts under the lock), never
+    complete a request with a step left.
+    """
+    requests, steps_ = _tables()
+    # except_step: the step whose finish this rides on (finish_changing), which the statement sees as running
+    left = select(steps_.c.id).where(steps_.c.request_id == requests.c.id, steps_.c.status != StepStatus.DONE,
+                                     steps_.c.id != bindparam("except_step"))
+    # Nothing left to find: drop what identified the person.
+    return (update(requests)
+            .where(requests.c.id == bindparam("optout_id"), requests.c.status != RequestStatus.COMPLETED,
+                   ~left.exists())
+            .values(status=RequestStatus.COMPLETED, completed_at=bindparam("now"), identities_sealed=None,
+                    reason_text=None))
+
+
+@functools.cache
+def _move_on_statement():
+    """A received request is in progress once a step of it went through."""
+    requests, _ = _tables()
+    return (update(requests)
+            .where(requests.c.id == bindparam("optout_id"), requests.c.status == RequestStatus.RECEIVED)
+            .values(status=RequestStatus.IN_PROGRESS))
 
 
 @functools.cache
