@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import os
 import platform as machine
-import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from flask import Flask
-from sqlalchemy import delete, text, update
+from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from app.db import make_engine, utcnow
@@ -25,7 +23,6 @@ from bench import optouts
 from bench.world import World, stop
 from erasure.context import context_from_app
 from erasure.stores.datamap import load_datamap
-from erasure.stores.purge import entry_table
 from erasure.stores.sql import TableEntry
 
 POSTS = 116  # with a profile, 2 endorsements given, a score and a mailing-list entry: 121 platform rows each
@@ -92,12 +89,7 @@ def direct_deletes(w: World, people: list[optouts.Person], concurrency: int) -> 
             try:
                 with engine.begin() as conn:
                     for entry in entries:
-                        t = entry_table(entry)
-                        match = t.c[entry.column].in_(p.identities.values_for(entry))
-                        if entry.action == "delete":
-                            conn.execute(delete(t).where(match))
-                        else:
-                            conn.execute(update(t).where(match).values(dict.fromkeys(entry.columns, None)))
+                        optouts.erase_entry(conn, entry, p)
                 return
             except OperationalError:
                 # Two people who endorsed each other, leaving at once, lock each other's rows in opposite
@@ -105,12 +97,10 @@ def direct_deletes(w: World, people: list[optouts.Person], concurrency: int) -> 
                 if attempt == 10:
                     raise
 
-    start = time.perf_counter()
-    with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(leave, people))
-    elapsed = time.perf_counter() - start
-    engine.dispose()
-    return len(people) / elapsed
+    try:
+        return optouts.people_per_second(leave, people, concurrency)
+    finally:
+        engine.dispose()
 
 
 _TICK = os.sysconf("SC_CLK_TCK")
