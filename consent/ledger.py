@@ -75,37 +75,51 @@ def append_all(session: Session, subject_id: str, changes: Sequence[Change]) -> 
     one lock, one read of the chain's end, one INSERT of the events, one upsert of the states they leave.
 
     The events and states are written past the session's objects, so a ConsentEvent or ConsentState of this
-    chain loaded in the session would not see them: this is for a chain nothing else in the transaction reads,
-    such as the one forget files a person's withdrawals under (named after the request).
+    chain loaded in the session would not see them: this is for a chain nothing else in the transaction reads.
     """
     if not changes:
         return
     for change in changes:
         _check(change.action, change.at)
     _serialize_writers(session, subject_id)
+    chain.retrying(session, lambda: _write(session, subject_id, changes, *_next_link(session, subject_id)))
+
+
+def start_chain(session: Session, subject_id: str, changes: Sequence[Change]) -> None:
+    """append_all for a chain no one can have written yet, such as the one forget files a person's withdrawals
+    under (named after the request, written only in the transaction that records forget's outcome): no lock, no
+    read of its end, no savepoint, just the INSERT of the events and the upsert of their states.
+
+    The chain's unique seq still holds: were the chain there after all, the INSERT fails and nothing is written.
+    """
+    if not changes:
+        return
+    for change in changes:
+        _check(change.action, change.at)
+    write_lock(session)
+    _write(session, subject_id, changes, 1, chain.GENESIS)
+
+
+def _write(session: Session, subject_id: str, changes: Sequence[Change], seq: int, prev_hash: str) -> None:
+    """The events, linked from (seq, prev_hash) on, in one INSERT, and the state each (network, purpose) is left in."""
     upsert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-
-    def write() -> None:
-        seq, prev_hash = _next_link(session, subject_id)
-        events = []
-        for change in changes:
-            event = ConsentEvent(subject_id=subject_id, seq=seq, network=change.network, purpose=change.purpose,
-                                 version=change.version, action=change.action, method=change.method, at=change.at,
-                                 prev_hash=prev_hash)  # never added to the session: it gives the row and its hash
-            event.hash = prev_hash = event_hash(event)
-            events.append({c.key: getattr(event, c.key) for c in _EVENTS.c if c.key != "id"})
-            seq += 1
-        ids = session.execute(insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True), events).scalars()
-        last = {(e["network"], e["purpose"]): {
-            "subject_id": subject_id, "network": e["network"], "purpose": e["purpose"], "version": e["version"],
-            "status": STATUS_OF[e["action"]], "event_id": event_id, "updated_at": e["at"]}
-            for e, event_id in zip(events, ids, strict=True)}
-        states = upsert(_STATES).values(list(last.values()))
-        session.execute(states.on_conflict_do_update(
-            index_elements=[_STATES.c.subject_id, _STATES.c.network, _STATES.c.purpose],
-            set_={c: states.excluded[c] for c in ("version", "status", "event_id", "updated_at")}))
-
-    chain.retrying(session, write)
+    events = []
+    for change in changes:
+        event = ConsentEvent(subject_id=subject_id, seq=seq, network=change.network, purpose=change.purpose,
+                             version=change.version, action=change.action, method=change.method, at=change.at,
+                             prev_hash=prev_hash)  # never added to the session: it gives the row and its hash
+        event.hash = prev_hash = event_hash(event)
+        events.append({c.key: getattr(event, c.key) for c in _EVENTS.c if c.key != "id"})
+        seq += 1
+    ids = session.execute(insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True), events).scalars()
+    last = {(e["network"], e["purpose"]): {
+        "subject_id": subject_id, "network": e["network"], "purpose": e["purpose"], "version": e["version"],
+        "status": STATUS_OF[e["action"]], "event_id": event_id, "updated_at": e["at"]}
+        for e, event_id in zip(events, ids, strict=True)}
+    states = upsert(_STATES).values(list(last.values()))
+    session.execute(states.on_conflict_do_update(
+        index_elements=[_STATES.c.subject_id, _STATES.c.network, _STATES.c.purpose],
+        set_={c: states.excluded[c] for c in ("version", "status", "event_id", "updated_at")}))
 
 
 def _check(action: str, at: dt.datetime) -> None:

@@ -299,7 +299,7 @@ def _forget(session: Session, request: OptOutRequest, now: dt.datetime) -> Resul
         events = session.execute(_DELETE_EVENTS, subject).all()
         forgotten["consent_events"] = len(events)
         # What proves the withdrawal stays, in a chain named after the request, not the person.
-        ledger.append_all(session, f"optout:{request.id}", [
+        ledger.start_chain(session, f"optout:{request.id}", [
             ledger.Change(e.network, e.purpose, e.version, "withdraw", "optout", e.at)
             for e in sorted(events, key=lambda e: e.seq) if e.method == "optout" and e.action == "withdraw"])
         forgotten["account"] = _deleted(session, _DELETE_USER, subject)

@@ -248,3 +248,28 @@ def test_events_appended_all_at_once_start_a_new_chain_and_a_naive_time_is_refus
     with pytest.raises(ValueError, match="timezone"):
         ledger.append_all(session, "optout:r-2", [ledger.Change("demo", "scoring", 1, "withdraw", "optout",
                                                                 dt.datetime(2026, 1, 1))])
+
+
+def test_a_chain_started_afresh_is_written_without_reading_its_end_and_never_forks(session):
+    from sqlalchemy import event
+    from sqlalchemy.exc import IntegrityError
+
+    statements = []
+    event.listen(session.get_bind(), "before_cursor_execute", lambda *args: statements.append(args[2]))
+    ledger.start_chain(session, "optout:r-1", changes(("scoring", "withdraw"), ("research", "withdraw")))
+    session.commit()
+    events = session.scalars(select(ConsentEvent).where(ConsentEvent.subject_id == "optout:r-1")
+                             .order_by(ConsentEvent.seq)).all()
+    assert [(e.seq, e.purpose) for e in events] == [(1, "scoring"), (2, "research")]
+    assert events[0].prev_hash == ledger.GENESIS and events[1].prev_hash == events[0].hash
+    assert {s.purpose: s.status for s in session.scalars(select(ConsentState))} == {
+        "scoring": "withdrawn", "research": "withdrawn"}
+    assert ledger.verify(session) == []
+    assert not [s for s in statements if s.lstrip().startswith("SELECT consent_events.seq")]  # nothing read first
+    # Started again, the chain would fork at seq 1: the database refuses, and the chain stays as it was.
+    session.commit()
+    with pytest.raises(IntegrityError):
+        ledger.start_chain(session, "optout:r-1", changes(("marketing", "withdraw")))
+    session.rollback()
+    assert len(session.scalars(select(ConsentEvent).where(ConsentEvent.subject_id == "optout:r-1")).all()) == 2
+    assert ledger.verify(session) == []
