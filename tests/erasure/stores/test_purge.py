@@ -360,6 +360,31 @@ def test_batches_find_the_persons_rows_through_the_stores_index(tmp_path):
     assert "INDEX ix_posts_author_id" in plan and "SCAN" not in plan, plan
 
 
+@pytest.mark.skipif(not TEST_PG, reason="PostgreSQL's own plan: set OWNSTORY_TEST_DATABASE_URL (SQLite's is above)")
+@pytest.mark.parametrize("store", ["postgresql"], indirect=True)
+def test_on_postgresql_a_persons_purge_reads_their_rows_not_the_whole_table(store):
+    # Many rows of one person: PostgreSQL would hash the keys a batch picked and scan every row of the table
+    # for them, so each purge would cost as much as the platform is big.
+    add_posts(store, {"1001": 300, **{str(2000 + n): 100 for n in range(200)}})
+    with store.connect() as conn:
+        conn.exec_driver_sql("ANALYZE posts")
+    deletes: list[tuple] = []
+
+    @event.listens_for(store, "before_cursor_execute")
+    def keep(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("DELETE"):
+            deletes.append((statement, parameters))
+
+    assert purge_entry(store, POSTS, ["1002"]) == 0  # a person with no rows: the statement, run on nothing
+    event.remove(store, "before_cursor_execute", keep)
+    statement, parameters = deletes[0]
+    his = {name: "1001" if value == "1002" else value for name, value in parameters.items()}
+    with store.connect() as conn:
+        plan = "\n".join(row[0] for row in conn.exec_driver_sql("EXPLAIN " + statement, his))
+    assert "Seq Scan on posts" not in plan, plan
+    assert purge_entry(store, POSTS, ["1001"]) == 300 and count_entry(store, POSTS, ["2000"]) == 100
+
+
 def test_memory_stays_bounded_with_200000_rows(store):
     with store.begin() as conn:
         if store.dialect.name == "mysql":  # MariaDB stops a recursive query after 1,000 rounds by default
