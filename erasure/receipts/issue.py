@@ -12,7 +12,7 @@ from typing import cast
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from joserfc import jws
 from joserfc.jwk import OKPKey
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, exists, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -80,22 +80,33 @@ def pool(session: Session, ctx: ErasureContext, request: OptOutRequest, now: dt.
     (receipt id, leaf index) if a batch logged it already, else None (it waits in the pool). The caller
     holds the write lock and commits.
 
-    Both are looked at in one statement, which sees one snapshot: the sequencer moves a receipt from the
-    pool to the receipts in one transaction, so the look finds it in one or the other.
+    The receipt goes in only if none of the request's is logged, and the pool holds one a request (its unique
+    request_id): one statement the first time, which is nearly every time. When it does not go in, one more
+    statement looks at both, in one snapshot: the sequencer moves a receipt from the pool to the receipts in one
+    transaction, so the look finds it in one or the other.
     """
+    signed = _signed(session, ctx, request, now)
+    if session.execute(_pool_statement(session.get_bind().dialect.name), signed).first() is not None:
+        return None
     receipt = select(Receipt.id, Receipt.leaf_index).where(Receipt.request_id == request.id).subquery()
     seen = session.execute(select(
         select(PooledReceipt.seq).where(PooledReceipt.request_id == request.id).scalar_subquery(),
         select(receipt.c.id).scalar_subquery(), select(receipt.c.leaf_index).scalar_subquery())).one()
     if seen[1] is not None:
         return seen[1], seen[2]
-    if seen[0] is not None:
-        return None
-    # Nothing if another run of the same step pooled it at the same moment: one receipt between them.
-    dialect_insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    session.execute(dialect_insert(PooledReceipt).values(_signed(session, ctx, request, now))
-                    .on_conflict_do_nothing())
-    return None
+    return None  # pooled by an earlier run of the step (or by another run of it, at the same moment)
+
+
+@functools.cache
+def _pool_statement(dialect: str):
+    """INSERT the signed receipt into the pool unless the request's receipt is logged or pooled, RETURNING its seq."""
+    names = ("receipt_id", "request_id", "kid", "jws", "issued_at")
+    pool_ = cast(Table, PooledReceipt.__table__)  # the table, not the class: no ORM bulk insert to set up
+    logged = cast(Table, Receipt.__table__)
+    values = select(*(bindparam(name, type_=pool_.c[name].type) for name in names)).where(
+        ~exists().where(logged.c.request_id == bindparam("request_id", type_=pool_.c.request_id.type)))
+    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return dialect_insert(pool_).from_select(list(names), values).on_conflict_do_nothing().returning(pool_.c.seq)
 
 
 def _signed(session: Session, ctx: ErasureContext, request: OptOutRequest, now: dt.datetime) -> dict:
