@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, select, tuple_
+from sqlalchemy import CursorResult, Table, delete, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from consent import check_statements
@@ -77,16 +78,24 @@ def of_grant(grant) -> list[Identity]:
 
 def suppress(session: Session, peppers: Peppers, identities: Iterable[Identity], scope: str,
              request_id: str | None, show_opted_out: bool = True) -> None:
-    """Add entries (idempotently: an identity already listed under the current pepper is updated)."""
+    """Add entries, idempotently, in one statement: an identity already listed under the current pepper is
+    updated to this opt-out's scope and request. Entries of the session's loaded before are read again."""
+    rows: dict[tuple[str, str], dict] = {}
     for identity in identities:
         key_id, digest = peppers.current(identity)
-        row = session.scalar(select(Suppression).where(Suppression.key_id == key_id, Suppression.digest == digest))
-        if row is None:
-            session.add(Suppression(key_id=key_id, digest=digest, kind=identity.kind, scope=scope,
-                                    request_id=request_id, show_opted_out=show_opted_out))
-        else:
-            row.scope, row.request_id, row.show_opted_out = scope, request_id, show_opted_out
-    session.flush()
+        # one row per entry: an upsert may not meet the same row twice
+        rows[(key_id, digest)] = {"key_id": key_id, "digest": digest, "kind": identity.kind, "scope": scope,
+                                  "request_id": request_id, "show_opted_out": show_opted_out}
+    if not rows:
+        return
+    table = cast(Table, Suppression.__table__)
+    upsert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = upsert(table).values(list(rows.values()))
+    session.execute(statement.on_conflict_do_update(
+        index_elements=[table.c.key_id, table.c.digest],
+        set_={name: statement.excluded[name] for name in ("scope", "request_id", "show_opted_out")}))
+    for loaded in [o for o in session.identity_map.values() if isinstance(o, Suppression)]:
+        session.expire(loaded)  # written past the ORM: a lookup earlier in the transaction loaded the old values
 
 
 def lift(session: Session, peppers: Peppers, identities: Iterable[Identity]) -> int:
