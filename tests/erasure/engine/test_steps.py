@@ -77,6 +77,10 @@ def no_heartbeat(result: dict | None = None) -> None:
     pass
 
 
+class Crash(Exception):
+    """The machine going down in the middle of a step."""
+
+
 def run(sessions, ctx, request_id: str, kind: str, target: str | None = None, *, heartbeat=no_heartbeat,
         change=lambda step, request: None, again: bool = False) -> steps.Result:
     """Run one step of the request as the worker does: on the step and request as read at the claim,
@@ -189,9 +193,6 @@ def test_a_purge_cut_short_counts_every_row_once_when_it_runs_again(sessions, ct
     it purges any; a rerun after a crash reports those, for the entries purged before the crash too."""
     held = held_rows(platform_url, SimpleNamespace(account="1002", handle="omar", email=left.person.email))
     beats: list[dict] = []
-
-    class Crash(Exception):
-        pass
 
     def crash_after_the_first_batch(result: dict | None = None) -> None:
         if result is None:
@@ -313,6 +314,68 @@ def test_verify_purges_rows_written_after_the_purge_and_counts_them_late(session
     result = run(sessions, ctx, left.request_id, "verify")
     assert result.done
     assert result.result == {"residual_rows": 0, "late_rows": [{"store": "platform", "category": "posts", "rows": 1}]}
+    assert platform_rows(platform_url, "posts", "author_id", "1002") == 0
+
+
+def keep_progress(sessions, request_id: str, kind: str, result: dict) -> None:
+    """What the worker's heartbeat writes to a step: the progress a rerun reads."""
+    with sessions() as db:
+        db.execute(update(ErasureStep).where(ErasureStep.id == the_step(db, request_id, kind).id)
+                   .values(result=result))
+        db.commit()
+
+
+def test_verify_cut_short_counts_each_late_row_once_when_it_runs_again(sessions, ctx, left, platform_url):
+    """Verify records the late rows it found, in one write, before it purges any; a rerun after a crash reports
+    them, though the rows are gone."""
+    run_all_before(sessions, ctx, left.request_id, "verify")
+    for _ in range(3):
+        add_post(platform_url, "1002")
+    beats: list[dict] = []
+
+    def crash_after_the_first_batch(result: dict | None = None) -> None:
+        if result is None:
+            raise Crash  # the machine goes down once the batch is committed
+        beats.append(result)
+
+    with pytest.raises(Crash):
+        run(sessions, ctx, left.request_id, "verify", heartbeat=crash_after_the_first_batch)
+    assert len(beats) == 1 and [(f["category"], f["rows_at_start"]) for f in beats[0]["found"]] == [("posts", 3)]
+    assert platform_rows(platform_url, "posts", "author_id", "1002") == 0  # the batch is in
+    keep_progress(sessions, left.request_id, "verify", beats[0])
+
+    rerun = run(sessions, ctx, left.request_id, "verify")
+    assert rerun.done
+    assert rerun.result == {"residual_rows": 0, "late_rows": [{"store": "platform", "category": "posts", "rows": 3}]}
+
+
+def test_verify_with_rows_left_after_its_purge_needs_attention_and_counts_what_it_deleted_once(
+        sessions, ctx, left, platform_url):
+    run_all_before(sessions, ctx, left.request_id, "verify")
+    add_post(platform_url, "1002")
+    add_post(platform_url, "1002")
+    # The platform writes the person's posts back as fast as they are deleted.
+    engine = create_engine(platform_url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TRIGGER back AFTER DELETE ON posts WHEN old.author_id = '1002' BEGIN "
+                          "INSERT INTO posts (author_id, body, created_at) VALUES (old.author_id, old.body, "
+                          "old.created_at); END"))
+    beats: list[dict] = []
+    try:
+        result = run(sessions, ctx, left.request_id, "verify", heartbeat=lambda result=None: beats.append(result))
+        assert not result.done and result.retry and result.attention
+        assert result.error == "rows remain after purge: 2 in platform/posts"
+        assert platform_rows(platform_url, "posts", "author_id", "1002") == 2
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DROP TRIGGER back"))
+        engine.dispose()
+    keep_progress(sessions, left.request_id, "verify", beats[-1])
+
+    # Someone stops the platform; the next try deletes what is left. Four posts were deleted: each counted once.
+    again = run(sessions, ctx, left.request_id, "verify")
+    assert again.done
+    assert again.result == {"residual_rows": 0, "late_rows": [{"store": "platform", "category": "posts", "rows": 4}]}
     assert platform_rows(platform_url, "posts", "author_id", "1002") == 0
 
 
