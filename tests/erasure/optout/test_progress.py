@@ -29,7 +29,8 @@ def test_the_steps_are_grouped_as_a_person_cares_about_them(app, client, make_pe
     assert [g["title"] for g in body["groups"]] == [
         "Revoke our access at Demo Social", "Delete your data",
         "Once access is revoked everywhere: delete anything that came in meanwhile, and our own records of you",
-        "Check that nothing about you is left", "Sign your deletion receipt", "Other steps"]
+        "Check every store again, and delete anything that came in meanwhile",
+        "Sign your deletion receipt", "Other steps"]
     assert sum(len(g["steps"]) for g in body["groups"]) == len(steps)
     assert [g["folded"] for g in body["groups"]] == [False, True, True, False, False, True]
     assert k not in caplog.text  # neither the page nor its JSON puts the capability in a log line
