@@ -63,7 +63,7 @@ def run(session: Session, ctx: ErasureContext, step: ErasureStep, request: OptOu
         if step.kind == StepKind.FORGET:
             return _forget(session, request, now)
         if step.kind == StepKind.VERIFY:
-            return _verify(ctx, request)
+            return _verify(ctx, step, request, heartbeat)
         if step.kind == StepKind.RECEIPT:
             return _receipt(session, ctx, request)
         if step.kind == StepKind.NOTIFY:
@@ -313,34 +313,92 @@ def _deleted(session: Session, statement: Delete, params: dict | None = None) ->
     return cast(CursorResult[Any], session.execute(statement, params)).rowcount
 
 
-def _verify(ctx: ErasureContext, request: OptOutRequest) -> Result:
-    """Re-count every entry. Rows the platform wrote after the purge are purged now and counted as
-    late; anything still there after that fails the step, and the request needs attention."""
+def _verify(ctx: ErasureContext, step: ErasureStep, request: OptOutRequest, heartbeat) -> Result:
+    """The one look at every store once access is revoked: verify runs after every revocation is confirmed
+    (its phase follows theirs, and those forget lays), so what a token let in meanwhile, or the platform wrote
+    after the purge, is purged now and counted as late; anything still there after that fails the step, and
+    the request needs attention.
+
+    As a store's purge does, it records what it found, in one write, before it purges anything, and with it
+    any job a store starts: a rerun after a crash follows that job rather than starting a second, and counts
+    each late row once. A round that leaves rows behind is settled before the step fails, so that the next
+    attempt looks afresh (and asks a service for a new erasure, not the finished one again).
+    """
     ids = _identities(ctx, request)
-    residual: list[str] = []
-    late: list[dict] = []
-    by_store: dict[str, list[tuple[Entry, list[str]]]] = {}
+    settled: list[dict] = step.result.get("late_rows", [])  # counted by rounds an earlier attempt finished
+    recorded = {(f["store"], f["entry"]): f for f in step.result.get("found", [])}
+    wanted: dict[str, list[tuple[Entry, list[str]]]] = {}
     for entry in entries_in_scope(ctx, request.scope):
         values = ids.values_for(entry)
         if values:
-            by_store.setdefault(entry.store, []).append((entry, values))
-    for name, wanted in by_store.items():
-        store = ctx.datamap.store(name)
-        try:
-            for (entry, values), rows in zip(wanted, store.count_many(wanted), strict=True):
-                if rows:
-                    late.append({"store": entry.store, "category": entry.category,
-                                 "rows": store.purge(entry, values)})
-                    rows = store.count(entry, values)
-                if rows:
-                    residual.append(f"{rows} in {entry.store}/{entry.category}")
-        except StoreUnavailable as exc:
-            raise StepFailed(str(exc), retry_after=_asked_to_wait(exc)) from None
-        except StoreMisconfigured as exc:
-            raise StepFailed(str(exc), attention=True) from None
-    if residual:
-        raise StepFailed("rows remain after purge: " + ", ".join(residual), attention=True)
-    return Result(done=True, result={"residual_rows": 0, "late_rows": late})
+            wanted.setdefault(entry.store, []).append((entry, values))
+    late: list[dict] = []
+    residual: list[str] = []
+    try:
+        remaining = {(name, entry.key): n for name, pairs in wanted.items()
+                     for (entry, _v), n in zip(pairs, ctx.datamap.store(name).count_many(pairs), strict=True)}
+        found = _found(wanted, remaining, recorded)
+
+        def record() -> None:
+            heartbeat(result={"late_rows": settled, "found": list(found.values())})
+
+        if found != recorded:
+            record()
+        for name, pairs in wanted.items():
+            store = ctx.datamap.store(name)
+            for entry, values in pairs:
+                key = (name, entry.key)
+                if key not in found:
+                    continue
+                job = found[key].get("job")
+                rows = found[key]["rows_at_start"]  # as is, if an earlier attempt purged them and its answer was lost
+                if remaining[key] or job:
+                    def started(handle: dict, key: tuple[str, str] = key) -> None:
+                        found[key]["job"] = {"handle": handle, "remaining": remaining[key]}
+                        record()
+
+                    purged = store.purge_resuming(entry, values, job["handle"] if job else None, started,
+                                                  on_batch=lambda _n: heartbeat())
+                    # What the store says it removed (a job: since it started), and what was found and gone before
+                    # that; not what was found, as a round that leaves rows behind may not have removed them all.
+                    before = found[key]["job"]["remaining"] if "job" in found[key] else remaining[key]
+                    rows = max(0, rows - before) + purged
+                left = store.count(entry, values)
+                if left:
+                    residual.append(f"{left} in {entry.store}/{entry.category}")
+                late.append({"store": name, "category": entry.category, "rows": rows})
+        if residual:
+            heartbeat(result={"late_rows": _summed(settled + late), "found": []})  # this round is over
+            raise StepFailed("rows remain after purge: " + ", ".join(residual), attention=True)
+    except StoreUnavailable as exc:
+        raise StepFailed(str(exc), retry_after=_asked_to_wait(exc)) from None
+    except StoreMisconfigured as exc:
+        raise StepFailed(str(exc), attention=True) from None
+    return Result(done=True, result={"residual_rows": 0, "late_rows": _summed(settled + late)})
+
+
+def _found(wanted: dict[str, list[tuple[Entry, list[str]]]], remaining: dict[tuple[str, str], int],
+           recorded: dict[tuple[str, str], dict]) -> dict[tuple[str, str], dict]:
+    """The late rows of each entry this round: what an earlier attempt of it recorded (and the job it started),
+    or more, if more came in since; never fewer, as that attempt may have purged some before its answer was lost."""
+    found: dict[tuple[str, str], dict] = {}
+    for name, pairs in wanted.items():
+        for entry, _values in pairs:
+            key = (name, entry.key)
+            earlier = recorded.get(key, {})
+            if remaining[key] or earlier:
+                found[key] = {"store": name, "entry": entry.key, "category": entry.category,
+                              "rows_at_start": max(remaining[key], earlier.get("rows_at_start", 0)),
+                              **({"job": earlier["job"]} if earlier.get("job") else {})}
+    return found
+
+
+def _summed(late: list[dict]) -> list[dict]:
+    """Late rows by store and category, as the receipt counts them; none where nothing was late."""
+    rows: dict[tuple[str, str], int] = {}
+    for part in late:
+        rows[(part["store"], part["category"])] = rows.get((part["store"], part["category"]), 0) + part["rows"]
+    return [{"store": store, "category": category, "rows": n} for (store, category), n in rows.items() if n]
 
 
 def _receipt(session: Session, ctx: ErasureContext, request: OptOutRequest) -> Result:

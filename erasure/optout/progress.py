@@ -25,9 +25,11 @@ class Group:
     folded: bool = True  # the steps show only when the person unfolds them
 
 
-def _step(step: ErasureStep, networks, kinds, now: dt.datetime) -> dict:
-    return {"id": step.id, "title": wording.step_title(step, networks, kinds), "status": str(step.status),
-            "outcome": wording.step_outcome(step, now, kinds, networks)}
+def _step(step: ErasureStep, networks, kinds, now: dt.datetime, late_while_revoking: bool = False,
+          revoking: bool = False) -> dict:
+    return {"id": step.id, "title": wording.step_title(step, networks, kinds, late_while_revoking),
+            "status": str(step.status),
+            "outcome": wording.step_outcome(step, now, kinds, networks, late_while_revoking, revoking)}
 
 
 def _status(steps: list[dict]) -> str:
@@ -53,31 +55,42 @@ def _fold(key: str, title: str, steps: list[dict], done_words: str) -> Group:
 
 def groups(steps: list[ErasureStep], networks, kinds: Mapping[str, str] | None, now: dt.datetime) -> list[Group]:
     """Access revoked at each network, data deleted, checked, receipt signed; the rest folded last."""
+    revokes = any(s.kind == StepKind.REVOKE for s in steps)
+    revoking = any(s.kind == StepKind.REVOKE and s.status != StepStatus.DONE for s in steps)
+    # Verify's late rows came in while access was being revoked, unless a second pass (a request laid with one)
+    # looked at the stores after that.
+    late_while_revoking = revokes and not any(second_pass(s) for s in steps)
+
+    def one(s: ErasureStep) -> dict:
+        return _step(s, networks, kinds, now, late_while_revoking, revoking)
+
     out: list[Group] = []
     for s in steps:
         if s.kind == StepKind.REVOKE:
-            one = _step(s, networks, kinds, now)
-            out.append(Group(key=f"revoke-{s.target}", title=one["title"], status=one["status"],
-                             outcome=one["outcome"], steps=[one], folded=False))
-    # What waits for the revocations (a second look at the stores, and Ownstory's own records, which the
-    # revocations need) is a group of its own, so that "Delete your data" is done while a network is down.
-    revoking = any(s.kind == StepKind.REVOKE for s in steps)
-    later = [s for s in steps if second_pass(s) or (revoking and s.kind == StepKind.FORGET)]
+            shown = one(s)
+            out.append(Group(key=f"revoke-{s.target}", title=shown["title"], status=shown["status"],
+                             outcome=shown["outcome"], steps=[shown], folded=False))
+    # What waits for the revocations (Ownstory's own records, which the revocations need, and, in a request
+    # laid with one, the second purge pass) is a group of its own, so that "Delete your data" is done while a
+    # network is down. Verify, which looks at every store again once access is revoked, shows on its own.
+    later = [s for s in steps if second_pass(s) or (revokes and s.kind == StepKind.FORGET)]
     deleting = [s for s in steps if s.kind in (StepKind.PURGE, StepKind.FORGET) and s not in later]
     if deleting:
-        out.append(_fold("delete", "Delete your data", [_step(s, networks, kinds, now) for s in deleting],
-                         _deleted_words(deleting)))
-    if later:
+        out.append(_fold("delete", "Delete your data", [one(s) for s in deleting], _deleted_words(deleting)))
+    if any(second_pass(s) for s in later):
         out.append(_fold("after-revocation", "Once access is revoked everywhere: delete anything that came in "
-                         "meanwhile, and our own records of you", [_step(s, networks, kinds, now) for s in later],
+                         "meanwhile, and our own records of you", [one(s) for s in later],
                          _deleted_words(later, nothing="Nothing new came in")))
+    elif later:
+        out.append(_fold("after-revocation", "Once access is revoked everywhere: delete our own records of you",
+                         [one(s) for s in later], "Ownstory's own records of you are deleted."))
     for kind in (StepKind.VERIFY, StepKind.RECEIPT):
         for s in steps:
             if s.kind == kind:
-                one = _step(s, networks, kinds, now)
-                out.append(Group(key=str(kind), title=one["title"], status=one["status"], outcome=one["outcome"],
-                                 steps=[one], folded=False))
-    rest = [_step(s, networks, kinds, now) for s in steps
+                shown = one(s)
+                out.append(Group(key=str(kind), title=shown["title"], status=shown["status"],
+                                 outcome=shown["outcome"], steps=[shown], folded=False))
+    rest = [one(s) for s in steps
             if s.kind not in (StepKind.REVOKE, StepKind.PURGE, StepKind.FORGET, StepKind.VERIFY, StepKind.RECEIPT)]
     if rest:
         out.append(_fold("other", "Other steps", rest, "Done."))

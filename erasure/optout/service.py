@@ -39,12 +39,14 @@ REASONS = {
 MAX_REASON_TEXT = 2000
 
 # Steps run phase by phase; a step waits until every step of a lower phase is done. The stores are purged
-# while the revocations run (a network that is down holds back no deletion); once every revocation is
-# confirmed, each purge runs again, for what a token let in meanwhile. Ownstory's own records go after that.
+# while the revocations run (a network that is down holds back no deletion); Ownstory's own records go once
+# every revocation is confirmed, and verify after that looks at every store again and purges what a token let
+# in meanwhile.
 PHASES = {StepKind.REVOKE: 1, StepKind.PURGE: 1, StepKind.FORGET: 3, StepKind.VERIFY: 4, StepKind.RECEIPT: 5,
           StepKind.NOTIFY: 6}
-AFTER_REVOCATION = 2  # the phase of the second purge pass
-SECOND_PASS = {"pass": 2}  # in a second-pass purge step's params: the status page words it so
+# Requests laid before verify took it over have a second purge pass, which still runs: its phase, and its params.
+AFTER_REVOCATION = 2
+SECOND_PASS = {"pass": 2}
 OWN_RECORDS = "ownstory"  # the target of the forget step: Ownstory's own records of the person
 SUBMIT_LOCK = 0x6F707473  # "opts": the advisory lock that serializes submissions on PostgreSQL
 
@@ -234,18 +236,17 @@ def _lay_steps(session: Session, ctx: ErasureContext, request: OptOutRequest, gr
     steps.append((StepKind.RECEIPT, "transparency log", {}))
     if has_email:
         steps.append((StepKind.NOTIFY, "email", {}))
-    laid = [(PHASES[kind], kind, target, params) for kind, target, params in steps]
-    if grants:  # a token could let data in until its revocation is confirmed: that goes too
-        laid += [(AFTER_REVOCATION, kind, target, {**params, **SECOND_PASS})
-                 for kind, target, params in steps if kind == StepKind.PURGE]
-    laid.sort(key=lambda step: step[0])  # positions in phase order, as the status page lists them
+    # What a token lets in until its revocation is confirmed is verify's to purge: no second purge pass.
+    laid = sorted(((PHASES[kind], kind, target, params) for kind, target, params in steps),
+                  key=lambda step: step[0])  # positions in phase order, as the status page lists them
     for position, (phase, kind, target, params) in enumerate(laid, start=1):
         request.steps.append(ErasureStep(position=position, phase=phase, kind=kind, target=target,
                                          params=params, status=StepStatus.PENDING, not_before=now))
 
 
 def second_pass(step: ErasureStep) -> bool:
-    """Whether a purge step is the one that runs again once every revocation is confirmed."""
+    """Whether a purge step is the one that runs again once every revocation is confirmed (laid before verify
+    took that over: such requests may still be open)."""
     return step.kind == StepKind.PURGE and (step.params or {}).get("pass") == SECOND_PASS["pass"]
 
 

@@ -50,7 +50,10 @@ def network_name(networks, key: str) -> str:
     return networks[key].name if key in networks else key
 
 
-def step_title(step: ErasureStep, networks, kinds: Mapping[str, str] | None = None) -> str:
+def step_title(step: ErasureStep, networks, kinds: Mapping[str, str] | None = None,
+               late_while_revoking: bool = False) -> str:
+    """`late_while_revoking`: verify is the first look at the stores once the request's revocations are
+    confirmed, so what it finds came in while access was being revoked."""
     if step.kind == StepKind.REVOKE:
         return f"Revoke our access at {network_name(networks, step.target)}"
     if step.kind == StepKind.PURGE:
@@ -65,14 +68,20 @@ def step_title(step: ErasureStep, networks, kinds: Mapping[str, str] | None = No
     if step.kind == StepKind.FORGET:
         return "Delete Ownstory's own records of you"
     if step.kind == StepKind.VERIFY:
-        return "Check that nothing about you is left"
+        return f"Check every store again, and delete anything that came in {_meanwhile(late_while_revoking)}"
     if step.kind == StepKind.RECEIPT:
         return "Sign your deletion receipt"
     return "Mail you the outcome"
 
 
+def _meanwhile(late_while_revoking: bool) -> str:
+    """When verify's late rows came in: while a token still let them in, or since the stores were purged."""
+    return "while access was being revoked" if late_while_revoking else "meanwhile"
+
+
 def step_outcome(step: ErasureStep, now: dt.datetime, kinds: Mapping[str, str] | None = None,
-                 networks=None) -> str:
+                 networks=None, late_while_revoking: bool = False, revoking: bool = False) -> str:
+    """`late_while_revoking`: as for step_title; `revoking`: a revocation of the request is not confirmed yet."""
     r = step.result or {}
     if step.kind == StepKind.REVOKE and step.status in FAILING_STEPS:
         return revocation_pending(step, network_name(networks or {}, step.target))
@@ -94,14 +103,20 @@ def step_outcome(step: ErasureStep, now: dt.datetime, kinds: Mapping[str, str] |
         if step.kind == StepKind.FORGET:
             return f"Deleted ({datetime_text(step.done_at)})."
         if step.kind == StepKind.VERIFY:
-            return "Nothing is left."
+            late = purged_counts({"categories": r.get("late_rows", [])})
+            if not any(n for _c, n in late):
+                return "Nothing is left."
+            return (f"Nothing is left: deleted {_join([counted(n, c) for c, n in late if n])} that came in "
+                    f"{_meanwhile(late_while_revoking)}.")
         if step.kind == StepKind.RECEIPT:
             return f"Signed and listed in the public log ({datetime_text(step.done_at)})."
         return f"Done ({datetime_text(step.done_at)})."
     if step.status == StepStatus.RUNNING:
         return "Working on it now."
     if step.status == StepStatus.PENDING:
-        return "Waiting until access is revoked everywhere." if second_pass(step) else "Waiting its turn."
+        # Only the first purge runs alongside the revocations; every other step waits for them.
+        waits = second_pass(step) or (revoking and step.kind not in (StepKind.REVOKE, StepKind.PURGE))
+        return "Waiting until access is revoked everywhere." if waits else "Waiting its turn."
     wait = max(0, int((step.not_before - now).total_seconds())) if step.not_before else 0
     why = step.last_error or "it did not succeed yet"
     retry = "in a moment" if wait < 5 else f"in about {wait // 60 + 1} minute{'s' if wait >= 60 else ''}"

@@ -134,3 +134,25 @@ def purged_rows(steps) -> dict[str, int]:
                 if "rows" in part:
                     counted[part["category"]] = counted.get(part["category"], 0) + part["rows"]
     return counted
+
+
+def lay_second_pass(app, request_id: str) -> None:
+    """Make the request one laid before verify took over the look after revocation: a second purge pass per
+    store, once access is revoked, between the first pass and forget, as those requests were laid."""
+    from erasure.models import ErasureStep, StepKind
+    from erasure.optout.service import AFTER_REVOCATION, SECOND_PASS
+
+    with db_session(app) as db:
+        laid = list(db.scalars(select(ErasureStep).where(ErasureStep.request_id == request_id)
+                               .order_by(ErasureStep.position.desc())))
+        purges = sorted((s for s in laid if s.kind == StepKind.PURGE), key=lambda s: s.position)
+        at = max(s.position for s in purges) + 1
+        for s in laid:  # one at a time, last first: each position stays unique
+            if s.position >= at:
+                s.position += len(purges)
+                db.flush()
+        for n, purge in enumerate(purges):
+            db.add(ErasureStep(request_id=request_id, position=at + n, phase=AFTER_REVOCATION, kind=purge.kind,
+                               target=purge.target, params={**purge.params, **SECOND_PASS}, status="pending",
+                               not_before=purge.not_before))
+        db.commit()

@@ -19,7 +19,6 @@ from app.text import date_text
 from consent.models import Grant
 from erasure.engine.worker import QUICK_RETRIES, Worker
 from erasure.models import ErasureStep, OptOutRequest
-from erasure.optout.service import second_pass
 from erasure.optout.wording import REQUEST_STATES
 from tests.conftest import db_session
 from tests.consent.helpers_connect import connect_through_demo
@@ -83,9 +82,8 @@ def steps_of(app, request_id: str) -> list[ErasureStep]:
 
 
 def step(app, request_id: str, kind: str, target: str | None = None) -> ErasureStep:
-    """The step of this kind and target (of a purge, the first pass)."""
-    found = [s for s in steps_of(app, request_id)
-             if s.kind == kind and (target is None or s.target == target) and not second_pass(s)]
+    """The step of this kind and target."""
+    found = [s for s in steps_of(app, request_id) if s.kind == kind and (target is None or s.target == target)]
     assert len(found) == 1, found
     return found[0]
 
@@ -146,7 +144,7 @@ def test_a_misbehaving_network_is_retried_shown_honestly_and_finished_when_it_re
     calls_before = demo_state.calls["revoke"]
     break_network(demo_network, demo_state, fault)
 
-    purged_at_once = [s.id for s in steps_of(app, request_id) if s.kind == "purge" and not second_pass(s)]
+    purged_at_once = [s.id for s in steps_of(app, request_id) if s.kind == "purge"]
     for attempt in range(1, QUICK_RETRIES + 2):  # the quick retries, and one more after them
         started = utcnow()
         ran = worker.run_once(now=due(steps_of(app, request_id)))
@@ -245,11 +243,10 @@ def test_an_unreachable_store_is_retried_and_nothing_partial_is_reported_done(
     assert "Nothing is left." not in page and "Done." not in page
     assert str(tmp_path) not in page and str(tmp_path) not in str(operator_view(app, api_token, request_id))
 
-    # The store is back: the purges finish, then their second pass (access is revoked), then the store goes
+    # The store is back: the purge finishes (access is revoked already), then forget, then the store goes
     # away again just before verify.
     away.rename(store)
     assert worker.run_once(now=due(purges())) == 1
-    assert worker.run_once() == len([s for s in steps_of(app, request_id) if second_pass(s)])
     assert worker.run_once() == 1 and step(app, request_id, "forget", "ownstory").status == "done"
     outage()
     for _ in range(3):
@@ -266,7 +263,7 @@ def test_an_unreachable_store_is_retried_and_nothing_partial_is_reported_done(
     worker.drain()
     assert request_status(app, request_id) == "completed"
     assert purged_rows(purges()) == held
-    assert {s.result["rows"] for s in steps_of(app, request_id) if second_pass(s)} == {0}  # nothing twice
+    assert step(app, request_id, "verify").result["late_rows"] == []  # nothing twice
     assert naming(platform_url, {"1002", "omar"}) == []
 
 

@@ -12,7 +12,6 @@ from sqlalchemy import select
 from app.settings import ROOT
 from erasure.engine.worker import QUICK_RETRIES
 from erasure.models import ErasureStep, OptOutRequest, Receipt
-from erasure.optout.service import second_pass
 from erasure.receipts import issue
 from erasure.stores.kinds import registered_kinds
 from tests.conftest import BILLING_STORE
@@ -73,9 +72,9 @@ def steps_of(app, request_id: str) -> list[ErasureStep]:
 
 
 def billing_step(steps: list[ErasureStep]) -> ErasureStep:
-    """The purge at the billing service (one step purges the store; this is its first pass: the second asks
-    again once access is revoked)."""
-    return next(s for s in steps if s.target == "billing" and not second_pass(s))
+    """The purge at the billing service (one step purges the store; verify asks again once access is revoked)."""
+    [step] = [s for s in steps if s.target == "billing"]
+    return step
 
 
 def completed(steps: list[ErasureStep]) -> bool:
@@ -117,8 +116,8 @@ def test_a_service_that_stumbles_is_retried_and_each_invoice_counted_once(fault,
     request_id, _status = left(app, client, make_person, login, csrf_post, billing, invoices=4)
     steps = drain_until(worker, app, request_id, completed)
     assert billing_step(steps).result["rows"] == 4
-    again = next(s for s in steps if s.target == "billing" and second_pass(s))
-    assert again.result["rows"] == 0  # looked again once access was revoked: nothing new, nothing counted twice
+    verify = next(s for s in steps if s.kind == "verify")
+    assert verify.result["late_rows"] == []  # looked again once access was revoked: nothing new, nothing twice
     # ...and, the service counting none left, no second erasure was asked for
     assert billing.calls["erase"] == (2 if fault != "202 then done" else 1)
 
@@ -136,6 +135,39 @@ def test_a_purge_retried_while_the_service_still_works_follows_its_job_and_start
     with billing.db() as conn:
         assert conn.execute("SELECT count(*) FROM erasures").fetchone()[0] == 1  # ...and the service ran one job
     assert billing.held("email:someone-else@example.org") == 3
+
+
+def test_invoices_that_came_in_before_the_revocation_went_through_are_erased_by_one_job_followed_across_attempts(
+        app, billing, client, make_person, login, csrf_post, worker, demo_state):
+    person = joined_person(client, make_person, login, csrf_post)
+    billing.add_invoices(f"email:{person.email}", 2)
+    billing.add_invoices("email:someone-else@example.org", 3)
+    demo_state.faults.set("revoke", status=503)  # Demo Social does not take the revocation yet
+    status_path = submit_optout(client, csrf_post, "all")
+    request_id = status_path.split("?")[0].rsplit("/", 1)[1]
+    drain_until(worker, app, request_id, lambda steps: billing_step(steps).status == "done")
+    billing.add_invoices(f"email:{person.email}", 3)  # the platform bills through the token, still live
+
+    app.extensions["datamap"].store("billing").service.poll_for = 0.3  # two polls an attempt
+    billing.polls_before_done = 5  # verify's erasure is done at its third attempt's polls
+    demo_state.faults.clear("revoke")
+    steps = drain_until(worker, app, request_id, completed)
+
+    verify = next(s for s in steps if s.kind == "verify")
+    assert billing_step(steps).result["rows"] == 2
+    assert verify.result["late_rows"] == [{"store": "billing", "category": "invoices", "rows": 3}]
+    # Verify's polls outlast an attempt, and each attempt asked after the same erasure: the service ran one
+    # job for the purge and one for verify, never a second one for a retried verify.
+    assert verify.attempts >= 2 and billing.calls["erase"] == 1 + verify.attempts
+    with billing.db() as conn:
+        assert conn.execute("SELECT count(*) FROM erasures").fetchone()[0] == 2
+    assert billing.held(f"email:{person.email}") == 0 and billing.held("email:someone-else@example.org") == 3
+    with app.extensions["ownstory_db"]["sessionmaker"]() as db:
+        receipt = db.scalar(select(Receipt).where(Receipt.request_id == request_id))
+        claims = issue.claims_of(receipt)
+    assert {"store": "billing", "category": "invoices", "rows": 5} in claims["purged"]  # each invoice once
+    assert "Nothing is left: deleted 3 invoices that came in while access was being revoked." in client.get(
+        status_path).get_data(as_text=True)
 
 
 def test_a_service_that_never_confirms_needs_attention_and_is_never_done(app, billing, client, make_person, login,

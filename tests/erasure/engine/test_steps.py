@@ -28,6 +28,7 @@ from tests.erasure.helpers_optout import (
     check_consent,
     demo_token_active,
     joined_person,
+    lay_second_pass,
     others_checksum,
     outbox,
     platform_rows,
@@ -45,6 +46,7 @@ class Left:
     person: User
     access: str
     refresh: str
+    status_path: str
 
 
 @pytest.fixture
@@ -56,7 +58,7 @@ def leave(app, client, make_person, login, csrf_post, scope: str = "all") -> Lef
     person = joined_person(client, make_person, login, csrf_post, account="1002")
     access, refresh = sealed_tokens(app, "1002")
     status_path = submit_optout(client, csrf_post, scope)
-    return Left(urlsplit(status_path).path.rsplit("/", 1)[1], person, access, refresh)
+    return Left(urlsplit(status_path).path.rsplit("/", 1)[1], person, access, refresh, status_path)
 
 
 @pytest.fixture
@@ -65,7 +67,8 @@ def left(app, client, make_person, login, csrf_post) -> Left:
 
 
 def the_step(db, request_id: str, kind: str, target: str | None = None, again: bool = False) -> ErasureStep:
-    """The step of this kind and target; of a purge, the first pass, or with `again` the second."""
+    """The step of this kind and target; of a purge, the first pass, or with `again` the second (of a request
+    laid before verify took that over)."""
     query = select(ErasureStep).where(ErasureStep.request_id == request_id, ErasureStep.kind == kind)
     found = [s for s in db.scalars(query if target is None else query.where(ErasureStep.target == target))
              if second_pass(s) == again]
@@ -75,6 +78,10 @@ def the_step(db, request_id: str, kind: str, target: str | None = None, again: b
 
 def no_heartbeat(result: dict | None = None) -> None:
     pass
+
+
+class Crash(Exception):
+    """The machine going down in the middle of a step."""
 
 
 def run(sessions, ctx, request_id: str, kind: str, target: str | None = None, *, heartbeat=no_heartbeat,
@@ -189,9 +196,6 @@ def test_a_purge_cut_short_counts_every_row_once_when_it_runs_again(sessions, ct
     it purges any; a rerun after a crash reports those, for the entries purged before the crash too."""
     held = held_rows(platform_url, SimpleNamespace(account="1002", handle="omar", email=left.person.email))
     beats: list[dict] = []
-
-    class Crash(Exception):
-        pass
 
     def crash_after_the_first_batch(result: dict | None = None) -> None:
         if result is None:
@@ -317,6 +321,68 @@ def test_verify_purges_rows_written_after_the_purge_and_counts_them_late(session
     assert platform_rows(platform_url, "posts", "author_id", "1002") == 0
 
 
+def keep_progress(sessions, request_id: str, kind: str, result: dict) -> None:
+    """What the worker's heartbeat writes to a step: the progress a rerun reads."""
+    with sessions() as db:
+        db.execute(update(ErasureStep).where(ErasureStep.id == the_step(db, request_id, kind).id)
+                   .values(result=result))
+        db.commit()
+
+
+def test_verify_cut_short_counts_each_late_row_once_when_it_runs_again(sessions, ctx, left, platform_url):
+    """Verify records the late rows it found, in one write, before it purges any; a rerun after a crash reports
+    them, though the rows are gone."""
+    run_all_before(sessions, ctx, left.request_id, "verify")
+    for _ in range(3):
+        add_post(platform_url, "1002")
+    beats: list[dict] = []
+
+    def crash_after_the_first_batch(result: dict | None = None) -> None:
+        if result is None:
+            raise Crash  # the machine goes down once the batch is committed
+        beats.append(result)
+
+    with pytest.raises(Crash):
+        run(sessions, ctx, left.request_id, "verify", heartbeat=crash_after_the_first_batch)
+    assert len(beats) == 1 and [(f["category"], f["rows_at_start"]) for f in beats[0]["found"]] == [("posts", 3)]
+    assert platform_rows(platform_url, "posts", "author_id", "1002") == 0  # the batch is in
+    keep_progress(sessions, left.request_id, "verify", beats[0])
+
+    rerun = run(sessions, ctx, left.request_id, "verify")
+    assert rerun.done
+    assert rerun.result == {"residual_rows": 0, "late_rows": [{"store": "platform", "category": "posts", "rows": 3}]}
+
+
+def test_verify_with_rows_left_after_its_purge_needs_attention_and_counts_what_it_deleted_once(
+        sessions, ctx, left, platform_url):
+    run_all_before(sessions, ctx, left.request_id, "verify")
+    add_post(platform_url, "1002")
+    add_post(platform_url, "1002")
+    # The platform writes the person's posts back as fast as they are deleted.
+    engine = create_engine(platform_url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TRIGGER back AFTER DELETE ON posts WHEN old.author_id = '1002' BEGIN "
+                          "INSERT INTO posts (author_id, body, created_at) VALUES (old.author_id, old.body, "
+                          "old.created_at); END"))
+    beats: list[dict] = []
+    try:
+        result = run(sessions, ctx, left.request_id, "verify", heartbeat=lambda result=None: beats.append(result))
+        assert not result.done and result.retry and result.attention
+        assert result.error == "rows remain after purge: 2 in platform/posts"
+        assert platform_rows(platform_url, "posts", "author_id", "1002") == 2
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DROP TRIGGER back"))
+        engine.dispose()
+    keep_progress(sessions, left.request_id, "verify", beats[-1])
+
+    # Someone stops the platform; the next try deletes what is left. Four posts were deleted: each counted once.
+    again = run(sessions, ctx, left.request_id, "verify")
+    assert again.done
+    assert again.result == {"residual_rows": 0, "late_rows": [{"store": "platform", "category": "posts", "rows": 4}]}
+    assert platform_rows(platform_url, "posts", "author_id", "1002") == 0
+
+
 def test_verify_without_the_identities_needs_a_person(sessions, ctx, left):
     result = run(sessions, ctx, left.request_id, "verify",
                  change=lambda step, request: setattr(request, "identities_sealed", None))
@@ -326,25 +392,9 @@ def test_verify_without_the_identities_needs_a_person(sessions, ctx, left):
 
 # --- receipt -------------------------------------------------------------------------------------------
 
-def test_the_second_pass_deletes_what_came_in_while_access_was_revoked_and_counts_it_once(
-        sessions, ctx, left, platform_url):
-    run_all_before(sessions, ctx, left.request_id, "purge", again=True)  # the revocation and the first pass
-    with sessions() as db:
-        assert purged_rows([the_step(db, left.request_id, "purge", "platform")])["posts"] == 20
-    add_post(platform_url, "1002")  # the platform wrote one more, through the token, before it was revoked
-
-    result = run(sessions, ctx, left.request_id, "purge", "platform", again=True)
-    assert result.done and {p["category"]: p["rows"] for p in result.result["categories"] if p["rows"]} == {
-        "posts": 1}
-    assert [p["rows_at_start"] for p in result.result["categories"] if p["category"] == "posts"] == [1]
-    assert platform_rows(platform_url, "posts", "author_id", "1002") == 0
-
-
 def test_the_receipt_says_what_was_done_and_is_issued_once(client, sessions, ctx, left, platform_url):
-    run_all_before(sessions, ctx, left.request_id, "purge", again=True)
-    add_post(platform_url, "1002")  # written before the revocation went through: the second pass takes it
     run_all_before(sessions, ctx, left.request_id, "verify")
-    add_post(platform_url, "1002")  # written after the second pass: verify takes it
+    add_post(platform_url, "1002")  # written after the purge: verify takes it
     with sessions() as db:
         verify_id = the_step(db, left.request_id, "verify").id
     record(sessions, verify_id, run(sessions, ctx, left.request_id, "verify"))
@@ -365,9 +415,47 @@ def test_the_receipt_says_what_was_done_and_is_issued_once(client, sessions, ctx
     claims = issue.claims_of(receipt)
     assert [(r["network"], r["outcome"]) for r in claims["revocations"]] == [("demo", "revoked")]
     purged = {p["category"]: p["rows"] for p in claims["purged"]}
-    assert purged["posts"] == 22  # 20 purged, 1 by the second pass, and 1 caught late by verify
+    assert purged["posts"] == 21  # 20 purged, and 1 caught late by verify
     assert claims["residual_rows"] == 0
     assert client.get(f"/api/v1/receipts/{receipt.id}").status_code == 200
+
+
+# --- a request laid with a second purge pass -----------------------------------------------------------
+
+def test_a_request_laid_with_a_second_pass_still_runs_it_and_counts_each_row_once(
+        app, client, sessions, ctx, left, platform_url, worker):
+    """Requests laid before verify took over the look after revocation have a second purge pass per store;
+    such a request may still be open after an upgrade, and runs to completion as laid."""
+    lay_second_pass(app, left.request_id)
+    run_all_before(sessions, ctx, left.request_id, "purge", again=True)  # the revocation and the first pass
+    with sessions() as db:
+        assert purged_rows([the_step(db, left.request_id, "purge", "platform")])["posts"] == 20
+    add_post(platform_url, "1002")  # the platform wrote one more, through the token, before it was revoked
+
+    result = run(sessions, ctx, left.request_id, "purge", "platform", again=True)
+    assert result.done and {p["category"]: p["rows"] for p in result.result["categories"] if p["rows"]} == {
+        "posts": 1}
+    assert [p["rows_at_start"] for p in result.result["categories"] if p["category"] == "posts"] == [1]
+    with sessions() as db:
+        record(sessions, the_step(db, left.request_id, "purge", "platform", again=True).id, result)
+    add_post(platform_url, "1002")  # written after the second pass: verify takes it
+    worker.drain()
+
+    with sessions() as db:
+        request = db.get(OptOutRequest, left.request_id)
+        assert request.status == "completed"
+        assert the_step(db, left.request_id, "verify").result["late_rows"] == [
+            {"store": "platform", "category": "posts", "rows": 1}]
+        claims = issue.claims_of(db.get_one(Receipt, request.receipt_id))
+    assert {p["category"]: p["rows"] for p in claims["purged"]}["posts"] == 22  # 20, 1 by the second pass, 1 late
+    assert platform_rows(platform_url, "posts", "author_id", "1002") == 0
+    # The status page words it as it was laid.
+    page = client.get(left.status_path).get_data(as_text=True)
+    assert "Once access is revoked everywhere: delete anything that came in meanwhile, and our own records of you" \
+        in page
+    assert "Once access is revoked, delete any profile, posts" in page
+    assert "Deleted 1 post, and Ownstory&#39;s own records of you." in page
+    assert "Nothing is left: deleted 1 post that came in meanwhile." in page
 
 
 # --- notify --------------------------------------------------------------------------------------------

@@ -61,9 +61,10 @@ def assert_everything_done_once(app, crowd, request_ids, before, platform_url, m
         # One recorded revocation per grant, confirmed by the network.
         assert len(revokes) == 1 and revokes[0].result["outcome"] in ("revoked", "already_invalid")
         # Each row counted once: exactly the rows the person had before leaving, not more after a rerun,
-        # and none again in the second pass once access was revoked.
+        # and none again by verify once access was revoked.
         counted = purged_rows(mine)
         assert counted == member.held, member.account
+        assert next(s for s in mine if s.kind == "verify").result["late_rows"] == [], member.account
 
     # The platform: every leaver's rows gone, everyone else's exactly as before (bar the leavers'
     # names taken out of endorsements they received).

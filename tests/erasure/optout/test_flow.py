@@ -180,7 +180,8 @@ def test_the_forget_step_deletes_ownstorys_own_records_and_shows_on_the_status_p
     assert not [s for s in request_steps(app, request_id) if s.kind == "purge" and s.target == "ownstory"]
     own_records = re.compile(r'<li class="step (\w+)" id="step-[^"]+"><strong class="title">Delete Ownstory&#39;s own '
                              r'records of you</strong><br>\s*<span class="outcome">([^<]*)</span>')
-    assert own_records.findall(client.get(status_path).get_data(as_text=True)) == [("pending", "Waiting its turn.")]
+    assert own_records.findall(client.get(status_path).get_data(as_text=True)) == [
+        ("pending", "Waiting until access is revoked everywhere.")]
 
     worker.drain()
     [forget] = [s for s in request_steps(app, request_id) if s.kind == StepKind.FORGET]

@@ -28,8 +28,9 @@ def test_the_steps_are_grouped_as_a_person_cares_about_them(app, client, make_pe
     assert body["progress"] == f"0 of {len(steps)} steps done" and body["completed"] is False
     assert [g["title"] for g in body["groups"]] == [
         "Revoke our access at Demo Social", "Delete your data",
-        "Once access is revoked everywhere: delete anything that came in meanwhile, and our own records of you",
-        "Check that nothing about you is left", "Sign your deletion receipt", "Other steps"]
+        "Once access is revoked everywhere: delete our own records of you",
+        "Check every store again, and delete anything that came in while access was being revoked",
+        "Sign your deletion receipt", "Other steps"]
     assert sum(len(g["steps"]) for g in body["groups"]) == len(steps)
     assert [g["folded"] for g in body["groups"]] == [False, True, True, False, False, True]
     assert k not in caplog.text  # neither the page nor its JSON puts the capability in a log line
@@ -42,7 +43,8 @@ def test_the_steps_are_grouped_as_a_person_cares_about_them(app, client, make_pe
     deleted = next(g for g in body["groups"] if g["key"] == "delete")
     assert deleted["outcome"].startswith("Deleted 1 profile entry, 20 posts") and "Ownstory" not in deleted["outcome"]
     later = next(g for g in body["groups"] if g["key"] == "after-revocation")
-    assert later["outcome"] == "Nothing new came in; Ownstory's own records of you are deleted."
+    assert later["outcome"] == "Ownstory's own records of you are deleted."
+    assert next(g for g in body["groups"] if g["key"] == "verify")["outcome"] == "Nothing is left."
     page = client.get(status_path).get_data(as_text=True)
     assert "20 posts" in page and f"{len(steps)} of {len(steps)} steps done" in page
 

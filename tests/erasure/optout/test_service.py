@@ -148,24 +148,22 @@ def test_the_steps_are_laid_in_phase_order_and_due_at_once(sessions, ctx, person
 
     purges = [("purge", store) for store in dict.fromkeys(e.store for e in ctx.datamap.entries)]  # one a store
     assert [(s.kind, s.target) for s in steps] == [
-        ("revoke", "acme"), ("revoke", "demo"), *purges, *purges,  # the second pass: once access is revoked
+        ("revoke", "acme"), ("revoke", "demo"), *purges,  # once: verify looks again once access is revoked
         ("forget", service.OWN_RECORDS), ("verify", "all stores"), ("receipt", "transparency log"), ("notify", "email")]
     assert [s.position for s in steps] == list(range(1, len(steps) + 1))
     phases = [s.phase for s in steps]
-    # The stores are purged alongside the revocations, not behind them; the second pass waits for them.
-    assert phases == sorted(phases) and len(set(phases)) == 6  # revoke and purge, purge, forget, verify, ...
-    first, second = steps[2:2 + len(purges)], steps[2 + len(purges):2 + 2 * len(purges)]
-    assert {s.phase for s in first} == {steps[0].phase, steps[1].phase}
-    assert {s.phase for s in second} == {steps[0].phase + 1}
-    assert not any(service.second_pass(s) for s in first) and all(service.second_pass(s) for s in second)
+    # The stores are purged alongside the revocations, not behind them; forget and verify wait for them.
+    assert phases == sorted(phases) and len(set(phases)) == 5  # revoke and purge, forget, verify, receipt, notify
+    assert {s.phase for s in steps[2:2 + len(purges)]} == {steps[0].phase, steps[1].phase}
+    assert all(s.phase > steps[0].phase for s in steps if s.kind in ("forget", "verify"))
+    assert not any(service.second_pass(s) for s in steps)
     assert {s.status for s in steps} == {"pending"}
     assert {s.not_before for s in steps} == {submitted.request.requested_at}
     # A store's step purges each of its entries, in the data map's order, and the status page names each category.
     for purge in (s for s in steps if s.kind == "purge"):
         mine = [e for e in ctx.datamap.entries if e.store == purge.target]
         assert purge.params == {"store": purge.target, "entries": [e.key for e in mine],
-                                "categories": list(dict.fromkeys(e.category for e in mine)),
-                                **({"pass": 2} if service.second_pass(purge) else {})}
+                                "categories": list(dict.fromkeys(e.category for e in mine))}
     # Each revoke step holds its grant's tokens, still sealed: the grant itself is gone.
     demo = next(s for s in steps if s.kind == "revoke" and s.target == "demo")
     assert demo.params["account_id"] == "1002"
@@ -186,8 +184,8 @@ def test_leaving_one_network_leaves_the_other_and_the_account_alone(client, sess
     kinds = [(s.kind, s.target) for s in steps_of(sessions, submitted.request.id)]
     assert kinds[0] == ("revoke", "demo") and ("revoke", "acme") not in kinds
     assert [t for k, t in kinds if k == "purge"] == list(dict.fromkeys(
-        e.store for e in ctx.datamap.entries if e.network == "demo")) * 2  # now, and once revoked
-    first, _again = [s for s in steps_of(sessions, submitted.request.id) if s.kind == "purge"]
+        e.store for e in ctx.datamap.entries if e.network == "demo"))  # once: verify looks again once revoked
+    [first] = [s for s in steps_of(sessions, submitted.request.id) if s.kind == "purge"]
     assert first.params["entries"] == [e.key for e in ctx.datamap.entries if e.network == "demo"]
     assert ("forget", service.OWN_RECORDS) in kinds
     assert kinds[-1] == ("notify", "email")  # the account stays, so the person hears how it went
@@ -197,7 +195,7 @@ def test_an_opt_out_with_no_address_is_not_mailed(sessions, ctx):
     submitted = submit(sessions, ctx, None, given=[Identity("account", "9001", "demo")], source="service")
     steps = steps_of(sessions, submitted.request.id)
     assert "notify" not in [s.kind for s in steps]
-    # No grant, no token to revoke: nothing can come in behind the purge, so it runs once.
+    # No grant, no token to revoke: each store is purged once, as when there are grants.
     assert [s.target for s in steps if s.kind == "purge"] == list(dict.fromkeys(e.store for e in ctx.datamap.entries))
 
 

@@ -62,7 +62,7 @@ def test_a_pending_revocation_is_said_in_words_with_the_deadline():
         "Demo Social has not confirmed yet; we keep trying and will finish by 5 January 2027.")
 
 
-def test_the_second_pass_says_what_it_waits_for():
+def test_the_second_pass_of_a_request_laid_with_one_says_what_it_waits_for():
     again = ErasureStep(kind=StepKind.PURGE, target="platform/posts", status=StepStatus.PENDING,
                         params={"store": "platform", "entry": "posts.author_id", "pass": 2})
     assert wording.step_title(again, {}, KINDS) == (
@@ -87,3 +87,32 @@ def test_one_step_for_a_store_still_names_each_category():
     assert wording.step_title(billing, {}, KINDS) == "Have the Billing service delete your invoices and payments"
     assert wording.step_outcome(billing, NOW, KINDS) == (
         "Billing service confirmed 2 invoices and 1 payment deleted (25 November 2026, 19:00 UTC).")
+
+
+def verified(late: list[tuple[str, str, int]]) -> ErasureStep:
+    return ErasureStep(kind=StepKind.VERIFY, target="all stores", status=StepStatus.DONE, done_at=NOW,
+                       result={"residual_rows": 0,
+                               "late_rows": [{"store": s, "category": c, "rows": n} for s, c, n in late]})
+
+
+def test_verify_says_it_looks_again_and_what_came_in_while_access_was_being_revoked():
+    step = verified([("platform", "posts", 1), ("billing", "invoices", 2)])
+    assert wording.step_title(step, {}, KINDS, late_while_revoking=True) == (
+        "Check every store again, and delete anything that came in while access was being revoked")
+    assert wording.step_outcome(step, NOW, KINDS, late_while_revoking=True) == (
+        "Nothing is left: deleted 1 post and 2 invoices that came in while access was being revoked.")
+    assert wording.step_outcome(verified([]), NOW, KINDS, late_while_revoking=True) == "Nothing is left."
+    # Nothing to revoke (a person who never connected), or a second pass looked after the revocations.
+    assert wording.step_title(step, {}, KINDS) == "Check every store again, and delete anything that came in meanwhile"
+    assert wording.step_outcome(verified([("platform", "posts", 3)]), NOW, KINDS) == (
+        "Nothing is left: deleted 3 posts that came in meanwhile.")
+
+
+def test_what_waits_for_the_revocations_says_so_while_one_is_not_confirmed():
+    for kind in (StepKind.FORGET, StepKind.VERIFY, StepKind.RECEIPT):
+        step = ErasureStep(kind=kind, target="x", status=StepStatus.PENDING)
+        assert wording.step_outcome(step, NOW, KINDS, revoking=True) == (
+            "Waiting until access is revoked everywhere.")
+        assert wording.step_outcome(step, NOW, KINDS) == "Waiting its turn."  # access is revoked
+    purge = ErasureStep(kind=StepKind.PURGE, target="platform", status=StepStatus.PENDING, params={})
+    assert wording.step_outcome(purge, NOW, KINDS, revoking=True) == "Waiting its turn."
