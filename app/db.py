@@ -66,6 +66,7 @@ class Base(DeclarativeBase):
 
 LOCKED = "ownstory_write_locked"  # a SQLite connection's info: its transaction holds the write lock
 WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+WROTE = "ownstory_wrote"  # a PostgreSQL connection's info: its transaction sent something other than a SELECT
 BUSY_TIMEOUT_MS = 30000  # how long a SQLite statement waits for a lock before it fails
 PING_AFTER_IDLE = 1.0  # seconds a pooled connection may rest before it is checked at checkout
 
@@ -115,6 +116,8 @@ def make_engine(url: str, autocommit: bool = False, private: bool = False, **kwa
         kwargs.setdefault("isolation_level", "AUTOCOMMIT")
     engine = create_engine(url, **kwargs)
     _ping_after_idle(engine)
+    if engine.dialect.driver == "psycopg" and not autocommit:
+        _end_reads_with_commit(engine)
     return engine
 
 
@@ -185,6 +188,34 @@ def _ping_after_idle(engine: Engine) -> None:
         except Exception as exc:
             # The pool replaces the connection and checks out again (up to three times).
             raise DisconnectionError("a pooled connection no longer answers") from exc
+
+
+def _end_reads_with_commit(engine: Engine) -> None:
+    """End a transaction that only read with COMMIT rather than ROLLBACK (PostgreSQL through psycopg).
+
+    psycopg prepares a statement once a connection has run it five times, so that PostgreSQL parses and plans
+    it once; on any ROLLBACK it forgets every statement it prepared on that connection. A session closed after
+    reading only (a page, an API check, the scheduler's tick) rolls back, and the next statements on that pooled
+    connection are planned afresh: a worker's claim, planned every time, cost PostgreSQL as much to plan as to
+    run. For a transaction whose every statement was a SELECT, COMMIT ends it the same way: it releases the same
+    locks and changes nothing. A transaction that wrote, or whose statement failed, still rolls back.
+    """
+    from psycopg.pq import TransactionStatus
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _note_write(conn, _cursor, statement, _params, _context, _executemany) -> None:
+        if not conn.info.get(WROTE) and statement.lstrip()[:6].upper() != "SELECT":
+            conn.info[WROTE] = True  # anything else counts as a write: a CTE, a SAVEPOINT, a SET
+
+    @event.listens_for(engine, "rollback")
+    def _commit_reads(conn) -> None:
+        dbapi_conn = conn.connection.dbapi_connection
+        if not conn.info.pop(WROTE, False) and dbapi_conn.info.transaction_status == TransactionStatus.INTRANS:
+            dbapi_conn.commit()  # psycopg's rollback() then finds nothing to end, and keeps what it prepared
+
+    @event.listens_for(engine, "commit")
+    def _ended(conn) -> None:
+        conn.info.pop(WROTE, None)
 
 
 class ReadBeforeLock(RuntimeError):

@@ -6,6 +6,8 @@ import uuid
 
 import pytest
 from sqlalchemy import event, func, select, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 
 from app import db
 from app.db import make_engine, utcnow, writing
@@ -64,6 +66,41 @@ def test_a_connection_cut_while_it_rested_is_replaced_before_anyone_uses_it(engi
 
     assert second != first
     assert len(engine.pings) > pinged
+
+
+def prepared_statements(session) -> int:
+    return session.scalar(text("SELECT count(*) FROM pg_prepared_statements"))
+
+
+@pg_only
+def test_a_session_that_only_read_leaves_the_connections_prepared_statements_in_place(engine):
+    # psycopg prepares a statement run five times on a connection, and forgets all of them on a ROLLBACK.
+    with Session(engine) as session:
+        for n in range(6):
+            assert session.scalar(text("SELECT CAST(:n AS integer) + 1"), {"n": n}) == n + 1
+        assert prepared_statements(session) >= 1
+    # closed without a commit, as a page or an API check that only read is
+    with Session(engine) as session:  # the pool's one connection again
+        assert prepared_statements(session) >= 1, "the next statements on this connection would be planned afresh"
+
+
+@pg_only
+def test_a_session_that_wrote_and_was_not_committed_still_rolls_back(engine):
+    with Session(engine) as session:
+        session.execute(text("CREATE TEMPORARY TABLE scratch (n integer)"))  # the connection's own, while it lives
+        session.execute(text("INSERT INTO scratch VALUES (1)"))
+        assert session.scalar(text("SELECT to_regclass('pg_temp.scratch') IS NOT NULL"))
+    with Session(engine) as session:
+        assert session.scalar(text("SELECT to_regclass('pg_temp.scratch') IS NULL"))  # nothing of it was kept
+
+
+@pg_only
+def test_a_read_that_failed_is_rolled_back_and_the_connection_serves_the_next_session(engine):
+    with Session(engine) as session:
+        with pytest.raises(DBAPIError):
+            session.execute(text("SELECT 1 / 0"))
+    with Session(engine) as session:
+        assert session.scalar(text("SELECT 2")) == 2
 
 
 # --- writing -----------------------------------------------------------------------------------
