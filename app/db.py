@@ -200,6 +200,7 @@ def _end_reads_with_commit(engine: Engine) -> None:
     run. For a transaction whose every statement was a SELECT, COMMIT ends it the same way: it releases the same
     locks and changes nothing. A transaction that wrote, or whose statement failed, still rolls back.
     """
+    import psycopg
     from psycopg.pq import TransactionStatus
 
     @event.listens_for(engine, "before_cursor_execute")
@@ -209,9 +210,15 @@ def _end_reads_with_commit(engine: Engine) -> None:
 
     @event.listens_for(engine, "rollback")
     def _commit_reads(conn) -> None:
+        if conn.invalidated:
+            return  # the connection was lost: SQLAlchemy rolls back what is left of it and replaces it
         dbapi_conn = conn.connection.dbapi_connection
-        if not conn.info.pop(WROTE, False) and dbapi_conn.info.transaction_status == TransactionStatus.INTRANS:
+        if conn.info.pop(WROTE, False) or dbapi_conn.info.transaction_status != TransactionStatus.INTRANS:
+            return
+        try:
             dbapi_conn.commit()  # psycopg's rollback() then finds nothing to end, and keeps what it prepared
+        except psycopg.Error:
+            pass  # e.g. the server went away just now: the rollback that follows meets it, as it would have
 
     @event.listens_for(engine, "commit")
     def _ended(conn) -> None:
