@@ -225,6 +225,13 @@ def _end_reads_with_commit(engine: Engine) -> None:
         conn.info.pop(WROTE, None)
 
 
+def expire_written_past(session: Session, kinds: type | tuple[type, ...], which=lambda _obj: True) -> None:
+    """A Core INSERT or UPDATE went past the ORM: the session's loaded `kinds` objects (those `which` picks) still
+    hold the old values, so they are read again on their next use."""
+    for loaded in [o for o in session.identity_map.values() if isinstance(o, kinds) and which(o)]:
+        session.expire(loaded)
+
+
 class ReadBeforeLock(RuntimeError):
     """write_lock came too late: the transaction has read without the lock, so on SQLite it cannot safely write."""
 

@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app import chain, text
-from app.db import write_lock
+from app.db import expire_written_past, write_lock
 from consent.models import ConsentEvent, ConsentState
 
 GENESIS = chain.GENESIS
@@ -74,8 +74,8 @@ def append_all(session: Session, subject_id: str, changes: Sequence[Change]) -> 
     """`append` for several events of one chain, in order, in the same few statements whatever their number:
     one lock, one read of the chain's end, one INSERT of the events, one upsert of the states they leave.
 
-    The events and states are written past the session's objects, so a ConsentEvent or ConsentState of this
-    chain loaded in the session would not see them: this is for a chain nothing else in the transaction reads.
+    The events and states are written past the session's objects: those of this chain the session loaded are
+    read again on their next use.
     """
     if not changes:
         return
@@ -120,6 +120,7 @@ def _write(session: Session, subject_id: str, changes: Sequence[Change], seq: in
     session.execute(states.on_conflict_do_update(
         index_elements=[_STATES.c.subject_id, _STATES.c.network, _STATES.c.purpose],
         set_={c: states.excluded[c] for c in ("version", "status", "event_id", "updated_at")}))
+    expire_written_past(session, (ConsentEvent, ConsentState), lambda o: o.subject_id == subject_id)
 
 
 def _check(action: str, at: dt.datetime) -> None:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.db import write_lock
 from consent import check_statements, ledger
-from consent.models import ConsentEvent, ConsentState, Grant
+from consent.models import ConsentState, Grant
 from consent.purposes import Purpose
 
 Pair = tuple[str, str]  # (network, purpose)
@@ -107,9 +107,6 @@ def _record(session: Session, subject_id: str, changes: list[Change], now: dt.da
     """The changes on the person's chain, in the same few statements however many there are (ledger.append_all)."""
     ledger.append_all(session, subject_id, [ledger.Change(c.network, c.purpose, c.version, c.action, method, now)
                                             for c in changes])
-    for loaded in [o for o in session.identity_map.values()
-                   if isinstance(o, ConsentState | ConsentEvent) and o.subject_id == subject_id]:
-        session.expire(loaded)  # written past the ORM: what this transaction loaded of the chain is read again
 
 
 def consent_overview(session: Session, subject_id: str, purposes: Mapping[str, Purpose]) -> list[ConsentRow]:

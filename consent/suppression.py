@@ -12,6 +12,7 @@ from sqlalchemy import CursorResult, Table, delete, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from app.db import expire_written_past
 from consent import check_statements
 from consent.models import Suppression
 
@@ -94,8 +95,7 @@ def suppress(session: Session, peppers: Peppers, identities: Iterable[Identity],
     session.execute(statement.on_conflict_do_update(
         index_elements=[table.c.key_id, table.c.digest],
         set_={name: statement.excluded[name] for name in ("scope", "request_id", "show_opted_out")}))
-    for loaded in [o for o in session.identity_map.values() if isinstance(o, Suppression)]:
-        session.expire(loaded)  # written past the ORM: a lookup earlier in the transaction loaded the old values
+    expire_written_past(session, Suppression)  # a lookup earlier in the transaction loaded the old values
 
 
 def lift(session: Session, peppers: Peppers, identities: Iterable[Identity]) -> int:

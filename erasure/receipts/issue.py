@@ -81,20 +81,14 @@ def pool(session: Session, ctx: ErasureContext, request: OptOutRequest, now: dt.
     holds the write lock and commits.
 
     The receipt goes in only if none of the request's is logged, and the pool holds one a request (its unique
-    request_id): one statement the first time, which is nearly every time. When it does not go in, one more
-    statement looks at both, in one snapshot: the sequencer moves a receipt from the pool to the receipts in one
-    transaction, so the look finds it in one or the other.
+    request_id): one statement the first time, which is nearly every time. When it does not go in, it is logged,
+    or pooled by an earlier run of the step (or another run at the same moment): one more statement tells which.
     """
     signed = _signed(session, ctx, request, now)
     if session.execute(_pool_statement(session.get_bind().dialect.name), signed).first() is not None:
         return None
-    receipt = select(Receipt.id, Receipt.leaf_index).where(Receipt.request_id == request.id).subquery()
-    seen = session.execute(select(
-        select(PooledReceipt.seq).where(PooledReceipt.request_id == request.id).scalar_subquery(),
-        select(receipt.c.id).scalar_subquery(), select(receipt.c.leaf_index).scalar_subquery())).one()
-    if seen[1] is not None:
-        return seen[1], seen[2]
-    return None  # pooled by an earlier run of the step (or by another run of it, at the same moment)
+    logged = session.execute(select(Receipt.id, Receipt.leaf_index).where(Receipt.request_id == request.id)).first()
+    return (logged[0], logged[1]) if logged is not None else None
 
 
 @functools.cache
