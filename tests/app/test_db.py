@@ -68,11 +68,16 @@ def test_a_connection_cut_while_it_rested_is_replaced_before_anyone_uses_it(engi
     assert len(engine.pings) > pinged
 
 
+prepared_on_pg = pytest.mark.skipif(
+    not TEST_PG, reason="psycopg's prepared statements on PostgreSQL: set OWNSTORY_TEST_DATABASE_URL (SQLite prepares "
+                        "nothing to lose)")
+
+
 def prepared_statements(session) -> int:
     return session.scalar(text("SELECT count(*) FROM pg_prepared_statements"))
 
 
-@pg_only
+@prepared_on_pg
 def test_a_session_that_only_read_leaves_the_connections_prepared_statements_in_place(engine):
     # psycopg prepares a statement run five times on a connection, and forgets all of them on a ROLLBACK.
     with Session(engine) as session:
@@ -84,7 +89,7 @@ def test_a_session_that_only_read_leaves_the_connections_prepared_statements_in_
         assert prepared_statements(session) >= 1, "the next statements on this connection would be planned afresh"
 
 
-@pg_only
+@prepared_on_pg
 def test_a_session_that_wrote_and_was_not_committed_still_rolls_back(engine):
     with Session(engine) as session:
         session.execute(text("CREATE TEMPORARY TABLE scratch (n integer)"))  # the connection's own, while it lives
@@ -94,7 +99,7 @@ def test_a_session_that_wrote_and_was_not_committed_still_rolls_back(engine):
         assert session.scalar(text("SELECT to_regclass('pg_temp.scratch') IS NULL"))  # nothing of it was kept
 
 
-@pg_only
+@prepared_on_pg
 def test_a_read_that_failed_is_rolled_back_and_the_connection_serves_the_next_session(engine):
     with Session(engine) as session:
         with pytest.raises(DBAPIError):
