@@ -110,6 +110,14 @@ def test_a_worker_killed_between_pooling_and_sequencing_loses_no_receipt(app, cl
                                                            ErasureStep.status == "running")))
     assert len(cut) == 3
 
+    def leases_ran_out() -> bool:
+        with db_session(app) as db:
+            return db.scalar(select(func.count()).select_from(ErasureStep).where(
+                ErasureStep.id.in_(cut), ErasureStep.lease_expires_at >= utcnow())) == 0
+
+    # Only then is the log free: otherwise the next worker's sequencer may log the pool, and complete the cut
+    # steps, before their leases run out and the worker takes them over (what this test is about).
+    wait_for(leases_ran_out, 30, "the cut steps' leases to run out")
     hold_the_sequencer(app, utcnow() - dt.timedelta(seconds=1))
     second = start_worker(**QUICK_LEASE)
     wait_for(lambda: {r.status for r in _requests(app)} == {"completed"}, 90, "every request to complete")
