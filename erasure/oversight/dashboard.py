@@ -106,7 +106,10 @@ def step_outcome(step) -> str:
     if step.kind == StepKind.PURGE and "rows" in r:
         return f"{r['rows']} row{'s' if r['rows'] != 1 else ''} deleted"
     if step.kind == StepKind.VERIFY:
-        return f"{r.get('residual_rows', 0)} rows left"
+        # Rows that came in while access was being revoked, deleted by verify itself: the operator sees them too.
+        late = sum(int(c.get("rows", 0)) for c in r.get("late_rows", []))
+        left = f"{r.get('residual_rows', 0)} rows left"
+        return f"{left}; {late} late row{'s' if late != 1 else ''} deleted" if late else left
     if step.kind == StepKind.NOTIFY:
         return "Mailed" if r.get("sent") else "No address to mail"
     return "Done"

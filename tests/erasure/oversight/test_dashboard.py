@@ -187,6 +187,19 @@ def test_retry_makes_failing_steps_due_now_and_is_audited(app, signed_in, make_p
     assert "1 step will be tried again now." in after
 
 
+def test_a_request_shows_the_rows_verify_deleted_late(app, signed_in, make_person, sessions):
+    # Rows the platform wrote while access was being revoked: verify deleted them, and the operator sees how many.
+    ids, _secrets = seed_every_state(app, make_person)
+    with sessions() as db:
+        verify = db.scalar(select(ErasureStep).where(ErasureStep.request_id == ids["completed"],
+                                                     ErasureStep.kind == "verify"))
+        verify.result = {"residual_rows": 0, "late_rows": [{"store": "platform", "category": "posts", "rows": 3},
+                                                           {"store": "platform", "category": "profile", "rows": 1}]}
+        db.commit()
+    page = signed_in("operator").get(f"/operator/requests/{ids['completed']}").get_data(as_text=True)
+    assert "0 rows left; 4 late rows deleted" in page
+
+
 def test_retry_needs_a_csrf_token_and_a_post(app, signed_in, make_person, sessions):
     ids, _secrets = seed_every_state(app, make_person)
     client = signed_in("operator")
