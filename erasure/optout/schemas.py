@@ -83,6 +83,8 @@ class OptOutQuerySchema(StrictSchema):
     overdue = QueryBoolean(metadata={"description": "true: past the deadline and not completed; false: the rest."})
     network = Text(validate=validate.Length(1, 64), metadata={
         "description": "Only opt-outs that revoke access at this network."})
+    agent = Text(validate=validate.Length(1, 64), metadata={
+        "description": "Only opt-outs an authorized agent sent (Data Rights Protocol): its agent-id."})
     since = UTCDateTime(metadata={"description": "Requested at or after (ISO 8601 with zone)."})
     until = UTCDateTime(metadata={"description": "Requested before (ISO 8601 with zone)."})
     limit = QueryInteger(load_default=50, validate=validate.Range(1, 200))
