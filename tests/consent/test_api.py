@@ -151,3 +151,23 @@ def test_the_openapi_document_describes_the_check(client):
     operation = doc["paths"]["/api/v1/consent/check"]["post"]
     assert "200" in operation["responses"] and "422" in operation["responses"]
     assert {"CheckRequest", "CheckResponse"} <= set(doc["components"]["schemas"])
+
+
+def test_accounts_spelt_in_any_script_are_found(app, client, service_headers, make_person, connect):
+    # A batch travels as one JSON parameter: quotes, backslashes and letters beyond ASCII must come out as sent.
+    from app.extensions import db
+
+    people = {account: make_person() for account in ("zoë", 'a "quoted" \\ name', "名前😀", "plain")}
+    for account, person in people.items():
+        connect(person, account_id=account)
+    purposes = app.extensions["purposes"]
+    with app.app_context():
+        for person in people.values():
+            service.set_consents(db.session, person.id, {("demo", "research")}, purposes, {"demo"}, NOW)
+        suppression.suppress(db.session, app.extensions["ownstory_peppers"],
+                             [suppression.Identity("account", "名前😀", "demo")], "all", None)
+        db.session.commit()
+    checks = [{"network": "demo", "purpose": "research", "account": account} for account in people]
+    response = client.post(PATH, json={"checks": checks + [{**checks[0], "account": "zoe"}]}, headers=service_headers)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert [r["reason"] for r in response.json["results"]] == ["granted", "granted", "opted_out", "granted", "unknown"]
