@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import groupby
@@ -102,7 +103,6 @@ def start_chain(session: Session, subject_id: str, changes: Sequence[Change]) ->
 
 def _write(session: Session, subject_id: str, changes: Sequence[Change], seq: int, prev_hash: str) -> None:
     """The events, linked from (seq, prev_hash) on, in one INSERT, and the state each (network, purpose) is left in."""
-    upsert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     events = []
     for change in changes:
         event = ConsentEvent(subject_id=subject_id, seq=seq, network=change.network, purpose=change.purpose,
@@ -116,11 +116,19 @@ def _write(session: Session, subject_id: str, changes: Sequence[Change], seq: in
         "subject_id": subject_id, "network": e["network"], "purpose": e["purpose"], "version": e["version"],
         "status": STATUS_OF[e["action"]], "event_id": event_id, "updated_at": e["at"]}
         for e, event_id in zip(events, ids, strict=True)}
-    states = upsert(_STATES).values(list(last.values()))
-    session.execute(states.on_conflict_do_update(
-        index_elements=[_STATES.c.subject_id, _STATES.c.network, _STATES.c.purpose],
-        set_={c: states.excluded[c] for c in ("version", "status", "event_id", "updated_at")}))
+    session.execute(_states_upsert(session.get_bind().dialect.name), list(last.values()))
     expire_written_past(session, (ConsentEvent, ConsentState), lambda o: o.subject_id == subject_id)
+
+
+@functools.cache
+def _states_upsert(dialect: str):
+    """The upsert of the states, built once per database and run with one set of parameters a state. A
+    multi-VALUES INSERT (.values([...])) is a statement SQLAlchemy cannot cache: it compiled it at every call."""
+    upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    states = upsert(_STATES)
+    return states.on_conflict_do_update(
+        index_elements=[_STATES.c.subject_id, _STATES.c.network, _STATES.c.purpose],
+        set_={c: states.excluded[c] for c in ("version", "status", "event_id", "updated_at")})
 
 
 def _check(action: str, at: dt.datetime) -> None:
