@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, LargeBinary, String, Text, exists
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, timestamp, uuid_pk
@@ -77,6 +77,11 @@ class AgentRequest(Base):
     updated_at: Mapped[timestamp]
 
     optout_request: Mapped[OptOutRequest | None] = relationship()
+
+
+def sent_through(agent_id: str):
+    """The condition on OptOutRequest for an opt-out this agent asked for (the dashboard's and the API's filter)."""
+    return exists().where(AgentRequest.optout_request_id == OptOutRequest.id, AgentRequest.agent_id == agent_id)
 
 
 class SeenMessage(Base):

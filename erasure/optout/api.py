@@ -8,7 +8,7 @@ import uuid
 from flask import current_app
 from flask_login import current_user
 from marshmallow import RAISE
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import selectinload
 
 from app import audit
@@ -20,7 +20,7 @@ from app.extensions import db
 from app.mail import MailError
 from app.text import b64url, b64url_decode
 from consent.suppression import Identity, lookup
-from erasure.agents.models import AgentRequest, AuthorizedAgent
+from erasure.agents.models import AuthorizedAgent, sent_through
 from erasure.context import context_from_app
 from erasure.models import ErasureStep, OptOutRequest, RequestStatus, StepKind
 from erasure.optout import behalf, mail_text, service
@@ -133,8 +133,7 @@ def list_optouts(query: dict):
     if "agent" in query:
         if db.session.get(AuthorizedAgent, query["agent"]) is None:
             raise ApiError(400, "bad_request", "No authorized agent has that id.")
-        stmt = stmt.where(exists().where(AgentRequest.optout_request_id == OptOutRequest.id,
-                                         AgentRequest.agent_id == query["agent"]))
+        stmt = stmt.where(sent_through(query["agent"]))
     if "since" in query:
         stmt = stmt.where(OptOutRequest.requested_at >= query["since"])
     if "until" in query:

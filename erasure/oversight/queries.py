@@ -16,7 +16,7 @@ from sqlalchemy import and_, case, exists, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from app.text import b64url, b64url_decode, iso_utc_or_none
-from erasure.agents.models import AgentRequest
+from erasure.agents.models import sent_through
 from erasure.models import (
     FAILING_STEPS,
     OPEN_REQUESTS,
@@ -127,8 +127,7 @@ def _bands_for(filters: QueueFilter) -> list[int]:
 def _filtered(stmt, filters: QueueFilter):
     """The filters that look beyond the request's own row: its steps' network, the agent it came through."""
     if filters.agent is not None:
-        stmt = stmt.where(exists().where(AgentRequest.optout_request_id == OptOutRequest.id,
-                                         AgentRequest.agent_id == filters.agent))
+        stmt = stmt.where(sent_through(filters.agent))
     return _with_network(stmt, filters.network)
 
 
