@@ -67,7 +67,8 @@ def _suppressed(dialect: str):
 
 
 Asked = tuple[str, str, str]  # (network, account or subject, purpose)
-Found = dict[Asked, tuple[str, str | None, int | None]]  # -> (subject, status, version)
+Hit = tuple[str, str | None, int | None]  # (subject, status, version): the person, and their consent if any
+Found = dict[Asked, Hit]
 
 
 def consents(session: Session, by: str, asked: Sequence[Asked]) -> Found:

@@ -140,36 +140,39 @@ def check(session: Session, checks: list[dict], purposes: Mapping[str, Purpose],
         if c["purpose"] not in purposes:
             raise InvalidCheck(i, "purpose", f"unknown purpose {c['purpose']!r}")
 
-    asked = [(c["network"], c["account"] if "account" in c else c["subject"], c["purpose"]) for c in checks]
-    found = {}
+    # Each check by the identity it names (its account at the network, or its subject), and what it asks.
+    names = ["account" if "account" in c else "subject" for c in checks]
+    asked = [(c["network"], c[name], c["purpose"]) for c, name in zip(checks, names, strict=True)]
+    found: dict[str, check_statements.Found] = {}
     for by in ("account", "subject"):
-        wanted = sorted({a for a, c in zip(asked, checks, strict=True) if by in c})
+        wanted = {a for a, name in zip(asked, names, strict=True) if name == by}
         if wanted:
-            found.update({(by, *key): hit for key, hit in check_statements.consents(session, by, wanted).items()})
-    hits = [found.get(("account" if "account" in c else "subject", *a)) for a, c in zip(asked, checks, strict=True)]
-    subjects = [hit[0] if hit else None for hit in hits]
-
-    identities = [_identities(c, s) for c, s in zip(checks, subjects, strict=True)]
+            found[by] = check_statements.consents(session, by, list(wanted))
+    hits = [found[name].get(a) for a, name in zip(asked, names, strict=True)]
+    identities = [_identities(name, a, hit) for name, a, hit in zip(names, asked, hits, strict=True)]
     held = suppressed(session, {i for ids in identities for i in ids}) if suppressed else {}
 
     results = []
-    for c, subject, hit, ids in zip(checks, subjects, hits, identities, strict=True):
-        listed = [held[i] for i in ids if i in held]
+    for a, hit, ids in zip(asked, hits, identities, strict=True):
+        listed = [held[i] for i in ids if i in held] if held else None
         if listed:
             reason = "opted_out" if "opted_out" in listed else listed[0]
-        elif subject is None:
+        elif hit is None:
             reason = "unknown"
         else:
-            reason = _reason(hit[1] if hit else None, hit[2] if hit else None, purposes[c["purpose"]])
+            reason = _reason(hit[1], hit[2], purposes[a[2]])
         results.append({"allowed": reason == "granted", "reason": reason})
     return results
 
 
-def _identities(c: dict, subject: str | None) -> set[Identity]:
-    ids: set[Identity] = {("account", c["network"], c["account"])} if "account" in c else set()
-    if subject or "subject" in c:
-        ids.add(("subject", c["network"], subject or c["subject"]))
-    return ids
+def _identities(name: str, asked: check_statements.Asked, hit: check_statements.Hit | None) -> tuple[Identity, ...]:
+    """What the opt-out list is asked about for one check: the account named, and the person it is, if known."""
+    network, value, _purpose = asked
+    if name == "subject":
+        return (("subject", network, value),)
+    if hit is None:
+        return (("account", network, value),)
+    return ("account", network, value), ("subject", network, hit[0])
 
 
 def _reason(status: str | None, version: int | None, purpose: Purpose) -> str:

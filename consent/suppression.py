@@ -157,7 +157,7 @@ def consent_seam(peppers: Peppers):
         found: dict[tuple[str, str, str], str] = {}
         for key_id, digest_of in peppers.digesters():
             digests = {key: digest_of(text) for key, text in texts.items()}
-            listed = check_statements.suppressions(session, key_id, sorted(set(digests.values())))
+            listed = check_statements.suppressions(session, key_id, list(set(digests.values())))
             for key, digest in digests.items():
                 if digest in listed and key not in found:
                     scope, show_opted_out = listed[digest]
