@@ -1,7 +1,10 @@
 """The consent API for programs: POST /api/v1/consent/check."""
 from __future__ import annotations
 
-from flask import current_app, jsonify
+import functools
+import json
+
+from flask import current_app
 
 from app.api_blueprint import Blueprint
 from app.auth import bearer
@@ -29,8 +32,16 @@ def check(body: dict):
                        {"checks": {str(exc.index): {exc.field: [exc.message]}}}) from None
     consent_checks_served(len(results))
     # Answered as built: service.check makes each result in CheckResultSchema's shape, and dumping a
-    # thousand of them through the schema again cost more than the check's queries.
-    return jsonify({"results": results})
+    # thousand of them through the schema again cost more than the check's queries. There are only a few
+    # different results, so each one's JSON is made once (a batch's json.dumps was 0.8 ms of CPU).
+    answers = ",".join(_answer(r["allowed"], r["reason"]) for r in results)
+    return current_app.response_class(f'{{"results":[{answers}]}}\n', mimetype="application/json")
+
+
+@functools.cache
+def _answer(allowed: bool, reason: str) -> str:
+    """One result as JSON, as jsonify writes it (compact, keys sorted)."""
+    return json.dumps({"allowed": allowed, "reason": reason}, separators=(",", ":"), sort_keys=True)
 
 
 def suppression_seam() -> service.Suppressed:
