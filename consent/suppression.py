@@ -158,6 +158,8 @@ def consent_seam(peppers: Peppers):
         for key_id, digest_of in peppers.digesters():
             digests = {key: digest_of(text) for key, text in texts.items()}
             listed = check_statements.suppressions(session, key_id, list(set(digests.values())))
+            if not listed:
+                continue  # as for nearly every batch: none of them is on the list
             for key, digest in digests.items():
                 if digest in listed and key not in found:
                     scope, show_opted_out = listed[digest]
