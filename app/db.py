@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import time
 import uuid
@@ -11,7 +12,8 @@ from pathlib import Path
 from typing import Annotated
 
 from flask import Flask, current_app, g
-from sqlalchemy import DateTime, MetaData, String, TypeDecorator, create_engine, event
+from sqlalchemy import DateTime, MetaData, String, Table, TypeDecorator, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
@@ -223,6 +225,21 @@ def _end_reads_with_commit(engine: Engine) -> None:
     @event.listens_for(engine, "commit")
     def _ended(conn) -> None:
         conn.info.pop(WROTE, None)
+
+
+def dialect_insert(dialect: str):
+    """The INSERT construct that can say ON CONFLICT on this database: PostgreSQL's or SQLite's."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+@functools.cache
+def upsert(table: Table, keys: tuple[str, ...], updated: tuple[str, ...], dialect: str):
+    """INSERT INTO table ... ON CONFLICT (keys) DO UPDATE SET each of `updated` to the row inserted: built once per
+    table and database, and run with one set of parameters a row. A multi-VALUES INSERT (.values([...])) is a
+    statement SQLAlchemy cannot cache: it compiled one at every call."""
+    statement = dialect_insert(dialect)(table)
+    return statement.on_conflict_do_update(index_elements=[table.c[k] for k in keys],
+                                           set_={name: statement.excluded[name] for name in updated})
 
 
 def expire_written_past(session: Session, kinds: type | tuple[type, ...], which=lambda _obj: True) -> None:

@@ -2,18 +2,16 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 from typing import cast
 
 from sqlalchemy import Table, exists, func, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app import chain, text
-from app.db import expire_written_past, write_lock
+from app.db import expire_written_past, upsert, write_lock
 from consent.models import ConsentEvent, ConsentState
 
 GENESIS = chain.GENESIS
@@ -116,19 +114,10 @@ def _write(session: Session, subject_id: str, changes: Sequence[Change], seq: in
         "subject_id": subject_id, "network": e["network"], "purpose": e["purpose"], "version": e["version"],
         "status": STATUS_OF[e["action"]], "event_id": event_id, "updated_at": e["at"]}
         for e, event_id in zip(events, ids, strict=True)}
-    session.execute(_states_upsert(session.get_bind().dialect.name), list(last.values()))
+    session.execute(upsert(_STATES, ("subject_id", "network", "purpose"),
+                           ("version", "status", "event_id", "updated_at"), session.get_bind().dialect.name),
+                    list(last.values()))
     expire_written_past(session, (ConsentEvent, ConsentState), lambda o: o.subject_id == subject_id)
-
-
-@functools.cache
-def _states_upsert(dialect: str):
-    """The upsert of the states, built once per database and run with one set of parameters a state. A
-    multi-VALUES INSERT (.values([...])) is a statement SQLAlchemy cannot cache: it compiled it at every call."""
-    upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    states = upsert(_STATES)
-    return states.on_conflict_do_update(
-        index_elements=[_STATES.c.subject_id, _STATES.c.network, _STATES.c.purpose],
-        set_={c: states.excluded[c] for c in ("version", "status", "event_id", "updated_at")})
 
 
 def _check(action: str, at: dt.datetime) -> None:

@@ -1,7 +1,6 @@
 """The suppression list: identities whose owner opted out, kept only as keyed HMACs."""
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 from collections.abc import Callable, Iterable, Sequence
@@ -11,10 +10,9 @@ from typing import Any, cast
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as crypto_hmac
 from sqlalchemy import CursorResult, Table, delete, select, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from app.db import expire_written_past
+from app.db import expire_written_past, upsert
 from consent import check_statements
 from consent.models import Suppression
 
@@ -104,20 +102,10 @@ def suppress(session: Session, peppers: Peppers, identities: Iterable[Identity],
                                   "request_id": request_id, "show_opted_out": show_opted_out}
     if not rows:
         return
-    session.execute(_upsert(session.get_bind().dialect.name), list(rows.values()))
+    session.execute(upsert(cast(Table, Suppression.__table__), ("key_id", "digest"),
+                           ("scope", "request_id", "show_opted_out"), session.get_bind().dialect.name),
+                    list(rows.values()))
     expire_written_past(session, Suppression)  # a lookup earlier in the transaction loaded the old values
-
-
-@functools.cache
-def _upsert(dialect: str):
-    """suppress's statement, built once per database and run with one set of parameters an entry (SQLAlchemy
-    cannot cache a multi-VALUES INSERT: it compiled one at every call)."""
-    table = cast(Table, Suppression.__table__)
-    upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = upsert(table)
-    return statement.on_conflict_do_update(
-        index_elements=[table.c.key_id, table.c.digest],
-        set_={name: statement.excluded[name] for name in ("scope", "request_id", "show_opted_out")})
 
 
 def lift(session: Session, peppers: Peppers, identities: Iterable[Identity]) -> int:

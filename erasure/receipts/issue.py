@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from joserfc import jws
 from joserfc.jwk import OKPKey
 from sqlalchemy import Table, bindparam, exists, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from app.db import dialect_insert
 from app.text import ISO_UTC, b64url, b64url_decode, iso_utc
 from erasure.context import ErasureContext
 from erasure.models import ErasureStep, OptOutRequest, PooledReceipt, Receipt, StepKind
@@ -99,8 +99,8 @@ def _pool_statement(dialect: str):
     logged = cast(Table, Receipt.__table__)
     values = select(*(bindparam(name, type_=pool_.c[name].type) for name in names)).where(
         ~exists().where(logged.c.request_id == bindparam("request_id", type_=pool_.c.request_id.type)))
-    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return dialect_insert(pool_).from_select(list(names), values).on_conflict_do_nothing().returning(pool_.c.seq)
+    return (dialect_insert(dialect)(pool_).from_select(list(names), values).on_conflict_do_nothing()
+            .returning(pool_.c.seq))
 
 
 def _signed(session: Session, ctx: ErasureContext, request: OptOutRequest, now: dt.datetime) -> dict:
