@@ -7,6 +7,7 @@ import re
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from playwright.sync_api import expect
 
 from erasure.engine.worker import Worker
 from tests.conftest import PASSWORD
@@ -72,7 +73,7 @@ def test_a_person_from_the_home_page_to_the_receipt(live_app, page_at, size):
     assert "ownstory-demo" not in page.locator("main").inner_text()
     check(page, "Demo Social's consent screen")
     page.get_by_role("button", name="Allow").click()
-    assert page.get_by_role("heading", name="Consents").is_visible()  # connecting lands on Consents
+    expect(page.get_by_role("heading", name="Consents")).to_be_visible()  # connecting lands on Consents
     check(page, "consents")
     page.locator("input[name='consent:demo:partner_sharing']").check()
     page.get_by_role("button", name="Save").click()
@@ -85,18 +86,19 @@ def test_a_person_from_the_home_page_to_the_receipt(live_app, page_at, size):
 
     # Opting out of one network: the page follows the choice.
     page.goto(base + "/optout?scope=demo")
-    assert page.get_by_role("button", name="Leave Demo Social", exact=True).is_visible()
+    expect(page.get_by_role("button", name="Leave Demo Social", exact=True)).to_be_visible()
     assert not page.get_by_text("closes your Ownstory account").count()
     check(page, "opt-out, one network")
     page.get_by_role("link", name="Everything").click()
     leave = page.get_by_role("button", name="Delete everything and close my account", exact=True)
-    assert leave.is_visible()
+    expect(leave).to_be_visible()
     before = page.locator(".before-leaving").inner_text()
     assert "This signs you out now and closes your Ownstory account" in before
     assert "stays with them for up to 12 months" in before  # what partner sharing cannot recall
     # Private by default, in the open; the reason is optional, folded, and after the button.
     private = page.get_by_label("It may only say nothing is held")
-    assert private.is_visible() and private.is_checked()
+    expect(private).to_be_visible()
+    expect(private).to_be_checked()
     order = page.evaluate("""() => [...document.querySelectorAll('form button.leave, form summary')]
                                    .map(e => e.tagName)""")
     assert order == ["BUTTON", "SUMMARY"]
@@ -129,7 +131,7 @@ def test_a_person_from_the_home_page_to_the_receipt(live_app, page_at, size):
     page.get_by_role("link", name="See your signed deletion receipt").click()
     assert "deleted 1 profile entry, 20 posts" in page.locator("p.lead").inner_text()
     experts = page.locator("details.experts")
-    assert not experts.locator("pre").is_visible()
+    expect(experts.locator("pre")).to_be_hidden()
     experts.locator("summary").click()
     files = experts.locator("ol.files").inner_text()
     for needed in ("ownstory-receipt-", "jwks.json", "log.key", "verifier/"):

@@ -1,5 +1,6 @@
 """A newcomer's first visit in a real browser: sign up, connect Demo Social, consent, and the API agrees."""
 import pytest
+from playwright.sync_api import expect
 
 from tests.conftest import PASSWORD
 from tests.helpers_browser import screenshot
@@ -16,22 +17,23 @@ def test_signup_connect_and_consent(live_app, browser_page, api_token):
     page.get_by_label("Email").fill("newcomer@example.org")
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign up").click()
-    assert page.get_by_role("heading", name="My data").is_visible()
-    assert page.get_by_role("link", name="Opt out").is_visible()
+    expect(page.get_by_role("heading", name="My data")).to_be_visible()
+    expect(page.get_by_role("link", name="Opt out")).to_be_visible()
     screenshot(page, "join-2-my-data")
 
     page.get_by_role("button", name="Connect Demo Social").click()
-    assert "Demo Social" in page.content()
+    expect(page.get_by_role("heading", name="Sign in to Demo Social")).to_be_visible()
     screenshot(page, "join-3-demo-authorize")
     page.get_by_role("button", name="Allow").click()
 
     # Back at Ownstory, on the consents page: nothing is ticked until the person ticks it.
     box = page.locator("input[name='consent:demo:scoring']")
-    assert not box.is_checked()
+    expect(box).not_to_be_checked()
     screenshot(page, "join-4-consents")
     box.check()
     page.get_by_role("button", name="Save").click()
-    assert page.locator("input[name='consent:demo:scoring']").is_checked()
+    expect(page.get_by_text("Saved: you gave 1 consent.")).to_be_visible()
+    expect(page.locator("input[name='consent:demo:scoring']")).to_be_checked()
 
     page.goto(base + "/me")
     assert "Demo Social" in page.content() and "posts" in page.content()

@@ -32,6 +32,8 @@ def joined_person(client, make_person, login, csrf_post, account: str = "1001", 
 
 def join_in_browser(page, base: str) -> None:
     """Sign up, connect Demo Social and consent to scoring in a real browser, then stand on /me."""
+    from playwright.sync_api import expect  # only the browser tests have a browser
+
     page.goto(base + "/signup")
     page.get_by_label("Email").fill("leaver@example.org")
     page.get_by_label("Password").fill(PASSWORD)
@@ -40,6 +42,7 @@ def join_in_browser(page, base: str) -> None:
     page.get_by_role("button", name="Allow").click()
     page.locator("input[name='consent:demo:scoring']").check()
     page.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("Saved: you gave 1 consent.")).to_be_visible()  # before leaving the page
     page.goto(base + "/me")
     assert "Demo Social" in page.get_by_role("table").first.inner_text()
 

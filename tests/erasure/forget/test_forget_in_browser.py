@@ -3,6 +3,7 @@ import json
 import re
 
 import pytest
+from playwright.sync_api import expect
 from sqlalchemy import func, select
 
 from app.models import User
@@ -31,13 +32,13 @@ def test_a_demo_account_that_never_signed_up_leaves_through_forget(live_app, bro
     page.get_by_role("button", name="Allow").click()
     page.wait_for_url("**/forget/optout")
     assert "@mei" in page.locator("main").inner_text()
-    assert page.get_by_role("link", name="Download what is held about it first").is_visible()
+    expect(page.get_by_role("link", name="Download what is held about it first")).to_be_visible()
     screenshot(page, "forget-2-form")
 
     page.get_by_role("button", name="Opt out now").click()
     match = STATUS_URL.search(page.url)
     assert match, page.url
-    assert page.get_by_role("heading", name="Your opt-out").is_visible()
+    expect(page.get_by_role("heading", name="Your opt-out")).to_be_visible()
     assert "Keep the address of this page" in page.locator("main").inner_text()
     screenshot(page, "forget-3-status-received")
 
@@ -65,7 +66,7 @@ def test_a_member_downloads_the_export_from_my_data(live_app, browser_page):
     page = browser_page
     join_in_browser(page, base)
     export_link = page.get_by_role("link", name="Export my data")
-    assert export_link.is_visible()
+    expect(export_link).to_be_visible()
     screenshot(page, "export-1-my-data")
 
     with page.expect_download() as info:

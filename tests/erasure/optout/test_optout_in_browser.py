@@ -2,6 +2,7 @@
 import re
 
 import pytest
+from playwright.sync_api import expect
 
 from erasure.engine.worker import Worker
 from erasure.optout.service import REASONS
@@ -97,4 +98,4 @@ def test_the_form_works_with_the_keyboard_alone(live_app, browser_page):
     screenshot(page, "optout-5-keyboard-focus")
     page.keyboard.press("Enter")
     page.wait_for_url(STATUS_URL)
-    assert page.get_by_role("heading", name="Your opt-out").is_visible()
+    expect(page.get_by_role("heading", name="Your opt-out")).to_be_visible()

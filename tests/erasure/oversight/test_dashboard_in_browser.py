@@ -5,6 +5,7 @@ import re
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from app.models import AuditEvent
@@ -74,7 +75,7 @@ def test_operators_and_auditors_at_work(app, live, no_script_page, make_person, 
     # The operator: the queue, most urgent first, with the time left in words.
     sign_in(page, base, operator.email)
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Dashboard").click()
-    assert page.get_by_role("heading", name="Erasure queue").is_visible()
+    expect(page.get_by_role("heading", name="Erasure queue")).to_be_visible()
     rows = page.locator("table.queue tbody tr")
     assert rows.count() == 6
     assert rows.nth(0).locator("td.time-left").inner_text() == "Overdue by 2 days"
@@ -86,16 +87,16 @@ def test_operators_and_auditors_at_work(app, live, no_script_page, make_person, 
 
     page.get_by_label("Status").select_option("needs_attention")
     page.get_by_role("button", name="Filter").click()
-    assert page.locator("table.queue tbody tr").count() == 1
+    expect(page.locator("table.queue tbody tr")).to_have_count(1)
     screenshot(page, "dashboard-2-queue-filtered")
 
     # One request: its steps, attempts and last error; "Retry now" is a form, so it works without script.
     page.locator("table.queue tbody tr").first.get_by_role("link").click()
-    assert page.get_by_role("heading", name=re.compile("Opt-out request")).is_visible()
+    expect(page.get_by_role("heading", name=re.compile("Opt-out request"))).to_be_visible()
     assert "HTTP 503 from Demo Social" in page.locator("table.steps").inner_text()
     screenshot(page, "dashboard-3-request")
     page.get_by_role("button", name="Retry now").click()
-    assert page.get_by_text("1 step will be tried again now.").is_visible()
+    expect(page.get_by_text("1 step will be tried again now.")).to_be_visible()
     screenshot(page, "dashboard-4-retried")
     with sessions() as db:
         assert db.scalar(select(ErasureStep.status).where(ErasureStep.request_id == ids["needs_attention"],
@@ -106,7 +107,7 @@ def test_operators_and_auditors_at_work(app, live, no_script_page, make_person, 
 
     page.get_by_role("link", name="Network health and timings").click()
     chart = page.get_by_role("img", name="Time to complete against the deadline, last 30 days")
-    assert chart.is_visible()  # named by its <title> for screen readers, and described by its <desc>
+    expect(chart).to_be_visible()  # named by its <title> for screen readers, and described by its <desc>
     assert "2 requests completed in the last 30 days" in page.locator("svg.chart desc").text_content()
     screenshot(page, "dashboard-5-health")
     secrets.assert_absent(page.content())
@@ -115,7 +116,7 @@ def test_operators_and_auditors_at_work(app, live, no_script_page, make_person, 
     # The auditor: receipts per day, a real bundle verified by upload, a forged one refused.
     sign_in(page, base, auditor.email)
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Audit").click()
-    assert page.get_by_role("heading", name="Receipts and the log").is_visible()
+    expect(page.get_by_role("heading", name="Receipts and the log")).to_be_visible()
     assert "1 in all" in page.locator("table.per-day caption").inner_text()
     screenshot(page, "auditor-1-overview")
 
@@ -123,7 +124,7 @@ def test_operators_and_auditors_at_work(app, live, no_script_page, make_person, 
     page.get_by_label("Or upload a bundle file (.json)").set_input_files(str(bundle_file))
     page.get_by_role("button", name="Verify").click()
     assert page.get_by_role("status").inner_text().startswith("Valid: this receipt was signed by this service")
-    assert page.locator("table.checks td strong", has_text="Passed").count() == 8
+    expect(page.locator("table.checks td strong", has_text="Passed")).to_have_count(8)
     screenshot(page, "auditor-2-verify-valid")
 
     header, payload, signature = bundle["receipt"].split(".")
