@@ -152,7 +152,7 @@ def sequenced_per_second(app: Flask, count: int, clients: int = CLIENTS) -> dict
     start = time.perf_counter()
     with sessions() as session:
         while sequencer.take_turn(session, "bench", utcnow()) and sequencer.append_batch(
-                session, ctx.vault, ctx.log_origin, "bench", utcnow):
+                session, ctx.vault, ctx.log_origin, "bench", utcnow).more:
             pass
     sequenced = count / (time.perf_counter() - start)
     batches = checkpoints() - before

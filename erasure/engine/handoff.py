@@ -39,25 +39,14 @@ def settle_logged(session: Session, logged: dict[str, tuple[str, int]], now: dt.
     """
     if not logged:
         return []
-    requests, steps = _tables()
     conn = session.connection()
     conn.execute(_done_statement(), [{"request": request_id, "outcome": {"receipt_id": receipt_id, "leaf_index": leaf},
                                       "now": now} for request_id, (receipt_id, leaf) in logged.items()])
-    ids = sorted(logged)
-    # Their later steps (notify) are due now, even if an earlier failure of this step held them back.
-    conn.execute(update(steps).where(steps.c.request_id.in_(ids), steps.c.status == StepStatus.PENDING,
-                                     steps.c.not_before > now).values(not_before=now))
-    waiting = exists().where(steps.c.request_id == requests.c.id, steps.c.status != StepStatus.DONE)
-    completed = list(conn.execute(
-        update(requests).where(requests.c.id.in_(ids), requests.c.status != RequestStatus.COMPLETED, ~waiting)
-        # Nothing left to find: drop what identified the person (as worker.settle does).
-        .values(status=RequestStatus.COMPLETED, completed_at=now, identities_sealed=None, reason_text=None)
-        .returning(requests.c.id)).scalars())
-    attention = exists().where(steps.c.request_id == requests.c.id, steps.c.status == StepStatus.NEEDS_ATTENTION)
-    # A request that needed attention only for this step (its receipt waited too long) is back in progress.
-    conn.execute(update(requests).where(
-        requests.c.id.in_(ids), requests.c.status.in_((RequestStatus.RECEIVED, RequestStatus.NEEDS_ATTENTION)),
-        ~attention, requests.c.deadline >= now + DEADLINE_WARNING).values(status=RequestStatus.IN_PROGRESS))
+    batch = {"ids": sorted(logged), "now": now, "warned": now + DEADLINE_WARNING}
+    release, complete, resume = _settle_statements()
+    conn.execute(release, batch)
+    completed = list(conn.execute(complete, batch).scalars())
+    conn.execute(resume, batch)
     for request_id in completed:
         log.info("opt-out %s completed", request_id)
     return completed
@@ -66,6 +55,29 @@ def settle_logged(session: Session, logged: dict[str, tuple[str, int]], now: dt.
 @functools.cache
 def _tables() -> tuple[Table, Table]:
     return cast(Table, OptOutRequest.__table__), cast(Table, ErasureStep.__table__)
+
+
+@functools.cache
+def _settle_statements():
+    """A batch's requests, settled (settle_logged), with `ids` the batch's requests: built once, as a busy log
+    runs them every second."""
+    requests, steps = _tables()
+    ids, now = bindparam("ids", expanding=True), bindparam("now", type_=steps.c.not_before.type)
+    # Their later steps (notify) are due now, even if an earlier failure of this step held them back.
+    release = update(steps).where(steps.c.request_id.in_(ids), steps.c.status == StepStatus.PENDING,
+                                  steps.c.not_before > now).values(not_before=now)
+    waiting = exists().where(steps.c.request_id == requests.c.id, steps.c.status != StepStatus.DONE)
+    complete = (update(requests).where(requests.c.id.in_(ids), requests.c.status != RequestStatus.COMPLETED, ~waiting)
+                # Nothing left to find: drop what identified the person (as worker.settle does).
+                .values(status=RequestStatus.COMPLETED, completed_at=now, identities_sealed=None, reason_text=None)
+                .returning(requests.c.id))
+    attention = exists().where(steps.c.request_id == requests.c.id, steps.c.status == StepStatus.NEEDS_ATTENTION)
+    # A request that needed attention only for this step (its receipt waited too long) is back in progress.
+    resume = update(requests).where(
+        requests.c.id.in_(ids), requests.c.status.in_((RequestStatus.RECEIVED, RequestStatus.NEEDS_ATTENTION)),
+        ~attention, requests.c.deadline >= bindparam("warned", type_=requests.c.deadline.type)
+    ).values(status=RequestStatus.IN_PROGRESS)
+    return release, complete, resume
 
 
 @functools.cache

@@ -61,11 +61,13 @@ class Sequencing:
         return self.turn(patient=False) if due is not None and due <= 0 else 0
 
     def turn(self, patient: bool, stop: threading.Event | None = None) -> int:
-        """Sequence the pool, batch after batch, until it is empty; how many receipts were logged.
+        """Sequence the pool, batch after batch, until a batch takes all that is pooled when it begins; how many
+        receipts were logged.
 
         `patient`: while another sequencer holds the lease, wait for it (up to WAIT, or until `stop`), then
-        sequence whatever it left; the pool is empty when this ends, unless it gave up. Otherwise return
-        at once: the other sequencer takes what is pooled, and the next turn whatever it left.
+        sequence whatever it left; everything handed off before the turn is logged when it ends, unless it
+        gave up. Otherwise return at once: the other sequencer takes what is pooled, and the next turn
+        whatever it left.
         """
         with self._count:
             counted = self._handed_off
@@ -78,10 +80,12 @@ class Sequencing:
                 try:
                     if sequencer.take_turn(session, owner, utcnow()):
                         batch = sequencer.append_batch(session, self.ctx.vault, self.ctx.log_origin, owner, utcnow)
-                        logged += len(batch)
-                        if batch:
+                        logged += len(batch.logged)
+                        if batch.more:
                             continue
-                        break  # the pool is empty: everything handed off before this turn is logged
+                        # Everything handed off before this turn is logged. What was pooled while the batch ran
+                        # waits for the next turn: a batch of its own now would sign a checkpoint for a few.
+                        break
                 except sequencer.LeaseLost:
                     log.warning("the log's sequencer lost its lease while it appended; trying again")
                 if not patient or time.monotonic() > give_up or (stop is not None and stop.is_set()):

@@ -11,12 +11,13 @@ one for LEASE at most; a receipt pooled before a crash stays in the pool until a
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import os
 import socket
 import threading
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import CursorResult, Table, bindparam, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -65,10 +66,10 @@ def take_turn(session: Session, owner: str, now: dt.datetime) -> bool:
 
 
 def append_batch(session: Session, vault: Vault, origin: str, owner: str,
-                 clock: Callable[[], dt.datetime]) -> Logged:
+                 clock: Callable[[], dt.datetime]) -> Batch:
     """As the elected sequencer: append one batch of the pool and give the lease back, in one transaction;
-    what it logged. Commits. If the lease ran out meanwhile and another sequencer took it,
-    nothing is appended (LeaseLost)."""
+    what it logged, and whether more was pooled than it took. Commits. If the lease ran out meanwhile and another
+    sequencer took it, nothing is appended (LeaseLost)."""
     try:
         with writing(session):
             added = sequence_held(session, vault, origin, clock())
@@ -86,7 +87,14 @@ def append_batch(session: Session, vault: Vault, origin: str, owner: str,
 Logged = dict[str, tuple[str, int]]  # request id -> (receipt id, leaf index), of one batch
 
 
-def sequence_held(session: Session, vault: Vault, origin: str, now: dt.datetime, limit: int = BATCH) -> Logged:
+class Batch(NamedTuple):
+    logged: Logged
+    # The batch took `limit` receipts, and more may wait: a sequencer goes on at once. Otherwise the batch took
+    # everything pooled when it began, and so every receipt handed off before then; no empty batch proves it.
+    more: bool
+
+
+def sequence_held(session: Session, vault: Vault, origin: str, now: dt.datetime, limit: int = BATCH) -> Batch:
     """Append up to `limit` pooled receipts as leaves, in pool order, and sign one checkpoint of the new tree.
 
     The caller is the one sequencer (it holds the lease, or lock()) in a write transaction, and commits. Each
@@ -94,34 +102,45 @@ def sequence_held(session: Session, vault: Vault, origin: str, now: dt.datetime,
     handed-off step is done (handoff.settle_logged).
     """
     tlog.lock(session)  # any other appender (issue.issue_receipt) waits for this batch
-    rows = session.execute(select(PooledReceipt.seq, PooledReceipt.receipt_id, PooledReceipt.request_id,
-                                  PooledReceipt.kid, PooledReceipt.jws, PooledReceipt.issued_at,
-                                  Receipt.id.label("logged"))
-                           .outerjoin(Receipt, Receipt.request_id == PooledReceipt.request_id)
-                           .order_by(PooledReceipt.seq).limit(limit)).all()
+    read, taken, named = _statements()
+    conn = session.connection()
+    rows = conn.execute(read, {"limit": limit}).all()
     if not rows:
-        return {}
-    session.execute(delete(PooledReceipt).where(PooledReceipt.seq.in_([r.seq for r in rows]))
-                    .execution_options(synchronize_session=False))
+        return Batch({}, more=False)
+    more = len(rows) >= limit
+    conn.execute(taken, {"seqs": [r.seq for r in rows]})
     # A second run of a receipt step can pool again just after the first one's receipt was logged: that
     # request already has its leaf, so the copy is dropped, never logged twice.
     pooled = [r for r in rows if r.logged is None]
     if not pooled:
-        return {}
+        return Batch({}, more)
     first, checkpoint = tlog.append_many(session, vault, origin, [p.jws.encode("ascii") for p in pooled], now)
-    session.execute(insert(Receipt), [
+    conn.execute(insert(_table(Receipt)), [
         {"id": p.receipt_id, "request_id": p.request_id, "kid": p.kid, "jws": p.jws, "issued_at": p.issued_at,
          "leaf_index": first + n} for n, p in enumerate(pooled)])
-    requests = cast(Table, OptOutRequest.__table__)  # typed as any FromClause; it maps a Table
-    session.connection().execute(
-        update(requests).where(requests.c.id == bindparam("request"))
-        .values(receipt_id=bindparam("receipt")),
-        [{"request": p.request_id, "receipt": p.receipt_id} for p in pooled])
+    conn.execute(named, [{"request": p.request_id, "receipt": p.receipt_id} for p in pooled])
     log.info("log: %d receipt(s) appended as leaves %d to %d, checkpoint of size %d signed", len(pooled), first,
              first + len(pooled) - 1, checkpoint.tree_size)
     logged = {p.request_id: (p.receipt_id, first + n) for n, p in enumerate(pooled)}
     handoff.settle_logged(session, logged, now)
-    return logged
+    return Batch(logged, more)
+
+
+@functools.cache
+def _statements():
+    """A batch's statements on the pool and the requests, built once: a busy log runs them every second."""
+    pool, receipts, requests = _table(PooledReceipt), _table(Receipt), _table(OptOutRequest)
+    read = (select(pool.c.seq, pool.c.receipt_id, pool.c.request_id, pool.c.kid, pool.c.jws, pool.c.issued_at,
+                   receipts.c.id.label("logged"))
+            .outerjoin(receipts, receipts.c.request_id == pool.c.request_id)
+            .order_by(pool.c.seq).limit(bindparam("limit")))
+    taken = delete(pool).where(pool.c.seq.in_(bindparam("seqs", expanding=True)))
+    named = update(requests).where(requests.c.id == bindparam("request")).values(receipt_id=bindparam("receipt"))
+    return read, taken, named
+
+
+def _table(model) -> Table:
+    return cast(Table, model.__table__)  # typed as any FromClause; every model here maps a Table
 
 
 def _first_row(session: Session) -> None:
