@@ -64,6 +64,7 @@ def _in(column: str, values: Iterable[str]) -> str:
 
 
 ONE_OPEN_WHERE = f"user_id IS NOT NULL AND {_in('status', OPEN_REQUESTS)}"
+RUNNING_WHERE = f"status = '{StepStatus.RUNNING}'"
 
 
 class OptOutRequest(Base):
@@ -120,6 +121,11 @@ class ErasureStep(Base):
         CheckConstraint("attempts >= 0", name="attempts_non_negative"),
         UniqueConstraint("request_id", "position", name="uq_erasure_steps_request_position"),
         Index("ix_erasure_steps_claim", "status", "not_before"),
+        # The running steps whose lease ran out (their worker died), for the claim to take over: a range scan
+        # that reads only those. ix_erasure_steps_claim holds every running step, and every version of one
+        # each claim and heartbeat leaves until vacuum, all read by every claim to find the few expired.
+        Index("ix_erasure_steps_lease", "lease_expires_at", sqlite_where=text(RUNNING_WHERE),
+              postgresql_where=text(RUNNING_WHERE)),
         Index("ix_erasure_steps_request_phase", "request_id", "phase", "status"),
         Index("ix_erasure_steps_target_kind", "target", "kind", "request_id"),
     )

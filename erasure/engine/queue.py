@@ -40,7 +40,8 @@ def _claim_statement(skip_locked: bool, limit: int, with_requests: bool = False)
 
     One arm per status, each an ordered scan of ix_erasure_steps_claim (status, not_before) that stops
     at `limit` steps not blocked by an earlier phase (each a probe of ix_erasure_steps_request_phase):
-    a claim reads about as many rows as it takes, however long the queue. One condition over all the
+    a claim reads about as many rows as it takes, however long the queue. The running steps' arm reads
+    only those whose lease ran out, from ix_erasure_steps_lease. One condition over all the
     statuses at once (status IN (...) OR ...) cannot be read in not_before order from that index, and
     PostgreSQL then joins and sorts every waiting step on every claim.
 
@@ -210,30 +211,34 @@ def _finish_statement(names: tuple[str, ...]):
 
 
 def hold_back(session: Session, step: ErasureStep, until: dt.datetime) -> None:
-    """The later phases of a failing step's request wait at least until its next try. The caller commits.
+    """The later phases of a step's request wait at least until `until`. The caller commits.
 
     Only a saving: the claim still checks that every earlier phase is done. A claim reads the waiting
-    steps in not_before order; while a network is down, the steps blocked behind its revocations
-    would otherwise be read, and passed over, by every claim of every worker.
+    steps in not_before order, and a step blocked behind an earlier phase is read, and passed over, by
+    every claim of every worker while it waits: behind a failing step until its next try, or behind a
+    receipt handed off to the log's sequencer until its batch (about a second, for every request that
+    completes meanwhile). A batch that logs the receipt makes them due again (handoff.settle_logged).
     """
-    session.execute(
-        update(ErasureStep)
-        .where(ErasureStep.request_id == step.request_id, ErasureStep.phase > step.phase,
-               ErasureStep.status == StepStatus.PENDING, ErasureStep.not_before < until)
-        .values(not_before=until)
-        .execution_options(synchronize_session=False)
-    )
+    session.connection().execute(_later_phases_statement(), {"request": step.request_id, "after": step.phase,
+                                                             "until": until})
 
 
 def release(session: Session, step: ErasureStep, now: dt.datetime) -> None:
     """A step that failed before is done: the later phases held back for it are due now. The caller commits."""
-    session.execute(
-        update(ErasureStep)
-        .where(ErasureStep.request_id == step.request_id, ErasureStep.phase > step.phase,
-               ErasureStep.status == StepStatus.PENDING, ErasureStep.not_before > now)
-        .values(not_before=now)
-        .execution_options(synchronize_session=False)
-    )
+    session.connection().execute(_later_phases_statement(release=True), {"request": step.request_id,
+                                                                         "after": step.phase, "until": now})
+
+
+@functools.cache
+def _later_phases_statement(release: bool = False):
+    """The pending steps of a request's later phases, due no sooner than `until` (or, to `release`, no later)."""
+    steps = cast(Table, ErasureStep.__table__)
+    until = bindparam("until", type_=UTCDateTime())
+    later = (steps.c.not_before > until) if release else (steps.c.not_before < until)
+    return (update(steps)
+            .where(steps.c.request_id == bindparam("request"), steps.c.phase > bindparam("after"),
+                   steps.c.status == _constant(StepStatus.PENDING), later)
+            .values(not_before=until))
 
 
 def extend(session: Session, claim_: Claim, now: dt.datetime, lease: dt.timedelta = LEASE) -> bool:

@@ -250,9 +250,11 @@ class Worker:
     def _hand_off(self, session: Session, claim: queue.Claim, chain: bool) -> queue.Claim | None:
         """A receipt step whose receipt waits in the log's pool (pooled in this transaction): leased to the
         sequencer, whose batch records it done and settles its request (erasure/engine/handoff.py)."""
-        if not queue.finish(session, claim, utcnow(), **handoff.lease(utcnow() + self.lease)):
+        until = utcnow() + self.lease
+        if not queue.finish(session, claim, utcnow(), **handoff.lease(until)):
             session.rollback()  # another worker took the step over; its run counts, not this one
             return None
+        queue.hold_back(session, claim.step, until)  # notify waits for the batch, out of every claim's way
         following = None
         if chain and not self._closing.is_set() and self._chain_budget.acquire(blocking=False):
             following = next(iter(queue.claim(session, self.owner, utcnow(), 1, self.lease, commit=False)), None)
