@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 from flask import Flask, current_app, g
 from sqlalchemy import DateTime, MetaData, String, Table, TypeDecorator, create_engine, event
@@ -64,6 +64,13 @@ timestamp = Annotated[dt.datetime, mapped_column(UTCDateTime(), default=utcnow)]
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {dt.datetime: UTCDateTime()}
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's table, for Core statements (the rows come back as plain values, with no ORM on the path).
+
+    SQLAlchemy types __table__ as any FromClause; every model here maps a Table."""
+    return cast(Table, model.__table__)
 
 
 LOCKED = "ownstory_write_locked"  # a SQLite connection's info: its transaction holds the write lock

@@ -5,13 +5,12 @@ import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import groupby
-from typing import cast
 
-from sqlalchemy import Table, exists, func, insert, select
+from sqlalchemy import exists, func, insert, select
 from sqlalchemy.orm import Session
 
 from app import chain, text
-from app.db import expire_written_past, upsert, write_lock
+from app.db import expire_written_past, table_of, upsert, write_lock
 from consent.models import ConsentEvent, ConsentState
 
 GENESIS = chain.GENESIS
@@ -66,7 +65,7 @@ class Change:
     at: dt.datetime
 
 
-_EVENTS, _STATES = cast(Table, ConsentEvent.__table__), cast(Table, ConsentState.__table__)
+_EVENTS, _STATES = table_of(ConsentEvent), table_of(ConsentState)
 
 
 def append_all(session: Session, subject_id: str, changes: Sequence[Change]) -> None:

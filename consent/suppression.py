@@ -9,10 +9,10 @@ from typing import Any, cast
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as crypto_hmac
-from sqlalchemy import CursorResult, Table, delete, select, tuple_
+from sqlalchemy import CursorResult, delete, select, tuple_
 from sqlalchemy.orm import Session
 
-from app.db import expire_written_past, upsert
+from app.db import expire_written_past, table_of, upsert
 from consent import check_statements
 from consent.models import Suppression
 
@@ -102,7 +102,7 @@ def suppress(session: Session, peppers: Peppers, identities: Iterable[Identity],
                                   "request_id": request_id, "show_opted_out": show_opted_out}
     if not rows:
         return
-    session.execute(upsert(cast(Table, Suppression.__table__), ("key_id", "digest"),
+    session.execute(upsert(table_of(Suppression), ("key_id", "digest"),
                            ("scope", "request_id", "show_opted_out"), session.get_bind().dialect.name),
                     list(rows.values()))
     expire_written_past(session, Suppression)  # a lookup earlier in the transaction loaded the old values

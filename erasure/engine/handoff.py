@@ -10,11 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
-from typing import cast
 
-from sqlalchemy import Table, bindparam, exists, update
+from sqlalchemy import bindparam, exists, update
 from sqlalchemy.orm import Session
 
+from app.db import table_of
 from erasure.models import ErasureStep, OptOutRequest, RequestStatus, StepKind, StepStatus
 
 log = logging.getLogger(__name__)
@@ -53,15 +53,10 @@ def settle_logged(session: Session, logged: dict[str, tuple[str, int]], now: dt.
 
 
 @functools.cache
-def _tables() -> tuple[Table, Table]:
-    return cast(Table, OptOutRequest.__table__), cast(Table, ErasureStep.__table__)
-
-
-@functools.cache
 def _settle_statements():
     """A batch's requests, settled (settle_logged), with `ids` the batch's requests: built once, as a busy log
     runs them every second."""
-    requests, steps = _tables()
+    requests, steps = table_of(OptOutRequest), table_of(ErasureStep)
     ids, now = bindparam("ids", expanding=True), bindparam("now", type_=steps.c.not_before.type)
     # Their later steps (notify) are due now, even if an earlier failure of this step held them back.
     release = update(steps).where(steps.c.request_id.in_(ids), steps.c.status == StepStatus.PENDING,
@@ -83,7 +78,7 @@ def _settle_statements():
 @functools.cache
 def _done_statement():
     """A batch's receipt steps, done: one statement, run once per receipt in one round trip."""
-    steps = _tables()[1]
+    steps = table_of(ErasureStep)
     return (update(steps)
             .where(steps.c.request_id == bindparam("request"), steps.c.kind == StepKind.RECEIPT,
                    steps.c.status == StepStatus.RUNNING, steps.c.lease_owner == HANDED_OFF)

@@ -5,12 +5,12 @@ import datetime as dt
 import functools
 import logging
 from dataclasses import dataclass, field
-from typing import TypeVar, cast
+from typing import TypeVar
 
-from sqlalchemy import Integer, String, Table, bindparam, exists, func, literal_column, select, union_all, update
+from sqlalchemy import Integer, String, bindparam, exists, func, literal_column, select, union_all, update
 from sqlalchemy.orm import Session, aliased
 
-from app.db import Base, UTCDateTime, write_lock
+from app.db import Base, UTCDateTime, table_of, write_lock
 from erasure.models import RUNNABLE_STEPS, ErasureStep, OptOutRequest, StepStatus
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def _claim_statement(skip_locked: bool, limit: int, with_requests: bool = False)
         due.append(select(*arm.cte(f"due_{status}").c))
     candidates = union_all(*due).subquery("due")
     first = select(candidates.c.id).order_by(candidates.c.not_before).limit(top)
-    steps = cast(Table, ErasureStep.__table__)  # typed as any FromClause; every model here maps a Table
+    steps = table_of(ErasureStep)
     claimed = (  # on the table, not the mapped class: the rows come back as plain values (see claim)
         update(steps)
         .where(steps.c.id.in_(first.scalar_subquery()))
@@ -75,7 +75,7 @@ def _claim_statement(skip_locked: bool, limit: int, with_requests: bool = False)
     )
     if not with_requests:
         return claimed.returning(*steps.c)  # the claimed rows themselves: the worker need not read them again
-    requests = cast(Table, OptOutRequest.__table__)
+    requests = table_of(OptOutRequest)
     return (claimed.where(requests.c.id == steps.c.request_id)
             .returning(*steps.c, *(c.label(f"req_{c.name}") for c in requests.c),
                        _last_phase(steps.c.request_id).label("req_last_phase")))
@@ -83,7 +83,7 @@ def _claim_statement(skip_locked: bool, limit: int, with_requests: bool = False)
 
 def _last_phase(request_id):
     """The highest phase of a request's steps: finishing a step of it may complete the request."""
-    later = cast(Table, ErasureStep.__table__).alias("later")
+    later = table_of(ErasureStep).alias("later")
     return select(func.max(later.c.phase)).where(later.c.request_id == request_id).scalar_subquery()
 
 
@@ -187,7 +187,7 @@ def finish_changing(session: Session, claim_: Claim, now: dt.datetime, change, a
 
 @functools.cache
 def _finish_changing_statement(names: tuple[str, ...], change):
-    steps = cast(Table, ErasureStep.__table__)
+    steps = table_of(ErasureStep)
     finished = _finish_statement(names).returning(steps.c.request_id).cte("finished")
     changed = change.where(exists(select(finished.c.request_id))).returning(literal_column("1")).cte("changed")
     return select(select(func.count()).select_from(finished).scalar_subquery(),
@@ -203,7 +203,7 @@ def _finish_statement(names: tuple[str, ...]):
     """
     columns = ErasureStep.__table__.c
     return (
-        update(cast(Table, ErasureStep.__table__))
+        update(table_of(ErasureStep))
         .where(columns.id == bindparam("step_id"), columns.lease_owner == bindparam("owner"),
                columns.status == _constant(StepStatus.RUNNING))
         .values({name: bindparam(name, type_=columns[name].type) for name in names})
@@ -232,7 +232,7 @@ def release(session: Session, step: ErasureStep, now: dt.datetime) -> None:
 @functools.cache
 def _later_phases_statement(release: bool = False):
     """The pending steps of a request's later phases, due no sooner than `until` (or, to `release`, no later)."""
-    steps = cast(Table, ErasureStep.__table__)
+    steps = table_of(ErasureStep)
     until = bindparam("until", type_=UTCDateTime())
     later = (steps.c.not_before > until) if release else (steps.c.not_before < until)
     return (update(steps)

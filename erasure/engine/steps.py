@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import requests
-from sqlalchemy import CursorResult, Delete, Table, bindparam, delete
+from sqlalchemy import CursorResult, Delete, bindparam, delete
 from sqlalchemy.orm import Session
 
-from app.db import utcnow, write_lock
+from app.db import table_of, utcnow, write_lock
 from app.mail import MailError
 from app.models import User
 from app.text import iso_utc
@@ -266,7 +266,7 @@ def _asked_to_wait(exc: Exception) -> float | None:
 
 
 # Forget's DELETEs, built once, in Core: no object of these tables is loaded in a step's session to keep in step.
-_GRANTS, _EVENTS, _STATES, _USERS = (cast(Table, model.__table__)
+_GRANTS, _EVENTS, _STATES, _USERS = (table_of(model)
                                      for model in (Grant, ConsentEvent, ConsentState, User))
 _DELETE_GRANTS = delete(_GRANTS).where(_GRANTS.c.user_id == bindparam("subject")).returning(*_GRANTS.c)
 _DELETE_STATES = delete(_STATES).where(_STATES.c.subject_id == bindparam("subject"))

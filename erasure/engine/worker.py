@@ -18,7 +18,7 @@ from sqlalchemy import CursorResult, Table, bindparam, case, func, select, updat
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import truncate_wal, utcnow, write_lock
+from app.db import table_of, truncate_wal, utcnow, write_lock
 from erasure.context import ErasureContext, context_from_app
 from erasure.engine import handoff, queue, steps
 from erasure.engine.network_http import NetworkSession, ProxySettings
@@ -250,8 +250,9 @@ class Worker:
     def _hand_off(self, session: Session, claim: queue.Claim, chain: bool) -> queue.Claim | None:
         """A receipt step whose receipt waits in the log's pool (pooled in this transaction): leased to the
         sequencer, whose batch records it done and settles its request (erasure/engine/handoff.py)."""
-        until = utcnow() + self.lease
-        if not queue.finish(session, claim, utcnow(), **handoff.lease(until)):
+        now = utcnow()
+        until = now + self.lease
+        if not queue.finish(session, claim, now, **handoff.lease(until)):
             session.rollback()  # another worker took the step over; its run counts, not this one
             return None
         queue.hold_back(session, claim.step, until)  # notify waits for the batch, out of every claim's way
@@ -393,7 +394,7 @@ def _move_on_statement():
 
 @functools.cache
 def _tables() -> tuple[Table, Table]:
-    return cast(Table, OptOutRequest.__table__), cast(Table, ErasureStep.__table__)
+    return table_of(OptOutRequest), table_of(ErasureStep)
 
 
 def sweep_deadlines(session: Session, now: dt.datetime) -> int:

@@ -12,10 +12,10 @@ from typing import cast
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from joserfc import jws
 from joserfc.jwk import OKPKey
-from sqlalchemy import Table, bindparam, exists, select
+from sqlalchemy import bindparam, exists, select
 from sqlalchemy.orm import Session
 
-from app.db import dialect_insert
+from app.db import dialect_insert, table_of
 from app.text import ISO_UTC, b64url, b64url_decode, iso_utc
 from erasure.context import ErasureContext
 from erasure.models import ErasureStep, OptOutRequest, PooledReceipt, Receipt, StepKind
@@ -95,8 +95,8 @@ def pool(session: Session, ctx: ErasureContext, request: OptOutRequest, now: dt.
 def _pool_statement(dialect: str):
     """INSERT the signed receipt into the pool unless the request's receipt is logged or pooled, RETURNING its seq."""
     names = ("receipt_id", "request_id", "kid", "jws", "issued_at")
-    pool_ = cast(Table, PooledReceipt.__table__)  # the table, not the class: no ORM bulk insert to set up
-    logged = cast(Table, Receipt.__table__)
+    pool_ = table_of(PooledReceipt)  # the table, not the class: no ORM bulk insert to set up
+    logged = table_of(Receipt)
     values = select(*(bindparam(name, type_=pool_.c[name].type) for name in names)).where(
         ~exists().where(logged.c.request_id == bindparam("request_id", type_=pool_.c.request_id.type)))
     return (dialect_insert(dialect)(pool_).from_select(list(names), values).on_conflict_do_nothing()

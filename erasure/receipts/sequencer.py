@@ -19,11 +19,11 @@ import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import CursorResult, Table, bindparam, delete, insert, or_, select, update
+from sqlalchemy import CursorResult, bindparam, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db import write_lock, writing
+from app.db import table_of, write_lock, writing
 from app.security import Vault
 from erasure.engine import handoff
 from erasure.models import LogSequencer, OptOutRequest, PooledReceipt, Receipt
@@ -115,7 +115,7 @@ def sequence_held(session: Session, vault: Vault, origin: str, now: dt.datetime,
     if not pooled:
         return Batch({}, more)
     first, checkpoint = tlog.append_many(session, vault, origin, [p.jws.encode("ascii") for p in pooled], now)
-    conn.execute(insert(_table(Receipt)), [
+    conn.execute(insert(table_of(Receipt)), [
         {"id": p.receipt_id, "request_id": p.request_id, "kid": p.kid, "jws": p.jws, "issued_at": p.issued_at,
          "leaf_index": first + n} for n, p in enumerate(pooled)])
     conn.execute(named, [{"request": p.request_id, "receipt": p.receipt_id} for p in pooled])
@@ -129,7 +129,7 @@ def sequence_held(session: Session, vault: Vault, origin: str, now: dt.datetime,
 @functools.cache
 def _statements():
     """A batch's statements on the pool and the requests, built once: a busy log runs them every second."""
-    pool, receipts, requests = _table(PooledReceipt), _table(Receipt), _table(OptOutRequest)
+    pool, receipts, requests = table_of(PooledReceipt), table_of(Receipt), table_of(OptOutRequest)
     read = (select(pool.c.seq, pool.c.receipt_id, pool.c.request_id, pool.c.kid, pool.c.jws, pool.c.issued_at,
                    receipts.c.id.label("logged"))
             .outerjoin(receipts, receipts.c.request_id == pool.c.request_id)
@@ -137,10 +137,6 @@ def _statements():
     taken = delete(pool).where(pool.c.seq.in_(bindparam("seqs", expanding=True)))
     named = update(requests).where(requests.c.id == bindparam("request")).values(receipt_id=bindparam("receipt"))
     return read, taken, named
-
-
-def _table(model) -> Table:
-    return cast(Table, model.__table__)  # typed as any FromClause; every model here maps a Table
 
 
 def _first_row(session: Session) -> None:
