@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from flask import current_app, session
 from flask_login import current_user
 from flask_smorest import Blueprint
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 
 from app.db import utcnow
 from app.errors import ApiError
@@ -60,9 +60,8 @@ def load_token(req) -> TokenPrincipal | None:
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         return None
-    token = db.session.scalar(
-        select(ApiToken).where(ApiToken.token_hash == token_hash(value.strip()), ApiToken.revoked_at.is_(None))
-    )
+    # Core, not the ORM: every API call makes this read, and nothing here changes the token.
+    token = db.session.connection().execute(_TOKEN_BY_HASH, {"hash": token_hash(value.strip())}).first()
     if token is None:
         log.info("API call with an unknown or revoked bearer token")
         return None
@@ -70,6 +69,10 @@ def load_token(req) -> TokenPrincipal | None:
     if token.last_used_at is None or now - token.last_used_at >= USE_RECORDED_EVERY:
         _record_use(token.id, now)
     return principal
+
+
+_TOKEN_BY_HASH = select(ApiToken.id, ApiToken.name, ApiToken.role, ApiToken.last_used_at).where(
+    ApiToken.token_hash == bindparam("hash"), ApiToken.revoked_at.is_(None))
 
 
 def _record_use(token_id: str, now: dt.datetime) -> None:

@@ -3,8 +3,9 @@
 An IN list of a thousand values (or of (network, account) pairs) is a different statement for every
 batch size, rendered again on every call, and never prepared. Here a list is one parameter, so each
 statement's text is fixed (psycopg prepares it once it has run a few times): a JSON array, read with
-json_array_elements on PostgreSQL and json_each on SQLite. Not a PostgreSQL array: psycopg dumps one
-element at a time in Python, which cost more than a third of a check's CPU; json.dumps is one C call.
+json_array_elements (jsonb_array_elements for the checks' triples) on PostgreSQL and json_each on
+SQLite. Not a PostgreSQL array: psycopg dumps one element at a time in Python, which cost more than a
+third of a check's CPU; json.dumps is one C call.
 """
 from __future__ import annotations
 
@@ -30,21 +31,27 @@ def _listed(dialect: str, column, name: str):
 
 
 def _asked(dialect: str):
-    """The (network, value, purpose) triples asked, as a table read from one JSON array of triples."""
+    """The (network, value, purpose) triples asked, with each one's place in the list (from 0), as a table
+    read from one JSON array of triples."""
     if dialect == "postgresql":
-        each = func.json_array_elements(cast(bindparam("asked", type_=String), postgresql.JSON)).table_valued(
-            "value").alias("asked_json")
+        # jsonb, not json: each field is read from the parsed element, where ->> on json parses the
+        # element's text again at every use, several times a row here (about a third of the statement's time).
+        each = func.jsonb_array_elements(cast(bindparam("asked", type_=String), postgresql.JSONB)).table_valued(
+            "value", with_ordinality="n").render_derived("asked_json")
         fields = [each.c.value.op("->>")(literal_column(str(n))).label(name) for n, name in enumerate(FIELDS)]
+        place = (each.c.n - literal_column("1")).label("place")
     else:
-        each = func.json_each(bindparam("asked", type_=String)).table_valued("value").alias("asked_json")
+        each = func.json_each(bindparam("asked", type_=String)).table_valued("key", "value").alias("asked_json")
         fields = [func.json_extract(each.c.value, f"$[{n}]").label(name) for n, name in enumerate(FIELDS)]
-    return select(*fields).subquery("asked")
+        place = each.c.key.label("place")
+    return select(place, *fields).subquery("asked")
 
 
 @functools.cache
 def _consents(dialect: str, by: str):
     """Each account at its network (uq_grants_network_account), or each subject by id, with the person's
-    consent state for the purpose asked (consent_state's primary key), in one statement."""
+    consent state for the purpose asked (consent_state's primary key), in one statement. A row names the
+    check by its place in the list, which is all the caller needs and less to send back than the triple."""
     asked = _asked(dialect)
     source: type[Grant] | type[User]
     if by == "account":
@@ -55,8 +62,7 @@ def _consents(dialect: str, by: str):
         found = and_(User.id == asked.c.value, User.role == "person")
     state = and_(ConsentState.subject_id == person, ConsentState.network == asked.c.network,
                  ConsentState.purpose == asked.c.purpose)
-    return (select(asked.c.network, asked.c.value, asked.c.purpose, person, ConsentState.status,
-                   ConsentState.version)
+    return (select(asked.c.place, person, ConsentState.status, ConsentState.version)
             .select_from(asked).join(source, found).outerjoin(ConsentState, state))
 
 
@@ -68,16 +74,15 @@ def _suppressed(dialect: str):
 
 Asked = tuple[str, str, str]  # (network, account or subject, purpose)
 Hit = tuple[str, str | None, int | None]  # (subject, status, version): the person, and their consent if any
-Found = dict[Asked, Hit]
 
 
-def consents(session: Session, by: str, asked: Sequence[Asked]) -> Found:
+def consents(session: Session, by: str, asked: Sequence[Asked]) -> list[tuple[int, Hit]]:
     """For accounts (by="account", each at its network) or subjects (by="subject"): the person each one is,
-    and their consent state for the network and purpose asked, if they have one. Those not found are left out."""
+    and their consent state for the network and purpose asked, if they have one, by the place of each in
+    `asked`. Those not found are left out."""
     dialect = session.get_bind().dialect.name
-    rows = session.connection().execute(_consents(dialect, by), {"asked": json.dumps(list(asked))})
-    return {(network, value, purpose): (subject, status, version)
-            for network, value, purpose, subject, status, version in rows}
+    rows = session.connection().execute(_consents(dialect, by), {"asked": json.dumps(asked)}).all()
+    return [(place, (subject, status, version)) for place, subject, status, version in rows]
 
 
 def suppressions(session: Session, key_id: str, digests: Sequence[str]) -> dict[str, tuple[str, bool]]:

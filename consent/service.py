@@ -133,30 +133,35 @@ def check(session: Session, checks: list[dict], purposes: Mapping[str, Purpose],
     (uq_grants_network_account, or users by id) and read their consent state by its primary key in
     the same statement; then the `suppressed` seam (the opt-out list) is asked once for every
     identity. With no seam, nobody is opted out.
-    """
-    for i, c in enumerate(checks):
-        if c["network"] not in networks:
-            raise InvalidCheck(i, "network", f"unknown network {c['network']!r}")
-        if c["purpose"] not in purposes:
-            raise InvalidCheck(i, "purpose", f"unknown purpose {c['purpose']!r}")
 
+    The opt-out list is asked about the identity each check names, and not also about the person an
+    account turns out to be: a person is listed by their subject only when they leave everything, and
+    the transaction that lists them also ends every grant they hold and closes their account, which
+    connects nothing afterwards (consent.connect.account_closing, under the user row's lock). So an
+    account found connected is never a listed person's, while the account itself may be listed (it was
+    left, and is asked about), and a check by subject asks about the subject.
+    """
+    _known(checks, purposes, networks)
     # Each check by the identity it names (its account at the network, or its subject), and what it asks.
     names = ["account" if "account" in c else "subject" for c in checks]
     asked = [(c["network"], c[name], c["purpose"]) for c, name in zip(checks, names, strict=True)]
-    found: dict[str, check_statements.Found] = {}
+    hits: list[check_statements.Hit | None] = [None] * len(checks)
     for by in ("account", "subject"):
-        wanted = {a for a, name in zip(asked, names, strict=True) if name == by}
-        if wanted:
-            found[by] = check_statements.consents(session, by, list(wanted))
-    hits = [found[name].get(a) for a, name in zip(asked, names, strict=True)]
-    identities = [_identities(name, a, hit) for name, a, hit in zip(names, asked, hits, strict=True)]
-    held = suppressed(session, {i for ids in identities for i in ids}) if suppressed else {}
+        places = [i for i, name in enumerate(names) if name == by]
+        if len(places) == len(checks):  # as in nearly every batch: all of one kind
+            for i, person in check_statements.consents(session, by, asked):
+                hits[i] = person
+        elif places:
+            for n, person in check_statements.consents(session, by, [asked[i] for i in places]):
+                hits[places[n]] = person
+    identities = [(name, network, value) for name, (network, value, _purpose) in zip(names, asked, strict=True)]
+    held = suppressed(session, set(identities)) if suppressed else {}
 
     results = []
-    for a, hit, ids in zip(asked, hits, identities, strict=True):
-        listed = [held[i] for i in ids if i in held] if held else None
+    for a, hit, identity in zip(asked, hits, identities, strict=True):
+        listed = held.get(identity) if held else None
         if listed:
-            reason = "opted_out" if "opted_out" in listed else listed[0]
+            reason = listed
         elif hit is None:
             reason = "unknown"
         else:
@@ -165,14 +170,18 @@ def check(session: Session, checks: list[dict], purposes: Mapping[str, Purpose],
     return results
 
 
-def _identities(name: str, asked: check_statements.Asked, hit: check_statements.Hit | None) -> tuple[Identity, ...]:
-    """What the opt-out list is asked about for one check: the account named, and the person it is, if known."""
-    network, value, _purpose = asked
-    if name == "subject":
-        return (("subject", network, value),)
-    if hit is None:
-        return (("account", network, value),)
-    return ("account", network, value), ("subject", network, hit[0])
+def _known(checks: list[dict], purposes: Mapping[str, Purpose], networks: Collection[str]) -> None:
+    """Raise InvalidCheck for the first check naming a network or a purpose that is not in the catalogue.
+    The names a batch uses are looked up once each: a batch asks about one or two of each a thousand times."""
+    unknown_networks = {c["network"] for c in checks}.difference(networks)
+    unknown_purposes = {c["purpose"] for c in checks}.difference(purposes)
+    if not unknown_networks and not unknown_purposes:
+        return
+    for i, c in enumerate(checks):
+        if c["network"] in unknown_networks:
+            raise InvalidCheck(i, "network", f"unknown network {c['network']!r}")
+        if c["purpose"] in unknown_purposes:
+            raise InvalidCheck(i, "purpose", f"unknown purpose {c['purpose']!r}")
 
 
 def _reason(status: str | None, version: int | None, purpose: Purpose) -> str:

@@ -149,23 +149,26 @@ def test_an_unknown_network_or_purpose_names_the_check(session, purposes):
     assert (caught.value.index, caught.value.field) == (0, "network")
 
 
-def test_the_opt_out_seam_is_asked_once_and_wins(session, purposes, person):
+def test_the_opt_out_seam_is_asked_once_about_each_identity_named_and_wins(session, purposes, person):
     service.set_consents(session, person.id, {("demo", "scoring")}, purposes, {"demo"}, NOW)
     session.commit()
     asked = []
 
     def suppressed(_session, identities):
         asked.append(identities)
-        return {("subject", "demo", person.id): "opted_out", ("account", "demo", "gone-account"): "opted_out"}
+        return {("subject", "demo", person.id): "opted_out", ("account", "demo", "gone-account"): "opted_out",
+                ("account", "demo", "left-here"): "withdrawn"}
 
-    checks = [{"network": "demo", "account": person.account, "purpose": "scoring"},
+    checks = [{"network": "demo", "subject": person.id, "purpose": "scoring"},
               {"network": "demo", "account": "gone-account", "purpose": "scoring"},
+              {"network": "demo", "account": "left-here", "purpose": "scoring"},
               {"network": "demo", "account": "other", "purpose": "scoring"}]
     results = service.check(session, checks, purposes, {"demo"}, suppressed=suppressed)
-    assert [r["reason"] for r in results] == ["opted_out", "opted_out", "unknown"]
+    # The person's own consent is granted, and the list outranks it.
+    assert [r["reason"] for r in results] == ["opted_out", "opted_out", "withdrawn", "unknown"]
     assert not any(r["allowed"] for r in results)
-    assert asked == [{("account", "demo", person.account), ("subject", "demo", person.id),
-                      ("account", "demo", "gone-account"), ("account", "demo", "other")}]
+    assert asked == [{("subject", "demo", person.id), ("account", "demo", "gone-account"),
+                      ("account", "demo", "left-here"), ("account", "demo", "other")}]
 
 
 def test_a_batch_of_checks_costs_two_queries(app, session, purposes, person):

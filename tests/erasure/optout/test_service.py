@@ -119,6 +119,9 @@ def test_leaving_everything_stops_consent_suppresses_every_identity_and_closes_t
 
     for network, account in (("demo", "1002"), ("acme", "5002")):
         assert consent_reason(client, service_headers, network, account) == "opted_out"
+    assert client.post(CONSENT, headers=service_headers, json={"checks": [
+        {"network": n, "subject": person.id, "purpose": "scoring"} for n in ("demo", "acme")]}).json["results"] \
+        == [{"allowed": False, "reason": "opted_out"}] * 2
     assert suppression_check(client, service_headers, identities_of(person) + identities_of(person, "acme", "5002")) \
         == [{"suppressed": True, "reason": "opted_out"}] * 6
     with sessions() as db:
