@@ -5,14 +5,15 @@ batch size, rendered again on every call, and never prepared. Here a list is one
 statement's text is fixed (psycopg prepares it once it has run a few times): a JSON array, read with
 json_array_elements (jsonb_array_elements for the checks' triples) on PostgreSQL and json_each on
 SQLite. Not a PostgreSQL array: psycopg dumps one element at a time in Python, which cost more than a
-third of a check's CPU; json.dumps is one C call.
+third of a check's CPU; the JSON text is one call into orjson (json.dumps took a tenth of a web process's
+CPU on a batch, orjson about a fifteenth of that).
 """
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Sequence
 
+import orjson
 from sqlalchemy import String, and_, bindparam, cast, func, literal_column, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
@@ -72,6 +73,10 @@ def _suppressed(dialect: str):
             .where(Suppression.key_id == bindparam("key_id"), _listed(dialect, Suppression.digest, "values")))
 
 
+def _json(values: Sequence) -> str:
+    return orjson.dumps(values).decode()
+
+
 Asked = tuple[str, str, str]  # (network, account or subject, purpose)
 Hit = tuple[str, str | None, int | None]  # (subject, status, version): the person, and their consent if any
 
@@ -81,12 +86,12 @@ def consents(session: Session, by: str, asked: Sequence[Asked]) -> list[tuple[in
     and their consent state for the network and purpose asked, if they have one, by the place of each in
     `asked`. Those not found are left out."""
     dialect = session.get_bind().dialect.name
-    rows = session.connection().execute(_consents(dialect, by), {"asked": json.dumps(asked)}).all()
+    rows = session.connection().execute(_consents(dialect, by), {"asked": _json(asked)}).all()
     return [(place, (subject, status, version)) for place, subject, status, version in rows]
 
 
 def suppressions(session: Session, key_id: str, digests: Sequence[str]) -> dict[str, tuple[str, bool]]:
     """The suppression entries made with pepper `key_id` among `digests`: digest -> (scope, show_opted_out)."""
     dialect = session.get_bind().dialect.name
-    rows = session.connection().execute(_suppressed(dialect), {"key_id": key_id, "values": json.dumps(list(digests))})
+    rows = session.connection().execute(_suppressed(dialect), {"key_id": key_id, "values": _json(digests)})
     return {digest: (scope, show) for digest, scope, show in rows}
