@@ -139,7 +139,9 @@ def check(session: Session, checks: list[dict], purposes: Mapping[str, Purpose],
     the transaction that lists them also ends every grant they hold and closes their account, which
     connects nothing afterwards (consent.connect.account_closing, under the user row's lock). So an
     account found connected is never a listed person's, while the account itself may be listed (it was
-    left, and is asked about), and a check by subject asks about the subject.
+    left, and is asked about), and a check by subject asks about the subject. Were a grant to come in
+    behind such an opt-out all the same (forget revokes any it finds), its check could still not answer
+    granted: that transaction withdrew every consent of the person, and their account signs in no more.
     """
     _known(checks, purposes, networks)
     # Each check by the identity it names (its account at the network, or its subject), and what it asks.
