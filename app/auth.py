@@ -52,6 +52,10 @@ def load_user(user_id: str) -> User | None:
     return user
 
 
+_TOKEN_BY_HASH = select(ApiToken.id, ApiToken.name, ApiToken.role, ApiToken.last_used_at).where(
+    ApiToken.token_hash == bindparam("hash"), ApiToken.revoked_at.is_(None))
+
+
 @login_manager.request_loader
 def load_token(req) -> TokenPrincipal | None:
     if not is_api_request():
@@ -69,10 +73,6 @@ def load_token(req) -> TokenPrincipal | None:
     if token.last_used_at is None or now - token.last_used_at >= USE_RECORDED_EVERY:
         _record_use(token.id, now)
     return principal
-
-
-_TOKEN_BY_HASH = select(ApiToken.id, ApiToken.name, ApiToken.role, ApiToken.last_used_at).where(
-    ApiToken.token_hash == bindparam("hash"), ApiToken.revoked_at.is_(None))
 
 
 def _record_use(token_id: str, now: dt.datetime) -> None:

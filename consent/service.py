@@ -150,10 +150,7 @@ def check(session: Session, checks: list[dict], purposes: Mapping[str, Purpose],
     hits: list[check_statements.Hit | None] = [None] * len(checks)
     for by in ("account", "subject"):
         places = [i for i, name in enumerate(names) if name == by]
-        if len(places) == len(checks):  # as in nearly every batch: all of one kind
-            for i, person in check_statements.consents(session, by, asked):
-                hits[i] = person
-        elif places:
+        if places:
             for n, person in check_statements.consents(session, by, [asked[i] for i in places]):
                 hits[places[n]] = person
     identities = [(name, network, value) for name, (network, value, _purpose) in zip(names, asked, strict=True)]
