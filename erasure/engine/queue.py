@@ -4,12 +4,14 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Integer, String, bindparam, exists, func, literal_column, select, union_all, update
 from sqlalchemy.orm import Session, aliased
 
+from app import driver
 from app.db import Base, UTCDateTime, table_of, write_lock
 from erasure.models import RUNNABLE_STEPS, ErasureStep, OptOutRequest, StepStatus
 
@@ -133,9 +135,13 @@ def claim(session: Session, owner: str, now: dt.datetime, limit: int = 10, lease
     """
     postgresql = session.get_bind().dialect.name == "postgresql"
     write_lock(session)
-    conn = session.connection()  # Core statements on the session's connection: no ORM on this path
-    rows = conn.execute(_claim_statement(postgresql, limit, postgresql),
-                        {"now": now, "owner": owner, "expires": now + lease}).mappings().all()
+    statement, parameters = _claim_statement(postgresql, limit, postgresql), {"now": now, "owner": owner,
+                                                                             "expires": now + lease}
+    if driver.usable(session):
+        rows: Sequence[Mapping[Any, Any]] = driver.of(session, statement).mappings(session, parameters)
+    else:  # Core statements on the session's connection: no ORM on this path
+        rows = session.connection().execute(statement, parameters).mappings().all()
+    conn = session.connection()
     steps = [_detached(ErasureStep, row) for row in rows]
     requests = {}
     if postgresql:
@@ -157,8 +163,8 @@ def finish(session: Session, claim_: Claim, now: dt.datetime, **values) -> bool:
     """
     values.setdefault("lease_owner", None)
     values.setdefault("lease_expires_at", None)
-    done = session.connection().execute(_finish_statement(tuple(sorted(values))),
-                                        {"step_id": claim_.step_id, "owner": claim_.owner, **values}).rowcount
+    done = _rowcount(session, _finish_statement(tuple(sorted(values))),
+                     {"step_id": claim_.step_id, "owner": claim_.owner, **values})
     if done != 1:
         log.warning("step %s: lease lost before it finished; its outcome is dropped", claim_.step_id)
         return False
@@ -176,9 +182,12 @@ def finish_changing(session: Session, claim_: Claim, now: dt.datetime, change, a
     """
     values.setdefault("lease_owner", None)
     values.setdefault("lease_expires_at", None)
-    finished, changed = session.connection().execute(
-        _finish_changing_statement(tuple(sorted(values)), change),
-        {"step_id": claim_.step_id, "owner": claim_.owner, **arguments, **values}).one()
+    statement = _finish_changing_statement(tuple(sorted(values)), change)
+    parameters = {"step_id": claim_.step_id, "owner": claim_.owner, **arguments, **values}
+    if driver.usable(session):
+        finished, changed = driver.of(session, statement).rows(session, parameters)[0]
+    else:
+        finished, changed = session.connection().execute(statement, parameters).one()
     if finished != 1:
         log.warning("step %s: lease lost before it finished; its outcome is dropped", claim_.step_id)
         return False, False
@@ -219,14 +228,13 @@ def hold_back(session: Session, step: ErasureStep, until: dt.datetime) -> None:
     receipt handed off to the log's sequencer until its batch (about a second, for every request that
     completes meanwhile). A batch that logs the receipt makes them due again (handoff.settle_logged).
     """
-    session.connection().execute(_later_phases_statement(), {"request": step.request_id, "after": step.phase,
-                                                             "until": until})
+    _rowcount(session, _later_phases_statement(), {"request": step.request_id, "after": step.phase, "until": until})
 
 
 def release(session: Session, step: ErasureStep, now: dt.datetime) -> None:
     """A step that failed before is done: the later phases held back for it are due now. The caller commits."""
-    session.connection().execute(_later_phases_statement(release=True), {"request": step.request_id,
-                                                                         "after": step.phase, "until": now})
+    _rowcount(session, _later_phases_statement(release=True), {"request": step.request_id, "after": step.phase,
+                                                                "until": now})
 
 
 @functools.cache
@@ -239,6 +247,13 @@ def _later_phases_statement(release: bool = False):
             .where(steps.c.request_id == bindparam("request"), steps.c.phase > bindparam("after"),
                    steps.c.status == _constant(StepStatus.PENDING), later)
             .values(not_before=until))
+
+
+def _rowcount(session: Session, statement, parameters: dict[str, Any]) -> int:
+    """Run a write of the queue's hot path: on psycopg's cursor where it can (app/driver.py)."""
+    if driver.usable(session):
+        return driver.of(session, statement).rowcount(session, parameters)
+    return session.connection().execute(statement, parameters).rowcount
 
 
 def extend(session: Session, claim_: Claim, now: dt.datetime, lease: dt.timedelta = LEASE) -> bool:
