@@ -1,10 +1,11 @@
-"""Core statements run straight on psycopg's cursor, in the session's transaction: the worker's hottest.
+"""Core statements run straight on psycopg's cursor: the worker's hottest, on PostgreSQL.
 
-A worker claims, finishes and holds back steps several times per opt-out. For each of those statements,
-SQLAlchemy's execution of a statement it has cached already (cache key, execution context, events, result
-metadata for RETURNING) cost the worker more CPU than psycopg's own work did. Compiled once here, with
-SQLAlchemy's own processing of each parameter and of each column returned, they run on the session's
-connection, in its transaction, as SQLAlchemy would run them, and fail with SQLAlchemy's errors.
+A worker claims, finishes and holds back steps several times per opt-out, and purges and counts a person's rows
+in each SQL store. For each of those statements, SQLAlchemy's execution of a statement it has cached already
+(cache key, execution context, result metadata for RETURNING) cost the worker more CPU than psycopg's own work
+did, and its exec_driver_sql keeps the execution context. Compiled once here, with SQLAlchemy's own processing of
+each parameter and of each column returned, they run on the session's or connection's DBAPI connection, in its
+transaction, with the cursor events SQLAlchemy would send, and fail with SQLAlchemy's errors.
 
 PostgreSQL through psycopg only (`usable`); elsewhere the callers run the statement through SQLAlchemy.
 """
@@ -14,15 +15,15 @@ import functools
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
 
-from app.db import WROTE
+Bind = Session | Connection  # a session runs the statement in its transaction; a connection, in its own
 
 
-def usable(session: Session) -> bool:
-    dialect = session.get_bind().dialect
+def usable(bind: Bind) -> bool:
+    dialect = bind.get_bind().dialect if isinstance(bind, Session) else bind.dialect
     return dialect.name == "postgresql" and dialect.driver == "psycopg"
 
 
@@ -38,7 +39,6 @@ class DriverStatement:
         self._binds = tuple((name, bind.required, bind.effective_value,
                              bind.type.dialect_impl(dialect).bind_processor(dialect))
                             for name, bind in compiled.binds.items())
-        self.writes = not isinstance(statement, Select)
         self._statement, self._dialect = statement, dialect
 
     def _parameters(self, given: dict[str, Any]) -> dict[str, Any]:
@@ -53,17 +53,22 @@ class DriverStatement:
             parameters[name] = value if process is None or value is None else process(value)
         return parameters
 
-    def execute(self, session: Session, given: dict[str, Any]):
+    def execute(self, bind: Bind, given: dict[str, Any]):
         """The psycopg cursor, once the statement ran; its rows are unprocessed (see rows)."""
-        conn = session.connection()
-        if self.writes:
-            conn.info[WROTE] = True  # what app.db's before_cursor_execute would have noted: rollback must roll back
+        conn = bind.connection() if isinstance(bind, Session) else bind
         dbapi_conn = conn.connection.dbapi_connection
         assert dbapi_conn is not None  # a connection in use is never closed under its Connection
         cursor = dbapi_conn.cursor()
         parameters = self._parameters(given)
+        # The cursor events, for whoever listens: app.db's own (a transaction that wrote must roll back, not
+        # commit), tests that count statements. There is no execution context to give them.
+        before, after = conn.dispatch.before_cursor_execute, conn.dispatch.after_cursor_execute
+        if before:
+            before(conn, cursor, self.sql, parameters, None, False)
         try:
             cursor.execute(self.sql, parameters)
+            if after:
+                after(conn, cursor, self.sql, parameters, None, False)
         except Exception as exc:
             if not isinstance(exc, conn.dialect.loaded_dbapi.Error):
                 raise
@@ -75,8 +80,8 @@ class DriverStatement:
                                              connection_invalidated=cut) from exc
         return cursor
 
-    def rowcount(self, session: Session, given: dict[str, Any]) -> int:
-        return self.execute(session, given).rowcount
+    def rowcount(self, bind: Bind, given: dict[str, Any]) -> int:
+        return self.execute(bind, given).rowcount
 
     @functools.cached_property
     def _returned(self) -> tuple[tuple[str, ...], tuple]:
@@ -88,24 +93,24 @@ class DriverStatement:
         return (tuple(str(column.key) for column in returned),
                 tuple(column.type.dialect_impl(dialect).result_processor(dialect, None) for column in returned))
 
-    def rows(self, session: Session, given: dict[str, Any]) -> list[tuple]:
+    def rows(self, bind: Bind, given: dict[str, Any]) -> list[tuple]:
         """Each row returned, each value processed as SQLAlchemy would."""
-        fetched = self.execute(session, given).fetchall()
+        fetched = self.execute(bind, given).fetchall()
         results = self._returned[1]
         return [tuple(value if process is None or value is None else process(value)
                       for value, process in zip(row, results, strict=True)) for row in fetched]
 
-    def mappings(self, session: Session, given: dict[str, Any]) -> list[dict[str, Any]]:
+    def mappings(self, bind: Bind, given: dict[str, Any]) -> list[dict[str, Any]]:
         """Each row returned as {column key: value}, for a statement whose columns have names of their own."""
         keys = self._returned[0]
-        return [dict(zip(keys, row, strict=True)) for row in self.rows(session, given)]
+        return [dict(zip(keys, row, strict=True)) for row in self.rows(bind, given)]
 
 
-@functools.cache
+@functools.lru_cache(maxsize=512)  # bounded: a store's statements are built again after it changes (purge.py)
 def compiled(statement, dialect: Dialect) -> DriverStatement:
-    """The statement compiled for the driver once (statements built once, by functools.cache, are the same object)."""
+    """The statement compiled for the driver once: the callers build each statement once and run that object."""
     return DriverStatement(statement, dialect)
 
 
-def of(session: Session, statement) -> DriverStatement:
-    return compiled(statement, session.get_bind().dialect)
+def of(bind: Bind, statement) -> DriverStatement:
+    return compiled(statement, bind.get_bind().dialect if isinstance(bind, Session) else bind.dialect)

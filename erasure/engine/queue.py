@@ -263,5 +263,21 @@ def extend(session: Session, claim_: Claim, now: dt.datetime, lease: dt.timedelt
     return ok
 
 
+def steps_of(session: Session, request_id: str) -> list[ErasureStep]:
+    """A request's steps in position order, read only (detached, as a claim's): what its receipt reports."""
+    statement, parameters = _steps_statement(), {"request": request_id}
+    if driver.usable(session):
+        rows: Sequence[Mapping[Any, Any]] = driver.of(session, statement).mappings(session, parameters)
+    else:
+        rows = session.connection().execute(statement, parameters).mappings().all()
+    return [_detached(ErasureStep, row) for row in rows]
+
+
+@functools.cache
+def _steps_statement():
+    steps = table_of(ErasureStep)
+    return select(*steps.c).where(steps.c.request_id == bindparam("request")).order_by(steps.c.position)
+
+
 def request_of(session: Session, step_id: str) -> OptOutRequest | None:
     return session.scalar(select(OptOutRequest).join(ErasureStep).where(ErasureStep.id == step_id))

@@ -15,9 +15,11 @@ from joserfc.jwk import OKPKey
 from sqlalchemy import bindparam, exists, select
 from sqlalchemy.orm import Session
 
+from app import driver
 from app.db import dialect_insert, table_of
 from app.text import ISO_UTC, b64url, b64url_decode, iso_utc
 from erasure.context import ErasureContext
+from erasure.engine import queue
 from erasure.models import ErasureStep, OptOutRequest, PooledReceipt, Receipt, StepKind
 from erasure.receipts import keys, sequencer, tlog
 from erasure.verifier import owner
@@ -85,7 +87,12 @@ def pool(session: Session, ctx: ErasureContext, request: OptOutRequest, now: dt.
     or pooled by an earlier run of the step (or another run at the same moment): one more statement tells which.
     """
     signed = _signed(session, ctx, request, now)
-    if session.execute(_pool_statement(session.get_bind().dialect.name), signed).first() is not None:
+    statement = _pool_statement(session.get_bind().dialect.name)
+    if driver.usable(session):  # once per opt-out, on the worker's path: app/driver.py
+        pooled = bool(driver.of(session, statement).rows(session, signed))
+    else:
+        pooled = session.execute(statement, signed).first() is not None
+    if pooled:
         return None
     logged = session.execute(select(Receipt.id, Receipt.leaf_index).where(Receipt.request_id == request.id)).first()
     return (logged[0], logged[1]) if logged is not None else None
@@ -104,8 +111,7 @@ def _pool_statement(dialect: str):
 
 
 def _signed(session: Session, ctx: ErasureContext, request: OptOutRequest, now: dt.datetime) -> dict:
-    steps = list(session.scalars(select(ErasureStep).where(ErasureStep.request_id == request.id)
-                                 .order_by(ErasureStep.position)))
+    steps = queue.steps_of(session, request.id)
     receipt_id = str(uuid.uuid4())
     claims = payload(request, steps, receipt_id, ctx.base_url, now)
     row, private = keys.current(session, ctx.vault, "receipt", now)

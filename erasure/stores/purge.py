@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,9 +29,10 @@ from sqlalchemy import (
 )
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mysql
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import ColumnElement, TableClause
 
+from app import driver
 from erasure.stores.kinds import StoreError, StoreMisconfigured, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -69,6 +70,11 @@ def holds(col: ColumnElement, values: list[str] | BindParameter, dialect: str) -
     and trailing spaces: 'Omar' = 'omar ' = 'ömar'. The IN list still finds those through the
     column's index, and comparing the bytes keeps only the person's own.
     """
+    if dialect == "postgresql" and isinstance(values, BindParameter):
+        # One array parameter, however many values: one statement text, which psycopg prepares once and
+        # app/driver.py can run (it runs no expanding IN). The elements go untyped, so the column's type
+        # decides, as it does for IN.
+        return col == any_(bindparam(values.key))
     found = col.in_(values)
     if dialect != "mysql":
         return found
@@ -134,7 +140,7 @@ def count_entry(engine: Engine, entry: TableEntry, values: list[str]) -> int:
     dialect = engine.dialect.name
     count = _prepared(engine, ("count", entry), [entry], lambda: _count(entry, VALUES, dialect))
     with store_errors(engine, entry), engine.connect() as conn:
-        return sum(conn.scalar(count, bound(VALUES, chunk, dialect)) for chunk in _chunks(values))
+        return sum(_rows(conn, count, bound(VALUES, chunk, dialect))[0][0] for chunk in _chunks(values))
 
 
 def _count(entry: TableEntry, name: str, dialect: str) -> Select:
@@ -161,7 +167,7 @@ def count_entries(engine: Engine, wanted: list[tuple[TableEntry, list[str]]]) ->
             params.update(bound(f"v{i}_{j}", chunk, dialect))
     try:
         with engine.connect() as conn:
-            row = conn.execute(statement, params).one()
+            row = _rows(conn, statement, params)[0]
     except sa_exc.SQLAlchemyError:
         # One statement cannot say which entry the store refused: count them one by one, which names it.
         return [count_entry(engine, entry, values) for entry, values in wanted]
@@ -258,13 +264,22 @@ def row_key(engine: Engine, entry: TableEntry) -> tuple[str, ...]:
 def _batches(engine: Engine, entry: TableEntry, statement, params: dict, batch_size: int
              ) -> Generator[int, None, None]:
     with store_errors(engine, entry), engine.connect() as conn:
+        on_driver = driver.usable(conn)  # a purge's batches and counts are most of a worker's work on a store
         while True:
             with conn.begin():
-                done = conn.execute(statement, params).rowcount
+                done = (driver.of(conn, statement).rowcount(conn, params) if on_driver
+                        else conn.execute(statement, params).rowcount)
             if done:
                 yield done
             if done < batch_size:  # a short batch took all there was: no empty statement to prove it
                 return
+
+
+def _rows(conn: Connection, statement: Select, params: dict) -> Sequence[Sequence[Any]]:
+    """A count's rows: on psycopg's cursor where it can (app/driver.py), else through SQLAlchemy."""
+    if driver.usable(conn):
+        return driver.of(conn, statement).rows(conn, params)
+    return conn.execute(statement, params).all()
 
 
 def _chunks(values: list[str]) -> Iterator[list[str]]:

@@ -6,7 +6,21 @@ import os
 import uuid
 
 import pytest
-from sqlalchemy import JSON, Column, Integer, MetaData, String, Table, bindparam, exc, insert, select, text, update
+from sqlalchemy import (
+    JSON,
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    event,
+    exc,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from app import driver
@@ -99,3 +113,14 @@ def test_a_connection_cut_under_a_statement_is_replaced_for_the_next_session(tab
         assert raised.value.connection_invalidated
     with Session(engine) as session:
         assert session.scalar(text("SELECT pg_backend_pid()")) != pid
+
+
+def test_whoever_listens_for_statements_sees_those_on_the_driver(table):
+    engine, t = table
+    seen: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda _c, _cur, statement, *_: seen.append(statement))
+    with Session(engine) as session:
+        session.execute(insert(t).values(id="a", n=1))
+        driver.of(session, bump(t)).rows(session, {"key": "a", "at": None, "doc": None})
+        session.commit()
+    assert [s.split()[0] for s in seen] == ["INSERT", "UPDATE"]
