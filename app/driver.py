@@ -7,11 +7,13 @@ did, and its exec_driver_sql keeps the execution context. Compiled once here, wi
 each parameter and of each column returned, they run on the session's or connection's DBAPI connection, in its
 transaction, with the cursor events SQLAlchemy would send, and fail with SQLAlchemy's errors.
 
-PostgreSQL through psycopg only (`usable`); elsewhere the callers run the statement through SQLAlchemy.
+PostgreSQL through psycopg only (`usable`). rowcount, rows and mappings run a statement there on the driver, and
+elsewhere (SQLite, MySQL) through SQLAlchemy, with the same answer.
 """
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
@@ -55,7 +57,7 @@ class DriverStatement:
 
     def execute(self, bind: Bind, given: dict[str, Any]):
         """The psycopg cursor, once the statement ran; its rows are unprocessed (see rows)."""
-        conn = bind.connection() if isinstance(bind, Session) else bind
+        conn = _connection(bind)
         dbapi_conn = conn.connection.dbapi_connection
         assert dbapi_conn is not None  # a connection in use is never closed under its Connection
         cursor = dbapi_conn.cursor()
@@ -114,3 +116,25 @@ def compiled(statement, dialect: Dialect) -> DriverStatement:
 
 def of(bind: Bind, statement) -> DriverStatement:
     return compiled(statement, bind.get_bind().dialect if isinstance(bind, Session) else bind.dialect)
+
+
+def rowcount(bind: Bind, statement, parameters: dict[str, Any]) -> int:
+    if usable(bind):
+        return of(bind, statement).rowcount(bind, parameters)
+    return _connection(bind).execute(statement, parameters).rowcount
+
+
+def rows(bind: Bind, statement, parameters: dict[str, Any]) -> Sequence[Sequence[Any]]:
+    if usable(bind):
+        return of(bind, statement).rows(bind, parameters)
+    return _connection(bind).execute(statement, parameters).all()
+
+
+def mappings(bind: Bind, statement, parameters: dict[str, Any]) -> Sequence[Mapping[Any, Any]]:
+    if usable(bind):
+        return of(bind, statement).mappings(bind, parameters)
+    return _connection(bind).execute(statement, parameters).mappings().all()
+
+
+def _connection(bind: Bind) -> Connection:
+    return bind.connection() if isinstance(bind, Session) else bind

@@ -4,9 +4,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sqlalchemy import Integer, String, bindparam, exists, func, literal_column, select, union_all, update
 from sqlalchemy.orm import Session, aliased
@@ -135,12 +134,9 @@ def claim(session: Session, owner: str, now: dt.datetime, limit: int = 10, lease
     """
     postgresql = session.get_bind().dialect.name == "postgresql"
     write_lock(session)
-    statement, parameters = _claim_statement(postgresql, limit, postgresql), {"now": now, "owner": owner,
-                                                                             "expires": now + lease}
-    if driver.usable(session):
-        rows: Sequence[Mapping[Any, Any]] = driver.of(session, statement).mappings(session, parameters)
-    else:  # Core statements on the session's connection: no ORM on this path
-        rows = session.connection().execute(statement, parameters).mappings().all()
+    # Core statements on the session's connection, on psycopg's cursor where it can: no ORM on this path
+    rows = driver.mappings(session, _claim_statement(postgresql, limit, postgresql),
+                           {"now": now, "owner": owner, "expires": now + lease})
     conn = session.connection()
     steps = [_detached(ErasureStep, row) for row in rows]
     requests = {}
@@ -163,7 +159,7 @@ def finish(session: Session, claim_: Claim, now: dt.datetime, **values) -> bool:
     """
     values.setdefault("lease_owner", None)
     values.setdefault("lease_expires_at", None)
-    done = _rowcount(session, _finish_statement(tuple(sorted(values))),
+    done = driver.rowcount(session, _finish_statement(tuple(sorted(values))),
                      {"step_id": claim_.step_id, "owner": claim_.owner, **values})
     if done != 1:
         log.warning("step %s: lease lost before it finished; its outcome is dropped", claim_.step_id)
@@ -182,12 +178,8 @@ def finish_changing(session: Session, claim_: Claim, now: dt.datetime, change, a
     """
     values.setdefault("lease_owner", None)
     values.setdefault("lease_expires_at", None)
-    statement = _finish_changing_statement(tuple(sorted(values)), change)
-    parameters = {"step_id": claim_.step_id, "owner": claim_.owner, **arguments, **values}
-    if driver.usable(session):
-        finished, changed = driver.of(session, statement).rows(session, parameters)[0]
-    else:
-        finished, changed = session.connection().execute(statement, parameters).one()
+    finished, changed = driver.rows(session, _finish_changing_statement(tuple(sorted(values)), change),
+                                    {"step_id": claim_.step_id, "owner": claim_.owner, **arguments, **values})[0]
     if finished != 1:
         log.warning("step %s: lease lost before it finished; its outcome is dropped", claim_.step_id)
         return False, False
@@ -228,13 +220,14 @@ def hold_back(session: Session, step: ErasureStep, until: dt.datetime) -> None:
     receipt handed off to the log's sequencer until its batch (about a second, for every request that
     completes meanwhile). A batch that logs the receipt makes them due again (handoff.settle_logged).
     """
-    _rowcount(session, _later_phases_statement(), {"request": step.request_id, "after": step.phase, "until": until})
+    driver.rowcount(session, _later_phases_statement(), {"request": step.request_id, "after": step.phase,
+                                                         "until": until})
 
 
 def release(session: Session, step: ErasureStep, now: dt.datetime) -> None:
     """A step that failed before is done: the later phases held back for it are due now. The caller commits."""
-    _rowcount(session, _later_phases_statement(release=True), {"request": step.request_id, "after": step.phase,
-                                                                "until": now})
+    driver.rowcount(session, _later_phases_statement(release=True), {"request": step.request_id,
+                                                                      "after": step.phase, "until": now})
 
 
 @functools.cache
@@ -249,13 +242,6 @@ def _later_phases_statement(release: bool = False):
             .values(not_before=until))
 
 
-def _rowcount(session: Session, statement, parameters: dict[str, Any]) -> int:
-    """Run a write of the queue's hot path: on psycopg's cursor where it can (app/driver.py)."""
-    if driver.usable(session):
-        return driver.of(session, statement).rowcount(session, parameters)
-    return session.connection().execute(statement, parameters).rowcount
-
-
 def extend(session: Session, claim_: Claim, now: dt.datetime, lease: dt.timedelta = LEASE) -> bool:
     """Keep a long step's lease (e.g. between purge batches). Commits."""
     ok = finish(session, claim_, now, status=StepStatus.RUNNING, lease_owner=claim_.owner, lease_expires_at=now + lease)
@@ -265,11 +251,7 @@ def extend(session: Session, claim_: Claim, now: dt.datetime, lease: dt.timedelt
 
 def steps_of(session: Session, request_id: str) -> list[ErasureStep]:
     """A request's steps in position order, read only (detached, as a claim's): what its receipt reports."""
-    statement, parameters = _steps_statement(), {"request": request_id}
-    if driver.usable(session):
-        rows: Sequence[Mapping[Any, Any]] = driver.of(session, statement).mappings(session, parameters)
-    else:
-        rows = session.connection().execute(statement, parameters).mappings().all()
+    rows = driver.mappings(session, _steps_statement(), {"request": request_id})
     return [_detached(ErasureStep, row) for row in rows]
 
 

@@ -87,12 +87,7 @@ def pool(session: Session, ctx: ErasureContext, request: OptOutRequest, now: dt.
     or pooled by an earlier run of the step (or another run at the same moment): one more statement tells which.
     """
     signed = _signed(session, ctx, request, now)
-    statement = _pool_statement(session.get_bind().dialect.name)
-    if driver.usable(session):  # once per opt-out, on the worker's path: app/driver.py
-        pooled = bool(driver.of(session, statement).rows(session, signed))
-    else:
-        pooled = session.execute(statement, signed).first() is not None
-    if pooled:
+    if driver.rows(session, _pool_statement(session.get_bind().dialect.name), signed):  # on the worker's path
         return None
     logged = session.execute(select(Receipt.id, Receipt.leaf_index).where(Receipt.request_id == request.id)).first()
     return (logged[0], logged[1]) if logged is not None else None

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mysql
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.sql import ColumnElement, TableClause
 
 from app import driver
@@ -140,7 +140,7 @@ def count_entry(engine: Engine, entry: TableEntry, values: list[str]) -> int:
     dialect = engine.dialect.name
     count = _prepared(engine, ("count", entry), [entry], lambda: _count(entry, VALUES, dialect))
     with store_errors(engine, entry), engine.connect() as conn:
-        return sum(_rows(conn, count, bound(VALUES, chunk, dialect))[0][0] for chunk in _chunks(values))
+        return sum(driver.rows(conn, count, bound(VALUES, chunk, dialect))[0][0] for chunk in _chunks(values))
 
 
 def _count(entry: TableEntry, name: str, dialect: str) -> Select:
@@ -167,7 +167,7 @@ def count_entries(engine: Engine, wanted: list[tuple[TableEntry, list[str]]]) ->
             params.update(bound(f"v{i}_{j}", chunk, dialect))
     try:
         with engine.connect() as conn:
-            row = _rows(conn, statement, params)[0]
+            row = driver.rows(conn, statement, params)[0]
     except sa_exc.SQLAlchemyError:
         # One statement cannot say which entry the store refused: count them one by one, which names it.
         return [count_entry(engine, entry, values) for entry, values in wanted]
@@ -264,22 +264,13 @@ def row_key(engine: Engine, entry: TableEntry) -> tuple[str, ...]:
 def _batches(engine: Engine, entry: TableEntry, statement, params: dict, batch_size: int
              ) -> Generator[int, None, None]:
     with store_errors(engine, entry), engine.connect() as conn:
-        on_driver = driver.usable(conn)  # a purge's batches and counts are most of a worker's work on a store
         while True:
             with conn.begin():
-                done = (driver.of(conn, statement).rowcount(conn, params) if on_driver
-                        else conn.execute(statement, params).rowcount)
+                done = driver.rowcount(conn, statement, params)  # most of a worker's work on a store
             if done:
                 yield done
             if done < batch_size:  # a short batch took all there was: no empty statement to prove it
                 return
-
-
-def _rows(conn: Connection, statement: Select, params: dict) -> Sequence[Sequence[Any]]:
-    """A count's rows: on psycopg's cursor where it can (app/driver.py), else through SQLAlchemy."""
-    if driver.usable(conn):
-        return driver.of(conn, statement).rows(conn, params)
-    return conn.execute(statement, params).all()
 
 
 def _chunks(values: list[str]) -> Iterator[list[str]]:
