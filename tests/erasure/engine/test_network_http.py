@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+import requests
 
 from erasure.engine.network_http import NetworkSession, ProxySettings
 from erasure.engine.revocation import GrantTokens, revoke
@@ -54,3 +55,39 @@ def test_no_proxy_sends_a_revocation_straight_to_the_network(proxy, monkeypatch)
         outcome = revoke(make_network("rfc7009", UNREACHABLE), TOKENS, http, QUICK)
     assert outcome.kind == "retry" and "connection refused" in (outcome.error or "")
     assert proxy.asked == []
+
+
+class Recorder:
+    """A network that answers 200 and remembers what each call sent."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple] = []
+
+    def __call__(self, environ, start_response):
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        self.seen.append((environ["REQUEST_METHOD"], environ["PATH_INFO"], environ.get("QUERY_STRING", ""),
+                          environ.get("CONTENT_TYPE", ""), environ.get("HTTP_AUTHORIZATION", ""), body))
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [b'{"ok": true}']
+
+
+def test_the_short_way_sends_what_requests_sends_and_reads_the_same_answer(monkeypatch):
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    recorder = Recorder()
+    calls = [
+        ("post", {"data": {"token": "tök en", "token_type_hint": "refresh_token", "scope": ["a", "b"], "x": None},
+                  "auth": ("client id", "s3cret")}),
+        ("post", {"data": {"token": "t"}, "headers": {"content-type": "application/x-www-form-urlencoded; x=1"}}),
+        ("delete", {"json": {"access_token": "t"}, "auth": ("id", "secret")}),
+        ("delete", {"params": {"access_token": "t&u"}}),
+    ]
+    with LiveServer(recorder) as server:
+        answers = {}
+        for label, session in (("requests", requests.Session()), ("short", NetworkSession(ProxySettings()))):
+            with session:
+                answers[label] = [getattr(session, method)(f"{server.url}/revoke", timeout=QUICK,
+                                                           allow_redirects=False, **kwargs).json()
+                                  for method, kwargs in calls]
+    assert answers["short"] == answers["requests"] == [{"ok": True}] * len(calls)
+    assert recorder.seen[len(calls):] == recorder.seen[:len(calls)]

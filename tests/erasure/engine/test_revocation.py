@@ -14,6 +14,7 @@ from flask import Flask, redirect
 from consent.networks import Network, Revocation
 from demo.faults import CallCounter, Faults
 from demo.server import create_demo_app
+from erasure.engine.network_http import NetworkSession, ProxySettings
 from erasure.engine.revocation import (
     GrantTokens,
     Outcome,
@@ -137,7 +138,7 @@ def peer(request) -> Peer:
 
 @pytest.fixture
 def http():
-    with requests.Session() as session:
+    with NetworkSession(ProxySettings()) as session:  # the worker's own: its short path for a plain call
         yield session
 
 
