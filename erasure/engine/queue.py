@@ -224,6 +224,18 @@ def hold_back(session: Session, step: ErasureStep, until: dt.datetime) -> None:
                                                          "until": until})
 
 
+def finish_holding_back(session: Session, claim_: Claim, now: dt.datetime, until: dt.datetime, **values) -> bool:
+    """finish(), then hold_back() of the step's later phases until `until` if it finished (a hand-off): on
+    PostgreSQL in one statement (finish_changing). Returns whether it finished. The caller commits."""
+    if session.get_bind().dialect.name != "postgresql":
+        if not finish(session, claim_, now, **values):
+            return False
+        hold_back(session, claim_.step, until)
+        return True
+    later = {"request": claim_.step.request_id, "after": claim_.step.phase, "until": until}
+    return finish_changing(session, claim_, now, _later_phases_statement(), later, **values)[0]
+
+
 def release(session: Session, step: ErasureStep, now: dt.datetime) -> None:
     """A step that failed before is done: the later phases held back for it are due now. The caller commits."""
     driver.rowcount(session, _later_phases_statement(release=True), {"request": step.request_id,

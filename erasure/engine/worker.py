@@ -252,10 +252,10 @@ class Worker:
         sequencer, whose batch records it done and settles its request (erasure/engine/handoff.py)."""
         now = utcnow()
         until = now + self.lease
-        if not queue.finish(session, claim, now, **handoff.lease(until)):
+        # notify waits for the batch, out of every claim's way (queue.hold_back)
+        if not queue.finish_holding_back(session, claim, now, until, **handoff.lease(until)):
             session.rollback()  # another worker took the step over; its run counts, not this one
             return None
-        queue.hold_back(session, claim.step, until)  # notify waits for the batch, out of every claim's way
         following = None
         if chain and not self._closing.is_set() and self._chain_budget.acquire(blocking=False):
             following = next(iter(queue.claim(session, self.owner, utcnow(), 1, self.lease, commit=False)), None)

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.db import utcnow
-from erasure.engine import sequencing
+from erasure.engine import handoff, sequencing
 from erasure.engine.worker import Worker
 from erasure.models import Checkpoint, ErasureStep, LogNode, LogSequencer, OptOutRequest, PooledReceipt, Receipt
 from tests.conftest import db_session
@@ -192,3 +192,27 @@ def test_a_handed_off_step_whose_sequencer_died_is_taken_again_and_completes_wit
 def _requests(app) -> list[OptOutRequest]:
     with db_session(app) as db:
         return list(db.scalars(select(OptOutRequest)))
+
+
+def test_a_receipt_waiting_for_its_batch_holds_back_its_mail_until_the_batch_logs_it(app, client, demo_network,
+                                                                                      platform_url, monkeypatch):
+    monkeypatch.setattr(sequencing, "WAIT", 0.3)  # a drain soon gives up on a log another sequencer holds
+    crowd = make_crowd(app, demo_network.app, platform_url, 2, first_account=84000)
+    request_ids = submit_all(app, crowd)
+    hold_the_sequencer(app, utcnow() + dt.timedelta(hours=1))
+    worker = Worker(app, threads=2)
+    try:
+        worker.drain()  # pools both receipts and hands them off; the log stays busy
+        with db_session(app) as db:
+            steps = {(s.request_id, s.kind): s for s in db.scalars(select(ErasureStep))}
+        for request_id in request_ids:
+            receipt, mail = steps[(request_id, "receipt")], steps[(request_id, "notify")]
+            assert receipt.status == "running" and receipt.lease_owner == handoff.HANDED_OFF
+            # not due before the hand-off's lease runs out: no claim reads it meanwhile, nor is it mailed early
+            assert mail.status == "pending" and mail.not_before >= receipt.lease_expires_at
+        hold_the_sequencer(app, utcnow() - dt.timedelta(seconds=1))
+        worker.drain()  # logs the pool; its batch makes the mail due at once
+    finally:
+        worker.close()
+    assert_one_leaf_each_and_consistent_checkpoints(app, client, request_ids)
+    assert {r.status for r in _requests(app)} == {"completed"}
