@@ -34,9 +34,13 @@ class DriverStatement:
 
     def __init__(self, statement, dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
-        if compiled.escaped_bind_names or "POSTCOMPILE" in compiled.string:
-            raise ValueError("only statements with plain parameter names and no expanding IN run on the driver")
+        if compiled.escaped_bind_names:
+            raise ValueError("only statements with plain parameter names run on the driver")
         self.sql = compiled.string
+        # An expanding IN (a store's `col IN :values`) is written out for each call's values, by SQLAlchemy. As an
+        # array parameter (col = ANY(:values)) it would need no such step, but PostgreSQL's generic plan for an
+        # array of unknown length took a purge from an index scan to a scan of the whole table.
+        self._expanding = compiled if "POSTCOMPILE" in compiled.string else None
         # (name in the SQL, value when the caller gives none, its processing); a required parameter has no value
         self._binds = tuple((name, bind.required, bind.effective_value,
                              bind.type.dialect_impl(dialect).bind_processor(dialect))
@@ -55,29 +59,36 @@ class DriverStatement:
             parameters[name] = value if process is None or value is None else process(value)
         return parameters
 
+    def _expanded(self, given: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        assert self._expanding is not None
+        state = self._expanding.construct_expanded_state(given)
+        processors = state.processors
+        return state.statement, {name: processors[name](value) if name in processors and value is not None else value
+                                 for name, value in state.parameters.items()}
+
     def execute(self, bind: Bind, given: dict[str, Any]):
         """The psycopg cursor, once the statement ran; its rows are unprocessed (see rows)."""
         conn = _connection(bind)
         dbapi_conn = conn.connection.dbapi_connection
         assert dbapi_conn is not None  # a connection in use is never closed under its Connection
         cursor = dbapi_conn.cursor()
-        parameters = self._parameters(given)
+        sql, parameters = self._expanded(given) if self._expanding is not None else (self.sql, self._parameters(given))
         # The cursor events, for whoever listens: app.db's own (a transaction that wrote must roll back, not
         # commit), tests that count statements. There is no execution context to give them.
         before, after = conn.dispatch.before_cursor_execute, conn.dispatch.after_cursor_execute
         if before:
-            before(conn, cursor, self.sql, parameters, None, False)
+            before(conn, cursor, sql, parameters, None, False)
         try:
-            cursor.execute(self.sql, parameters)
+            cursor.execute(sql, parameters)
             if after:
-                after(conn, cursor, self.sql, parameters, None, False)
+                after(conn, cursor, sql, parameters, None, False)
         except Exception as exc:
             if not isinstance(exc, conn.dialect.loaded_dbapi.Error):
                 raise
             cut = conn.dialect.is_disconnect(exc, dbapi_conn, cursor)
             if cut:
                 conn.invalidate(exc)  # as SQLAlchemy does: the pool replaces the connection
-            raise sa_exc.DBAPIError.instance(self.sql, parameters, exc, conn.dialect.loaded_dbapi.Error,
+            raise sa_exc.DBAPIError.instance(sql, parameters, exc, conn.dialect.loaded_dbapi.Error,
                                              hide_parameters=conn.engine.hide_parameters,  # no token in a log
                                              connection_invalidated=cut) from exc
         return cursor

@@ -70,11 +70,6 @@ def holds(col: ColumnElement, values: list[str] | BindParameter, dialect: str) -
     and trailing spaces: 'Omar' = 'omar ' = 'ömar'. The IN list still finds those through the
     column's index, and comparing the bytes keeps only the person's own.
     """
-    if dialect == "postgresql" and isinstance(values, BindParameter):
-        # One array parameter, however many values: one statement text, which psycopg prepares once and
-        # app/driver.py can run (it runs no expanding IN). The elements go untyped, so the column's type
-        # decides, as it does for IN.
-        return col == any_(bindparam(values.key))
     found = col.in_(values)
     if dialect != "mysql":
         return found

@@ -16,6 +16,7 @@ from sqlalchemy import (
     bindparam,
     event,
     exc,
+    func,
     insert,
     select,
     text,
@@ -124,3 +125,12 @@ def test_whoever_listens_for_statements_sees_those_on_the_driver(table):
         driver.of(session, bump(t)).rows(session, {"key": "a", "at": None, "doc": None})
         session.commit()
     assert [s.split()[0] for s in seen] == ["INSERT", "UPDATE"]
+
+
+def test_an_expanding_in_is_written_out_for_each_calls_values(table):
+    engine, t = table
+    counted = select(func.count()).select_from(t).where(t.c.id.in_(bindparam("ids", expanding=True)))
+    with Session(engine) as session:
+        session.execute(insert(t), [{"id": key, "n": 1} for key in "abcd"])
+        assert [driver.of(session, counted).rows(session, {"ids": ids})[0][0]
+                for ids in (["a"], ["a", "c", "z"], [])] == [1, 2, 0]
