@@ -25,8 +25,12 @@ Bind = Session | Connection  # a session runs the statement in its transaction; 
 
 
 def usable(bind: Bind) -> bool:
-    dialect = bind.get_bind().dialect if isinstance(bind, Session) else bind.dialect
+    dialect = _dialect(bind)
     return dialect.name == "postgresql" and dialect.driver == "psycopg"
+
+
+def _dialect(bind: Bind) -> Dialect:
+    return bind.get_bind().dialect if isinstance(bind, Session) else bind.dialect
 
 
 class DriverStatement:
@@ -126,7 +130,7 @@ def compiled(statement, dialect: Dialect) -> DriverStatement:
 
 
 def of(bind: Bind, statement) -> DriverStatement:
-    return compiled(statement, bind.get_bind().dialect if isinstance(bind, Session) else bind.dialect)
+    return compiled(statement, _dialect(bind))
 
 
 def rowcount(bind: Bind, statement, parameters: dict[str, Any]) -> int:

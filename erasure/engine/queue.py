@@ -137,14 +137,13 @@ def claim(session: Session, owner: str, now: dt.datetime, limit: int = 10, lease
     # Core statements on the session's connection, on psycopg's cursor where it can: no ORM on this path
     rows = driver.mappings(session, _claim_statement(postgresql, limit, postgresql),
                            {"now": now, "owner": owner, "expires": now + lease})
-    conn = session.connection()
     steps = [_detached(ErasureStep, row) for row in rows]
     requests = {}
     if postgresql:
         requests = {row["request_id"]: (_detached(OptOutRequest, row, "req_"), row["req_last_phase"])
                     for row in rows}
     elif steps:
-        request_rows = conn.execute(_requests_statement(), {"ids": sorted({s.request_id for s in steps})}).mappings()
+        request_rows = driver.mappings(session, _requests_statement(), {"ids": sorted({s.request_id for s in steps})})
         requests = {row["id"]: (_detached(OptOutRequest, row), row["last_phase"]) for row in request_rows}
     if commit:
         session.commit()
@@ -160,7 +159,7 @@ def finish(session: Session, claim_: Claim, now: dt.datetime, **values) -> bool:
     values.setdefault("lease_owner", None)
     values.setdefault("lease_expires_at", None)
     done = driver.rowcount(session, _finish_statement(tuple(sorted(values))),
-                     {"step_id": claim_.step_id, "owner": claim_.owner, **values})
+                           {"step_id": claim_.step_id, "owner": claim_.owner, **values})
     if done != 1:
         log.warning("step %s: lease lost before it finished; its outcome is dropped", claim_.step_id)
         return False
