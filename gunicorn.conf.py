@@ -2,6 +2,7 @@
 
 Workers run apart from web processes (`flask --app wsgi worker`); OWNSTORY_INLINE_WORKER must stay 0 here.
 """
+import gc
 import os
 
 bind = os.environ.get("OWNSTORY_BIND", "127.0.0.1:8000")
@@ -20,6 +21,15 @@ errorlog = "-"
 def on_starting(server):
     if os.environ.get("OWNSTORY_INLINE_WORKER", "0") not in ("0", "", "false"):
         raise SystemExit("ownstory: OWNSTORY_INLINE_WORKER must be 0 under gunicorn; run `flask worker` processes")
+
+
+def pre_fork(server, worker):
+    """The app's objects, made once in this process (preload_app), are frozen before each fork: the cyclic
+    garbage collector of a web process then never walks them. Unfrozen, they were most of what each full
+    collection walked, a tenth of a second each, and about a fifth of a web process's CPU answering consent
+    checks (measured with gc.callbacks). The recipe of the gc module's documentation for a server that forks
+    without exec; it also keeps their memory pages shared with the workers."""
+    gc.freeze()
 
 
 def post_fork(server, worker):
