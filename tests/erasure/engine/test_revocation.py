@@ -187,10 +187,10 @@ def test_a_server_error_is_retried_without_a_hint(peer, http):
 
 def test_a_network_too_slow_to_answer_is_retried(peer, http):
     tokens = peer.new_tokens()
-    peer.faults.set(ENDPOINT, delay=0.6, times=1)
+    peer.faults.set(ENDPOINT, delay=3.0, times=1)
     started = time.monotonic()
     outcome = revoke(peer.network, tokens, http, timeout=QUICK)
-    assert time.monotonic() - started < 0.6
+    assert time.monotonic() - started < 3.0  # it stopped waiting at its read timeout (0.3 s), not at the answer
     assert outcome == Outcome("retry", error=f"timed out waiting for {peer.network.name}")
     assert_nothing_leaks(outcome, tokens, peer.network)
 
