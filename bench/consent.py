@@ -9,7 +9,7 @@ identity, one more query), and writes and reads JSON. That is what the ratio pri
 every batch ROUNDS times, the two taking turns, and its best run is its figure (compare).
 
 The bench is its own load generator, on the same two CPUs as the service: each side's requests are made
-before the clock starts (the API's bodies, the SELECTs' parameters), and an answer is checked against the
+before the clock starts (the API's bodies, the raw side's lists of accounts), and an answer is checked against the
 bytes expected before any JSON is read, so that the load generator's own JSON work takes as little of
 those CPUs as it can (encoding the API's bodies was a fifth of its CPU, and requests looked for a netrc
 file at every call).
@@ -117,6 +117,7 @@ def _api_asker(app: Flask, world: World, asked: list[list[str]]) -> Iterator[Cal
     bodies = [json.dumps({"checks": [{"network": NETWORK, "account": a, "purpose": PURPOSE} for a in accounts]})
               .encode() for accounts in asked]
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    # What the API answers when all of a batch's people consented, byte for byte (consent/api.py writes it)
     granted = ('{"results":[' + ",".join(['{"allowed":true,"reason":"granted"}'] * BATCH) + "]}\n").encode()
 
     def ask(batch: int) -> None:
