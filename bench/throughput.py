@@ -46,6 +46,17 @@ class Figures:
     worker_cpu: float  # seconds, the worker process
     database_cpu: float | None  # seconds, the PostgreSQL cluster; None where it cannot be read (SQLite, remote)
     people: int
+    machine_cpu: float = 0.0  # seconds, every process on the machine (the bench, the demo networks too)
+    seconds: float = 0.0  # from the worker's start to the last request done
+
+    @property
+    def machine_busy(self) -> float:
+        """The share of the machine's CPUs in use while the worker ran (0 to 1)."""
+        return self.machine_cpu / (self.seconds * CPUS) if self.seconds else 0.0
+
+    @property
+    def machine_ms_per_optout(self) -> float:
+        return 1000 * self.machine_cpu / self.people
 
     @property
     def cpu_ms_per_optout(self) -> float:
@@ -82,15 +93,17 @@ def measure(app: Flask, w: World, people: int, round_: int = 0) -> Figures:
     try:
         if worker.stdout is None or worker.stdout.readline().strip() != b"ready":
             raise RuntimeError(f"the worker did not start; see {w.folder}/worker.log")
-        start, worker_at_start = utcnow(), process_cpu(worker.pid)
+        start, worker_at_start, machine_at_start = utcnow(), process_cpu(worker.pid), machine_busy_seconds()
         end = optouts._wait_until_done(sessions, request_ids, timeout=max(120.0, 2.0 * people))
         worker_cpu = process_cpu(worker.pid) - worker_at_start  # its start-up is paid once, not per opt-out
-        database_after = database.seconds()
+        database_after, machine_at_end = database.seconds(), machine_busy_seconds()
     finally:
         stop(worker)
         database.close()
     database_cpu = None if database_before is None or database_after is None else database_after - database_before
-    return Figures(people / (end - start).total_seconds(), floor, worker_cpu, database_cpu, people)
+    seconds = (end - start).total_seconds()
+    return Figures(people / seconds, floor, worker_cpu, database_cpu, people, machine_at_end - machine_at_start,
+                   seconds)
 
 
 def direct_deletes(w: World, people: list[optouts.Person], concurrency: int) -> float:
@@ -118,6 +131,16 @@ def direct_deletes(w: World, people: list[optouts.Person], concurrency: int) -> 
 
 
 _TICK = os.sysconf("SC_CLK_TCK")
+CPUS = os.cpu_count() or 1
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the machine's CPUs have spent busy since it booted, summed over them: /proc/stat's first
+    line's user, nice, system, irq and softirq (proc(5)). Not idle or iowait; not steal, time another guest
+    of the host had; guest time is within user time already."""
+    user, nice, system, _idle, _iowait, irq, softirq = (
+        int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8])
+    return (user + nice + system + irq + softirq) / _TICK
 
 
 def process_cpu(pid: int, children: bool = False) -> float:

@@ -41,6 +41,8 @@ def test_a_quick_run_prints_every_figure_against_its_limit():
     with_goals = [r for r in rows if r.rstrip().endswith(("yes", "NO"))]
     # six goals of issue 6, issue 12's two for each of redis, s3 and http, three of issue 17's
     assert len(with_goals) == 15
+    # what bounds issue 17's opt-out rate: the machine's CPU, spent per opt-out by every process on it
+    assert any("% busy while the worker ran" in line and "ms of CPU per opt-out" in line for line in lines), lines
 
 
 @pytest.mark.parametrize("variable, value", [("OWNSTORY_BENCH_SCALE", "abc"), ("OWNSTORY_BENCH_SCALE", "0"),
