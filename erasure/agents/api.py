@@ -174,11 +174,12 @@ def status(request_id: str):
     desk = desk_from_app(current_app)
     try:
         agent = _agent()
-        _own_request(agent, request_id)
-        with db.writing():
-            found = _own_request(agent, request_id)
-            service.refresh(desk, db.session, found, utcnow())
-            answer = service.status_of(desk, found)
+        found = _own_request(agent, request_id)
+        if service.due(db.session, found, utcnow()) is not None:  # else only a read: a poll waits for no writer
+            with db.writing():
+                found = _own_request(agent, request_id)
+                service.refresh(desk, db.session, found, utcnow())
+        answer = service.status_of(desk, found)
     except MessageError as exc:
         return _refused(exc)
     return jsonify(answer)

@@ -242,26 +242,53 @@ def find(session: Session, request_id: str) -> AgentRequest | None:
     return session.get(AgentRequest, request_id)
 
 
-def refresh(desk: Desk, session: Session, request: AgentRequest, now: dt.datetime) -> None:
-    """Bring the stored status up to date with the work it stands for. The caller commits."""
+@dataclass(frozen=True)
+class Due:
+    """A change refresh() would make: a new state, or (status None) only the used export's claims to drop."""
+
+    status: str | None
+    reason: str | None = None
+    details: str | None = None
+
+
+def due(session: Session, request: AgentRequest, now: dt.datetime) -> Due | None:
+    """What the stored status lacks of the work it stands for, read only; None when it is up to date. A
+    status read takes the write lock only when this is not None (refresh() then looks again under it)."""
+    found = _due(session, request, now)
+    if found is None or found.status is None:
+        return found
+    return None if (request.status, request.reason, request.processing_details) == (
+        found.status, found.reason, found.details) else found
+
+
+def _due(session: Session, request: AgentRequest, now: dt.datetime) -> Due | None:
     if request.status in FINAL and not (request.exercise == "access" and request.status == "fulfilled"):
-        return
+        return None
     if request.reason == "need_user_verification" and request.verify_until and now >= request.verify_until:
-        change(desk, session, request, now, "denied", "insuf_verification",
-               "The person did not confirm their email address in time.")
-    elif request.exercise == "access" and request.status == "fulfilled":
+        return Due("denied", "insuf_verification", "The person did not confirm their email address in time.")
+    if request.exercise == "access" and request.status == "fulfilled":
         if request.results_used_at is not None and request.claims_sealed is not None:
-            request.claims_sealed = None
-        elif request.results_expires_at is not None and now >= request.results_expires_at:
-            change(desk, session, request, now, "expired", None, "The results were not fetched in time.")
+            return Due(None)
+        if request.results_expires_at is not None and now >= request.results_expires_at:
+            return Due("expired", None, "The results were not fetched in time.")
     elif request.exercise == "deletion" and request.optout_request_id:
         optout = session.get(OptOutRequest, request.optout_request_id)
         if optout is not None and optout.status == RequestStatus.COMPLETED and optout.receipt_id:
-            change(desk, session, request, now, "fulfilled", None,
-                   "Access revoked and data deleted: the signed receipt is at results_url.")
-        elif optout is not None and optout.status == RequestStatus.NEEDS_ATTENTION:
-            change(desk, session, request, now, "in_progress", None,
-                   "Some steps are being retried; the deadline holds.")
+            return Due("fulfilled", None, "Access revoked and data deleted: the signed receipt is at results_url.")
+        if optout is not None and optout.status == RequestStatus.NEEDS_ATTENTION:
+            return Due("in_progress", None, "Some steps are being retried; the deadline holds.")
+    return None
+
+
+def refresh(desk: Desk, session: Session, request: AgentRequest, now: dt.datetime) -> None:
+    """Bring the stored status up to date with the work it stands for. The caller commits."""
+    found = due(session, request, now)
+    if found is None:
+        return
+    if found.status is None:
+        request.claims_sealed = None
+    else:
+        change(desk, session, request, now, found.status, found.reason, found.details)
 
 
 def still_open():

@@ -10,6 +10,7 @@ import time
 import requests
 from sqlalchemy import select, update
 
+from app.db import write_lock
 from app.extensions import db
 from app.models import User
 from erasure.agents import wiring
@@ -108,6 +109,25 @@ def test_a_request_nobody_confirms_in_time_is_denied_insuf_verification(served, 
     _tick(served)
     later = agent.status(status["request_id"]).json()
     assert (later["status"], later["reason"]) == ("denied", "insuf_verification")
+
+
+def test_a_status_poll_answers_while_a_long_write_holds_the_database(served, agent):
+    waiting = agent.exercise("deletion", email="unsure@example.org").json()
+    revoked = agent.exercise("access", email="other@example.org").json()
+    agent.revoke(revoked["request_id"])
+    sessions = served.app.extensions["ownstory_db"]["sessionmaker"]
+    with sessions() as elsewhere:  # a long write, as a purge batch's: on SQLite it holds the write lock
+        write_lock(elsewhere)
+        elsewhere.execute(update(User).values(session_version=User.session_version))
+        try:
+            started = time.monotonic()
+            polled = [agent.status(r["request_id"]) for r in (waiting, revoked)]
+            took = time.monotonic() - started
+        finally:
+            elsewhere.rollback()
+    # a poll whose status is up to date only reads: it waits for no writer
+    assert [(p.status_code, p.json()["status"]) for p in polled] == [(200, "in_progress"), (200, "revoked")]
+    assert took < 5, took
 
 
 def test_every_status_change_reaches_the_callback_retried_until_the_agent_answers(serve, receiver):
