@@ -37,7 +37,10 @@ from erasure.stores.datamap import Identities, load_datamap
 from erasure.stores.purge import entry_table
 from erasure.stores.sql import TableEntry
 
-THREADS = 4  # steps at once per worker process: `flask worker`'s default
+# Steps at once per worker process in the rows that compare one worker with three: 4, so that three workers'
+# work fits the machine's 2 CPUs. `flask worker` runs 16 (erasure.engine.worker.THREADS); a row of its own
+# measures one worker with those.
+THREADS = 4
 TICK = 0.1  # seconds between a worker's looks for due work (`flask worker --tick`; 1 by default)
 POSTS = 95  # with a profile, 2 endorsements given, a score and a mailing-list entry: 100 platform rows each
 
@@ -178,9 +181,9 @@ def people_per_second(leave, people: list[Person], concurrency: int) -> float:
     return len(people) / (time.perf_counter() - start)
 
 
-def with_workers(app: Flask, world: World, user_ids: list[str], processes: int) -> float:
+def with_workers(app: Flask, world: World, user_ids: list[str], processes: int, threads: int = THREADS) -> float:
     """Opt-outs per second from the first submission to the last request completed, with worker processes."""
-    workers = [_start_worker(world) for _ in range(processes)]
+    workers = [_start_worker(world, threads) for _ in range(processes)]
     try:
         for worker in workers:
             if worker.stdout.readline().strip() != b"ready":
@@ -195,10 +198,10 @@ def with_workers(app: Flask, world: World, user_ids: list[str], processes: int) 
     return len(request_ids) / (end - start).total_seconds()
 
 
-def _start_worker(world: World) -> subprocess.Popen:
+def _start_worker(world: World, threads: int = THREADS) -> subprocess.Popen:
     with open(world.folder / "worker.log", "ab") as log:
         return subprocess.Popen(  # noqa: S603 (our own module, fixed arguments)
-            [sys.executable, "-m", "bench.worker", "--outbox", str(world.outbox), "--threads", str(THREADS),
+            [sys.executable, "-m", "bench.worker", "--outbox", str(world.outbox), "--threads", str(threads),
              "--tick", str(TICK)],
             cwd=ROOT, env={**os.environ, **world.environ}, stdout=subprocess.PIPE, stderr=log)
 

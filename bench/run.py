@@ -17,6 +17,7 @@ from bench import consent, memory, optouts, purge, receipts, store_http, store_r
 from bench.redis_server import available as redis_available
 from bench.seaweedfs_server import weed_binary
 from bench.world import World, world
+from erasure.engine.worker import THREADS
 
 SCALE_VARIABLE = "OWNSTORY_BENCH_SCALE"  # e.g. 0.02 for a quick run; 1 is the issues' sizes
 # A real network answers across the internet, and does its own work, before a revocation is done:
@@ -104,7 +105,26 @@ def optout_rows(app, w: World, people: int, latency: float) -> list[Row]:
                         f"{measured:.1f}/s", f"{limit:.1f}/s (floor: the same calls, direct)", measured / limit))
     rows.append(Row("opt-outs/s, 3 worker processes against 1", f"{rates[3]:.1f}/s", f"{rates[1]:.1f}/s (1 worker)",
                     rates[3] / rates[1], "at least 2", lambda: rates[3] / rates[1] >= 2))
+    rows.append(default_threads_row(app, w, people, latency, rates[1]))
     return rows
+
+
+def default_threads_row(app, w: World, people: int, latency: float, four: float) -> Row:
+    """One worker as `flask worker` runs it, with its default threads, against the same calls made as many at once."""
+    threads = THREADS
+    _progress(f"opt-outs, 1 worker process with {threads} threads, {people} people: floor")
+    limit_people = optouts.cohort(10, people)
+    optouts.seed(w, limit_people)
+    limit = optouts.floor(w, limit_people, threads)
+    _progress(f"opt-outs, 1 worker process with {threads} threads, {people} people: Ownstory")
+    measured_people = optouts.cohort(11, people)
+    optouts.seed(w, measured_people)
+    measured = optouts.with_workers(app, w, optouts.sign_up(app, measured_people), 1, threads)
+    return Row(f"opt-outs/s, 1 worker with `flask worker`'s {threads} threads, {people} people with 2 grants and "
+               f"100 rows each, networks answering in {latency:g} ms", f"{measured:.1f}/s",
+               f"{limit:.1f}/s (floor: the same calls, direct, {threads} at once)", measured / limit,
+               note=f"opt-outs/s with {threads} threads: {measured / four:.1f} times one worker's with "
+                    f"{optouts.THREADS} (the rows above)")
 
 
 def throughput_rows(scale: float) -> list[Row]:

@@ -8,12 +8,13 @@ import argparse
 
 from app import create_app
 from erasure.engine.scheduler import run_forever
+from erasure.engine.worker import THREADS
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.worker", description=__doc__)
     parser.add_argument("--outbox", required=True)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=THREADS)
     parser.add_argument("--tick", type=float, default=1.0)
     args = parser.parse_args()
     app = create_app({"OUTBOX_PATH": args.outbox})  # every other setting comes from OWNSTORY_* variables

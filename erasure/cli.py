@@ -17,14 +17,15 @@ from app.db import utcnow
 from app.extensions import db
 from erasure.agents import cli as agents_cli
 from erasure.engine.scheduler import run_forever
+from erasure.engine.worker import THREADS
 from erasure.models import SigningKey
 from erasure.receipts import keys, tlog
 from erasure.verifier.verify import main
 
 
 @click.command("worker")
-@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64),
-              help="Steps run at once in this process.")
+@click.option("--threads", default=THREADS, show_default=True, type=click.IntRange(1, 64),
+              help="Steps run at once in this process (each waits on a network or a store most of its time).")
 @click.option("--tick", default=1.0, show_default=True, type=click.FloatRange(0.05, 60),
               help="Seconds between looks for due work.")
 @with_appcontext

@@ -11,7 +11,7 @@ from flask import Flask
 
 from app.db import utcnow
 from erasure.agents import wiring as agents
-from erasure.engine.worker import Worker
+from erasure.engine.worker import THREADS, Worker
 from erasure.retention import sweeps as retention
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def _schedule(scheduler, worker: Worker, tick: float) -> None:
                       max_instances=1, coalesce=True, id="retention-sweep")
 
 
-def run_forever(app: Flask, threads: int = 4, tick: float = TICK_SECONDS) -> None:
+def run_forever(app: Flask, threads: int = THREADS, tick: float = TICK_SECONDS) -> None:
     """`flask worker`: block, ticking, until SIGTERM or SIGINT."""
     worker = Worker(app, threads=threads)
     scheduler = BlockingScheduler(timezone="UTC")

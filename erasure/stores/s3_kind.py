@@ -47,6 +47,7 @@ REGION = re.compile(r"^[a-z0-9-]{2,40}$")
 TRANSIENT = {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout",
              "OperationAborted", "503", "500", "502", "504"}
 # Short waits and one retry: a step that finds the store down gives up quickly and retries on its own schedule.
+# A connection for each of a worker's threads (erasure.engine.worker.THREADS), so none is closed on its return.
 CLIENT_CONFIG = Config(connect_timeout=3, read_timeout=20, retries={"total_max_attempts": 2, "mode": "standard"},
                        max_pool_connections=16, s3={"addressing_style": "path"})
 

@@ -29,9 +29,9 @@ def start_worker(test_environ, database_url, mail_sink, tmp_path):
     before the database fixture empties the tables it may be holding."""
     started: list[WorkerProcess] = []
 
-    def start(**settings) -> WorkerProcess:
+    def start(threads: int | None = 4, **settings) -> WorkerProcess:
         env = worker_environ(test_environ, database_url, smtp_url=mail_sink.url, **settings)
-        worker = WorkerProcess(env, tmp_path / f"worker-{len(started) + 1}.log")
+        worker = WorkerProcess(env, tmp_path / f"worker-{len(started) + 1}.log", threads=threads)
         started.append(worker)
         return worker
 

@@ -51,11 +51,13 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, every: 
 class WorkerProcess:
     """One `flask --app wsgi worker` process, its output in a file, ended by its own pid only."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, threads: int = 4, tick: float = 0.1) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, threads: int | None = 4, tick: float = 0.1) -> None:
+        """threads=None: `flask worker`'s own default."""
         self.log_path = log_path
         self._log = open(log_path, "wb")  # closed in wait()
+        options = [] if threads is None else ["--threads", str(threads)]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "flask", "--app", "wsgi", "worker", "--threads", str(threads), "--tick", str(tick)],
+            [sys.executable, "-m", "flask", "--app", "wsgi", "worker", *options, "--tick", str(tick)],
             cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
     @property

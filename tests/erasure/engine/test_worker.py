@@ -7,6 +7,7 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
+from erasure.engine.worker import THREADS
 from erasure.models import ErasureStep, OptOutRequest
 from tests.conftest import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, db_session
 from tests.erasure.engine.helpers_processes import (
@@ -133,6 +134,22 @@ def test_a_worker_killed_mid_step_loses_nothing_and_does_nothing_twice(app, demo
     for member in crowd:
         assert not introspected_active(demo_network, member.refresh_token)
         assert not introspected_active(demo_network, member.access_token)
+
+
+def test_a_worker_started_with_no_options_waits_on_many_networks_at_once(app, demo_network, platform_url,
+                                                                         start_worker, demo_state):
+    # A revocation mostly waits on the network; `flask worker` alone runs THREADS of them at once, no more.
+    crowd = make_crowd(app, demo_network.app, platform_url, THREADS + 4)
+    submit_all(app, crowd)
+    demo_state.faults.set("revoke", delay=3)  # each of a step's two calls: a step is on the wire for 6 s
+    start_worker(threads=None)
+
+    def on_the_wire() -> int:
+        return sum(s.status == "running" for s in all_steps(app, "revoke"))
+
+    wait_for(lambda: on_the_wire() >= THREADS, 60, f"{THREADS} revocations under way at once")
+    seen = [on_the_wire() for _ in range(5)]
+    assert max(seen) == THREADS, seen
 
 
 @pytest.mark.slow
