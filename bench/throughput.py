@@ -4,10 +4,12 @@ The workload: N people, each with a grant at both Demo Social networks (answerin
 in the platform's SQL store, submitted before the worker starts, then drained by one worker process with
 4 threads, `flask worker`'s default when the figure before was measured. Its 16 now make no steady difference
 to a worker whose networks answer at once, which the CPUs bound (2026-12-07, 300 people: 38.8 and 38.7/s with
-4 threads, 43.3 and 36.2/s with 16, the CPUs 87 to 89% busy in each). CPU per opt-out is the worker process's CPU time from its being ready (its
-imports and app made) to the last request done, plus the CPU time of every process of the PostgreSQL
-cluster over the same time (its backends, live or exited, and its background processes: all of what the
-database spent), divided by N. So nothing else may use the cluster while the bench runs.
+4 threads, 43.3 and 36.2/s with 16, the CPUs 87 to 89% busy in each).
+
+CPU per opt-out is the worker process's CPU time from its being ready (its imports and app made) to the
+last request done, plus the CPU time of every process of the PostgreSQL cluster over the same time (its
+backends, live or exited, and its background processes: all of what the database spent), divided by N.
+So nothing else may use the cluster while the bench runs.
 """
 from __future__ import annotations
 
