@@ -158,8 +158,8 @@ def exercise():
     return jsonify(answer)
 
 
-def _own_request(agent: AuthorizedAgent, request_id: str) -> AgentRequest:
-    found = service.find(db.session, request_id)
+def _own_request(agent: AuthorizedAgent, request_id: str, lock: bool = False) -> AgentRequest:
+    found = service.find(db.session, request_id, lock)
     if found is None:
         raise MessageError(404, "There is no request with this request_id.")
     if found.agent_id != agent.id:
@@ -177,7 +177,7 @@ def status(request_id: str):
         found = _own_request(agent, request_id)
         if service.due(db.session, found, utcnow()) is not None:  # else only a read: a poll waits for no writer
             with db.writing():
-                found = _own_request(agent, request_id)
+                found = _own_request(agent, request_id, lock=True)
                 service.refresh(desk, db.session, found, utcnow())
         answer = service.status_of(desk, found)
     except MessageError as exc:
@@ -203,7 +203,7 @@ def revoke(request_id: str):
         with db.writing():
             if ENVELOPE & set(signed.claims):
                 registry.remember(db.session, signed, now)
-            found = _own_request(agent, request_id)
+            found = _own_request(agent, request_id, lock=True)
             service.refresh(desk, db.session, found, now)
             try:
                 service.revoke(desk, db.session, found, reason, now)

@@ -233,13 +233,15 @@ def grant_sale(session: Session, user: User, keys: list[str], desk: Desk, now: d
 
 # --- reading, revoking, keeping the status current ------------------------------------------------
 
-def find(session: Session, request_id: str) -> AgentRequest | None:
+def find(session: Session, request_id: str, lock: bool = False) -> AgentRequest | None:
+    """The request; with `lock`, read afresh and, on PostgreSQL, locked (FOR UPDATE) until the caller commits:
+    what a write decides from, not what an earlier read of the same session left in its identity map."""
     try:
         if str(uuid.UUID(request_id)) != request_id:
             return None
     except ValueError:
         return None
-    return session.get(AgentRequest, request_id)
+    return session.get(AgentRequest, request_id, populate_existing=lock, with_for_update=lock or None)
 
 
 @dataclass(frozen=True)
@@ -300,8 +302,11 @@ def still_open():
 
 def refresh_open(desk: Desk, session: Session, now: dt.datetime, limit: int = 200) -> int:
     """refresh() the requests whose status can still change by itself, oldest change first. The caller commits."""
+    # Locked, skipping those another worker's tick or an agent's poll is refreshing: each change is made, and
+    # its callback queued, once.
     waiting = list(session.scalars(select(AgentRequest).where(still_open())
-                                   .order_by(AgentRequest.updated_at).limit(limit)))
+                                   .order_by(AgentRequest.updated_at).limit(limit)
+                                   .with_for_update(skip_locked=True)))
     for request in waiting:
         refresh(desk, session, request, now)
     return len(waiting)
