@@ -123,7 +123,8 @@ class Workers:
             self._start()
 
     def _start(self) -> None:
-        worker = WorkerProcess(self.env, self.folder / f"worker-{len(self.all) + 1}.log", threads=4, tick=0.1)
+        # `flask worker`'s own threads (16), as an operator runs it: 48 steps at once across the three
+        worker = WorkerProcess(self.env, self.folder / f"worker-{len(self.all) + 1}.log", threads=None, tick=0.1)
         self.all.append(worker)
         self.running.append(worker)
 
