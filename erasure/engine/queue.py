@@ -223,6 +223,44 @@ def hold_back(session: Session, step: ErasureStep, until: dt.datetime) -> None:
                                                          "until": until})
 
 
+def hold_network(session: Session, network: str, until: dt.datetime, slack: dt.timedelta) -> int:
+    """A network asked us to wait (Retry-After on a 429 or a 503): what it asks of one call it asks of every
+    call, so its other revocations not yet done are not tried before `until`, nor, as hold_back() does, the
+    later phases of their requests. Steps already due within `slack` of `until` are left as they are, so
+    that the answers of the calls in flight at once do not move the same steps again. Returns how many
+    revocations it moved. The caller commits."""
+    given = {"network": network, "until": until, "soon": until - slack}
+    moved = driver.rowcount(session, _network_revocations_statement(), given)
+    if moved:
+        driver.rowcount(session, _behind_network_statement(), given)
+    return moved
+
+
+@functools.cache
+def _network_revocations_statement():
+    steps = table_of(ErasureStep)
+    return (update(steps)
+            .where(steps.c.target == bindparam("network"), steps.c.kind == literal_column("'revoke'", String()),
+                   steps.c.status.in_([_constant(s) for s in RUNNABLE_STEPS]),
+                   steps.c.not_before < bindparam("soon", type_=UTCDateTime()))
+            .values(not_before=bindparam("until", type_=UTCDateTime())))
+
+
+@functools.cache
+def _behind_network_statement():
+    steps = table_of(ErasureStep)
+    revoke = steps.alias("revoke")
+    waiting = (select(revoke.c.id)
+               .where(revoke.c.request_id == steps.c.request_id, revoke.c.target == bindparam("network"),
+                      revoke.c.kind == literal_column("'revoke'", String()),
+                      revoke.c.status.in_([_constant(s) for s in RUNNABLE_STEPS]),
+                      revoke.c.phase < steps.c.phase))
+    return (update(steps)
+            .where(steps.c.status == _constant(StepStatus.PENDING),
+                   steps.c.not_before < bindparam("soon", type_=UTCDateTime()), exists(waiting))
+            .values(not_before=bindparam("until", type_=UTCDateTime())))
+
+
 def finish_holding_back(session: Session, claim_: Claim, now: dt.datetime, until: dt.datetime, **values) -> bool:
     """finish(), then hold_back() of the step's later phases until `until` if it finished (a hand-off): on
     PostgreSQL in one statement (finish_changing). Returns whether it finished. The caller commits."""

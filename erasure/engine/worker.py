@@ -28,6 +28,11 @@ from erasure.models import ErasureStep, OptOutRequest, RequestStatus, StepKind, 
 
 log = logging.getLogger(__name__)
 
+# A network that answers "wait" (Retry-After, on a 429 or a 503) for this long or longer is asked nothing
+# more until then, by any worker (queue.hold_network): in a crowd's leaving, every revocation would otherwise
+# be refused in turn, and count an attempt each. Shorter waits are left to each step's own retry.
+NETWORK_HOLD_FROM = 10.0
+NETWORK_HOLD_SLACK = dt.timedelta(seconds=5)
 QUICK_RETRIES = 5  # after these, the step shows as needs_attention, and keeps retrying
 MAX_DELAY = 600.0
 DEADLINE_WARNING = handoff.DEADLINE_WARNING
@@ -230,6 +235,12 @@ class Worker:
             return None
         if not result.done:
             queue.hold_back(session, step, values["not_before"])
+            if step.kind == StepKind.REVOKE and (result.retry_after or 0) >= NETWORK_HOLD_FROM:
+                until = now + dt.timedelta(seconds=result.retry_after or 0)
+                moved = queue.hold_network(session, step.target, until, NETWORK_HOLD_SLACK)
+                if moved:
+                    log.info("network %s asked to wait %.0fs: %d of its revocations wait as long",
+                             step.target, result.retry_after, moved)
         elif step.attempts > 1:
             queue.release(session, step, now)
         status: str | None = None

@@ -22,7 +22,15 @@ from erasure.models import ErasureStep, OptOutRequest
 from erasure.optout.wording import REQUEST_STATES
 from tests.conftest import db_session
 from tests.consent.helpers_connect import connect_through_demo
-from tests.erasure.engine.helpers_processes import column_names, held_rows, naming, snapshot, without
+from tests.erasure.engine.helpers_processes import (
+    column_names,
+    held_rows,
+    make_crowd,
+    naming,
+    snapshot,
+    submit_all,
+    without,
+)
 from tests.erasure.helpers_optout import (
     demo_token_active,
     joined_person,
@@ -387,3 +395,41 @@ def test_only_the_leavers_data_goes_and_every_other_row_is_unchanged(app, make_p
         assert db.get(User, omar.id) is None
         assert db.get(User, mei.id) is not None and db.get(User, liz.id) is not None
         assert [g.account_id for g in db.scalars(select(Grant))] == ["1001"]
+
+
+def test_a_network_that_asks_to_wait_is_asked_nothing_more_by_anyone_until_then(app, demo_network, platform_url,
+                                                                                demo_state):
+    # A crowd leaves, and the network rate-limits: 429 with Retry-After. What it asks of one call it asks of all.
+    crowd = make_crowd(app, demo_network.app, platform_url, 6)
+    request_ids = submit_all(app, crowd)
+    calls_before = demo_state.calls["revoke"]
+    demo_state.faults.set("revoke", status=429, retry_after=RETRY_AFTER)
+    worker = Worker(app, threads=2)
+    try:
+        started = utcnow()
+        worker.drain()
+        held_until = started + dt.timedelta(seconds=RETRY_AFTER)
+        revokes = [step(app, r, "revoke") for r in request_ids]
+        tried = [s for s in revokes if s.attempts]
+        # Only the calls already under way when it first said so were made: one each, the refresh token's.
+        assert 1 <= len(tried) <= 2 and demo_state.calls["revoke"] - calls_before == len(tried)
+        assert all(s.status == "pending" and s.not_before >= held_until for s in revokes if not s.attempts)
+        # The network holds back no deletion; what waits for the revocations waits as long, out of the claims' way.
+        everything = [s for r in request_ids for s in steps_of(app, r)]
+        assert {s.status for s in everything if s.kind == "purge"} == {"done"}
+        assert all(s.status == "pending" and s.not_before >= held_until
+                   for s in everything if s.kind not in ("revoke", "purge"))
+        assert worker.run_once(now=held_until - dt.timedelta(seconds=1)) == 0
+
+        # Once the wait is over, and the network answers again, every revocation goes through.
+        demo_state.faults.clear("revoke")
+        later = held_until + dt.timedelta(minutes=5)
+        for _ in range(20):
+            if not worker.run_once(now=later):
+                break
+    finally:
+        worker.close()
+    assert {step(app, r, "revoke").status for r in request_ids} == {"done"}
+    assert demo_state.calls["revoke"] - calls_before == len(tried) + 2 * len(crowd)  # refresh and access each
+    for member in crowd:
+        assert not demo_token_active(demo_network, member.refresh_token)
