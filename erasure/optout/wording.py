@@ -85,6 +85,11 @@ def step_outcome(step: ErasureStep, now: dt.datetime, kinds: Mapping[str, str] |
     r = step.result or {}
     if step.kind == StepKind.REVOKE and step.status in FAILING_STEPS:
         return revocation_pending(step, network_name(networks or {}, step.target))
+    if (step.kind == StepKind.REVOKE and step.status == StepStatus.PENDING and step.not_before is not None
+            and step.not_before > now):
+        # Not tried yet: the network asked every caller to wait (erasure.engine.queue.hold_network).
+        return (f"{network_name(networks or {}, step.target)} asked us to wait a little; we try again "
+                f"{_in_about(step.not_before, now)} and will finish by {date_text(step.request.deadline)}.")
     if step.status == StepStatus.DONE:
         if step.kind == StepKind.REVOKE:
             if r.get("outcome") == "manual":
@@ -117,13 +122,17 @@ def step_outcome(step: ErasureStep, now: dt.datetime, kinds: Mapping[str, str] |
         # Only the first purge runs alongside the revocations; every other step waits for them.
         waits = second_pass(step) or (revoking and step.kind not in (StepKind.REVOKE, StepKind.PURGE))
         return "Waiting until access is revoked everywhere." if waits else "Waiting its turn."
-    wait = max(0, int((step.not_before - now).total_seconds())) if step.not_before else 0
     why = step.last_error or "it did not succeed yet"
-    retry = "in a moment" if wait < 5 else f"in about {wait // 60 + 1} minute{'s' if wait >= 60 else ''}"
+    retry = _in_about(step.not_before, now)
     if step.status == StepStatus.NEEDS_ATTENTION:
         return (f"Not done yet: {why}. We keep retrying automatically (next try {retry}), "
                 "and our operators have been alerted.")
     return f"Not done yet: {why}. Retrying {retry}."
+
+
+def _in_about(when: dt.datetime | None, now: dt.datetime) -> str:
+    wait = max(0, int((when - now).total_seconds())) if when else 0
+    return "in a moment" if wait < 5 else f"in about {wait // 60 + 1} minute{'s' if wait >= 60 else ''}"
 
 
 def revocation_pending(step: ErasureStep, name: str) -> str:

@@ -17,8 +17,10 @@ from app.db import utcnow
 from app.models import User
 from app.text import date_text
 from consent.models import Grant
+from erasure.context import context_from_app
 from erasure.engine.worker import QUICK_RETRIES, Worker
 from erasure.models import ErasureStep, OptOutRequest
+from erasure.optout import progress, wording
 from erasure.optout.wording import REQUEST_STATES
 from tests.conftest import db_session
 from tests.consent.helpers_connect import connect_through_demo
@@ -420,6 +422,15 @@ def test_a_network_that_asks_to_wait_is_asked_nothing_more_by_anyone_until_then(
         assert all(s.status == "pending" and s.not_before >= held_until
                    for s in everything if s.kind not in ("revoke", "purge"))
         assert worker.run_once(now=held_until - dt.timedelta(seconds=1)) == 0
+        # The status page of someone whose revocation waits says so, in words.
+        waiting = next(s for s in revokes if not s.attempts)
+        ctx = context_from_app(app)
+        with db_session(app) as db:
+            shown = progress.groups(db.get(OptOutRequest, waiting.request_id).steps, ctx.networks,
+                                    wording.store_kinds(ctx.datamap), utcnow())
+        revocation = next(g for g in shown if g.key == f"revoke-{waiting.target}")
+        assert revocation.outcome.startswith("Demo Social asked us to wait a little; we try again in about 1 minute"), \
+            revocation.outcome
 
         # Once the wait is over, and the network answers again, every revocation goes through.
         demo_state.faults.clear("revoke")
