@@ -4,6 +4,8 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
+from types import FrameType
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -52,15 +54,31 @@ def _schedule(scheduler, worker: Worker, tick: float) -> None:
                       max_instances=1, coalesce=True, id="retention-sweep")
 
 
+def stopper(scheduler: BlockingScheduler) -> Callable[[int, FrameType | None], None]:
+    """A signal handler that stops a blocking scheduler, once, however many signals come.
+
+    Not in the handler itself: it runs in the main thread, which may be inside the scheduler's own loop,
+    holding its job stores' lock (re-entrant, so the handler takes it too); a shutdown there removes the jobs
+    the loop is updating, and `flask worker` exited on SIGTERM with a JobLookupError. A thread of its own
+    waits for the loop to let go of the lock, then stops it.
+    """
+    stopping = threading.Event()
+
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        if not stopping.is_set():
+            stopping.set()
+            threading.Thread(target=scheduler.shutdown, kwargs={"wait": False}, name="stop").start()
+
+    return stop
+
+
 def run_forever(app: Flask, threads: int = THREADS, tick: float = TICK_SECONDS) -> None:
     """`flask worker`: block, ticking, until SIGTERM or SIGINT."""
     worker = Worker(app, threads=threads)
     scheduler = BlockingScheduler(timezone="UTC")
     _schedule(scheduler, worker, tick)
 
-    def stop(_signum, _frame) -> None:
-        scheduler.shutdown(wait=False)
-
+    stop = stopper(scheduler)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     log.info("worker %s started", worker.owner)
