@@ -237,7 +237,7 @@ class Worker:
             queue.hold_back(session, step, values["not_before"])
             if step.kind == StepKind.REVOKE and (result.retry_after or 0) >= NETWORK_HOLD_FROM:
                 until = now + dt.timedelta(seconds=result.retry_after or 0)
-                moved = queue.hold_network(session, step.target, until, NETWORK_HOLD_SLACK)
+                moved = queue.hold_network(session, step.target, until, step.phase, NETWORK_HOLD_SLACK)
                 if moved:
                     log.info("network %s asked to wait %.0fs: %d of its revocations wait as long",
                              step.target, result.retry_after, moved)
