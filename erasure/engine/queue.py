@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, aliased
 
 from app import driver
 from app.db import Base, UTCDateTime, table_of, write_lock
-from erasure.models import RUNNABLE_STEPS, ErasureStep, OptOutRequest, StepStatus
+from erasure.models import RUNNABLE_STEPS, ErasureStep, OptOutRequest, StepKind, StepStatus
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +249,8 @@ def _network_revocations_statement():
     next_due = (select(steps.c.id)
                 .where(steps.c.status.in_([_constant(s) for s in RUNNABLE_STEPS]),
                        steps.c.not_before < bindparam("soon", type_=UTCDateTime()),
-                       steps.c.target == bindparam("network"), steps.c.kind == literal_column("'revoke'", String()))
+                       steps.c.target == bindparam("network"),
+                       steps.c.kind == literal_column(f"'{StepKind.REVOKE}'", String()))
                 .order_by(steps.c.not_before).limit(HOLD_AT_ONCE)
                 .with_for_update(skip_locked=True))  # PostgreSQL; SQLite has one writer and no FOR UPDATE
     return (update(steps).where(steps.c.id.in_(next_due.scalar_subquery()))

@@ -235,12 +235,13 @@ class Worker:
             return None
         if not result.done:
             queue.hold_back(session, step, values["not_before"])
-            if step.kind == StepKind.REVOKE and (result.retry_after or 0) >= NETWORK_HOLD_FROM:
-                until = now + dt.timedelta(seconds=result.retry_after or 0)
+            asked = result.retry_after or 0.0
+            if step.kind == StepKind.REVOKE and asked >= NETWORK_HOLD_FROM:
+                until = now + dt.timedelta(seconds=asked)
                 moved = queue.hold_network(session, step.target, until, step.phase, NETWORK_HOLD_SLACK)
                 if moved:
                     log.info("network %s asked to wait %.0fs: %d of its revocations wait as long",
-                             step.target, result.retry_after, moved)
+                             step.target, asked, moved)
         elif step.attempts > 1:
             queue.release(session, step, now)
         status: str | None = None
