@@ -23,7 +23,8 @@ ISSUER_FIELDS = ("issuer", "discovery_url", "authorization_response_iss_paramete
 REQUIRED = ("name", *URL_FIELDS, "account_id_field", "handle_field", "scopes", "token_endpoint_auth")
 OPTIONAL = ("client_id", "client_id_env", "client_secret", "client_secret_env", "revocation", *ISSUER_FIELDS,
             "authorize_params", "token_params", "introspection_url")
-REVOCATION_FIELDS = ("style", "url", "manual_url", "ends_grant")
+REVOCATION_FIELDS = ("style", "url", "manual_url", "ends_grant", "max_in_flight")
+MAX_IN_FLIGHT = 64  # the most a catalogue may allow: beyond a worker's threads it would mean no limit
 # Styles whose revocation may end the app's whole authorization for the account, not just the token
 # handed over: RFC 7009 2.1 allows it, and GitHub's and Meta's APIs do it. An entry may say otherwise.
 ENDS_GRANT_BY_DEFAULT = ("rfc7009", "github", "meta")
@@ -45,6 +46,9 @@ class Revocation:
     # Revoking one token may end every token of the account's authorization, so a token that only
     # proved control (/forget, a refused connect) is dropped unrevoked when a member holds the account.
     ends_grant: bool = False
+    # The revocation calls one worker process makes to the network at once (None: as many as it has threads).
+    # A small server (a Mastodon instance) may refuse, or fall over under, a crowd's leaving all at once.
+    max_in_flight: int | None = None
 
 
 @dataclass(frozen=True)
@@ -284,7 +288,20 @@ class _Reader:
             raise self.fail(key, "revocation.ends_grant", f"must be true or false, got {_kind(ends_grant)}")
         if ends_grant and style == "none":
             raise self.fail(key, "revocation.ends_grant", "style none revokes nothing, so it ends no grant")
-        return Revocation(style, url, manual, ends_grant)
+        return Revocation(style, url, manual, ends_grant, self.max_in_flight(key, style, table))
+
+    def max_in_flight(self, key: str, style: str, table: dict) -> int | None:
+        if "max_in_flight" not in table:
+            return None
+        value = table["max_in_flight"]
+        if style == "none":
+            raise self.fail(key, "revocation.max_in_flight", "style none makes no calls to limit")
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_IN_FLIGHT:
+            shown = value if isinstance(value, int) and not isinstance(value, bool) else (
+                "a string" if isinstance(value, str) else _kind(value))  # a string's value is never shown
+            raise self.fail(key, "revocation.max_in_flight", f"must be a whole number from 1 to {MAX_IN_FLIGHT}, "
+                                                             f"got {shown}")
+        return value
 
 
 _KINDS = {bool: "true/false", int: "a whole number", float: "a number", list: "a list", dict: "a table",

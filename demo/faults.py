@@ -23,6 +23,33 @@ class CallCounter(Counter):
             self.clear()
 
 
+class UnderWay:
+    """The calls each endpoint is answering now, and the most it answered at once: what a client's limit shows."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._now: Counter[str] = Counter()
+        self.busiest: Counter[str] = Counter()
+
+    def enter(self, name: str) -> None:
+        with self._lock:
+            self._now[name] += 1
+            self.busiest[name] = max(self.busiest[name], self._now[name])
+
+    def leave(self, name: str) -> None:
+        with self._lock:
+            self._now[name] -= 1
+
+    def answering(self, name: str) -> int:
+        with self._lock:
+            return self._now[name]
+
+    def reset(self) -> None:
+        """Forget the most seen at once (the calls still being answered are still counted)."""
+        with self._lock:
+            self.busiest.clear()
+
+
 @dataclass
 class Fault:
     status: int | None = None

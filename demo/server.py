@@ -18,6 +18,7 @@ from flask import (
     Flask,
     Response,
     current_app,
+    g,
     jsonify,
     make_response,
     render_template,
@@ -31,7 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from .accounts import DEMO_ACCOUNTS, find_account, sample_posts
-from .faults import CallCounter, Faults
+from .faults import CallCounter, Faults, UnderWay
 from .models import Base, Client
 from .oauth import CLIENT_AUTH_METHODS, close_db, create_authorization_server, require_oauth
 from .strict import init_strict, metadata_document, name_issuer
@@ -64,6 +65,7 @@ class DemoState:
     server: AuthorizationServer | None = None
     calls: CallCounter = field(default_factory=CallCounter)
     faults: Faults = field(default_factory=Faults)
+    under_way: UnderWay = field(default_factory=UnderWay)
     db_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -92,6 +94,7 @@ def create_demo_app(config: dict | None = None) -> Flask:
     init_strict(app, state.server)
 
     app.before_request(_count_and_fault)
+    app.teardown_request(_answered)
     app.register_error_handler(OAuth2Error, _oauth_error)
     app.teardown_appcontext(close_db)
     app.register_blueprint(bp)
@@ -140,6 +143,8 @@ def _count_and_fault() -> Response | None:
     name = request.endpoint.rpartition(".")[2]
     state = _state()
     state.calls.hit(name)
+    state.under_way.enter(name)
+    g.demo_call = name  # left when the answer is sent (_answered)
     if current_app.config.get("DEMO_LATENCY"):
         time.sleep(current_app.config["DEMO_LATENCY"])  # a network across the internet, not next door
     fault = state.faults.take(name)
@@ -155,6 +160,12 @@ def _count_and_fault() -> Response | None:
     if fault.retry_after is not None:
         response.headers["Retry-After"] = str(fault.retry_after)
     return response
+
+
+def _answered(_error: BaseException | None) -> None:
+    name = g.pop("demo_call", None)
+    if name is not None:
+        _state().under_way.leave(name)
 
 
 def _oauth_error(error: OAuth2Error) -> tuple[Response, int]:

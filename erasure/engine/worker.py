@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.db import table_of, truncate_wal, utcnow, write_lock
 from erasure.context import ErasureContext, context_from_app
 from erasure.engine import handoff, queue, steps
+from erasure.engine.in_flight import InFlight
 from erasure.engine.network_http import NetworkSession, ProxySettings
 from erasure.engine.revocation import TIMEOUT, Outcome, next_delay
 from erasure.engine.sequencing import Sequencing
@@ -59,6 +60,7 @@ class Worker:
         # (connect, read) seconds for each call to a network; tests shorten it to see a timeout quickly.
         self.http_timeout = app.config.get("ERASURE_HTTP_TIMEOUT", TIMEOUT)
         self._proxies = ProxySettings()  # read once: see network_http
+        self.in_flight = InFlight(wake_seconds=self.lease.total_seconds() / 4)
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="erasure")
         self._local = threading.local()
         self._swept_at: dt.datetime | None = None
@@ -177,11 +179,13 @@ class Worker:
         step, request = claim.step, claim.request
         renewed = [time.monotonic()]
 
-        def heartbeat(result: dict | None = None, params: dict | None = None) -> None:
-            """Record progress or new params (always), or keep the lease (once a third of it has gone by).
+        def heartbeat(result: dict | None = None, params: dict | None = None, renew: bool = False) -> None:
+            """Record progress or new params (always), or keep the lease (once a third of it has gone by, or
+            now: `renew`).
 
             New params are a revoke step's rotated tokens: the network has spent the old ones."""
-            if result is None and params is None and time.monotonic() - renewed[0] < self.lease.total_seconds() / 3:
+            if (result is None and params is None and not renew
+                    and time.monotonic() - renewed[0] < self.lease.total_seconds() / 3):
                 return
             values = {"status": StepStatus.RUNNING, "lease_owner": claim.owner,
                       "lease_expires_at": utcnow() + self.lease}
@@ -194,9 +198,11 @@ class Worker:
             session.commit()
             renewed[0] = time.monotonic()
 
+        network = self.ctx.networks.get(step.target) if step.kind == StepKind.REVOKE else None
         try:
-            result = steps.run(session, self.ctx, step, request, utcnow(), self._http(), heartbeat,
-                               timeout=self.http_timeout)
+            with self.in_flight.call(network, functools.partial(heartbeat, renew=True)):  # max_in_flight, if any
+                result = steps.run(session, self.ctx, step, request, utcnow(), self._http(), heartbeat,
+                                   timeout=self.http_timeout)
         except LeaseLost:
             session.rollback()
             return None

@@ -253,3 +253,24 @@ def test_whether_revoking_ends_the_whole_grant(tmp_path, revocation, ends_grant)
 def test_ends_grant_mistakes_are_named(tmp_path, revocation, words):
     err = fails(tmp_path, {"acme": acme(revocation=revocation)})
     assert err.field == "networks.acme.revocation.ends_grant" and words in err.problem
+
+
+@pytest.mark.parametrize("limit, expected", [(None, None), (1, 1), (4, 4), (64, 64)])
+def test_a_network_may_limit_the_revocation_calls_it_takes_at_once(tmp_path, limit, expected):
+    revocation = {"style": "rfc7009", "url": "https://a.example/r"}
+    if limit is not None:
+        revocation["max_in_flight"] = limit
+    assert load(tmp_path, {"acme": acme(revocation=revocation)})["acme"].revocation.max_in_flight == expected
+
+
+@pytest.mark.parametrize("revocation, words", [
+    ({"style": "rfc7009", "url": "https://a.example/r", "max_in_flight": 0}, "from 1 to 64, got 0"),
+    ({"style": "rfc7009", "url": "https://a.example/r", "max_in_flight": 65}, "from 1 to 64, got 65"),
+    ({"style": "rfc7009", "url": "https://a.example/r", "max_in_flight": "4"}, "got a string"),
+    ({"style": "rfc7009", "url": "https://a.example/r", "max_in_flight": 2.5}, "got a number"),
+    ({"style": "rfc7009", "url": "https://a.example/r", "max_in_flight": True}, "got true/false"),
+    ({"style": "none", "manual_url": "https://a.example/settings", "max_in_flight": 2}, "makes no calls"),
+])
+def test_max_in_flight_mistakes_are_named(tmp_path, revocation, words):
+    err = fails(tmp_path, {"acme": acme(revocation=revocation)})
+    assert err.field == "networks.acme.revocation.max_in_flight" and words in err.problem, err

@@ -152,6 +152,32 @@ def test_a_worker_started_with_no_options_waits_on_many_networks_at_once(app, de
     assert max(seen) == THREADS, seen
 
 
+def test_a_network_that_takes_few_calls_at_once_gets_no_more_from_a_worker(app, demo_network, platform_url,
+                                                                          config_files, start_worker, demo_state):
+    # A small server's catalogue entry says how many revocation calls it takes at once: 16 threads keep to it.
+    catalogue = config_files["networks"]
+    limited = catalogue.read_text().replace("[networks.demo.revocation]\n",
+                                            "[networks.demo.revocation]\nmax_in_flight = 2\n")
+    assert "max_in_flight" in limited
+    catalogue.write_text(limited)
+    crowd = make_crowd(app, demo_network.app, platform_url, 8)
+    submit_all(app, crowd)
+    # Calls of an earlier test's worker, killed, may still be answered (slowly): count from none.
+    wait_for(lambda: demo_state.under_way.answering("revoke") == 0, 30, "Demo Social to answer every earlier call")
+    demo_state.under_way.reset()
+    # 2 s a step (two calls), two steps at a time: the last ones wait 6 s for their turn, beyond the 4 s lease.
+    demo_state.faults.set("revoke", delay=1.0)
+    start_worker(threads=None, **SHORT_LEASE)
+
+    wait_for(lambda: completed(app) == len(crowd), 120, "every request to complete")
+    # Never more than two calls at once. Each waiting step kept its lease and waited its turn: none was taken
+    # over by a free thread, or tried twice.
+    assert demo_state.under_way.busiest["revoke"] == 2
+    assert {s.attempts for s in all_steps(app, "revoke")} == {1}
+    tokens = [t for m in crowd for t in (m.refresh_token, m.access_token)]
+    assert all(demo_revoked(demo_network.app, tokens).values())
+
+
 @pytest.mark.slow
 def test_two_workers_on_one_database_run_each_step_once(app, demo_network, platform_url, start_worker, mail_sink,
                                                         sessions, demo_state):
