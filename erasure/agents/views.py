@@ -56,12 +56,30 @@ def _private(body: str, status: int = 200) -> Response:
 
 
 def _waiting(request_id: str) -> tuple[AgentRequest, AuthorizedAgent, str]:
-    """The request, while it waits for this person's proof, with its agent and the address to prove."""
-    desk = desk_from_app(current_app)
+    """The request, while it waits for this person's proof, with its agent and the address to prove. Call under
+    db.writing(): the request is read afresh, locked, and its status brought up to date first."""
+    return _awaiting_proof(_refreshed(request_id))
+
+
+def _shown(request_id: str) -> tuple[AgentRequest, AuthorizedAgent, str]:
+    """_waiting() for a page that only shows: the write lock only when the stored status is out of date, so the
+    page waits for no writer (a worker's purge batch, on SQLite) while nothing is due."""
     found = service.find(db.session, request_id)
+    if found is not None and service.due(db.session, found, utcnow()) is not None:
+        with db.writing():  # committed before the page is chosen: a request found out of time stays denied
+            found = _refreshed(request_id)
+    return _awaiting_proof(found)
+
+
+def _refreshed(request_id: str) -> AgentRequest | None:
+    found = service.find(db.session, request_id, lock=True)
     if found is not None:
-        service.refresh(desk, db.session, found, utcnow())
-    claims = service.open_claims(desk, found) if found is not None else None
+        service.refresh(desk_from_app(current_app), db.session, found, utcnow())
+    return found
+
+
+def _awaiting_proof(found: AgentRequest | None) -> tuple[AgentRequest, AuthorizedAgent, str]:
+    claims = service.open_claims(desk_from_app(current_app), found) if found is not None else None
     if found is None or found.reason != "need_user_verification" or claims is None or not claims.unverified_email:
         abort(404, "There is nothing to confirm here: the request is finished, was withdrawn, or never existed.")
     return found, db.session.get_one(AuthorizedAgent, found.agent_id), claims.unverified_email
@@ -82,8 +100,7 @@ def verify(request_id: str):
     asked = request.args.get("request_id")
     if asked is not None and asked != request_id:  # section 3.02.1: the agent's request_id must be this one
         abort(400, "This verification link and its request_id name different requests. Nothing was changed.")
-    with db.writing():
-        found, agent, address = _waiting(request_id)
+    found, agent, address = _shown(request_id)
     back = request.args.get("redirect_to", "")
     if back and urlsplit(back).scheme in ("http", "https") and len(back) <= 2000:
         session[RETURN_TO] = {**session.get(RETURN_TO, {}), request_id: back}
@@ -119,8 +136,7 @@ If you did not ask {agent.name} for this, ignore this mail and nothing happens.
 @bp.get("/verify/<request_id>/email/<token>")
 def email_link(request_id: str, token: str):
     """Only shows the confirmation: a mail scanner that follows the link spends nothing."""
-    with db.writing():
-        found, agent, _address = _waiting(request_id)
+    found, agent, _address = _shown(request_id)
     if not control.link_usable(db.session, token, utcnow()):
         return _private(render_template("drp_verify.html", step="spent", agent=agent), 400)
     return _private(render_template("drp_verify.html", step="confirm", agent=agent, exercise=found.exercise,

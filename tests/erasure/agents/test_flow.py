@@ -130,6 +130,35 @@ def test_a_status_poll_answers_while_a_long_write_holds_the_database(served, age
     assert took < 5, took
 
 
+def test_the_verification_page_opens_while_a_long_write_holds_the_database(served, agent):
+    status = agent.exercise("deletion", email="unsure@example.org").json()
+    sessions = served.app.extensions["ownstory_db"]["sessionmaker"]
+    with sessions() as elsewhere:  # a long write, as a purge batch's: on SQLite it holds the write lock
+        write_lock(elsewhere)
+        elsewhere.execute(update(User).values(session_version=User.session_version))
+        try:
+            started = time.monotonic()
+            page = requests.get(status["user_verification_url"], timeout=30)
+            took = time.monotonic() - started
+        finally:
+            elsewhere.rollback()
+    # a page that only shows a request whose status is up to date waits for no writer
+    assert page.status_code == 200 and "u*****@example.org" in page.text
+    assert took < 5, took
+
+
+def test_a_verification_page_opened_too_late_says_so_and_the_request_stays_denied(served, agent):
+    status = agent.exercise("deletion", email="unsure@example.org").json()
+    with served.app.app_context():
+        db.session.execute(update(AgentRequest).values(verify_until=dt.datetime.now(dt.UTC)))
+        db.session.commit()
+    # Opened before any tick: the page finds the request out of time, records it, and has nothing to confirm.
+    assert requests.get(status["user_verification_url"], timeout=10).status_code == 404
+    with served.app.app_context():
+        stored = db.session.get(AgentRequest, status["request_id"])
+        assert (stored.status, stored.reason) == ("denied", "insuf_verification")
+
+
 def test_every_status_change_reaches_the_callback_retried_until_the_agent_answers(serve, receiver):
     served = serve({"DRP_CALLBACK_RETRY_SECONDS": 0.05})
     agent = served.register()
