@@ -61,6 +61,9 @@ class Worker:
         self.http_timeout = app.config.get("ERASURE_HTTP_TIMEOUT", TIMEOUT)
         self._proxies = ProxySettings()  # read once: see network_http
         self.in_flight = InFlight(wake_seconds=self.lease.total_seconds() / 4)
+        # network key: until when it asked this worker to wait (hold_network moves the steps due then, not those
+        # claimed already, waiting for max_in_flight, or of people who leave meanwhile: these are put back)
+        self.held: dict[str, dt.datetime] = {}
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="erasure")
         self._local = threading.local()
         self._swept_at: dt.datetime | None = None
@@ -201,12 +204,32 @@ class Worker:
         network = self.ctx.networks.get(step.target) if step.kind == StepKind.REVOKE else None
         try:
             with self.in_flight.call(network, functools.partial(heartbeat, renew=True)):  # max_in_flight, if any
+                if self._still_held(step):
+                    self._put_back(session, claim, self.held[step.target])
+                    return None
                 result = steps.run(session, self.ctx, step, request, utcnow(), self._http(), heartbeat,
                                    timeout=self.http_timeout)
         except LeaseLost:
             session.rollback()
             return None
         return self._record(session, claim, result, chain)
+
+    def _still_held(self, step: ErasureStep) -> bool:
+        """Whether the step's network asked this worker to wait, and the step was not moved past that already
+        (one the hold moved was claimed because the claim's clock says the wait is over)."""
+        held = self.held.get(step.target) if step.kind == StepKind.REVOKE else None
+        return held is not None and step.not_before < held - NETWORK_HOLD_SLACK and utcnow() < held - NETWORK_HOLD_SLACK
+
+    def _put_back(self, session: Session, claim: queue.Claim, until: dt.datetime) -> None:
+        """A revocation not tried, because its network asked to wait until `until`: it waits as long, as do its
+        request's later phases, and the attempt its claim counted is given back."""
+        step = claim.step
+        attempts = step.attempts - 1
+        write_lock(session)
+        if queue.finish(session, claim, utcnow(), status=StepStatus.RETRYING if attempts else StepStatus.PENDING,
+                        attempts=attempts, not_before=until):
+            queue.hold_back(session, step, until)
+        session.commit()
 
     def _record(self, session: Session, claim: queue.Claim, result: steps.Result, chain: bool = False
                 ) -> queue.Claim | None:
@@ -244,6 +267,7 @@ class Worker:
             asked = result.retry_after or 0.0
             if step.kind == StepKind.REVOKE and asked >= NETWORK_HOLD_FROM:
                 until = now + dt.timedelta(seconds=asked)
+                self.held[step.target] = max(until, self.held.get(step.target, until))
                 moved = queue.hold_network(session, step.target, until, step.phase, NETWORK_HOLD_SLACK)
                 if moved:
                     log.info("network %s asked to wait %.0fs: %d of its revocations wait as long",

@@ -444,3 +444,38 @@ def test_a_network_that_asks_to_wait_is_asked_nothing_more_by_anyone_until_then(
     assert demo_state.calls["revoke"] - calls_before == len(tried) + 2 * len(crowd)  # refresh and access each
     for member in crowd:
         assert not demo_token_active(demo_network, member.refresh_token)
+
+
+
+def test_someone_who_leaves_while_a_network_is_held_waits_with_the_others_untried(app, demo_network, platform_url,
+                                                                                  demo_state):
+    crowd = make_crowd(app, demo_network.app, platform_url, 2)
+    first = submit_all(app, crowd)
+    demo_state.faults.set("revoke", status=429, retry_after=RETRY_AFTER)
+    worker = Worker(app, threads=2)
+    try:
+        started = utcnow()
+        worker.drain()  # the network says "wait" to the calls under way
+        held_until = started + dt.timedelta(seconds=RETRY_AFTER)
+        assert all(step(app, r, "revoke").not_before >= held_until for r in first)
+
+        # Someone leaves meanwhile: their revocation is due at once, but this worker asks the network nothing.
+        late = make_crowd(app, demo_network.app, platform_url, 1, first_account=51000)
+        [late_id] = submit_all(app, late)
+        calls = demo_state.calls["revoke"]
+        worker.drain()
+        assert demo_state.calls["revoke"] == calls
+        waiting = step(app, late_id, "revoke")
+        assert (waiting.status, waiting.attempts) == ("pending", 0) and waiting.not_before >= held_until
+        assert all(s.status == "pending" and s.not_before >= held_until
+                   for s in steps_of(app, late_id) if s.kind not in ("revoke", "purge"))
+
+        demo_state.faults.clear("revoke")
+        later = held_until + dt.timedelta(minutes=5)
+        for _ in range(20):
+            if not worker.run_once(now=later):
+                break
+    finally:
+        worker.close()
+    assert step(app, late_id, "revoke").status == "done" and step(app, late_id, "revoke").attempts == 1
+    assert not demo_token_active(demo_network, late[0].refresh_token)
