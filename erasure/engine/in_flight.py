@@ -1,9 +1,11 @@
 """The revocation calls one worker process has under way at each network, at most the catalogue's max_in_flight.
 
 A worker runs up to THREADS steps at once. When a crowd leaves, those are mostly revocations at the same network,
-and a small server (a Mastodon instance) may refuse that many calls at once, or fall over. A step over its
-network's limit waits here, in its thread, for a call to end: its place in the queue is kept, and no attempt is
-spent on a call the network would have refused. The wait keeps the step's lease, as a long call would.
+and a small server (a Mastodon instance) may refuse that many calls at once, or fall over. Once a network has as
+many of the worker's steps as it takes calls, the worker claims no more of its revocations (busy()), and its
+threads run everything else: purges, other networks. A step over the limit all the same (two threads claimed at
+the same moment) waits here, in its thread, for a call to end, keeping its lease as a long call would, and spends
+no attempt on a call the network would have refused.
 """
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ class InFlight:
         self.wake_seconds = wake_seconds
         self._lock = threading.Lock()
         self._slots: dict[str, threading.BoundedSemaphore] = {}
+        self._steps: dict[str, int] = {}  # network key: this worker's revocations there, under way or waiting
+        self._busy: set[str] = set()  # the keys whose steps reach the network's limit
 
     @contextmanager
     def call(self, network: Network | None, keep_lease: Callable[[], None]) -> Iterator[None]:
@@ -30,17 +34,38 @@ class InFlight:
         if network is None or network.revocation.max_in_flight is None:
             yield
             return
-        slots = self._slots_of(network.key, network.revocation.max_in_flight)
-        waited = not slots.acquire(blocking=False)
-        while waited and not slots.acquire(timeout=self.wake_seconds):
-            keep_lease()
+        key, limit = network.key, network.revocation.max_in_flight
+        slots = self._enter(key, limit)
+        try:
+            waited = not slots.acquire(blocking=False)
+            while waited and not slots.acquire(timeout=self.wake_seconds):
+                keep_lease()
+        except BaseException:
+            self._leave(key, limit)
+            raise
         try:
             if waited:
                 keep_lease()  # its calls start with a whole lease, as a step just claimed does
             yield
         finally:
             slots.release()
+            self._leave(key, limit)
 
-    def _slots_of(self, key: str, limit: int) -> threading.BoundedSemaphore:
+    def busy(self) -> frozenset[str]:
+        """The networks with as many of this worker's steps under way or waiting as they take calls at once:
+        the worker claims no more of their revocations until one ends (queue.claim's `busy`)."""
+        with self._lock:
+            return frozenset(self._busy)
+
+    def _enter(self, key: str, limit: int) -> threading.BoundedSemaphore:
         with self._lock:  # the catalogue is read once per process, so a network's limit never changes
+            self._steps[key] = self._steps.get(key, 0) + 1
+            if self._steps[key] >= limit:
+                self._busy.add(key)
             return self._slots.setdefault(key, threading.BoundedSemaphore(limit))
+
+    def _leave(self, key: str, limit: int) -> None:
+        with self._lock:
+            self._steps[key] -= 1
+            if self._steps[key] < limit:
+                self._busy.discard(key)

@@ -4,10 +4,11 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from sqlalchemy import Integer, String, bindparam, exists, func, literal_column, select, union_all, update
+from sqlalchemy import Integer, String, and_, bindparam, exists, func, literal_column, select, union_all, update
 from sqlalchemy.orm import Session, aliased
 
 from app import driver
@@ -31,7 +32,7 @@ class Claim:
 
 
 @functools.cache
-def _claim_statement(skip_locked: bool, limit: int, with_requests: bool = False):
+def _claim_statement(skip_locked: bool, limit: int, with_requests: bool = False, skip_busy: bool = False):
     """Built once per limit: the claim runs every time a worker's thread is free, and building and
     compiling it costs more than running it.
 
@@ -49,6 +50,9 @@ def _claim_statement(skip_locked: bool, limit: int, with_requests: bool = False)
     The statuses and the limit are written into the SQL, not sent as parameters: the driver prepares a
     statement it runs often, and PostgreSQL's generic plan for `status != $1` expects no rows to pass
     and scans the whole table for the blocked check on every claim.
+
+    `skip_busy`: revocations at the networks named in the parameter `busy` are passed over (they are at their
+    max_in_flight in this worker: see in_flight.py). Only then: the statement a worker runs otherwise is unchanged.
     """
     now = bindparam("now", type_=UTCDateTime())
     top = literal_column(str(int(limit)), Integer())
@@ -58,9 +62,11 @@ def _claim_statement(skip_locked: bool, limit: int, with_requests: bool = False)
     arms = [(status, ErasureStep.not_before <= now) for status in RUNNABLE_STEPS]
     arms.append((StepStatus.RUNNING, ErasureStep.lease_expires_at < now))  # its worker died: take it over
     due = []
+    busy = ~and_(ErasureStep.kind == _kind_constant(StepKind.REVOKE),
+                 ErasureStep.target.in_(bindparam("busy", expanding=True)))
     for status, condition in arms:
         arm = (select(ErasureStep.id, ErasureStep.not_before)
-               .where(ErasureStep.status == _constant(status), condition, ~blocked)
+               .where(ErasureStep.status == _constant(status), condition, ~blocked, *([busy] if skip_busy else []))
                .order_by(ErasureStep.not_before).limit(top))
         if skip_locked:
             arm = arm.with_for_update(skip_locked=True)
@@ -93,6 +99,11 @@ def _constant(status: StepStatus):
     return literal_column(f"'{StepStatus(status)}'", String())
 
 
+def _kind_constant(kind: StepKind):
+    """A step kind written into the SQL, as _constant() writes a status."""
+    return literal_column(f"'{StepKind(kind)}'", String())
+
+
 @functools.cache
 def _requests_statement():
     requests = OptOutRequest.__table__
@@ -121,9 +132,10 @@ def _column_names(model: type[Base]) -> tuple[str, ...]:
 
 
 def claim(session: Session, owner: str, now: dt.datetime, limit: int = 10, lease: dt.timedelta = LEASE,
-          commit: bool = True) -> list[Claim]:
+          commit: bool = True, busy: Collection[str] = ()) -> list[Claim]:
     """Lease up to `limit` runnable steps to `owner`, atomically, and commit (unless `commit` is False:
-    a worker claims its next step in the transaction that records the outcome of its last one).
+    a worker claims its next step in the transaction that records the outcome of its last one). No revocation
+    at a network in `busy`: those this worker has as many calls under way at as the network takes.
 
     A step is runnable when it is due and every step of a lower phase in its request is done;
     a running step whose lease ran out (its worker died) is runnable again. On PostgreSQL the
@@ -135,8 +147,10 @@ def claim(session: Session, owner: str, now: dt.datetime, limit: int = 10, lease
     postgresql = session.get_bind().dialect.name == "postgresql"
     write_lock(session)
     # Core statements on the session's connection, on psycopg's cursor where it can: no ORM on this path
-    rows = driver.mappings(session, _claim_statement(postgresql, limit, postgresql),
-                           {"now": now, "owner": owner, "expires": now + lease})
+    parameters = {"now": now, "owner": owner, "expires": now + lease}
+    if busy:
+        parameters["busy"] = sorted(busy)
+    rows = driver.mappings(session, _claim_statement(postgresql, limit, postgresql, bool(busy)), parameters)
     steps = [_detached(ErasureStep, row) for row in rows]
     requests = {}
     if postgresql:
@@ -250,7 +264,7 @@ def _network_revocations_statement():
                 .where(steps.c.status.in_([_constant(s) for s in RUNNABLE_STEPS]),
                        steps.c.not_before < bindparam("soon", type_=UTCDateTime()),
                        steps.c.target == bindparam("network"),
-                       steps.c.kind == literal_column(f"'{StepKind.REVOKE}'", String()))
+                       steps.c.kind == _kind_constant(StepKind.REVOKE))
                 .order_by(steps.c.not_before).limit(HOLD_AT_ONCE)
                 .with_for_update(skip_locked=True))  # PostgreSQL; SQLite has one writer and no FOR UPDATE
     return (update(steps).where(steps.c.id.in_(next_due.scalar_subquery()))

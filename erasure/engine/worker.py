@@ -137,7 +137,12 @@ class Worker:
             if self._swept_at is None or now - self._swept_at > dt.timedelta(minutes=1):
                 sweep_deadlines(session, now)
                 self._swept_at = now
-            return queue.claim(session, self.owner, now, limit, self.lease)
+            return queue.claim(session, self.owner, now, limit, self.lease, busy=self.in_flight.busy())
+
+    def _claim_next(self, session: Session) -> queue.Claim | None:
+        """This thread's next step, claimed in the transaction that records its last one; the caller commits."""
+        claims = queue.claim(session, self.owner, utcnow(), 1, self.lease, commit=False, busy=self.in_flight.busy())
+        return claims[0] if claims else None
 
     def close(self) -> None:
         """Stop claiming, let the steps under way finish and record their outcomes, then stop."""
@@ -289,7 +294,7 @@ class Worker:
         # which may wait for readers while the next step's lease runs.
         if (chain and result.done and not scrub and not self._closing.is_set()
                 and self._chain_budget.acquire(blocking=False)):
-            following = next(iter(queue.claim(session, self.owner, utcnow(), 1, self.lease, commit=False)), None)
+            following = self._claim_next(session)
         session.commit()
         if scrub:
             _scrub_the_log(self.app.extensions["ownstory_db"]["engine"], step.request_id)
@@ -306,7 +311,7 @@ class Worker:
             return None
         following = None
         if chain and not self._closing.is_set() and self._chain_budget.acquire(blocking=False):
-            following = next(iter(queue.claim(session, self.owner, utcnow(), 1, self.lease, commit=False)), None)
+            following = self._claim_next(session)
         session.commit()
         self.sequencing.handed_off()
         return following

@@ -178,6 +178,26 @@ def test_a_network_that_takes_few_calls_at_once_gets_no_more_from_a_worker(app, 
     assert all(demo_revoked(demo_network.app, tokens).values())
 
 
+def test_a_busy_network_holds_up_no_deletion(app, demo_network, platform_url, config_files, start_worker, demo_state):
+    # One call at a time, 6 s each: a worker's 4 threads do not all queue behind it, but purge everyone meanwhile.
+    catalogue = config_files["networks"]
+    catalogue.write_text(catalogue.read_text().replace("[networks.demo.revocation]\n",
+                                                       "[networks.demo.revocation]\nmax_in_flight = 1\n"))
+    crowd = make_crowd(app, demo_network.app, platform_url, 8)
+    submit_all(app, crowd)
+    wait_for(lambda: demo_state.under_way.answering("revoke") == 0, 30, "Demo Social to answer every earlier call")
+    demo_state.under_way.reset()
+    demo_state.faults.set("revoke", delay=3.0)
+    start_worker(threads=4)
+
+    def purged() -> bool:
+        return {s.status for s in all_steps(app, "purge")} == {"done"}
+
+    wait_for(purged, 30, "every purge to be done")
+    assert not any(s.status == "done" for s in all_steps(app, "revoke")), "the purges waited for a revocation"
+    assert demo_state.under_way.busiest["revoke"] == 1
+
+
 @pytest.mark.slow
 def test_two_workers_on_one_database_run_each_step_once(app, demo_network, platform_url, start_worker, mail_sink,
                                                         sessions, demo_state):
