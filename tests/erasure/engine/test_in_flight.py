@@ -1,0 +1,64 @@
+"""A worker's calls under way at each network (erasure/engine/in_flight.py): at most the catalogue's max_in_flight,
+the networks at their limit named for the claim, and a waiting step that keeps its lease or gives up its place."""
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+import pytest
+
+from erasure.engine.in_flight import InFlight
+from tests.erasure.engine.test_revocation import make_network
+
+
+def limited(limit: int | None):
+    network = make_network("rfc7009", "https://small.example/oauth/revoke")
+    return dataclasses.replace(network, revocation=dataclasses.replace(network.revocation, max_in_flight=limit))
+
+
+class LeaseLost(Exception):
+    pass
+
+
+def test_a_network_without_a_limit_is_never_waited_for_nor_named_busy():
+    gate, network = InFlight(wake_seconds=0.01), limited(None)
+    with gate.call(network, keep_lease=lambda: pytest.fail("nothing waits")), \
+            gate.call(network, keep_lease=lambda: pytest.fail("nothing waits")):
+        assert gate.busy() == frozenset()
+
+
+def test_a_step_over_the_limit_waits_keeping_its_lease_until_a_call_ends():
+    gate, network = InFlight(wake_seconds=0.01), limited(2)
+    renewals = []
+    third_in = threading.Event()
+
+    def third() -> None:
+        with gate.call(network, keep_lease=lambda: renewals.append(1)):
+            third_in.set()
+
+    with gate.call(network, keep_lease=lambda: pytest.fail("its turn was free")):
+        assert gate.busy() == frozenset()  # one of two
+        with gate.call(network, keep_lease=lambda: pytest.fail("its turn was free")):
+            assert gate.busy() == {"rfc7009"}  # the claim passes its revocations over
+            waiting = threading.Thread(target=third)
+            waiting.start()
+            assert not third_in.wait(0.2)  # two under way: the third waits ...
+            assert len(renewals) >= 5  # ... renewing its lease every wake
+        waiting.join(5)  # a call ended: its turn
+        assert third_in.is_set()
+    assert gate.busy() == frozenset()
+
+
+def test_a_step_that_loses_its_lease_while_waiting_gives_up_its_place():
+    gate, network = InFlight(wake_seconds=0.01), limited(1)
+
+    def lost() -> None:
+        raise LeaseLost
+
+    with gate.call(network, keep_lease=lambda: None):
+        with pytest.raises(LeaseLost), gate.call(network, keep_lease=lost):
+            pytest.fail("a step whose lease was lost must not run")
+        assert gate.busy() == {"rfc7009"}  # the one under way still counts
+    assert gate.busy() == frozenset()
+    with gate.call(network, keep_lease=lambda: pytest.fail("the slot was given back")):
+        pass
