@@ -6,6 +6,8 @@ import datetime as dt
 import json
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import requests
 from sqlalchemy import select, update
@@ -111,20 +113,27 @@ def test_a_request_nobody_confirms_in_time_is_denied_insuf_verification(served, 
     assert (later["status"], later["reason"]) == ("denied", "insuf_verification")
 
 
+@contextmanager
+def _long_write(served) -> Iterator[None]:
+    """Another session's write under way, as a purge batch's: on SQLite it holds the write lock until the end."""
+    sessions = served.app.extensions["ownstory_db"]["sessionmaker"]
+    with sessions() as elsewhere:
+        write_lock(elsewhere)
+        elsewhere.execute(update(User).values(session_version=User.session_version))
+        try:
+            yield
+        finally:
+            elsewhere.rollback()
+
+
 def test_a_status_poll_answers_while_a_long_write_holds_the_database(served, agent):
     waiting = agent.exercise("deletion", email="unsure@example.org").json()
     revoked = agent.exercise("access", email="other@example.org").json()
     agent.revoke(revoked["request_id"])
-    sessions = served.app.extensions["ownstory_db"]["sessionmaker"]
-    with sessions() as elsewhere:  # a long write, as a purge batch's: on SQLite it holds the write lock
-        write_lock(elsewhere)
-        elsewhere.execute(update(User).values(session_version=User.session_version))
-        try:
-            started = time.monotonic()
-            polled = [agent.status(r["request_id"]) for r in (waiting, revoked)]
-            took = time.monotonic() - started
-        finally:
-            elsewhere.rollback()
+    with _long_write(served):
+        started = time.monotonic()
+        polled = [agent.status(r["request_id"]) for r in (waiting, revoked)]
+        took = time.monotonic() - started
     # a poll whose status is up to date only reads: it waits for no writer
     assert [(p.status_code, p.json()["status"]) for p in polled] == [(200, "in_progress"), (200, "revoked")]
     assert took < 5, took
@@ -132,16 +141,10 @@ def test_a_status_poll_answers_while_a_long_write_holds_the_database(served, age
 
 def test_the_verification_page_opens_while_a_long_write_holds_the_database(served, agent):
     status = agent.exercise("deletion", email="unsure@example.org").json()
-    sessions = served.app.extensions["ownstory_db"]["sessionmaker"]
-    with sessions() as elsewhere:  # a long write, as a purge batch's: on SQLite it holds the write lock
-        write_lock(elsewhere)
-        elsewhere.execute(update(User).values(session_version=User.session_version))
-        try:
-            started = time.monotonic()
-            page = requests.get(status["user_verification_url"], timeout=30)
-            took = time.monotonic() - started
-        finally:
-            elsewhere.rollback()
+    with _long_write(served):
+        started = time.monotonic()
+        page = requests.get(status["user_verification_url"], timeout=30)
+        took = time.monotonic() - started
     # a page that only shows a request whose status is up to date waits for no writer
     assert page.status_code == 200 and "u*****@example.org" in page.text
     assert took < 5, took

@@ -399,6 +399,14 @@ def test_only_the_leavers_data_goes_and_every_other_row_is_unchanged(app, make_p
         assert [g.account_id for g in db.scalars(select(Grant))] == ["1001"]
 
 
+def _run_after(worker: Worker, held_until: dt.datetime) -> None:
+    """Run what is due by a clock past the network's wait, until nothing is."""
+    later = held_until + dt.timedelta(minutes=5)
+    for _ in range(20):
+        if not worker.run_once(now=later):
+            break
+
+
 def test_a_network_that_asks_to_wait_is_asked_nothing_more_by_anyone_until_then(app, demo_network, platform_url,
                                                                                 demo_state):
     # A crowd leaves, and the network rate-limits: 429 with Retry-After. What it asks of one call it asks of all.
@@ -434,10 +442,7 @@ def test_a_network_that_asks_to_wait_is_asked_nothing_more_by_anyone_until_then(
 
         # Once the wait is over, and the network answers again, every revocation goes through.
         demo_state.faults.clear("revoke")
-        later = held_until + dt.timedelta(minutes=5)
-        for _ in range(20):
-            if not worker.run_once(now=later):
-                break
+        _run_after(worker, held_until)
     finally:
         worker.close()
     assert {step(app, r, "revoke").status for r in request_ids} == {"done"}
@@ -471,10 +476,7 @@ def test_someone_who_leaves_while_a_network_is_held_waits_with_the_others_untrie
                    for s in steps_of(app, late_id) if s.kind not in ("revoke", "purge"))
 
         demo_state.faults.clear("revoke")
-        later = held_until + dt.timedelta(minutes=5)
-        for _ in range(20):
-            if not worker.run_once(now=later):
-                break
+        _run_after(worker, held_until)
     finally:
         worker.close()
     assert step(app, late_id, "revoke").status == "done" and step(app, late_id, "revoke").attempts == 1
