@@ -4,11 +4,13 @@ Every person holds a grant at each of two Demo Social networks (real `python -m 
 in the platform store (SQL), keys and set memberships in Redis, objects in S3 (SeaweedFS) and invoices at
 Demo Billing, the http kind's reference service (helpers_soak_stores.py). Their opt-outs come in through
 the service API of the web processes. Meanwhile one network's revocation endpoint answers 503 with
-Retry-After for a while, a worker process is SIGKILLed every 10 seconds and replaced, the platform store
-drops its connections once, Redis is killed and restarted, the S3 server is down for a few seconds, and
-Demo Billing answers 500s, then runs its erasures as 202 jobs for a while. Afterwards: every request
-completed once with one receipt, the log is consistent from its first checkpoint to its last, every token
-is revoked at its network, and every row, key, object and invoice is gone and counted once, in each store.
+Retry-After for a while (the other is a small, slow server that takes 2 calls at once from each worker), a worker
+process is SIGKILLed every 10 seconds and replaced, the platform store drops its connections once, Redis is killed
+and restarted, the S3 server is down for a few seconds, and Demo Billing answers 500s, then runs its erasures as
+202 jobs for a while. Afterwards: every request completed once with one receipt, the log is consistent from its
+first checkpoint to its last, every token is revoked at its network (the small one never answered more calls at
+once than its catalogue entry allows), and every row, key, object and invoice is gone and counted once, in each
+store.
 
 OWNSTORY_SOAK_SIZE sets the number of people: 500 by default, OWNSTORY_SOAK_SIZE=2000 for issue 6's size. Each
 fault comes within about 20 seconds of the first revocation or the first purge, or every KILL_EVERY seconds, and
@@ -57,6 +59,11 @@ KILL_EVERY = 10.0  # seconds between SIGKILLs of a worker process
 LEASE_SECONDS = 8  # a killed worker's steps are taken over this long after their claim
 OUTAGE = 15.0  # seconds, from the first network's first revocation call: its revocation answers 503
 RETRY_AFTER = 10  # seconds, in each 503: long enough that every worker holds the network (worker.NETWORK_HOLD_FROM)
+# The other network is a small server: slow to answer, and its catalogue entry takes this many calls at once from
+# each worker process (revocation.max_in_flight). A SIGKILLed worker's calls may still be answered while its
+# replacement starts its own: at most one worker more than WORKER_PROCESSES has calls there at once.
+SMALL_NETWORK_IN_FLIGHT = 2
+SMALL_NETWORK_SECONDS = 0.1
 POSTS = 12
 STAYERS = ("9000001", "9000002")  # two accounts that endorse everyone, are endorsed by everyone, and stay
 SQL_ROWS = {"profile": 1, "posts": POSTS, "endorsements": 2, "endorsements received": 2,
@@ -73,12 +80,26 @@ class RevocationProxy:
     answers 503 with Retry-After, without forwarding, while `unavailable` is set."""
 
     target: str
+    seconds: float = 0.0  # how long it takes to answer, on top of Demo Social's own time
     unavailable: threading.Event = field(default_factory=threading.Event)
     calls: list[tuple[str, str, int]] = field(default_factory=list)  # (token, hint, status answered)
+    busiest: int = 0  # the most calls it was answering at once
+    _answering: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _local: threading.local = field(default_factory=threading.local)
 
     def __call__(self, environ, start_response):
+        with self._lock:
+            self._answering += 1
+            self.busiest = max(self.busiest, self._answering)
+        try:
+            time.sleep(self.seconds)
+            return self._answer(environ, start_response)
+        finally:
+            with self._lock:
+                self._answering -= 1
+
+    def _answer(self, environ, start_response):
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length)
         form = parse_qs(body.decode())
@@ -166,14 +187,17 @@ def test_soak_many_processes_with_faults_lose_nothing_and_do_nothing_twice(datab
             datamap.write(helpers_soak_stores.DATAMAP)
         mail = MailSink()
         stack.callback(mail.close)
-        proxies = {key: RevocationProxy(url) for key, url in w.networks.items()}
+        small = NETWORKS[1]
+        proxies = {key: RevocationProxy(url, SMALL_NETWORK_SECONDS if key == small else 0.0)
+                   for key, url in w.networks.items()}
         servers = {key: serve(proxy) for key, proxy in proxies.items()}
         for server in servers.values():
             stack.callback(server.stop)
         networks_toml = tmp_path / "networks.toml"
         networks_toml.write_text("".join(
             NETWORK_ENTRY.format(key=key, url=servers[key].url, client_id=DEMO_CLIENT_ID,
-                                 client_secret=DEMO_CLIENT_SECRET) for key in NETWORKS))
+                                 client_secret=DEMO_CLIENT_SECRET)
+            + (f"max_in_flight = {SMALL_NETWORK_IN_FLIGHT}\n" if key == small else "") for key in NETWORKS))
         settings = {**w.environ, **stores.environ, "OWNSTORY_NETWORKS": str(networks_toml),
                     "OWNSTORY_SMTP_URL": mail.url, "OWNSTORY_ERASURE_LEASE_SECONDS": str(LEASE_SECONDS),
                     "OWNSTORY_ERASURE_RETRY_BASE_SECONDS": "0.2"}
@@ -336,6 +360,10 @@ def test_soak_many_processes_with_faults_lose_nothing_and_do_nothing_twice(datab
                 summary["calls again after a kill"] += extra - after_503
         assert summary["503s"] > 0, "the outage came before or after every revocation"
         print(f"revocation calls: {4 * SIZE} (2 a grant) + {summary}")
+        # The small network never had more calls at once than its entry allows each worker, 48 threads or not.
+        at_once = {key: proxy.busiest for key, proxy in proxies.items()}
+        print(f"revocation calls at once, at most: {at_once}")
+        assert at_once[small] <= SMALL_NETWORK_IN_FLIGHT * (WORKER_PROCESSES + 1), at_once
 
         # Every row gone, each purge counted once: a purge step's rows are the person's rows, exactly (verify,
         # once access was revoked, found none late: nothing wrote to the platform meanwhile).
