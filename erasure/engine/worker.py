@@ -137,12 +137,21 @@ class Worker:
             if self._swept_at is None or now - self._swept_at > dt.timedelta(minutes=1):
                 sweep_deadlines(session, now)
                 self._swept_at = now
-            return queue.claim(session, self.owner, now, limit, self.lease, busy=self.in_flight.busy())
+            return self._claim_passing_over(session, now, limit, commit=True)
 
     def _claim_next(self, session: Session) -> queue.Claim | None:
         """This thread's next step, claimed in the transaction that records its last one; the caller commits."""
-        claims = queue.claim(session, self.owner, utcnow(), 1, self.lease, commit=False, busy=self.in_flight.busy())
+        claims = self._claim_passing_over(session, utcnow(), 1, commit=False)
         return claims[0] if claims else None
+
+    def _claim_passing_over(self, session: Session, now: dt.datetime, limit: int, commit: bool) -> list[queue.Claim]:
+        """A claim that passes over the revocations at networks this worker has at their max_in_flight."""
+        busy = self.in_flight.to_pass_over()
+        if busy is None:
+            return []  # passing them over found nothing else lately: see InFlight.to_pass_over
+        claims = queue.claim(session, self.owner, now, limit, self.lease, commit=commit, busy=busy)
+        self.in_flight.claimed(busy, short=len(claims) < limit)
+        return claims
 
     def close(self) -> None:
         """Stop claiming, let the steps under way finish and record their outcomes, then stop."""

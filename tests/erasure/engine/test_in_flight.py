@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from erasure.engine import in_flight
 from erasure.engine.in_flight import InFlight
 from tests.erasure.engine.test_revocation import make_network
 
@@ -62,3 +63,30 @@ def test_a_step_that_loses_its_lease_while_waiting_gives_up_its_place():
     assert gate.busy() == frozenset()
     with gate.call(network, keep_lease=lambda: pytest.fail("the slot was given back")):
         pass
+
+
+def test_a_claim_that_found_nothing_but_the_busy_networks_revocations_is_not_made_again_at_once(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(in_flight.time, "monotonic", lambda: clock[0])
+    gate, network = InFlight(wake_seconds=0.01), limited(1)
+    assert gate.to_pass_over() == frozenset()  # nothing busy: claim as ever
+    gate.claimed(frozenset(), short=True)
+    assert gate.to_pass_over() == frozenset()  # a short claim that passed nothing over says nothing
+    with gate.call(network, keep_lease=lambda: None):
+        busy = gate.to_pass_over()
+        assert busy == {"rfc7009"}
+        gate.claimed(busy, short=True)  # nothing else was due
+        assert gate.to_pass_over() is None  # so no claim for a second
+        clock[0] += 1.0
+        assert gate.to_pass_over() == busy
+        gate.claimed(busy, short=True)
+        clock[0] += 1.5
+        assert gate.to_pass_over() is None  # then two seconds, doubling ...
+        clock[0] += 0.5
+        gate.claimed(gate.to_pass_over(), short=False)  # ... until a claim finds what it asked for
+        assert gate.to_pass_over() == busy
+        for _ in range(10):
+            gate.claimed(busy, short=True)
+        clock[0] += in_flight.LOOK_AGAIN_MAX
+        assert gate.to_pass_over() == busy  # never longer than LOOK_AGAIN_MAX
+    assert gate.to_pass_over() == frozenset()  # no network busy: claims go on
