@@ -28,7 +28,8 @@ class InFlight:
         self._slots: dict[str, threading.BoundedSemaphore] = {}
         self._steps: dict[str, int] = {}  # network key: this worker's revocations there, under way or waiting
         self._busy: set[str] = set()  # the keys whose steps reach the network's limit
-        self._look_again_at = 0.0  # time.monotonic(): no claim passes the busy networks over before (to_pass_over)
+        self._short_for: frozenset[str] = frozenset()  # what the last claim that came back short passed over
+        self._look_again_at = 0.0  # time.monotonic(): no claim passes those networks over before (to_pass_over)
         self._look_again_in = LOOK_AGAIN_FIRST
 
     @contextmanager
@@ -71,10 +72,12 @@ class InFlight:
         small network, PostgreSQL took 1.1 to 1.4 s a claim. So once such a claim comes back short, the next
         waits, 1 s and doubling up to LOOK_AGAIN_MAX while they keep coming back short; meanwhile the threads
         that end a call there claim its next revocation, and the follow-up steps of the ones done."""
-        busy = self.busy()
-        if busy and time.monotonic() < self._look_again_at:
-            return None
-        return busy
+        with self._lock:
+            busy = frozenset(self._busy)
+            # Only a claim that would pass over all that one did: with fewer networks busy, it may find theirs.
+            if busy and self._short_for and busy >= self._short_for and time.monotonic() < self._look_again_at:
+                return None
+            return busy
 
     def claimed(self, passed_over: frozenset[str], short: bool) -> None:
         """What a claim that passed over `passed_over` found: less than it asked for (`short`), or all of it."""
@@ -82,10 +85,11 @@ class InFlight:
             return
         with self._lock:
             if short:
+                self._short_for = passed_over
                 self._look_again_at = time.monotonic() + self._look_again_in
                 self._look_again_in = min(2 * self._look_again_in, LOOK_AGAIN_MAX)
             else:
-                self._look_again_in = LOOK_AGAIN_FIRST
+                self._short_for, self._look_again_in = frozenset(), LOOK_AGAIN_FIRST
 
     def _enter(self, key: str, limit: int) -> threading.BoundedSemaphore:
         with self._lock:  # the catalogue is read once per process, so a network's limit never changes

@@ -90,3 +90,15 @@ def test_a_claim_that_found_nothing_but_the_busy_networks_revocations_is_not_mad
         clock[0] += in_flight.LOOK_AGAIN_MAX
         assert gate.to_pass_over() == busy  # never longer than LOOK_AGAIN_MAX
     assert gate.to_pass_over() == frozenset()  # no network busy: claims go on
+
+
+def test_with_fewer_networks_busy_than_when_a_claim_came_back_short_the_next_claim_is_made(monkeypatch):
+    monkeypatch.setattr(in_flight.time, "monotonic", lambda: 1000.0)
+    gate = InFlight(wake_seconds=0.01)
+    small, smaller = limited(1), dataclasses.replace(limited(1), key="smaller")
+    with gate.call(small, keep_lease=lambda: None):
+        with gate.call(smaller, keep_lease=lambda: None):
+            gate.claimed(gate.to_pass_over(), short=True)  # both busy, nothing else due
+            assert gate.to_pass_over() is None
+        # a call at one of them ended: a claim passing over the other may find the first's next revocation
+        assert gate.to_pass_over() == {"rfc7009"}
