@@ -237,34 +237,34 @@ def hold_back(session: Session, step: ErasureStep, until: dt.datetime) -> None:
                                                          "until": until})
 
 
-HOLD_AT_ONCE = 500  # revocations one hold moves: each answer "wait" moves the next ones due, not a whole backlog
+HOLD_AT_ONCE = 500  # steps one hold moves: each answer "wait" moves the next ones due, not a whole backlog
 
 
-def hold_network(session: Session, network: str, until: dt.datetime, after_phase: int,
-                 slack: dt.timedelta) -> int:
-    """A network asked us to wait (Retry-After on a 429 or a 503): what it asks of one call it asks of every
-    call, so its next revocations due are not tried before `until`, nor, as hold_back() does, the later
-    phases of their requests (after `after_phase`, the revocations'). Steps already due within `slack` of
-    `until` are left as they are, so that the answers of calls in flight together do not move the same
-    steps again. At most HOLD_AT_ONCE revocations a call, the ones due first: with a backlog of 100,000
-    people, moving them all (and their later steps) took PostgreSQL 14 to 18 s, in the transaction that
-    records the answer; a claim that reaches the ones after them meets the network's next "wait", which
-    moves the next ones. Returns how many revocations it moved. The caller commits."""
-    given = {"network": network, "until": until, "soon": until - slack}
-    requests = list(session.scalars(_network_revocations_statement(), given))
+def hold(session: Session, kind: str, target: str, until: dt.datetime, after_phase: int,
+         slack: dt.timedelta) -> int:
+    """A network (revoke) or a store's service (purge) asked us to wait (Retry-After on a 429 or a 503): what it
+    asks of one call it asks of every call, so the next steps of that kind and target due are not tried before
+    `until`, nor, as hold_back() does, the later phases of their requests (after `after_phase`, theirs). Steps
+    already due within `slack` of `until` are left as they are, so that the answers of calls in flight together
+    do not move the same steps again. At most HOLD_AT_ONCE steps a call, the ones due first: with a backlog of
+    100,000 people, moving them all (and their later steps) took PostgreSQL 14 to 18 s, in the transaction that
+    records the answer; a claim that reaches the ones after them meets the next "wait", which moves the next
+    ones. Returns how many steps it moved. The caller commits."""
+    given = {"held": target, "until": until, "soon": until - slack}  # not "target": an UPDATE sets its columns
+    requests = list(session.scalars(_next_due_statement(StepKind(kind)), given))
     if requests:
-        session.execute(_behind_network_statement(), {"ids": requests, "after": after_phase, **given})
+        session.execute(_behind_held_statement(), {"ids": requests, "after": after_phase, **given})
     return len(requests)
 
 
 @functools.cache
-def _network_revocations_statement():
+def _next_due_statement(kind: StepKind):
     steps = table_of(ErasureStep)
     next_due = (select(steps.c.id)
                 .where(steps.c.status.in_([_constant(s) for s in RUNNABLE_STEPS]),
                        steps.c.not_before < bindparam("soon", type_=UTCDateTime()),
-                       steps.c.target == bindparam("network"),
-                       steps.c.kind == _kind_constant(StepKind.REVOKE))
+                       steps.c.target == bindparam("held"),
+                       steps.c.kind == _kind_constant(kind))
                 .order_by(steps.c.not_before).limit(HOLD_AT_ONCE)
                 .with_for_update(skip_locked=True))  # PostgreSQL; SQLite has one writer and no FOR UPDATE
     return (update(steps).where(steps.c.id.in_(next_due.scalar_subquery()))
@@ -273,7 +273,7 @@ def _network_revocations_statement():
 
 
 @functools.cache
-def _behind_network_statement():
+def _behind_held_statement():
     steps = table_of(ErasureStep)
     return (update(steps)
             .where(steps.c.request_id.in_(bindparam("ids", expanding=True)), steps.c.phase > bindparam("after"),

@@ -29,11 +29,12 @@ from erasure.models import ErasureStep, OptOutRequest, RequestStatus, StepKind, 
 
 log = logging.getLogger(__name__)
 
-# A network that answers "wait" (Retry-After, on a 429 or a 503) for this long or longer is asked nothing
-# more until then, by any worker (queue.hold_network): in a crowd's leaving, every revocation would otherwise
-# be refused in turn, and count an attempt each. Shorter waits are left to each step's own retry.
-NETWORK_HOLD_FROM = 10.0
-NETWORK_HOLD_SLACK = dt.timedelta(seconds=5)
+# A network or a store's service that answers "wait" (Retry-After, on a 429 or a 503) for this long or longer is
+# asked nothing more until then, by any worker (queue.hold): in a crowd's leaving, every revocation or purge there
+# would otherwise be refused in turn, and count an attempt each. Shorter waits are left to each step's own retry.
+HOLD_FROM = 10.0
+HOLD_SLACK = dt.timedelta(seconds=5)
+HOLDS = (StepKind.REVOKE, StepKind.PURGE)  # the kinds whose target is one network, or one store
 QUICK_RETRIES = 5  # after these, the step shows as needs_attention, and keeps retrying
 MAX_DELAY = 600.0
 DEADLINE_WARNING = handoff.DEADLINE_WARNING
@@ -61,9 +62,10 @@ class Worker:
         self.http_timeout = app.config.get("ERASURE_HTTP_TIMEOUT", TIMEOUT)
         self._proxies = ProxySettings()  # read once: see network_http
         self.in_flight = InFlight(wake_seconds=self.lease.total_seconds() / 4)
-        # network key: until when it asked this worker to wait (hold_network moves the steps due then, not those
-        # claimed already, waiting for max_in_flight, or of people who leave meanwhile: these are put back)
-        self.held: dict[str, dt.datetime] = {}
+        # (kind, target): until when that network or service asked this worker to wait (queue.hold moves the steps
+        # due then, not those claimed already, waiting for max_in_flight, or of people who leave meanwhile: these
+        # are put back)
+        self.held: dict[tuple[str, str], dt.datetime] = {}
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="erasure")
         self._local = threading.local()
         self._swept_at: dt.datetime | None = None
@@ -219,7 +221,7 @@ class Worker:
         try:
             with self.in_flight.call(network, functools.partial(heartbeat, renew=True)):  # max_in_flight, if any
                 if self._still_held(step):
-                    self._put_back(session, claim, self.held[step.target])
+                    self._put_back(session, claim, self.held[(step.kind, step.target)])
                     return None
                 result = steps.run(session, self.ctx, step, request, utcnow(), self._http(), heartbeat,
                                    timeout=self.http_timeout)
@@ -229,14 +231,14 @@ class Worker:
         return self._record(session, claim, result, chain)
 
     def _still_held(self, step: ErasureStep) -> bool:
-        """Whether the step's network asked this worker to wait, and the step was not moved past that already
-        (one the hold moved was claimed because the claim's clock says the wait is over)."""
-        held = self.held.get(step.target) if step.kind == StepKind.REVOKE else None
-        return held is not None and step.not_before < held - NETWORK_HOLD_SLACK and utcnow() < held - NETWORK_HOLD_SLACK
+        """Whether the step's network or service asked this worker to wait, and the step was not moved past that
+        already (one the hold moved was claimed because the claim's clock says the wait is over)."""
+        held = self.held.get((step.kind, step.target))
+        return held is not None and step.not_before < held - HOLD_SLACK and utcnow() < held - HOLD_SLACK
 
     def _put_back(self, session: Session, claim: queue.Claim, until: dt.datetime) -> None:
-        """A revocation not tried, because its network asked to wait until `until`: it waits as long, as do its
-        request's later phases, and the attempt its claim counted is given back."""
+        """A step not tried, because its network or service asked to wait until `until`: it waits as long, as do
+        its request's later phases, and the attempt its claim counted is given back."""
         step = claim.step
         attempts = step.attempts - 1
         write_lock(session)
@@ -279,13 +281,13 @@ class Worker:
         if not result.done:
             queue.hold_back(session, step, values["not_before"])
             asked = result.retry_after or 0.0
-            if step.kind == StepKind.REVOKE and asked >= NETWORK_HOLD_FROM:
-                until = now + dt.timedelta(seconds=asked)
-                self.held[step.target] = max(until, self.held.get(step.target, until))
-                moved = queue.hold_network(session, step.target, until, step.phase, NETWORK_HOLD_SLACK)
+            if step.kind in HOLDS and asked >= HOLD_FROM:
+                until, key = now + dt.timedelta(seconds=asked), (step.kind, step.target)
+                self.held[key] = max(until, self.held.get(key, until))
+                moved = queue.hold(session, step.kind, step.target, until, step.phase, HOLD_SLACK)
                 if moved:
-                    log.info("network %s asked to wait %.0fs: %d of its revocations wait as long",
-                             step.target, asked, moved)
+                    log.info("%s asked to wait %.0fs: %d %s steps there wait as long", step.target, asked, moved,
+                             step.kind)
         elif step.attempts > 1:
             queue.release(session, step, now)
         status: str | None = None

@@ -42,13 +42,15 @@ def _status(steps: list[dict]) -> str:
     return StepStatus.RUNNING if StepStatus.DONE in statuses else StepStatus.PENDING
 
 
-def _fold(key: str, title: str, steps: list[dict], done_words: str) -> Group:
+def _fold(key: str, title: str, steps: list[dict], done_words: str, held: frozenset[str] = frozenset()) -> Group:
+    """`held`: the ids of steps a network or a service asked to wait (wording.asked_to_wait)."""
     status = _status(steps)
     done = sum(s["status"] == StepStatus.DONE for s in steps)
     if status == StepStatus.DONE:
         outcome = done_words
     else:  # the step holding the group up speaks for it, in its own words
-        stuck = next((s for s in steps if s["status"] in (StepStatus.NEEDS_ATTENTION, StepStatus.RETRYING)), None)
+        stuck = next((s for s in steps if s["status"] in (StepStatus.NEEDS_ATTENTION, StepStatus.RETRYING)),
+                     next((s for s in steps if s["id"] in held), None))
         outcome = f"{done} of {len(steps)} done." + (f" {stuck['title']}: {stuck['outcome']}" if stuck else "")
     return Group(key=key, title=title, status=status, outcome=outcome, steps=steps)
 
@@ -76,7 +78,8 @@ def groups(steps: list[ErasureStep], networks, kinds: Mapping[str, str] | None, 
     later = [s for s in steps if second_pass(s) or (revokes and s.kind == StepKind.FORGET)]
     deleting = [s for s in steps if s.kind in (StepKind.PURGE, StepKind.FORGET) and s not in later]
     if deleting:
-        out.append(_fold("delete", "Delete your data", [one(s) for s in deleting], _deleted_words(deleting)))
+        held = frozenset(s.id for s in deleting if wording.asked_to_wait(s, now))
+        out.append(_fold("delete", "Delete your data", [one(s) for s in deleting], _deleted_words(deleting), held))
     if any(second_pass(s) for s in later):
         out.append(_fold("after-revocation", "Once access is revoked everywhere: delete anything that came in "
                          "meanwhile, and our own records of you", [one(s) for s in later],

@@ -79,17 +79,24 @@ def _meanwhile(late_while_revoking: bool) -> str:
     return "while access was being revoked" if late_while_revoking else "meanwhile"
 
 
+def asked_to_wait(step: ErasureStep, now: dt.datetime) -> bool:
+    """A step not tried yet because its network, or its service, asked every caller to wait (erasure.engine.queue.hold):
+    the only way a revocation or a purge that never failed is due later than now."""
+    return (step.kind in (StepKind.REVOKE, StepKind.PURGE) and step.status == StepStatus.PENDING
+            and step.not_before is not None and step.not_before > now)
+
+
 def step_outcome(step: ErasureStep, now: dt.datetime, kinds: Mapping[str, str] | None = None,
                  networks=None, late_while_revoking: bool = False, revoking: bool = False) -> str:
     """`late_while_revoking`: as for step_title; `revoking`: a revocation of the request is not confirmed yet."""
     r = step.result or {}
     if step.kind == StepKind.REVOKE and step.status in FAILING_STEPS:
         return revocation_pending(step, network_name(networks or {}, step.target))
-    if (step.kind == StepKind.REVOKE and step.status == StepStatus.PENDING and step.not_before is not None
-            and step.not_before > now):
-        # Not tried yet: the network asked every caller to wait (erasure.engine.queue.hold_network).
-        return (f"{network_name(networks or {}, step.target)} asked us to wait a little; we try again "
-                f"{_in_about(step.not_before, now)} and will finish by {date_text(step.request.deadline)}.")
+    if asked_to_wait(step, now):
+        who = (network_name(networks or {}, step.target) if step.kind == StepKind.REVOKE
+               else service_name(step.target.partition("/")[0]))
+        return (f"{who} asked us to wait a little; we try again {_in_about(step.not_before, now)} and will "
+                f"finish by {date_text(step.request.deadline)}.")
     if step.status == StepStatus.DONE:
         if step.kind == StepKind.REVOKE:
             if r.get("outcome") == "manual":

@@ -3,21 +3,27 @@ worker against Demo Billing on loopback: counted on My data, confirmed deleted o
 each row counted once through a 500 or a slow answer, and never done while the service does not confirm."""
 from __future__ import annotations
 
+import datetime as dt
 import os
 import time
 
 import pytest
 from sqlalchemy import select
 
+from app.db import utcnow
 from app.settings import ROOT
+from erasure.context import context_from_app
 from erasure.engine.worker import QUICK_RETRIES
 from erasure.models import ErasureStep, OptOutRequest, Receipt
+from erasure.optout import progress, service, wording
 from erasure.receipts import issue
 from erasure.stores.kinds import registered_kinds
 from tests.conftest import BILLING_STORE
 from tests.erasure.helpers_optout import joined_person, submit_optout
 from tests.erasure.stores.helpers_billing import billing_app
 from tests.helpers_servers import serve
+
+RETRY_AFTER = 30  # seconds an overwhelmed service asks us to wait
 
 
 @pytest.fixture
@@ -182,3 +188,46 @@ def test_a_service_that_never_confirms_needs_attention_and_is_never_done(app, bi
     assert not any(s.status == "done" for s in steps if s.kind in ("verify", "receipt"))
     status = client.get(status_path).get_data(as_text=True)
     assert "Not done yet" in status and "Billing service confirmed" not in status
+
+
+def test_a_service_that_asks_to_wait_is_asked_nothing_more_until_then(app, billing, worker, sessions):
+    # A crowd leaves, and the billing service is overwhelmed: 503 with Retry-After. It asks every caller the same.
+    ctx = context_from_app(app)
+    emails = [f"crowd{n}@example.org" for n in range(5)]
+    with sessions() as db:
+        request_ids = []
+        for email in emails:
+            billing.add_invoices(f"email:{email}", 2)
+            submitted = service.submit(db, ctx, user=None, grants=[], scope="all", now=utcnow(), source="service",
+                                       email=email)
+            request_ids.append(submitted.request.id)
+        db.commit()
+    billing.faults.set("erase", status=503, retry_after=RETRY_AFTER)
+    started = utcnow()
+    worker.drain()
+    held_until = started + dt.timedelta(seconds=RETRY_AFTER)
+    purges = [billing_step(steps_of(app, r)) for r in request_ids]
+    tried = [s for s in purges if s.attempts]
+    # Only the calls already under way when it first said so were made (the worker runs 2 steps at once).
+    assert 1 <= len(tried) <= 2 and billing.calls["erase"] == len(tried)
+    assert all(s.status == "pending" and s.not_before >= held_until for s in purges if not s.attempts)
+    later_phases = [s for r in request_ids for s in steps_of(app, r) if s.kind in ("verify", "receipt", "notify")]
+    assert all(s.not_before >= held_until for s in later_phases)
+    waiting = next(s for s in purges if not s.attempts)
+    with sessions() as db:
+        shown = progress.groups(db.get(OptOutRequest, waiting.request_id).steps, ctx.networks,
+                                wording.store_kinds(ctx.datamap), utcnow())
+    [deleting] = [g for g in shown if g.key == "delete"]
+    assert ("Have the Billing service delete your invoices: Billing service asked us to wait a little; we try again "
+            "in about 1 minute") in deleting.outcome, deleting.outcome
+
+    # Once the wait is over, and the service answers again, every purge goes through, each with one erasure.
+    billing.faults.clear("erase")
+    later = held_until + dt.timedelta(minutes=5)
+    for _ in range(20):
+        if not worker.run_once(now=later):
+            break
+    purges = [billing_step(steps_of(app, r)) for r in request_ids]
+    assert {s.status for s in purges} == {"done"} and {s.result["rows"] for s in purges} == {2}
+    assert billing.calls["erase"] == len(tried) + len(emails)
+    assert all(billing.held(f"email:{email}") == 0 for email in emails)

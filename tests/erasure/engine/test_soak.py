@@ -58,7 +58,7 @@ WORKER_PROCESSES = 3
 KILL_EVERY = 10.0  # seconds between SIGKILLs of a worker process
 LEASE_SECONDS = 8  # a killed worker's steps are taken over this long after their claim
 OUTAGE = 15.0  # seconds, from the first network's first revocation call: its revocation answers 503
-RETRY_AFTER = 10  # seconds, in each 503: long enough that every worker holds the network (worker.NETWORK_HOLD_FROM)
+RETRY_AFTER = 10  # seconds, in each 503: long enough that every worker holds the network (worker.HOLD_FROM)
 # The other network is a small server: slow to answer, and its catalogue entry takes this many calls at once from
 # each worker process (revocation.max_in_flight). A SIGKILLed worker's calls may still be answered while its
 # replacement starts its own: at most one worker more than WORKER_PROCESSES has calls there at once.
