@@ -1,15 +1,18 @@
 """The opt-out pages: the form behind every "Opt out" link, and the live status of a request."""
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
-from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, url_for
-from flask_login import current_user, login_required, logout_user
+from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, session, url_for
+from flask_login import current_user, logout_user
 
+from app.auth import SESSION_VERSION
 from app.db import utcnow
 from app.extensions import db, limiter
 from app.limits import account_key, signed_out
 from app.mail import MailError
+from app.models import User
 from consent.service import consent_overview, grants_of
 from erasure.context import context_from_app
 from erasure.models import OptOutRequest, StepKind
@@ -21,10 +24,14 @@ log = logging.getLogger(__name__)
 
 
 @bp.route("/optout", methods=["GET", "POST"])
-@login_required
 # Per account, never per address: on a shared address one person's leaving must not use up another's.
 @limiter.limit("30 per hour", key_func=account_key, exempt_when=signed_out, methods=["POST"])
 def optout():
+    if not current_user.is_authenticated:
+        late = _pressed_after_leaving() if request.method == "POST" else None
+        if late is not None:
+            return already_leaving(context_from_app(current_app), late)
+        return current_app.login_manager.unauthorized()  # as @login_required answers
     if current_user.role != "person":
         abort(403, "Opting out is for people whose data the platform holds.")
     ctx = context_from_app(current_app)
@@ -74,6 +81,25 @@ def _kept_after_leaving(ctx, scope: str) -> list[str]:
     texts = [ctx.purposes[r.purpose].kept_after_leaving for r in rows
              if r.purpose in ctx.purposes and scope in ("all", r.network)]
     return list(dict.fromkeys(t for t in texts if t))
+
+
+LATE_PRESS = dt.timedelta(minutes=2)
+
+
+def _pressed_after_leaving() -> OptOutRequest | None:
+    """The open request of someone whose press of "Opt out now" came in after their first press had closed the
+    account (a double click on a slow moment): that ended every session, this one's too, so the person would be
+    sent to sign in to an account that is gone. Only a cookie from just before the leaving counts: its session
+    version is the one the leaving raised by one, and the account closed moments ago."""
+    user_id, version = session.get("_user_id"), session.get(SESSION_VERSION)
+    if not isinstance(user_id, str) or not isinstance(version, int):
+        return None
+    user = db.session.get(User, user_id)
+    if (user is None or user.closed_at is None or user.session_version != version + 1
+            or utcnow() - user.closed_at > LATE_PRESS):
+        return None
+    ctx = context_from_app(current_app)
+    return service.open_request(db.session, ctx.peppers, user=user, scope="all", identities=[])
 
 
 def already_leaving(ctx, found: OptOutRequest):

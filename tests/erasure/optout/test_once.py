@@ -2,15 +2,18 @@
 request, one receipt in the public log and one set of mails; the second answer says what is under way."""
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.db import utcnow
+from app.models import User
 from erasure.models import OptOutRequest, Receipt
+from erasure.optout.views import LATE_PRESS
 from erasure.receipts import tlog
 from tests.conftest import csrf_token_from
 from tests.erasure.helpers_optout import joined_person, outbox, prove_account
@@ -64,6 +67,31 @@ def test_eight_presses_at_once_make_one_request_one_receipt_and_one_set_of_mails
     worker.drain()
     assert requests_and_receipts(sessions) == (1, 1, 1)  # one receipt, one leaf in the public log
     assert len(outbox(app)) == 2 and "complete" in outbox(app)[1]["Subject"]
+
+
+def test_a_press_that_comes_in_after_the_first_closed_the_account_is_told_what_is_under_way(
+        app, client, make_person, login, csrf_post, sessions):
+    joined_person(client, make_person, login, csrf_post, account="1005")
+    form = {"scope": "all", "public_status": "yes",
+            "csrf_token": csrf_token_from(client.get("/optout").get_data(as_text=True))}
+    cookie = client.get_cookie(SESSION_COOKIE).value
+    late = app.test_client()  # the second press of a double click, sent with the cookie from before the first answer
+    late.set_cookie(SESSION_COOKIE, cookie)
+
+    first = client.post("/optout", data=form)
+    assert first.status_code == 302
+    second = late.post("/optout", data=form)  # the first one closed the account, and every session with it
+
+    page = second.get_data(as_text=True)
+    assert second.status_code == 200 and "You already asked to leave" in page and "Nothing new was started" in page
+    assert requests_and_receipts(sessions)[0] == 1
+    assert late.get("/me").status_code == 302  # the cookie opens nothing else
+    # Minutes later the same cookie is an old one, as any other: sign in.
+    with sessions() as db:
+        db.execute(update(User).where(User.closed_at.is_not(None))
+                   .values(closed_at=utcnow() - LATE_PRESS - dt.timedelta(seconds=1)))
+        db.commit()
+    assert late.post("/optout", data=form).status_code == 302
 
 
 def test_a_double_click_on_leaving_one_network_makes_one_request(app, client, make_person, login, csrf_post,
