@@ -27,7 +27,7 @@ class InFlight:
         self._lock = threading.Lock()
         self._slots: dict[str, threading.BoundedSemaphore] = {}
         self._steps: dict[str, int] = {}  # network key: this worker's revocations there, under way or waiting
-        self._busy: set[str] = set()  # the keys whose steps reach the network's limit
+        self._limits: dict[str, int] = {}  # network key: its max_in_flight
         self._short_for: frozenset[str] = frozenset()  # what the last claim that came back short passed over
         self._look_again_at = 0.0  # time.monotonic(): no claim passes those networks over before (to_pass_over)
         self._look_again_in = LOOK_AGAIN_FIRST
@@ -48,7 +48,7 @@ class InFlight:
             while waited and not slots.acquire(timeout=self.wake_seconds):
                 keep_lease()
         except BaseException:
-            self._leave(key, limit)
+            self._leave(key)
             raise
         try:
             if waited:
@@ -56,13 +56,13 @@ class InFlight:
             yield
         finally:
             slots.release()
-            self._leave(key, limit)
+            self._leave(key)
 
     def busy(self) -> frozenset[str]:
         """The networks with as many of this worker's steps under way or waiting as they take calls at once:
         the worker claims no more of their revocations until one ends (queue.claim's `busy`)."""
         with self._lock:
-            return frozenset(self._busy)
+            return self._busy()
 
     def to_pass_over(self) -> frozenset[str] | None:
         """busy(), for a claim; or None, claim nothing now: a claim that passed them over found nothing else lately.
@@ -73,7 +73,7 @@ class InFlight:
         waits, 1 s and doubling up to LOOK_AGAIN_MAX while they keep coming back short; meanwhile the threads
         that end a call there claim its next revocation, and the follow-up steps of the ones done."""
         with self._lock:
-            busy = frozenset(self._busy)
+            busy = self._busy()
             # Only a claim that would pass over all that one did: with fewer networks busy, it may find theirs.
             if busy and self._short_for and busy >= self._short_for and time.monotonic() < self._look_again_at:
                 return None
@@ -91,15 +91,16 @@ class InFlight:
             else:
                 self._short_for, self._look_again_in = frozenset(), LOOK_AGAIN_FIRST
 
+    def _busy(self) -> frozenset[str]:
+        """busy(), under the lock."""
+        return frozenset(key for key, steps in self._steps.items() if steps >= self._limits[key])
+
     def _enter(self, key: str, limit: int) -> threading.BoundedSemaphore:
         with self._lock:  # the catalogue is read once per process, so a network's limit never changes
             self._steps[key] = self._steps.get(key, 0) + 1
-            if self._steps[key] >= limit:
-                self._busy.add(key)
+            self._limits[key] = limit
             return self._slots.setdefault(key, threading.BoundedSemaphore(limit))
 
-    def _leave(self, key: str, limit: int) -> None:
+    def _leave(self, key: str) -> None:
         with self._lock:
             self._steps[key] -= 1
-            if self._steps[key] < limit:
-                self._busy.discard(key)

@@ -220,8 +220,9 @@ class Worker:
         network = self.ctx.networks.get(step.target) if step.kind == StepKind.REVOKE else None
         try:
             with self.in_flight.call(network, functools.partial(heartbeat, renew=True)):  # max_in_flight, if any
-                if self._still_held(step):
-                    self._put_back(session, claim, self.held[(step.kind, step.target)])
+                held = self._held_until(step)
+                if held is not None:
+                    self._put_back(session, claim, held)
                     return None
                 result = steps.run(session, self.ctx, step, request, utcnow(), self._http(), heartbeat,
                                    timeout=self.http_timeout)
@@ -230,21 +231,21 @@ class Worker:
             return None
         return self._record(session, claim, result, chain)
 
-    def _still_held(self, step: ErasureStep) -> bool:
-        """Whether the step's network or service asked this worker to wait, and the step was not moved past that
-        already (one the hold moved was claimed because the claim's clock says the wait is over)."""
+    def _held_until(self, step: ErasureStep) -> dt.datetime | None:
+        """Until when the step's network or service asked this worker to wait, if it still does and the step was not
+        moved past that already (one the hold moved was claimed because the claim's clock says the wait is over)."""
         held = self.held.get((step.kind, step.target))
-        return held is not None and step.not_before < held - HOLD_SLACK and utcnow() < held - HOLD_SLACK
+        if held is None or step.not_before >= held - HOLD_SLACK or utcnow() >= held - HOLD_SLACK:
+            return None
+        return held
 
     def _put_back(self, session: Session, claim: queue.Claim, until: dt.datetime) -> None:
         """A step not tried, because its network or service asked to wait until `until`: it waits as long, as do
         its request's later phases, and the attempt its claim counted is given back."""
-        step = claim.step
-        attempts = step.attempts - 1
+        attempts = claim.step.attempts - 1
         write_lock(session)
-        if queue.finish(session, claim, utcnow(), status=StepStatus.RETRYING if attempts else StepStatus.PENDING,
-                        attempts=attempts, not_before=until):
-            queue.hold_back(session, step, until)
+        queue.finish_holding_back(session, claim, utcnow(), until, attempts=attempts, not_before=until,
+                                  status=StepStatus.RETRYING if attempts else StepStatus.PENDING)
         session.commit()
 
     def _record(self, session: Session, claim: queue.Claim, result: steps.Result, chain: bool = False

@@ -28,9 +28,10 @@ log = logging.getLogger(__name__)
 @limiter.limit("30 per hour", key_func=account_key, exempt_when=signed_out, methods=["POST"])
 def optout():
     if not current_user.is_authenticated:
-        late = _pressed_after_leaving() if request.method == "POST" else None
+        ctx = context_from_app(current_app)
+        late = _pressed_after_leaving(ctx) if request.method == "POST" else None
         if late is not None:
-            return already_leaving(context_from_app(current_app), late)
+            return already_leaving(ctx, late)
         return current_app.login_manager.unauthorized()  # as @login_required answers
     if current_user.role != "person":
         abort(403, "Opting out is for people whose data the platform holds.")
@@ -86,7 +87,7 @@ def _kept_after_leaving(ctx, scope: str) -> list[str]:
 LATE_PRESS = dt.timedelta(minutes=2)
 
 
-def _pressed_after_leaving() -> OptOutRequest | None:
+def _pressed_after_leaving(ctx) -> OptOutRequest | None:
     """The open request of someone whose press of "Opt out now" came in after their first press had closed the
     account (a double click on a slow moment): that ended every session, this one's too, so the person would be
     sent to sign in to an account that is gone. Only a cookie from just before the leaving counts: its session
@@ -98,7 +99,6 @@ def _pressed_after_leaving() -> OptOutRequest | None:
     if (user is None or user.closed_at is None or user.session_version != version + 1
             or utcnow() - user.closed_at > LATE_PRESS):
         return None
-    ctx = context_from_app(current_app)
     return service.open_request(db.session, ctx.peppers, user=user, scope="all", identities=[])
 
 
