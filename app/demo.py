@@ -40,8 +40,8 @@ def mount_demo_network(app: Flask) -> None:
             "client_id": network.client_id,
             "client_name": app.config["PLATFORM_NAME"],  # its consent screen names the platform, not a client id
             "client_secret": network.client_secret,
-            "redirect_uris": [f"{app.config['BASE_URL']}/networks/{DEMO_KEY}/callback",
-                              f"{app.config['BASE_URL']}/forget/networks/{DEMO_KEY}/callback"],  # /forget
+            "redirect_uris": [f"{app.config['BASE_URL']}{path}/{DEMO_KEY}/callback"
+                              for path in ("/networks", "/forget/networks", "/drp/verify/networks")],
             "scope": network.scope,
             "token_endpoint_auth_method": network.token_endpoint_auth,
         }],

@@ -107,7 +107,8 @@ def demo_network():
         "DEMO_CLIENTS": [{
             "client_id": DEMO_CLIENT_ID,
             "client_secret": DEMO_CLIENT_SECRET,
-            "redirect_uris": [f"{BASE_URL}/networks/demo/callback", f"{BASE_URL}/forget/networks/demo/callback"],
+            "redirect_uris": [f"{BASE_URL}{path}/demo/callback"
+                              for path in ("/networks", "/forget/networks", "/drp/verify/networks")],
             "scope": "profile posts",
             "token_endpoint_auth_method": "client_secret_basic",
         }],

@@ -170,3 +170,32 @@ def test_staff_pages(live_app, page_at, make_person, size):
             check(page, "one request")
         screenshot(page, f"pages-staff-{who.role}-{tag(size)}")
         page.get_by_role("button", name="Sign out").click()
+
+
+@SIZES
+def test_a_person_an_agent_sent_proves_their_account(live_app, page_at, size):
+    """An agent names an account and an address it did not verify; the person picks signing in at the network."""
+    from tests.erasure.agents.helpers_agent import Agent
+
+    app, base = live_app
+    agent = Agent(base, "BROWSER_AGENT")
+    added = app.test_cli_runner().invoke(args=["agents", "add", "--id", agent.agent_id, "--verify-key",
+                                               agent.verify_key_hex, "--name", "Privacy Helper"])
+    assert added.exit_code == 0, added.output
+    assert agent.setup().status_code == 200
+    status = agent.exercise("deletion", email="mei@demo.example",
+                            network_accounts=[{"network": "demo", "account_id": "1003", "verified": False}]).json()
+
+    page = page_at(size)
+    page.goto(status["user_verification_url"])
+    expect(page.get_by_role("button", name="Mail me the link")).to_be_visible()
+    check(page, "an agent's request, to confirm")
+    screenshot(page, f"pages-agent-verify-{tag(size)}")
+    page.get_by_role("button", name="Sign in at Demo Social").click()
+    page.get_by_label("Mei Chen (@mei)").check()
+    page.get_by_role("button", name="Allow").click()
+    expect(page.get_by_role("status")).to_have_text(re.compile("Your account is confirmed"))
+    check(page, "an agent's request, confirmed")
+    assert agent.status(status["request_id"]).json()["status"] == "in_progress"
+    drain(app)
+    assert agent.status(status["request_id"]).json()["status"] == "fulfilled"

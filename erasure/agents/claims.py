@@ -7,7 +7,8 @@ README and the OpenAPI document:
     "network_accounts": [{"network": "demo", "account_id": "123", "verified": true}]
 
 A claim the agent has not verified is never acted on by itself: the request waits for the person's own
-proof of control (an email link). Phone numbers and addresses are read but match nothing: Ownstory holds none.
+proof of control, as /forget asks for it (a one-time email link, or signing in at the network). Phone numbers
+and addresses are read but match nothing: Ownstory holds none.
 """
 from __future__ import annotations
 
@@ -35,6 +36,15 @@ class Claims:
     @property
     def unverified_email(self) -> str | None:
         return next((i.value for i in self.unverified if i.kind == "email"), None)
+
+    @property
+    def unverified_networks(self) -> tuple[str, ...]:
+        """The networks of the accounts the agent did not verify, each once, in the order claimed."""
+        return tuple(dict.fromkeys(i.network for i in self.unverified if i.kind == "account" and i.network))
+
+    def awaits_account(self, network: str, account_id: str) -> bool:
+        """Whether the agent named this account without verifying it: its proof is what the request waits for."""
+        return Identity("account", account_id, network) in self.unverified
 
     def to_json(self) -> str:
         return json.dumps({"verified": [[i.kind, i.value, i.network] for i in self.verified],

@@ -60,8 +60,9 @@ SCHEMAS: dict[str, dict] = {
                         "description": "The deadline: OWNSTORY_ERASURE_DEADLINE_DAYS after receipt, as for everyone."},
         "processing_details": {"type": "string"},
         "user_verification_url": {"type": "string", "format": "uri", "description":
-                                  "in_progress/need_user_verification: where the person confirms the email "
-                                  f"address themselves, within {VERIFY_TTL.days} days."},
+                                  "in_progress/need_user_verification: where the person proves the email address "
+                                  "(a mailed link) or the network account (signing in at the network) is theirs, "
+                                  f"within {VERIFY_TTL.days} days."},
         "results_url": {"type": "string", "format": "uri", "description":
                         "fulfilled: a deletion's signed receipt, or an access request's export (it works once, "
                         f"within {RESULTS_TTL.days} days)."},
@@ -102,8 +103,8 @@ PATHS: dict[str, dict] = {
                     "403": ERRORS["403"], "429": ERRORS["429"]}}},
     "/drp/v1/data-rights-request": {"post": {
         "tags": [TAG], "summary": "Data Rights Exercise (2.01)", "security": BEARER,
-        "description": "The signed message is a DrpExercise. An unverified email waits for the person "
-                       "(need_user_verification); unverified network accounts alone are denied.",
+        "description": "The signed message is a DrpExercise. An unverified email or network account waits for "
+                       "the person's own proof (need_user_verification): a mailed link, or signing in at the network.",
         "requestBody": {"required": True, "content": SIGNED},
         "responses": {"200": _status("The new request."), "400": ERRORS["400"], "403": ERRORS["403"],
                       "409": _error("This signed message was received before."), "413": ERRORS["413"],

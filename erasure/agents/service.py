@@ -7,7 +7,8 @@
 - `access` is the export, delivered once through a results_url that works for RESULTS_TTL.
 
 A request whose claims the agent did not verify waits in in_progress/need_user_verification until the person
-proves control of the address themselves (erasure.agents.verify_views), or is denied insuf_verification.
+proves control of the address or the network account themselves (erasure.agents.views), or is denied
+insuf_verification.
 """
 from __future__ import annotations
 
@@ -133,14 +134,21 @@ def exercise(desk: Desk, session: Session, agent: AuthorizedAgent, asked: Exerci
     elif claims.verified:
         ignored = " Claims the agent did not verify were left out." if claims.unverified else ""
         carry_out(desk, session, request, list(claims.verified), now, ignored)
-    elif claims.unverified_email is not None:
-        request.verify_until = now + VERIFY_TTL
-        change(desk, session, request, now, "in_progress", "need_user_verification",
-               "The email address is not verified: the person confirms it at user_verification_url.")
     else:
-        change(desk, session, request, now, "denied", "insuf_verification",
-               "Network accounts are acted on only when the agent verified them.")
+        request.verify_until = now + VERIFY_TTL
+        change(desk, session, request, now, "in_progress", "need_user_verification", _to_prove(claims))
     return request
+
+
+def _to_prove(claims: Claims) -> str:
+    """What the person is asked to prove, told to the agent."""
+    if not claims.unverified_networks:
+        return "The email address is not verified: the person confirms it at user_verification_url."
+    if claims.unverified_email is None:
+        return ("The network account is not verified: the person proves it is theirs at user_verification_url, "
+                "signing in at the network.")
+    return ("The email address and the network account are not verified: the person proves either at "
+            "user_verification_url.")
 
 
 def carry_out(desk: Desk, session: Session, request: AgentRequest, identities: list[Identity], now: dt.datetime,
@@ -267,7 +275,7 @@ def _due(session: Session, request: AgentRequest, now: dt.datetime) -> Due | Non
     if request.status in FINAL and not (request.exercise == "access" and request.status == "fulfilled"):
         return None
     if request.reason == "need_user_verification" and request.verify_until and now >= request.verify_until:
-        return Due("denied", "insuf_verification", "The person did not confirm their email address in time.")
+        return Due("denied", "insuf_verification", "The person did not prove control in time.")
     if request.exercise == "access" and request.status == "fulfilled":
         if request.results_used_at is not None and request.claims_sealed is not None:
             return Due(None)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import re
 
-import requests
 from flask import Blueprint, Flask, abort, current_app, flash, redirect, render_template, session, url_for
 from flask_wtf import FlaskForm
 from wtforms import EmailField
@@ -21,12 +20,9 @@ from app.extensions import db, limiter
 from app.limits import private_key
 from app.mail import MailError
 from consent import account_control
-from consent.grants import may_revoke_proof_token
-from consent.networks import Network
 from consent.suppression import Identity
 from erasure.context import context_from_app
-from erasure.engine.revocation import GrantTokens, revoke
-from erasure.forget import control
+from erasure.forget import control, network_proof
 from erasure.optout import mail_text, service
 from erasure.optout.forms import OptOutForm
 from erasure.optout.views import already_leaving
@@ -38,7 +34,6 @@ PENDING = "forget_oauth"  # session key: {network key: {"state": ..., "verifier"
 # The redirect URI to register with the network for /forget, beside /networks/<key>/callback.
 CONTROL = account_control.AccountControl(PENDING, "/forget/networks/{key}/callback", back_to="forget.start")
 PROOF = "forget_proof"  # session key: control.ForgetProof.to_session()
-DISCARD_TIMEOUT = (3, 5)  # the person is waiting on this page
 
 
 def init_app(app: Flask) -> None:
@@ -90,71 +85,19 @@ def start_network(key: str):
 @bp.get("/forget/networks/<key>/callback")
 def network_callback(key: str):
     network = CONTROL.network(key)
-    name = network.name
     try:
         proven = CONTROL.finish(network)
-    except account_control.WrongState:
-        log.warning("forget callback for %s with a missing or wrong state", key)
-        abort(400, f"This sign-in at {name} did not start here, or has already been used. "
-                   "Nothing was changed. Start again from the Leave page.")
-    except account_control.WrongIssuer:
-        log.warning("forget callback for %s names another issuer", key)
-        abort(400, f"This answer did not come from {name}, so it was not used and nothing was changed. "
-                   "Start again from the Leave page.")
-    except account_control.Declined as answer:
-        log.info("forget: %s answered %s", key, answer.code)
-        if answer.denied:
-            return CONTROL.back(f"You chose not to sign in at {name}. Nothing was changed.", "info")
-        return CONTROL.back(f"{name} did not let the sign-in go ahead. Nothing was changed.")
-    except account_control.NoCode:
-        abort(400, f"{name} sent you back without an answer. Nothing was changed. Start again.")
-    except account_control.NoAccountId as exc:
-        _discard(network, exc.token, None)
-        log.info("forget: %s userinfo lacks %s", key, network.account_id_field)
-        return CONTROL.back(f"{name} did not tell us which account you signed in with. Nothing was changed.")
     except account_control.ControlError as exc:
-        if exc.token:
-            _discard(network, exc.token, None)
-        return _network_trouble(network, exc)
-    _discard(network, proven.token, proven.account_id)
-    identities = [Identity("account", proven.account_id, network.key)]
-    if proven.handle:
-        identities.append(Identity("handle", proven.handle, network.key))
+        failed = network_proof.failure(network, exc)
+        log.info("forget: no proof of a %s account: %s", key, failed.reason)
+        if failed.start_over:
+            abort(400, f"{failed.message} Start again from the Leave page.")
+        return CONTROL.back(failed.message, "info" if failed.chose else "error")
+    network_proof.discard(network, proven.token, proven.account_id)
+    identities = network_proof.identities(network, proven)
     session[PROOF] = control.new_proof(identities, network.key, utcnow()).to_session()
     log.info("forget: control of a %s account was proven", network.key)
     return redirect(url_for("forget.optout"), code=303)
-
-
-def _network_trouble(network: Network, exc: account_control.ControlError):
-    name = network.name
-    if isinstance(exc, account_control.Refused):
-        log.info("forget: %s refused the code exchange (%s)", network.key, exc.code)
-        return CONTROL.back(f"{name} did not accept this sign-in. Nothing was changed. Please try again.")
-    if isinstance(exc, account_control.Unreachable):
-        log.info("forget: %s could not be reached", network.key)
-        return CONTROL.back(f"{name} could not be reached, so we could not check that the account is yours. "
-                            "Nothing was changed. Please try again later.")
-    log.info("forget: %s answered with an error (%s)", network.key,
-             exc.kind if isinstance(exc, account_control.ErrorAnswer) else type(exc).__name__)
-    return CONTROL.back(f"{name} answered with an error. Nothing was changed. Please try again later.")
-
-
-def _discard(network: Network, token: dict, account_id: str | None) -> None:
-    """The token only told us who signed in. Revoke it at once rather than keep it.
-
-    Where revoking ends the whole authorization (the entry's revocation.ends_grant), an account
-    that a member has connected is left alone: their grant is theirs, and it would stop working.
-    Nothing of this shows in the answer, so it does not tell the visitor whether the account is a member's.
-    """
-    may_revoke = may_revoke_proof_token(db.session, network, account_id)
-    db.session.rollback()  # no read stays open (SQLite's lock) while waiting on the network
-    if not may_revoke:
-        return
-    tokens = GrantTokens(token.get("access_token"), token.get("refresh_token"), account_id or "")
-    with requests.Session() as http:
-        outcome = revoke(network, tokens, http, DISCARD_TIMEOUT)
-    if not outcome.done:
-        log.info("forget: the proof's token at %s was not revoked (%s); it is not kept", network.key, outcome.kind)
 
 
 # --- proving an email address with a one-time link ---------------------------------------------

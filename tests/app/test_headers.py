@@ -14,6 +14,7 @@ ROLES = [None, "person", "operator", "auditor"]
 WITH_ARGUMENTS = [
     "/static/style.css", "/optout/not-a-request", "/receipts/not-a-receipt", "/receipts/not-a-receipt/bundle.json",
     "/forget/email/not-a-token", "/networks/demo/callback?code=x&state=y", "/forget/networks/demo/callback",
+    "/drp/verify/networks/demo/callback?code=x&state=y", "/drp/verify/networks/nowhere/callback",
     "/operator/requests/not-a-request", "/auditor/export.csv", "/auditor/export.json",
     f"/api/v1/receipts/{uuid.uuid4()}", "/api/v1/log/leaves/0", "/api/v1/optouts/not-a-request",
     "/no-such-page", "/api/v1/no-such-thing",

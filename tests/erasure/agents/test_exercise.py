@@ -99,9 +99,13 @@ def test_an_unverified_email_never_deletes_anything_and_waits_for_the_person(ser
         assert db.session.scalar(select(OptOutRequest)) is None
 
 
-def test_unverified_network_accounts_alone_are_denied_insuf_verification(agent):
+def test_unverified_network_accounts_alone_wait_for_the_person_to_sign_in(served, agent):
     answer = agent.exercise("deletion", network_accounts=[{"network": "demo", "account_id": "1", "verified": False}])
-    assert (answer.json()["status"], answer.json()["reason"]) == ("denied", "insuf_verification")
+    status = answer.json()
+    assert (status["status"], status["reason"]) == ("in_progress", "need_user_verification")
+    assert status["user_verification_url"] == f"{served.base}/drp/verify/{status['request_id']}"
+    with served.app.app_context():
+        assert db.session.scalar(select(OptOutRequest)) is None
 
 
 def test_a_revoke_before_anything_ran_is_revoked_and_after_the_deletion_started_is_refused(served, agent):

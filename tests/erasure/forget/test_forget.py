@@ -328,10 +328,10 @@ def test_where_revoking_ends_the_whole_authorization_a_members_account_is_left_a
 
     from app.extensions import db
     from consent.grants import store_grant
-    from erasure.forget import views as forget
+    from erasure.forget import network_proof
 
     calls = []
-    monkeypatch.setattr(forget, "revoke", lambda network, tokens, http, timeout: calls.append(tokens) or
+    monkeypatch.setattr(network_proof, "revoke", lambda network, tokens, http, timeout: calls.append(tokens) or
                         type("Outcome", (), {"done": True, "kind": "revoked"})())
     demo = app.extensions["networks"]["demo"]
     whole = dataclasses.replace(demo, revocation=dataclasses.replace(demo.revocation, ends_grant=True))
@@ -343,6 +343,6 @@ def test_where_revoking_ends_the_whole_authorization_a_members_account_is_left_a
                         {"sub": "4242"}, utcnow())
             db.session.commit()
     with app.test_request_context():
-        forget._discard(whole, {"access_token": "proof-token"}, "4242")
-        forget._discard(token_scoped, {"access_token": "proof-token"}, "4242")  # always revoked
+        network_proof.discard(whole, {"access_token": "proof-token"}, "4242")
+        network_proof.discard(token_scoped, {"access_token": "proof-token"}, "4242")  # always revoked
     assert len(calls) == (1 if member_holds_it else 2)
