@@ -149,6 +149,19 @@ class ErasureStep(Base):
     request: Mapped[OptOutRequest] = relationship(back_populates="steps")
 
 
+class ErasureHold(Base):
+    """A network (its revocations) or a store's service (its purges) asked us to wait, with a Retry-After, until
+    `until`. The worker that was told moves the steps due there (queue.hold); every other worker reads the hold
+    here (queue.holds) and puts back what it claims there meanwhile, rather than ask again and be told again."""
+
+    __tablename__ = "erasure_holds"
+    __table_args__ = (CheckConstraint(_in("kind", StepKind), name="kind"),)
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # a StepKind: revoke or purge
+    target: Mapped[str] = mapped_column(String(255), primary_key=True)  # the network's key, or the store's name
+    until: Mapped[timestamp]
+
+
 class SigningKey(Base):
     """An Ed25519 key: receipt keys rotate (every one ever used stays published); the log key is long-lived.
 

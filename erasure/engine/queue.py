@@ -12,8 +12,8 @@ from sqlalchemy import Integer, String, and_, bindparam, exists, func, literal_c
 from sqlalchemy.orm import Session, aliased
 
 from app import driver
-from app.db import Base, UTCDateTime, table_of, write_lock
-from erasure.models import RUNNABLE_STEPS, ErasureStep, OptOutRequest, StepKind, StepStatus
+from app.db import Base, UTCDateTime, dialect_insert, table_of, write_lock
+from erasure.models import RUNNABLE_STEPS, ErasureHold, ErasureStep, OptOutRequest, StepKind, StepStatus
 
 log = logging.getLogger(__name__)
 
@@ -249,12 +249,33 @@ def hold(session: Session, kind: str, target: str, until: dt.datetime, after_pha
     do not move the same steps again. At most HOLD_AT_ONCE steps a call, the ones due first: with a backlog of
     100,000 people, moving them all (and their later steps) took PostgreSQL 14 to 18 s, in the transaction that
     records the answer; a claim that reaches the ones after them meets the next "wait", which moves the next
-    ones. Returns how many steps it moved. The caller commits."""
+    ones. The hold itself is recorded for every other worker to read (holds()). Returns how many steps it moved.
+    The caller commits."""
     given = {"held": target, "until": until, "soon": until - slack}  # not "target": an UPDATE sets its columns
     requests = list(session.scalars(_next_due_statement(StepKind(kind)), given))
     if requests:
         session.execute(_behind_held_statement(), {"ids": requests, "after": after_phase, **given})
+    dialect = session.get_bind().dialect.name
+    session.execute(_hold_statement(dialect), {"kind": StepKind(kind).value, "target": target, "until": until})
     return len(requests)
+
+
+@functools.cache
+def _hold_statement(dialect: str):
+    """The hold recorded, or made longer: two workers told at once keep the later end, whichever writes last.
+    One row per network or service, kept when the hold is over (holds() reads only those not over)."""
+    holds = table_of(ErasureHold)
+    statement = dialect_insert(dialect)(holds)
+    return statement.on_conflict_do_update(index_elements=[holds.c.kind, holds.c.target],
+                                           set_={"until": statement.excluded.until},
+                                           where=holds.c.until < statement.excluded.until)
+
+
+def holds(session: Session, now: dt.datetime) -> dict[tuple[str, str], dt.datetime]:
+    """The holds not over yet, (kind, target): until when. A few rows at most: one per network or service."""
+    rows = session.execute(select(ErasureHold.kind, ErasureHold.target, ErasureHold.until)
+                           .where(ErasureHold.until > now))
+    return {(kind, target): until for kind, target, until in rows}
 
 
 @functools.cache

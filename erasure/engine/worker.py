@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 HOLD_FROM = 10.0
 HOLD_SLACK = dt.timedelta(seconds=5)
 HOLDS = (StepKind.REVOKE, StepKind.PURGE)  # the kinds whose target is one network, or one store
+HOLDS_READ_EVERY = 1.0  # seconds: how soon a worker learns of a hold another worker was told of
 QUICK_RETRIES = 5  # after these, the step shows as needs_attention, and keeps retrying
 MAX_DELAY = 600.0
 DEADLINE_WARNING = handoff.DEADLINE_WARNING
@@ -62,10 +63,12 @@ class Worker:
         self.http_timeout = app.config.get("ERASURE_HTTP_TIMEOUT", TIMEOUT)
         self._proxies = ProxySettings()  # read once: see network_http
         self.in_flight = InFlight(wake_seconds=self.lease.total_seconds() / 4)
-        # (kind, target): until when that network or service asked this worker to wait (queue.hold moves the steps
-        # due then, not those claimed already, waiting for max_in_flight, or of people who leave meanwhile: these
-        # are put back)
+        # (kind, target): until when that network or service asked this worker, or another (read from the database
+        # at most every HOLDS_READ_EVERY), to wait. queue.hold moves the steps due then, not those claimed already,
+        # waiting for max_in_flight, or of people who leave meanwhile: these are put back.
         self.held: dict[tuple[str, str], dt.datetime] = {}
+        self._holds_read_at = -HOLDS_READ_EVERY
+        self._holding = threading.Lock()  # two threads told at once: the later end stays
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="erasure")
         self._local = threading.local()
         self._swept_at: dt.datetime | None = None
@@ -152,8 +155,22 @@ class Worker:
         if busy is None:
             return []  # passing them over found nothing else lately: see InFlight.to_pass_over
         claims = queue.claim(session, self.owner, now, limit, self.lease, commit=commit, busy=busy)
+        self._learn_holds(session, now)  # after the claim, which takes the write lock before it reads
         self.in_flight.claimed(busy, short=len(claims) < limit)
         return claims
+
+    def _learn_holds(self, session: Session, now: dt.datetime) -> None:
+        """The holds other workers were told of, read at most every HOLDS_READ_EVERY: the steps this worker claims
+        there meanwhile are put back untried (_held_until), rather than ask again and be told again."""
+        if time.monotonic() - self._holds_read_at < HOLDS_READ_EVERY:
+            return
+        self._holds_read_at = time.monotonic()  # first: the other threads do not read them too
+        for key, until in queue.holds(session, now).items():
+            self._hold(key, until)
+
+    def _hold(self, key: tuple[str, str], until: dt.datetime) -> None:
+        with self._holding:
+            self.held[key] = max(until, self.held.get(key, until))
 
     def close(self) -> None:
         """Stop claiming, let the steps under way finish and record their outcomes, then stop."""
@@ -284,7 +301,7 @@ class Worker:
             asked = result.retry_after or 0.0
             if step.kind in HOLDS and asked >= HOLD_FROM:
                 until, key = now + dt.timedelta(seconds=asked), (step.kind, step.target)
-                self.held[key] = max(until, self.held.get(key, until))
+                self._hold(key, until)
                 moved = queue.hold(session, step.kind, step.target, until, step.phase, HOLD_SLACK)
                 if moved:
                     log.info("%s asked to wait %.0fs: %d %s steps there wait as long", step.target, asked, moved,

@@ -227,7 +227,9 @@ def health():
     rows = [(key, networks[key].name, by_network.pop(key, None)) for key in networks]
     rows += [(key, "not in the catalogue", f) for key, f in sorted(by_network.items())]
     others = [f for f in failing if f.kind != StepKind.REVOKE]
+    held = [(networks[target].name if kind == StepKind.REVOKE and target in networks else target, kind, until)
+            for kind, target, until in queries.holds(db.session, now)]
     days = queries.completion_days(db.session, now)
     deadline = current_app.config["ERASURE_DEADLINE_DAYS"] * 86400
-    return render_template("operator/health.html", rows=rows, others=others, days=days, now=now,
+    return render_template("operator/health.html", rows=rows, others=others, held=held, days=days, now=now,
                            chart=charts.time_to_complete(days, deadline), duration=charts.duration)

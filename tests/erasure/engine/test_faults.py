@@ -481,3 +481,31 @@ def test_someone_who_leaves_while_a_network_is_held_waits_with_the_others_untrie
         worker.close()
     assert step(app, late_id, "revoke").status == "done" and step(app, late_id, "revoke").attempts == 1
     assert not demo_token_active(demo_network, late[0].refresh_token)
+
+
+def test_a_worker_that_was_not_told_to_wait_learns_of_it_from_the_one_that_was(app, demo_network, platform_url,
+                                                                               demo_state):
+    crowd = make_crowd(app, demo_network.app, platform_url, 2)
+    submit_all(app, crowd)
+    demo_state.faults.set("revoke", status=429, retry_after=RETRY_AFTER)
+    told, other = Worker(app, threads=2), Worker(app, threads=2)
+    try:
+        started = utcnow()
+        told.drain()  # the network says "wait" to this worker's calls
+        held_until = started + dt.timedelta(seconds=RETRY_AFTER)
+
+        # Someone leaves meanwhile, and the other worker, which never called the network, is the one that drains.
+        late = make_crowd(app, demo_network.app, platform_url, 1, first_account=52000)
+        [late_id] = submit_all(app, late)
+        calls = demo_state.calls["revoke"]
+        other.drain()
+        assert demo_state.calls["revoke"] == calls  # it asked the network nothing
+        waiting = step(app, late_id, "revoke")
+        assert (waiting.status, waiting.attempts) == ("pending", 0) and waiting.not_before >= held_until
+
+        demo_state.faults.clear("revoke")
+        _run_after(other, held_until)
+    finally:
+        told.close()
+        other.close()
+    assert step(app, late_id, "revoke").status == "done" and step(app, late_id, "revoke").attempts == 1

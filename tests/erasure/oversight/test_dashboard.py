@@ -239,7 +239,7 @@ def test_health_names_failing_networks_and_the_chart_reads_without_javascript(ap
     client = signed_in("operator")
     with counted(app) as statements:
         html = client.get("/operator/health").get_data(as_text=True)
-    assert len(statements) <= 4  # the sign-in, the failing steps, the 30 days' timings
+    assert len(statements) <= 5  # the sign-in, the failing steps, the holds, the 30 days' timings
     row = re.search(r'<tr class="failing">\s*<th scope="row">Demo Social.*?</tr>', html, re.S).group(0)
     assert re.findall(r"<td>(?:<a [^>]*>)?(\d+)", row)[:2] == ["2", "1"]  # failing, needing attention
     assert "HTTP 503 from Demo Social" in row or "the network timed out" in row
@@ -251,6 +251,24 @@ def test_health_names_failing_networks_and_the_chart_reads_without_javascript(ap
     completed_day = (utcnow() - dt.timedelta(days=3)).date()
     assert f'<time datetime="{completed_day.isoformat()}">' in html  # the numbers as a table too
     secrets.assert_absent(html)
+
+
+def test_health_says_which_network_asked_to_wait_and_until_when(app, signed_in, session):
+    from erasure.engine import queue
+
+    client = signed_in("operator")
+    assert "Asked to wait" not in client.get("/operator/health").get_data(as_text=True)
+    now = utcnow()
+    until = (now + dt.timedelta(minutes=10)).replace(microsecond=0)
+    queue.hold(session, "revoke", "demo", until, 0, dt.timedelta(seconds=5))
+    queue.hold(session, "revoke", "demo", now + dt.timedelta(minutes=2), 0, dt.timedelta(seconds=5))  # keeps the later
+    queue.hold(session, "purge", "billing", now - dt.timedelta(seconds=1), 0, dt.timedelta(seconds=5))  # over already
+    session.commit()
+    html = client.get("/operator/health").get_data(as_text=True)
+    held = re.search(r'<ul class="held">.*?</ul>', html, re.S).group(0)
+    assert "<strong>Demo Social</strong> asked us to wait" in held and "no worker revokes there" in held
+    assert f'<time datetime="{until.isoformat().replace("+00:00", "Z")}">' in held
+    assert "billing" not in held
 
 
 def test_the_chart_with_no_completions_and_a_missed_deadline(app):
