@@ -88,9 +88,10 @@ class NoAccountId(ControlError):
 
 class AccountControl:
     """One use of the flow: the session key its pending starts are kept under ({network key: {"state",
-    "verifier"}}, one flow per network), the path its callbacks come back to, and the endpoint to go back to."""
+    "verifier"}}, one flow per network), the path its callbacks come back to, and the endpoint back() goes back
+    to (None where the caller's pages answer a failure themselves)."""
 
-    def __init__(self, session_key: str, callback_path: str, back_to: str) -> None:
+    def __init__(self, session_key: str, callback_path: str, back_to: str | None = None) -> None:
         self.session_key = session_key
         self.callback_path = callback_path  # with {key} for the network's key
         self.back_to = back_to
@@ -151,6 +152,8 @@ class AccountControl:
 
     def back(self, message: str, category: str = "error"):
         """Nothing was changed: undo what the request began, say why, and go back."""
+        if self.back_to is None:
+            raise TypeError("this flow has no page to go back to")
         db.session.rollback()
         flash(message, category)
         return redirect(url_for(self.back_to))

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 RETURN_TO = "drp_return_to"  # session: {request id: the agent's redirect_to}
 # Signing in at a network to prove an account: the redirect URI to register with the network, beside /networks/
 # and /forget/networks/. The request the sign-in is for waits in the session, as the flow's state does.
-CONTROL = account_control.AccountControl("drp_oauth", "/drp/verify/networks/{key}/callback", back_to="drp_pages.verify")
+CONTROL = account_control.AccountControl("drp_oauth", "/drp/verify/networks/{key}/callback")
 PROVING = "drp_proving"  # session: {network key: the request id a sign-in there proves an account for}
 
 
