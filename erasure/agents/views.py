@@ -86,8 +86,7 @@ def _refreshed(request_id: str) -> AgentRequest | None:
 
 def _awaiting_proof(found: AgentRequest | None) -> tuple[AgentRequest, AuthorizedAgent, Claims]:
     claims = service.open_claims(desk_from_app(current_app), found) if found is not None else None
-    if (found is None or found.reason != "need_user_verification" or claims is None
-            or not (claims.unverified_email or claims.unverified_networks)):
+    if found is None or found.reason != "need_user_verification" or claims is None or not claims.unverified:
         abort(404, "There is nothing to confirm here: the request is finished, was withdrawn, or never existed.")
     return found, db.session.get_one(AuthorizedAgent, found.agent_id), claims
 

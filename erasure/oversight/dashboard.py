@@ -19,6 +19,7 @@ from app.logging import redact
 from app.staff import staff_only
 from erasure.agents import registry as agent_registry
 from erasure.agents.models import AuthorizedAgent
+from erasure.engine import queue as step_queue  # the view `queue` is the dashboard's
 from erasure.models import FAILING_STEPS, OPEN_REQUESTS, OptOutRequest, RequestStatus, StepKind, StepStatus
 from erasure.optout.operations import retry_now
 from erasure.oversight import charts, queries
@@ -228,7 +229,7 @@ def health():
     rows += [(key, "not in the catalogue", f) for key, f in sorted(by_network.items())]
     others = [f for f in failing if f.kind != StepKind.REVOKE]
     held = [(networks[target].name if kind == StepKind.REVOKE and target in networks else target, kind, until)
-            for kind, target, until in queries.holds(db.session, now)]
+            for (kind, target), until in sorted(step_queue.holds(db.session, now).items(), key=lambda hold: hold[1])]
     days = queries.completion_days(db.session, now)
     deadline = current_app.config["ERASURE_DEADLINE_DAYS"] * 86400
     return render_template("operator/health.html", rows=rows, others=others, held=held, days=days, now=now,

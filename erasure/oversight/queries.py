@@ -20,7 +20,6 @@ from erasure.agents.models import sent_through
 from erasure.models import (
     FAILING_STEPS,
     OPEN_REQUESTS,
-    ErasureHold,
     ErasureStep,
     OptOutRequest,
     Receipt,
@@ -262,13 +261,6 @@ class Failing:
     attention: int  # of those, needing attention
     latest_error: str | None
     next_try: dt.datetime | None
-
-
-def holds(session: Session, now: dt.datetime) -> list[tuple[str, str, dt.datetime]]:
-    """(kind, target, until) of each network or service that asked us to wait and whose wait is not over yet."""
-    return [tuple(row) for row in session.execute(  # type: ignore[misc]
-        select(ErasureHold.kind, ErasureHold.target, ErasureHold.until).where(ErasureHold.until > now)
-        .order_by(ErasureHold.until))]
 
 
 def failing_steps(session: Session) -> list[Failing]:
