@@ -6,6 +6,10 @@ many of the worker's steps as it takes calls, the worker claims no more of its r
 threads run everything else: purges, other networks. A step over the limit all the same (two threads claimed at
 the same moment) waits here, in its thread, for a call to end, keeping its lease as a long call would, and spends
 no attempt on a call the network would have refused.
+
+The limit holds across every worker process too: a call also takes one of the network's slots that all of them
+share (network_slots.py). When another process holds them all, the step waits in its thread, looking again
+every POLL_FIRST and up to POLL_MAX seconds, and this worker's claims pass the network over while one waits.
 """
 from __future__ import annotations
 
@@ -15,19 +19,25 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from consent.networks import Network
+from erasure.engine.network_slots import LocalSlots, Slot, Slots
 
 LOOK_AGAIN_FIRST = 1.0  # seconds: see to_pass_over
 LOOK_AGAIN_MAX = 30.0
+POLL_FIRST = 0.05  # seconds: a step waiting for a slot another process holds looks again this soon, then later
+POLL_MAX = 0.5
 
 
 class InFlight:
-    def __init__(self, wake_seconds: float) -> None:
-        """`wake_seconds`: how long a waiting step sleeps before it keeps its lease, well within the lease."""
+    def __init__(self, wake_seconds: float, shared: Slots | None = None) -> None:
+        """`wake_seconds`: how long a waiting step sleeps before it keeps its lease, well within the lease.
+        `shared`: the slots every worker process takes (network_slots.for_engine); by default this process's only."""
         self.wake_seconds = wake_seconds
+        self.shared: Slots = shared or LocalSlots()
         self._lock = threading.Lock()
         self._slots: dict[str, threading.BoundedSemaphore] = {}
         self._steps: dict[str, int] = {}  # network key: this worker's revocations there, under way or waiting
         self._limits: dict[str, int] = {}  # network key: its max_in_flight
+        self._waiting: dict[str, int] = {}  # network key: this worker's steps waiting for a slot other processes hold
         self._short_for: frozenset[str] = frozenset()  # what the last claim that came back short passed over
         self._look_again_at = 0.0  # time.monotonic(): no claim passes those networks over before (to_pass_over)
         self._look_again_in = LOOK_AGAIN_FIRST
@@ -42,25 +52,52 @@ class InFlight:
             yield
             return
         key, limit = network.key, network.revocation.max_in_flight
-        slots = self._enter(key, limit)
+        mine = self._enter(key, limit)
         try:
-            waited = not slots.acquire(blocking=False)
-            while waited and not slots.acquire(timeout=self.wake_seconds):
+            waited = not mine.acquire(blocking=False)
+            while waited and not mine.acquire(timeout=self.wake_seconds):
                 keep_lease()
         except BaseException:
             self._leave(key)
             raise
         try:
-            if waited:
-                keep_lease()  # its calls start with a whole lease, as a step just claimed does
-            yield
+            shared, waited_too = self._take_shared(key, limit, keep_lease)
+            try:
+                if waited or waited_too:
+                    keep_lease()  # its calls start with a whole lease, as a step just claimed does
+                yield
+            finally:
+                shared.release()
         finally:
-            slots.release()
+            mine.release()
             self._leave(key)
 
+    def _take_shared(self, key: str, limit: int, keep_lease: Callable[[], None]) -> tuple[Slot, bool]:
+        """One of the slots every process shares, waiting for it if other processes hold them all; and whether
+        it waited."""
+        slot = self.shared.take(key, limit)
+        if slot is not None:
+            return slot, False
+        delay, lease_kept = POLL_FIRST, time.monotonic()
+        with self._lock:
+            self._waiting[key] = self._waiting.get(key, 0) + 1
+        try:
+            while slot is None:
+                time.sleep(delay)
+                delay = min(2 * delay, POLL_MAX)
+                if time.monotonic() - lease_kept >= self.wake_seconds:
+                    keep_lease()
+                    lease_kept = time.monotonic()
+                slot = self.shared.take(key, limit)
+        finally:
+            with self._lock:
+                self._waiting[key] -= 1
+        return slot, True
+
     def busy(self) -> frozenset[str]:
-        """The networks with as many of this worker's steps under way or waiting as they take calls at once:
-        the worker claims no more of their revocations until one ends (queue.claim's `busy`)."""
+        """The networks with as many of this worker's steps under way or waiting as they take calls at once, or
+        whose every slot other worker processes hold: the worker claims no more of their revocations until
+        one ends (queue.claim's `busy`)."""
         with self._lock:
             return self._busy()
 
@@ -92,8 +129,10 @@ class InFlight:
                 self._short_for, self._look_again_in = frozenset(), LOOK_AGAIN_FIRST
 
     def _busy(self) -> frozenset[str]:
-        """busy(), under the lock."""
-        return frozenset(key for key, steps in self._steps.items() if steps >= self._limits[key])
+        """busy(), under the lock: the networks this worker has at their limit, or has a step waiting at for a slot
+        other worker processes hold."""
+        return frozenset(key for key, steps in self._steps.items()
+                         if steps >= self._limits[key] or self._waiting.get(key, 0))
 
     def _enter(self, key: str, limit: int) -> threading.BoundedSemaphore:
         with self._lock:  # the catalogue is read once per process, so a network's limit never changes

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import table_of, truncate_wal, utcnow, write_lock
 from erasure.context import ErasureContext, context_from_app
-from erasure.engine import handoff, queue, steps
+from erasure.engine import handoff, network_slots, queue, steps
 from erasure.engine.in_flight import InFlight
 from erasure.engine.network_http import NetworkSession, ProxySettings
 from erasure.engine.revocation import TIMEOUT, Outcome, next_delay
@@ -62,7 +62,8 @@ class Worker:
         # (connect, read) seconds for each call to a network; tests shorten it to see a timeout quickly.
         self.http_timeout = app.config.get("ERASURE_HTTP_TIMEOUT", TIMEOUT)
         self._proxies = ProxySettings()  # read once: see network_http
-        self.in_flight = InFlight(wake_seconds=self.lease.total_seconds() / 4)
+        self.in_flight = InFlight(wake_seconds=self.lease.total_seconds() / 4,
+                                  shared=network_slots.for_engine(app.extensions["ownstory_db"]["engine"]))
         # (kind, target): until when that network or service asked this worker, or another (read from the database
         # at most every HOLDS_READ_EVERY), to wait. queue.hold moves the steps due then, not those claimed already,
         # waiting for max_in_flight, or of people who leave meanwhile: these are put back.

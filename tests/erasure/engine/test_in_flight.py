@@ -102,3 +102,38 @@ def test_with_fewer_networks_busy_than_when_a_claim_came_back_short_the_next_cla
             assert gate.to_pass_over() is None
         # a call at one of them ended: a claim passing over the other may find the first's next revocation
         assert gate.to_pass_over() == {"rfc7009"}
+
+
+class HeldElsewhere:
+    """The slots every worker process shares, all held by another process until `free` is set."""
+
+    def __init__(self) -> None:
+        self.free = threading.Event()
+        self.released = 0
+
+    def take(self, network: str, limit: int):
+        return self if self.free.is_set() else None
+
+    def release(self) -> None:
+        self.released += 1
+
+
+def test_a_step_whose_slots_other_workers_hold_waits_keeping_its_lease_and_claims_pass_its_network_over():
+    shared = HeldElsewhere()
+    gate, network = InFlight(wake_seconds=0.05, shared=shared), limited(2)
+    renewals: list[int] = []
+    went = threading.Event()
+
+    def step() -> None:
+        with gate.call(network, keep_lease=lambda: renewals.append(1)):
+            went.set()
+
+    waiting = threading.Thread(target=step)
+    waiting.start()
+    assert not went.wait(0.6)  # this worker has one call of two there, but the other workers have both
+    assert gate.busy() == {"rfc7009"}  # so its claims take no more of that network's revocations meanwhile
+    assert len(renewals) >= 3  # and the step keeps its lease while it waits
+    shared.free.set()
+    waiting.join(5)
+    assert went.is_set() and shared.released == 1
+    assert gate.busy() == frozenset()

@@ -178,6 +178,33 @@ def test_a_network_that_takes_few_calls_at_once_gets_no_more_from_a_worker(app, 
     assert all(demo_revoked(demo_network.app, tokens).values())
 
 
+def test_a_network_that_takes_few_calls_at_once_gets_no_more_from_all_the_workers_together(
+        app, demo_network, platform_url, config_files, start_worker, demo_state):
+    # The catalogue's max_in_flight is the network's, not each worker's: three workers keep to 2 calls together.
+    catalogue = config_files["networks"]
+    catalogue.write_text(catalogue.read_text().replace("[networks.demo.revocation]\n",
+                                                       "[networks.demo.revocation]\nmax_in_flight = 2\n"))
+    crowd = make_crowd(app, demo_network.app, platform_url, 9)
+    submit_all(app, crowd)
+    wait_for(lambda: demo_state.under_way.answering("revoke") == 0, 30, "Demo Social to answer every earlier call")
+    demo_state.under_way.reset()
+    demo_state.faults.set("revoke", delay=0.5)  # 1 s a step: long enough that every worker has calls to make
+    workers = [start_worker(threads=4, **SHORT_LEASE) for _ in range(3)]
+    revoking: set[int] = set()  # the workers seen with a revocation under way
+
+    def done() -> bool:
+        running = [s.lease_owner for s in all_steps(app, "revoke") if s.status == "running"]
+        revoking.update(i for i, w in enumerate(workers) for owner in running if w.owns(owner))
+        return completed(app) == len(crowd)
+
+    wait_for(done, 120, "every request to complete")
+    assert len(revoking) >= 2, "more than one worker revoked"
+    assert demo_state.under_way.busiest["revoke"] == 2  # never 3 or more: 6 with a limit per worker process
+    assert {s.attempts for s in all_steps(app, "revoke")} == {1}  # a step that waited for a slot spent nothing
+    tokens = [t for m in crowd for t in (m.refresh_token, m.access_token)]
+    assert all(demo_revoked(demo_network.app, tokens).values())
+
+
 def test_a_busy_network_holds_up_no_deletion(app, demo_network, platform_url, config_files, start_worker, demo_state):
     # One call at a time, 6 s each: a worker's 4 threads do not all queue behind it, but purge everyone meanwhile.
     catalogue = config_files["networks"]

@@ -1,0 +1,156 @@
+"""A network's max_in_flight across every worker process: one lock per call it takes at once, held during a call.
+
+Each worker process keeps to a network's limit among its own threads (in_flight.py). Several processes, on one
+machine or many, share it through locks that need no table and no write, and that the operating system or the
+database lets go of when a process dies, SIGKILL included, so a killed worker never keeps a slot:
+
+- PostgreSQL: session advisory locks, (the network, slot i), each on a pooled connection kept for the call;
+- an SQLite file: POSIX record locks on a file beside the database, `<database>.slots`, one byte a slot;
+- SQLite in memory: nothing to share, since no other process can open that database.
+
+A slot is taken without waiting (take() answers None when all are held); the caller decides how to wait.
+"""
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import random
+import threading
+import zlib
+from pathlib import Path
+from typing import Protocol
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+log = logging.getLogger(__name__)
+
+# Advisory locks are the whole database's: the key names the schema too, so that two services in one database
+# (or the test suite's schemas) never share a network's slots.
+_TRY = text("SELECT pg_try_advisory_lock(:space, :slot)")
+_UNLOCK = text("SELECT pg_advisory_unlock(:space, :slot)")
+
+
+class Slot(Protocol):
+    def release(self) -> None: ...
+
+
+class Slots(Protocol):
+    def take(self, network: str, limit: int) -> Slot | None:
+        """One of the network's `limit` slots, now; None when every one is held (by any process)."""
+
+
+class _Nothing:
+    def release(self) -> None:
+        pass
+
+
+class LocalSlots:
+    """One process only (SQLite in memory): its own threads are kept to the limit by in_flight.py already."""
+
+    def take(self, network: str, limit: int) -> Slot | None:
+        return _Nothing()
+
+
+def _space(*names: str) -> int:
+    """A signed 32-bit number for a network (and a schema): the first half of an advisory lock's key."""
+    return zlib.crc32("\0".join(("ownstory-slots", *names)).encode()) - 2**31
+
+
+class _AdvisoryLock:
+    def __init__(self, conn: Connection, network: str, space: int, slot: int) -> None:
+        self.conn, self.network, self.space, self.slot = conn, network, space, slot
+
+    def release(self) -> None:
+        try:
+            self.conn.execute(_UNLOCK, {"space": self.space, "slot": self.slot})
+        except SQLAlchemyError:
+            # The connection broke, and its session's locks ended with it. Invalidated, it is closed rather than
+            # pooled: a lock still held on a live session could never go to another call with it.
+            log.warning("a slot's connection broke at the end of a call to %s; it is dropped", self.network)
+            self.conn.invalidate()
+        finally:
+            self.conn.close()
+
+
+class AdvisorySlots:
+    """PostgreSQL: slot i of a network is the session advisory lock (the network and schema, i)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._schema: str | None = None
+
+    def take(self, network: str, limit: int) -> Slot | None:
+        conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")  # no transaction while held
+        try:
+            if self._schema is None:
+                self._schema = conn.scalar(text("SELECT current_schema()")) or ""
+            space = _space(self._schema, network)
+            first = random.randrange(limit)  # noqa: S311 (spreads the tries, not a secret)
+            for n in range(limit):
+                slot = (first + n) % limit
+                if conn.scalar(_TRY, {"space": space, "slot": slot}):
+                    return _AdvisoryLock(conn, network, space, slot)
+        except BaseException:
+            conn.close()
+            raise
+        conn.close()
+        return None
+
+
+class _RecordLock:
+    def __init__(self, owner: FileSlots, offset: int) -> None:
+        self.owner, self.offset = owner, offset
+
+    def release(self) -> None:
+        self.owner._release(self.offset)
+
+
+class FileSlots:
+    """An SQLite file: slot i of a network is one byte of `<database>.slots`, locked with fcntl.lockf.
+
+    POSIX record locks belong to the process, not the thread, and a process's locks all go when it closes any
+    descriptor of the file: so each process opens it once and keeps it, and remembers which bytes its own threads
+    hold, trying only the others."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._held: set[int] = set()
+
+    def take(self, network: str, limit: int) -> Slot | None:
+        base = (_space(network) + 2**31) << 8  # 256 bytes a network: max_in_flight is at most 64
+        with self._lock:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            first = random.randrange(limit)  # noqa: S311 (spreads the tries, not a secret)
+            for n in range(limit):
+                offset = base + (first + n) % limit
+                if offset in self._held:
+                    continue
+                try:
+                    fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
+                except OSError:
+                    continue  # another process holds it
+                self._held.add(offset)
+                return _RecordLock(self, offset)
+        return None
+
+    def _release(self, offset: int) -> None:
+        with self._lock:
+            if self._fd is not None and offset in self._held:
+                fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, offset)
+                self._held.discard(offset)
+
+
+def for_engine(engine: Engine) -> Slots:
+    """The slots every worker process on Ownstory's database shares."""
+    if engine.dialect.name == "postgresql":
+        return AdvisorySlots(engine)
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if database and database != ":memory:" and not database.startswith("file::memory:"):
+        return FileSlots(Path(database).resolve().with_name(Path(database).name + ".slots"))
+    return LocalSlots()

@@ -1,0 +1,82 @@
+"""The slots of a network's max_in_flight that every worker process shares (erasure/engine/network_slots.py): on
+PostgreSQL advisory locks, on an SQLite file record locks beside it; each let go when its process is SIGKILLed."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from app.db import make_engine
+from app.settings import ROOT
+from erasure.engine import network_slots
+from tests.erasure.engine.helpers_processes import wait_for
+
+# Another worker process, as far as the slots go: it takes `count` of the network "small"'s 2 and keeps them.
+HOLDER = """
+import sys, time
+from app.db import make_engine
+from erasure.engine import network_slots
+slots = network_slots.for_engine(make_engine(sys.argv[1]))
+held = [slots.take("small", 2) for _ in range(int(sys.argv[2]))]
+print("held" if all(held) else "missed", flush=True)
+time.sleep(300)
+"""
+
+
+@pytest.fixture
+def slots(database_url):
+    engine = make_engine(database_url)
+    yield network_slots.for_engine(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def other_worker(database_url):
+    started: list[subprocess.Popen] = []
+
+    def start(count: int) -> subprocess.Popen:
+        process = subprocess.Popen([sys.executable, "-c", HOLDER, database_url, str(count)],  # noqa: S603
+                                   cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        started.append(process)
+        assert process.stdout is not None and process.stdout.readline().strip() == "held"
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
+        process.wait()
+
+
+def test_a_network_has_as_many_slots_as_it_takes_calls_and_a_slot_given_back_is_taken_again(slots):
+    first, second = slots.take("small", 2), slots.take("small", 2)
+    assert first is not None and second is not None  # two threads of one worker: one slot each
+    assert slots.take("small", 2) is None
+    assert slots.take("big", 2) is not None  # another network's slots are its own
+    first.release()
+    third = slots.take("small", 2)
+    assert third is not None and slots.take("small", 2) is None
+    second.release()
+    third.release()
+
+
+def test_slots_another_worker_holds_are_free_again_once_it_is_killed(slots, other_worker):
+    other = other_worker(1)
+    mine = slots.take("small", 2)
+    assert mine is not None
+    assert slots.take("small", 2) is None  # one slot here, one in the other process: none left
+    other.send_signal(signal.SIGKILL)  # no clean-up at all, as when a machine loses power
+    other.wait()
+    freed = wait_for(lambda: slots.take("small", 2), 10, "the killed worker's slot to be free")
+    assert slots.take("small", 2) is None
+    freed.release()
+    mine.release()
+
+
+def test_a_worker_whose_slots_are_all_held_elsewhere_takes_none(slots, other_worker):
+    other_worker(2)
+    assert slots.take("small", 2) is None
+    third = slots.take("small", 3)  # a catalogue that says 3: the third is free
+    assert third is not None
+    third.release()
