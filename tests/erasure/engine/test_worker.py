@@ -152,21 +152,30 @@ def test_a_worker_started_with_no_options_waits_on_many_networks_at_once(app, de
     assert max(seen) == THREADS, seen
 
 
-def test_a_network_that_takes_few_calls_at_once_gets_no_more_from_a_worker(app, demo_network, platform_url,
-                                                                          config_files, start_worker, demo_state):
-    # A small server's catalogue entry says how many revocation calls it takes at once: 16 threads keep to it.
+def crowd_at_a_small_network(app, demo_network, platform_url, config_files, demo_state, max_in_flight: int,
+                             people: int, seconds_a_call: float):
+    """`people` who left, submitted, with Demo Social's catalogue entry taking `max_in_flight` calls at once and
+    answering each revocation in `seconds_a_call`; its record of calls at once counts from none."""
     catalogue = config_files["networks"]
     limited = catalogue.read_text().replace("[networks.demo.revocation]\n",
-                                            "[networks.demo.revocation]\nmax_in_flight = 2\n")
+                                            f"[networks.demo.revocation]\nmax_in_flight = {max_in_flight}\n")
     assert "max_in_flight" in limited
     catalogue.write_text(limited)
-    crowd = make_crowd(app, demo_network.app, platform_url, 8)
+    crowd = make_crowd(app, demo_network.app, platform_url, people)
     submit_all(app, crowd)
     # Calls of an earlier test's worker, killed, may still be answered (slowly): count from none.
     wait_for(lambda: demo_state.under_way.answering("revoke") == 0, 30, "Demo Social to answer every earlier call")
     demo_state.under_way.reset()
+    demo_state.faults.set("revoke", delay=seconds_a_call)
+    return crowd
+
+
+def test_a_network_that_takes_few_calls_at_once_gets_no_more_from_a_worker(app, demo_network, platform_url,
+                                                                          config_files, start_worker, demo_state):
+    # A small server's catalogue entry says how many revocation calls it takes at once: 16 threads keep to it.
     # 2 s a step (two calls), two steps at a time: the last ones wait 6 s for their turn, beyond the 4 s lease.
-    demo_state.faults.set("revoke", delay=1.0)
+    crowd = crowd_at_a_small_network(app, demo_network, platform_url, config_files, demo_state,
+                                     max_in_flight=2, people=8, seconds_a_call=1.0)
     start_worker(threads=None, **SHORT_LEASE)
 
     wait_for(lambda: completed(app) == len(crowd), 120, "every request to complete")
@@ -181,14 +190,9 @@ def test_a_network_that_takes_few_calls_at_once_gets_no_more_from_a_worker(app, 
 def test_a_network_that_takes_few_calls_at_once_gets_no_more_from_all_the_workers_together(
         app, demo_network, platform_url, config_files, start_worker, demo_state):
     # The catalogue's max_in_flight is the network's, not each worker's: three workers keep to 2 calls together.
-    catalogue = config_files["networks"]
-    catalogue.write_text(catalogue.read_text().replace("[networks.demo.revocation]\n",
-                                                       "[networks.demo.revocation]\nmax_in_flight = 2\n"))
-    crowd = make_crowd(app, demo_network.app, platform_url, 9)
-    submit_all(app, crowd)
-    wait_for(lambda: demo_state.under_way.answering("revoke") == 0, 30, "Demo Social to answer every earlier call")
-    demo_state.under_way.reset()
-    demo_state.faults.set("revoke", delay=0.5)  # 1 s a step: long enough that every worker has calls to make
+    # 1 s a step (two calls): long enough that every worker has calls to make.
+    crowd = crowd_at_a_small_network(app, demo_network, platform_url, config_files, demo_state,
+                                     max_in_flight=2, people=9, seconds_a_call=0.5)
     workers = [start_worker(threads=4, **SHORT_LEASE) for _ in range(3)]
     revoking: set[int] = set()  # the workers seen with a revocation under way
 
@@ -207,14 +211,8 @@ def test_a_network_that_takes_few_calls_at_once_gets_no_more_from_all_the_worker
 
 def test_a_busy_network_holds_up_no_deletion(app, demo_network, platform_url, config_files, start_worker, demo_state):
     # One call at a time, 6 s each: a worker's 4 threads do not all queue behind it, but purge everyone meanwhile.
-    catalogue = config_files["networks"]
-    catalogue.write_text(catalogue.read_text().replace("[networks.demo.revocation]\n",
-                                                       "[networks.demo.revocation]\nmax_in_flight = 1\n"))
-    crowd = make_crowd(app, demo_network.app, platform_url, 8)
-    submit_all(app, crowd)
-    wait_for(lambda: demo_state.under_way.answering("revoke") == 0, 30, "Demo Social to answer every earlier call")
-    demo_state.under_way.reset()
-    demo_state.faults.set("revoke", delay=3.0)
+    crowd_at_a_small_network(app, demo_network, platform_url, config_files, demo_state,
+                             max_in_flight=1, people=8, seconds_a_call=3.0)
     start_worker(threads=4)
 
     def purged() -> bool:
