@@ -2,7 +2,8 @@
 
 Each worker process keeps to a network's limit among its own threads (in_flight.py). Several processes, on one
 machine or many, share it through locks that need no table and no write, and that the operating system or the
-database lets go of when a process dies, SIGKILL included, so a killed worker never keeps a slot:
+database lets go of when a process dies, SIGKILL included, so a killed worker never keeps a slot (a machine that
+loses power keeps its PostgreSQL slots until the server's TCP keepalives find its connections gone):
 
 - PostgreSQL: session advisory locks, (the network, slot i), each on a pooled connection kept for the call;
 - an SQLite file: POSIX record locks on a file beside the database, `<database>.slots`, one byte a slot;
