@@ -121,12 +121,21 @@ class FileSlots:
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._held: set[int] = set()
+        self._unshared = False  # the file could not be opened: said once
 
     def take(self, network: str, limit: int) -> Slot | None:
         base = (_space(network) + 2**31) << 8  # 256 bytes a network: max_in_flight is at most 64
         with self._lock:
             if self._fd is None:
-                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+                try:
+                    self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+                except OSError as exc:
+                    # Revocations go on, each worker process keeping to the limit on its own, rather than stop.
+                    if not self._unshared:
+                        log.warning("cannot open %s (%s): each worker keeps to max_in_flight on its own",
+                                    self.path, exc.strerror)
+                    self._unshared = True
+                    return _Nothing()
             first = random.randrange(limit)  # noqa: S311 (spreads the tries, not a secret)
             for n in range(limit):
                 offset = base + (first + n) % limit
@@ -152,6 +161,8 @@ def for_engine(engine: Engine) -> Slots:
     if engine.dialect.name == "postgresql":
         return AdvisorySlots(engine)
     database = engine.url.database if engine.dialect.name == "sqlite" else None
-    if database and database != ":memory:" and not database.startswith("file::memory:"):
+    if database and database.startswith("file:"):  # an SQLite URI (?uri=true): file:PATH?OPTIONS
+        database = database.removeprefix("file:").split("?", 1)[0]
+    if database and database != ":memory:" and "mode=memory" not in str(engine.url):
         return FileSlots(Path(database).resolve().with_name(Path(database).name + ".slots"))
     return LocalSlots()

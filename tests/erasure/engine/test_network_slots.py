@@ -2,6 +2,7 @@
 PostgreSQL advisory locks, on an SQLite file record locks beside it; each let go when its process is SIGKILLed."""
 from __future__ import annotations
 
+import logging
 import signal
 import subprocess
 import sys
@@ -80,3 +81,25 @@ def test_a_worker_whose_slots_are_all_held_elsewhere_takes_none(slots, other_wor
     third = slots.take("small", 3)  # a catalogue that says 3: the third is free
     assert third is not None
     third.release()
+
+
+def test_a_slots_file_that_cannot_be_opened_leaves_each_worker_to_its_own_limit_and_says_so(tmp_path, caplog):
+    slots = network_slots.FileSlots(tmp_path / "no such folder" / "ownstory.db.slots")
+    with caplog.at_level(logging.WARNING, logger=network_slots.__name__):
+        taken = [slots.take("small", 1) for _ in range(3)]
+    assert all(slot is not None for slot in taken)  # revocations go on; in_flight.py still caps each worker
+    assert [r.getMessage() for r in caplog.records] == [
+        f"cannot open {tmp_path / 'no such folder' / 'ownstory.db.slots'} (No such file or directory): "
+        "each worker keeps to max_in_flight on its own"]
+    for slot in taken:
+        slot.release()
+
+
+def test_an_sqlite_file_named_as_a_path_or_as_a_uri_has_one_slots_file_and_a_database_in_memory_none(tmp_path):
+    path = tmp_path / "ownstory.db"
+    plain = network_slots.for_engine(make_engine(f"sqlite:///{path}"))
+    uri = network_slots.for_engine(make_engine(f"sqlite:///file:{path}?mode=rwc&uri=true"))
+    assert isinstance(plain, network_slots.FileSlots) and isinstance(uri, network_slots.FileSlots)
+    assert plain.path == uri.path == tmp_path / "ownstory.db.slots"  # two workers, two spellings: one set of slots
+    for memory in ("sqlite://", "sqlite:///:memory:", "sqlite:///file::memory:?cache=shared&uri=true"):
+        assert isinstance(network_slots.for_engine(make_engine(memory)), network_slots.LocalSlots), memory
