@@ -296,16 +296,24 @@ class _Reader:
         value = table["max_in_flight"]
         if style == "none":
             raise self.fail(key, "revocation.max_in_flight", "style none makes no calls to limit")
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_IN_FLIGHT:
-            shown = value if isinstance(value, int) and not isinstance(value, bool) else (
-                "a string" if isinstance(value, str) else _kind(value))  # a string's value is never shown
-            raise self.fail(key, "revocation.max_in_flight", f"must be a whole number from 1 to {MAX_IN_FLIGHT}, "
-                                                             f"got {shown}")
+        problem = max_in_flight_problem(value)
+        if problem:
+            raise self.fail(key, "revocation.max_in_flight", problem)
         return value
 
 
 _KINDS = {bool: "true/false", int: "a whole number", float: "a number", list: "a list", dict: "a table",
           str: "an empty string"}
+
+
+def max_in_flight_problem(value) -> str | None:
+    """What is wrong with a max_in_flight (a network's, or a store's in the data map), or None: the value itself is
+    shown only when it is a number, since a misplaced secret must not reach a message."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_IN_FLIGHT:
+        shown = value if isinstance(value, int) and not isinstance(value, bool) else (
+            "a string" if isinstance(value, str) else _kind(value))
+        return f"must be a whole number from 1 to {MAX_IN_FLIGHT}, got {shown}"
+    return None
 
 
 def _kind(value) -> str:

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from flask import Blueprint, Flask, current_app, g, jsonify, request, url_for
 from http_message_signatures import HTTPMessageVerifier, HTTPSignatureKeyResolver, InvalidSignature, algorithms
 
-from .faults import CallCounter, Faults
+from .faults import CallCounter, Faults, UnderWay
 
 TAG = "ownstory-erasure"
 MAX_AGE = dt.timedelta(minutes=5)
@@ -94,6 +94,7 @@ class BillingState:
     polls_before_done: int | None = 0  # 0: erase at once (200); n: 202, done at the n-th poll; None: never done
     faults: Faults = field(default_factory=Faults)
     calls: CallCounter = field(default_factory=CallCounter)
+    under_way: UnderWay = field(default_factory=UnderWay)  # the calls being answered, and the most at once
     lock: threading.Lock = field(default_factory=threading.Lock)  # one writer at a time, as SQLite wants
 
     @contextmanager
@@ -167,6 +168,8 @@ def _signed_by_ownstory():
         return _refuse(401, "the request is not signed by Ownstory")
     name = request.endpoint.rpartition(".")[2] if request.endpoint else ""
     state.calls.hit(name)
+    state.under_way.enter(name)
+    g.billing_call = name  # left when the answer is sent (_answered), a late one included
     fault = state.faults.take(name)
     if fault is not None and fault.status is not None:
         return _refuse(fault.status, "an injected fault", retry_after=fault.retry_after)
@@ -179,6 +182,13 @@ def _signed_by_ownstory():
 def _late(response):
     time.sleep(g.pop("answer_late_by", 0.0))
     return response
+
+
+@bp.teardown_request
+def _answered(_error: BaseException | None) -> None:
+    name = g.pop("billing_call", None)
+    if name is not None:
+        _state().under_way.leave(name)
 
 
 def _asked() -> list[str] | None:

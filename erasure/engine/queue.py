@@ -8,7 +8,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from sqlalchemy import Integer, String, and_, bindparam, exists, func, literal_column, select, union_all, update
+from sqlalchemy import Integer, String, and_, bindparam, exists, func, literal_column, or_, select, union_all, update
 from sqlalchemy.orm import Session, aliased
 
 from app import driver
@@ -18,6 +18,7 @@ from erasure.models import RUNNABLE_STEPS, ErasureHold, ErasureStep, OptOutReque
 log = logging.getLogger(__name__)
 
 LEASE = dt.timedelta(seconds=120)
+BUSY_KINDS = (StepKind.REVOKE, StepKind.PURGE)  # the kinds a claim passes over at a network or store at its limit
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,9 @@ def _claim_statement(skip_locked: bool, limit: int, with_requests: bool = False,
     statement it runs often, and PostgreSQL's generic plan for `status != $1` expects no rows to pass
     and scans the whole table for the blocked check on every claim.
 
-    `skip_busy`: revocations at the networks named in the parameter `busy` are passed over (they are at their
-    max_in_flight in this worker: see in_flight.py). Only then: the statement a worker runs otherwise is unchanged.
+    `skip_busy`: revocations at the networks named in the parameter `busy_revoke`, and purges of the stores named in
+    `busy_purge`, are passed over (they are at their max_in_flight: see in_flight.py). Only then: the statement a
+    worker runs otherwise is unchanged.
     """
     now = bindparam("now", type_=UTCDateTime())
     top = literal_column(str(int(limit)), Integer())
@@ -62,8 +64,8 @@ def _claim_statement(skip_locked: bool, limit: int, with_requests: bool = False,
     arms = [(status, ErasureStep.not_before <= now) for status in RUNNABLE_STEPS]
     arms.append((StepStatus.RUNNING, ErasureStep.lease_expires_at < now))  # its worker died: take it over
     due = []
-    busy = ~and_(ErasureStep.kind == _kind_constant(StepKind.REVOKE),
-                 ErasureStep.target.in_(bindparam("busy", expanding=True)))
+    busy = ~or_(*(and_(ErasureStep.kind == _kind_constant(kind),
+                       ErasureStep.target.in_(bindparam(f"busy_{kind}", expanding=True))) for kind in BUSY_KINDS))
     for status, condition in arms:
         arm = (select(ErasureStep.id, ErasureStep.not_before)
                .where(ErasureStep.status == _constant(status), condition, ~blocked, *([busy] if skip_busy else []))
@@ -132,10 +134,10 @@ def _column_names(model: type[Base]) -> tuple[str, ...]:
 
 
 def claim(session: Session, owner: str, now: dt.datetime, limit: int = 10, lease: dt.timedelta = LEASE,
-          commit: bool = True, busy: Collection[str] = ()) -> list[Claim]:
+          commit: bool = True, busy: Collection[tuple[str, str]] = ()) -> list[Claim]:
     """Lease up to `limit` runnable steps to `owner`, atomically, and commit (unless `commit` is False:
-    a worker claims its next step in the transaction that records the outcome of its last one). No revocation
-    at a network in `busy`: those this worker has as many calls under way at as the network takes.
+    a worker claims its next step in the transaction that records the outcome of its last one). No step of a
+    (kind, target) in `busy`: the networks' revocations and the services' purges at their max_in_flight.
 
     A step is runnable when it is due and every step of a lower phase in its request is done;
     a running step whose lease ran out (its worker died) is runnable again. On PostgreSQL the
@@ -149,7 +151,7 @@ def claim(session: Session, owner: str, now: dt.datetime, limit: int = 10, lease
     # Core statements on the session's connection, on psycopg's cursor where it can: no ORM on this path
     parameters = {"now": now, "owner": owner, "expires": now + lease}
     if busy:
-        parameters["busy"] = sorted(busy)
+        parameters.update({f"busy_{kind}": sorted(target for k, target in busy if k == kind) for kind in BUSY_KINDS})
     rows = driver.mappings(session, _claim_statement(postgresql, limit, postgresql, bool(busy)), parameters)
     steps = [_detached(ErasureStep, row) for row in rows]
     requests = {}

@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import table_of, truncate_wal, utcnow, write_lock
 from erasure.context import ErasureContext, context_from_app
-from erasure.engine import handoff, network_slots, queue, steps
-from erasure.engine.in_flight import InFlight
+from erasure.engine import handoff, queue, slots, steps
+from erasure.engine.in_flight import Capped, InFlight
 from erasure.engine.network_http import NetworkSession, ProxySettings
 from erasure.engine.revocation import TIMEOUT, Outcome, next_delay
 from erasure.engine.sequencing import Sequencing
@@ -63,7 +63,7 @@ class Worker:
         self.http_timeout = app.config.get("ERASURE_HTTP_TIMEOUT", TIMEOUT)
         self._proxies = ProxySettings()  # read once: see network_http
         self.in_flight = InFlight(wake_seconds=self.lease.total_seconds() / 4,
-                                  shared=network_slots.for_engine(app.extensions["ownstory_db"]["engine"]))
+                                  shared=slots.for_engine(app.extensions["ownstory_db"]["engine"]))
         # (kind, target): until when that network or service asked this worker, or another (read from the database
         # at most every HOLDS_READ_EVERY), to wait. queue.hold moves the steps due then, not those claimed already,
         # waiting for max_in_flight, or of people who leave meanwhile: these are put back.
@@ -151,7 +151,7 @@ class Worker:
         return claims[0] if claims else None
 
     def _claim_passing_over(self, session: Session, now: dt.datetime, limit: int, commit: bool) -> list[queue.Claim]:
-        """A claim that passes over the revocations at networks this worker has at their max_in_flight."""
+        """A claim that passes over the revocations and purges at networks and services at their max_in_flight."""
         busy = self.in_flight.to_pass_over()
         if busy is None:
             return []  # passing them over found nothing else lately: see InFlight.to_pass_over
@@ -235,9 +235,8 @@ class Worker:
             session.commit()
             renewed[0] = time.monotonic()
 
-        network = self.ctx.networks.get(step.target) if step.kind == StepKind.REVOKE else None
         try:
-            with self.in_flight.call(network, functools.partial(heartbeat, renew=True)):  # max_in_flight, if any
+            with self.in_flight.call(self._capped(step), functools.partial(heartbeat, renew=True)):  # max_in_flight
                 held = self._held_until(step)
                 if held is not None:
                     self._put_back(session, claim, held)
@@ -248,6 +247,21 @@ class Worker:
             session.rollback()
             return None
         return self._record(session, claim, result, chain)
+
+    def _capped(self, step: ErasureStep) -> Capped | None:
+        """The network's or service's max_in_flight the step keeps to: a revocation's network's, or the store's a
+        purge step empties whole (one that does not say one, or is no longer listed, keeps to none)."""
+        if step.kind == StepKind.REVOKE:
+            network = self.ctx.networks.get(step.target)
+            limit = network.revocation.max_in_flight if network else None
+        elif step.kind == StepKind.PURGE:
+            try:
+                limit = self.ctx.datamap.store(step.target).max_in_flight
+            except KeyError:
+                limit = None  # the step says why, when it runs
+        else:
+            limit = None
+        return None if limit is None else Capped(step.kind, step.target, limit)
 
     def _held_until(self, step: ErasureStep) -> dt.datetime | None:
         """Until when the step's network or service asked this worker to wait, if it still does and the step was not

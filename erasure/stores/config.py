@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from app.settings import ConfigError
+from consent.networks import max_in_flight_problem
 from erasure.stores.kinds import IDENTITY_KINDS
 
 
@@ -50,3 +51,13 @@ def from_environment(where: str, label: str, raw: Mapping[str, Any], field: str,
     if not value:
         raise ConfigError(where, f"{label}.{field}_env", f"the environment variable {var} is not set")
     return value
+
+
+def max_in_flight(where: str, label: str, raw: Mapping[str, Any]) -> int | None:
+    """A store's `max_in_flight`, checked as a network's is, or None when not given."""
+    if "max_in_flight" not in raw:
+        return None
+    problem = max_in_flight_problem(raw["max_in_flight"])
+    if problem:
+        raise ConfigError(where, f"{label}.max_in_flight", problem)
+    return raw["max_in_flight"]

@@ -6,6 +6,7 @@
     endpoint_env = "BILLING_ERASE_URL"   # the service's base URL, from the environment
     categories = ["invoices"]
     identities = ["email"]               # the kinds of identity it is sent, never more
+    max_in_flight = 4                    # optional: at most 4 of its purge steps at once, from all the workers
 
 Ownstory asks; the service deletes and says how many (http_service.py holds the calls). Each category is
 an entry of its own, so steps, counts and receipt lines are per category, as for tables.
@@ -21,12 +22,13 @@ from urllib.parse import urlsplit
 from app.settings import ConfigError
 from consent.suppression import Identity
 from erasure.engine.revocation import TIMEOUT
+from erasure.stores import config
 from erasure.stores.datamap import Identities, _string
 from erasure.stores.http_service import POLL_FOR, ServiceClient
 from erasure.stores.http_signing import RequestSigner
 from erasure.stores.kinds import IDENTITY_KINDS, Entry, OnBatch, OnStarted, StoreKind
 
-FIELDS = ("name", "kind", "endpoint_env", "categories", "identities")
+FIELDS = ("name", "kind", "endpoint_env", "categories", "identities", "max_in_flight")
 SERVICE = "service"  # an entry's `identity`: the service is sent each identity of the kinds it may see
 
 
@@ -86,7 +88,9 @@ class HttpStore(StoreKind):
             if kind not in IDENTITY_KINDS:
                 raise ConfigError(where, f"{label}.identities", f"{kind!r} is not one of {', '.join(IDENTITY_KINDS)}")
         entries = tuple(ServiceEntry(name, category, SERVICE, None, kinds) for category in categories)
-        return cls(name, entries, endpoint)
+        store = cls(name, entries, endpoint)
+        store.max_in_flight = config.max_in_flight(where, label, raw)
+        return store
 
     def count(self, entry: Entry, values: list[str]) -> int:
         if not values:

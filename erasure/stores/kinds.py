@@ -83,6 +83,9 @@ class StoreKind(ABC):
     thread at once, so an implementation keeps its client (engine, connection pool) thread-safe."""
 
     kind: ClassVar[str]
+    # How many of its purge steps may run at once, from all the workers together; None: as many as they have threads.
+    # A kind whose data map entry can say (http) sets it when it loads.
+    max_in_flight: int | None = None
 
     def __init__(self, name: str, entries: tuple[Entry, ...]) -> None:
         self.name = name

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import select
@@ -13,7 +14,7 @@ from sqlalchemy import select
 from app.db import utcnow
 from app.settings import ROOT
 from erasure.context import context_from_app
-from erasure.engine.worker import QUICK_RETRIES
+from erasure.engine.worker import QUICK_RETRIES, Worker
 from erasure.models import ErasureStep, OptOutRequest, Receipt
 from erasure.optout import progress, service, wording
 from erasure.receipts import issue
@@ -230,4 +231,38 @@ def test_a_service_that_asks_to_wait_is_asked_nothing_more_until_then(app, billi
     purges = [billing_step(steps_of(app, r)) for r in request_ids]
     assert {s.status for s in purges} == {"done"} and {s.result["rows"] for s in purges} == {2}
     assert billing.calls["erase"] == len(tried) + len(emails)
+    assert all(billing.held(f"email:{email}") == 0 for email in emails)
+
+
+def test_a_service_that_takes_one_erasure_at_once_gets_no_more_from_two_workers(make_app, billing, config_files):
+    # The data map says the billing service takes one erasure at a time: two workers of 4 threads keep to it.
+    datamap = config_files["datamap"]
+    limited = datamap.read_text().replace(BILLING_STORE + "\n", BILLING_STORE + "\nmax_in_flight = 1\n", 1)
+    assert "max_in_flight = 1" in limited
+    datamap.write_text(limited)
+    built = make_app()
+    ctx = context_from_app(built)
+    assert ctx.datamap.store("billing").max_in_flight == 1
+    emails = [f"crowd{n}@example.org" for n in range(6)]
+    with serve(built) as ownstory, built.extensions["ownstory_db"]["sessionmaker"]() as db:
+        billing.keys.jwks_url = f"{ownstory.url}/.well-known/jwks.json"
+        request_ids = []
+        for email in emails:
+            billing.add_invoices(f"email:{email}", 2)
+            request_ids.append(service.submit(db, ctx, user=None, grants=[], scope="all", now=utcnow(),
+                                              source="service", email=email).request.id)
+        db.commit()
+        billing.faults.set("erase", delay=0.3)  # each erasure answered 0.3 s late: long enough to meet the others
+        workers = [Worker(built, threads=4) for _ in range(2)]
+        try:
+            with ThreadPoolExecutor(2) as both:
+                list(both.map(lambda w: w.drain(), workers))
+        finally:
+            for w in workers:
+                w.close()
+        purges = [billing_step(steps_of(built, r)) for r in request_ids]
+    assert billing.under_way.busiest["erase"] == 1  # never two at once: 6 without the limit
+    assert {s.status for s in purges} == {"done"} and {s.result["rows"] for s in purges} == {2}
+    assert {s.attempts for s in purges} == {1}  # a purge that waited for its turn spent no attempt
+    assert billing.calls["erase"] == len(emails)
     assert all(billing.held(f"email:{email}") == 0 for email in emails)

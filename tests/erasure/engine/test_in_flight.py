@@ -1,20 +1,20 @@
-"""A worker's calls under way at each network (erasure/engine/in_flight.py): at most the catalogue's max_in_flight,
-the networks at their limit named for the claim, and a waiting step that keeps its lease or gives up its place."""
+"""A worker's calls under way at each network or service (erasure/engine/in_flight.py): at most its max_in_flight,
+those at their limit named for the claim, and a waiting step that keeps its lease or gives up its place."""
 from __future__ import annotations
 
-import dataclasses
 import threading
 
 import pytest
 
 from erasure.engine import in_flight
-from erasure.engine.in_flight import InFlight
-from tests.erasure.engine.test_revocation import make_network
+from erasure.engine.in_flight import Capped, InFlight
+
+SMALL = ("revoke", "rfc7009")  # a network's revocations, as busy() names them for the claim
 
 
-def limited(limit: int | None):
-    network = make_network("rfc7009", "https://small.example/oauth/revoke")
-    return dataclasses.replace(network, revocation=dataclasses.replace(network.revocation, max_in_flight=limit))
+def limited(limit: int | None) -> Capped | None:
+    """A small network's revocations, taking `limit` calls at once (None: no limit, as the worker passes it)."""
+    return None if limit is None else Capped(*SMALL, limit)
 
 
 class LeaseLost(Exception):
@@ -40,7 +40,7 @@ def test_a_step_over_the_limit_waits_keeping_its_lease_until_a_call_ends():
     with gate.call(network, keep_lease=lambda: pytest.fail("its turn was free")):
         assert gate.busy() == frozenset()  # one of two
         with gate.call(network, keep_lease=lambda: pytest.fail("its turn was free")):
-            assert gate.busy() == {"rfc7009"}  # the claim passes its revocations over
+            assert gate.busy() == {SMALL}  # the claim passes its revocations over
             waiting = threading.Thread(target=third)
             waiting.start()
             assert not third_in.wait(0.2)  # two under way: the third waits ...
@@ -59,7 +59,7 @@ def test_a_step_that_loses_its_lease_while_waiting_gives_up_its_place():
     with gate.call(network, keep_lease=lambda: None):
         with pytest.raises(LeaseLost), gate.call(network, keep_lease=lost):
             pytest.fail("a step whose lease was lost must not run")
-        assert gate.busy() == {"rfc7009"}  # the one under way still counts
+        assert gate.busy() == {SMALL}  # the one under way still counts
     assert gate.busy() == frozenset()
     with gate.call(network, keep_lease=lambda: pytest.fail("the slot was given back")):
         pass
@@ -74,7 +74,7 @@ def test_a_claim_that_found_nothing_but_the_busy_networks_revocations_is_not_mad
     assert gate.to_pass_over() == frozenset()  # a short claim that passed nothing over says nothing
     with gate.call(network, keep_lease=lambda: None):
         busy = gate.to_pass_over()
-        assert busy == {"rfc7009"}
+        assert busy == {SMALL}
         gate.claimed(busy, short=True)  # nothing else was due
         assert gate.to_pass_over() is None  # so no claim for a second
         clock[0] += 1.0
@@ -95,13 +95,13 @@ def test_a_claim_that_found_nothing_but_the_busy_networks_revocations_is_not_mad
 def test_with_fewer_networks_busy_than_when_a_claim_came_back_short_the_next_claim_is_made(monkeypatch):
     monkeypatch.setattr(in_flight.time, "monotonic", lambda: 1000.0)
     gate = InFlight(wake_seconds=0.01)
-    small, smaller = limited(1), dataclasses.replace(limited(1), key="smaller")
+    small, smaller = limited(1), Capped("purge", "smaller", 1)
     with gate.call(small, keep_lease=lambda: None):
         with gate.call(smaller, keep_lease=lambda: None):
             gate.claimed(gate.to_pass_over(), short=True)  # both busy, nothing else due
             assert gate.to_pass_over() is None
         # a call at one of them ended: a claim passing over the other may find the first's next revocation
-        assert gate.to_pass_over() == {"rfc7009"}
+        assert gate.to_pass_over() == {SMALL}
 
 
 class HeldElsewhere:
@@ -131,7 +131,7 @@ def test_a_step_whose_slots_other_workers_hold_waits_keeping_its_lease_and_claim
     waiting = threading.Thread(target=step)
     waiting.start()
     assert not went.wait(0.6)  # this worker has one call of two there, but the other workers have both
-    assert gate.busy() == {"rfc7009"}  # so its claims take no more of that network's revocations meanwhile
+    assert gate.busy() == {SMALL}  # so its claims take no more of that network's revocations meanwhile
     assert len(renewals) >= 3  # and the step keeps its lease while it waits
     shared.free.set()
     waiting.join(5)

@@ -84,6 +84,19 @@ def test_a_claim_leases_the_due_steps_of_the_first_phase_only(sessions, submit, 
     assert claim(sessions, "w2", now) == []  # the next phase waits for this one
 
 
+def test_a_claim_passes_over_the_steps_of_a_network_or_service_at_its_max_in_flight(sessions, submit, now):
+    request_ids = submit(2)
+    laid = [s for r in request_ids for s in steps_of(sessions, r)]
+    first = [s for s in laid if s.phase == laid[0].phase]
+    full = (first[0].kind, first[0].target)  # its calls at once are all taken, in this worker or another
+    assert full[0] in ("revoke", "purge")
+    with sessions() as db:
+        passing_over = queue.claim(db, "w1", now, 100, LEASE, busy={full, ("revoke", "elsewhere")})
+    assert sorted(c.step_id for c in passing_over) == sorted(s.id for s in first if (s.kind, s.target) != full)
+    assert sorted(c.step_id for c in claim(sessions, "w2", now)) == sorted(
+        s.id for s in first if (s.kind, s.target) == full)  # once it takes calls again
+
+
 def test_a_step_is_not_claimed_before_it_is_due_and_a_claim_takes_no_more_than_its_limit(sessions, submit, now):
     submit(3)
     assert claim(sessions, "w1", now - dt.timedelta(seconds=1)) == []

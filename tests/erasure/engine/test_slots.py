@@ -1,4 +1,4 @@
-"""The slots of a network's max_in_flight that every worker process shares (erasure/engine/network_slots.py): on
+"""The slots of a max_in_flight that every worker process shares (erasure/engine/slots.py): on
 PostgreSQL advisory locks, on an SQLite file record locks beside it; each let go when its process is SIGKILLed."""
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ import pytest
 
 from app.db import make_engine
 from app.settings import ROOT
-from erasure.engine import network_slots
+from erasure.engine import slots as shared_slots
 from tests.erasure.engine.helpers_processes import wait_for
 
 # Another worker process, as far as the slots go: it takes `count` of the network "small"'s 2 and keeps them.
 HOLDER = """
 import sys, time
 from app.db import make_engine
-from erasure.engine import network_slots
-slots = network_slots.for_engine(make_engine(sys.argv[1]))
+from erasure.engine import slots as shared_slots
+slots = shared_slots.for_engine(make_engine(sys.argv[1]))
 held = [slots.take("small", 2) for _ in range(int(sys.argv[2]))]
 print("held" if all(held) else "missed", flush=True)
 time.sleep(300)
@@ -29,7 +29,7 @@ time.sleep(300)
 @pytest.fixture
 def slots(database_url):
     engine = make_engine(database_url)
-    yield network_slots.for_engine(engine)
+    yield shared_slots.for_engine(engine)
     engine.dispose()
 
 
@@ -84,8 +84,8 @@ def test_a_worker_whose_slots_are_all_held_elsewhere_takes_none(slots, other_wor
 
 
 def test_a_slots_file_that_cannot_be_opened_leaves_each_worker_to_its_own_limit_and_says_so(tmp_path, caplog):
-    slots = network_slots.FileSlots(tmp_path / "no such folder" / "ownstory.db.slots")
-    with caplog.at_level(logging.WARNING, logger=network_slots.__name__):
+    slots = shared_slots.FileSlots(tmp_path / "no such folder" / "ownstory.db.slots")
+    with caplog.at_level(logging.WARNING, logger=shared_slots.__name__):
         taken = [slots.take("small", 1) for _ in range(3)]
     assert all(slot is not None for slot in taken)  # revocations go on; in_flight.py still caps each worker
     assert [r.getMessage() for r in caplog.records] == [
@@ -97,9 +97,9 @@ def test_a_slots_file_that_cannot_be_opened_leaves_each_worker_to_its_own_limit_
 
 def test_an_sqlite_file_named_as_a_path_or_as_a_uri_has_one_slots_file_and_a_database_in_memory_none(tmp_path):
     path = tmp_path / "ownstory.db"
-    plain = network_slots.for_engine(make_engine(f"sqlite:///{path}"))
-    uri = network_slots.for_engine(make_engine(f"sqlite:///file:{path}?mode=rwc&uri=true"))
-    assert isinstance(plain, network_slots.FileSlots) and isinstance(uri, network_slots.FileSlots)
+    plain = shared_slots.for_engine(make_engine(f"sqlite:///{path}"))
+    uri = shared_slots.for_engine(make_engine(f"sqlite:///file:{path}?mode=rwc&uri=true"))
+    assert isinstance(plain, shared_slots.FileSlots) and isinstance(uri, shared_slots.FileSlots)
     assert plain.path == uri.path == tmp_path / "ownstory.db.slots"  # two workers, two spellings: one set of slots
     for memory in ("sqlite://", "sqlite:///:memory:", "sqlite:///file::memory:?cache=shared&uri=true"):
-        assert isinstance(network_slots.for_engine(make_engine(memory)), network_slots.LocalSlots), memory
+        assert isinstance(shared_slots.for_engine(make_engine(memory)), shared_slots.LocalSlots), memory

@@ -1,11 +1,12 @@
-"""A network's max_in_flight across every worker process: one lock per call it takes at once, held during a call.
+"""A max_in_flight across every worker process (a network's revocations, a service's erasures): one lock per call
+it takes at once, held during a call. A slot's name says whose it is: "revoke:<network>" or "purge:<store>".
 
-Each worker process keeps to a network's limit among its own threads (in_flight.py). Several processes, on one
+Each worker process keeps to the limit among its own threads (in_flight.py). Several processes, on one
 machine or many, share it through locks that need no table and no write, and that the operating system or the
 database lets go of when a process dies, SIGKILL included, so a killed worker never keeps a slot (a machine that
 loses power keeps its PostgreSQL slots until the server's TCP keepalives find its connections gone):
 
-- PostgreSQL: session advisory locks, (the network, slot i), each on a pooled connection kept for the call;
+- PostgreSQL: session advisory locks, (the name, slot i), each on a pooled connection kept for the call;
 - an SQLite file: POSIX record locks on a file beside the database, `<database>.slots`, one byte a slot;
 - SQLite in memory: nothing to share, since no other process can open that database.
 
@@ -29,7 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 log = logging.getLogger(__name__)
 
 # Advisory locks are the whole database's: the key names the schema too, so that two services in one database
-# (or the test suite's schemas) never share a network's slots.
+# (or the test suite's schemas) never share slots.
 _TRY = text("SELECT pg_try_advisory_lock(:space, :slot)")
 _UNLOCK = text("SELECT pg_advisory_unlock(:space, :slot)")
 
@@ -39,8 +40,8 @@ class Slot(Protocol):
 
 
 class Slots(Protocol):
-    def take(self, network: str, limit: int) -> Slot | None:
-        """One of the network's `limit` slots, now; None when every one is held (by any process)."""
+    def take(self, name: str, limit: int) -> Slot | None:
+        """One of the `limit` slots of `name`, now; None when every one is held (by any process)."""
 
 
 class _Nothing:
@@ -51,18 +52,18 @@ class _Nothing:
 class LocalSlots:
     """One process only (SQLite in memory): its own threads are kept to the limit by in_flight.py already."""
 
-    def take(self, network: str, limit: int) -> Slot | None:
+    def take(self, name: str, limit: int) -> Slot | None:
         return _Nothing()
 
 
 def _space(*names: str) -> int:
-    """A signed 32-bit number for a network (and a schema): the first half of an advisory lock's key."""
+    """A signed 32-bit number for a slot's name (and a schema): the first half of an advisory lock's key."""
     return zlib.crc32("\0".join(("ownstory-slots", *names)).encode()) - 2**31
 
 
 class _AdvisoryLock:
-    def __init__(self, conn: Connection, network: str, space: int, slot: int) -> None:
-        self.conn, self.network, self.space, self.slot = conn, network, space, slot
+    def __init__(self, conn: Connection, name: str, space: int, slot: int) -> None:
+        self.conn, self.name, self.space, self.slot = conn, name, space, slot
 
     def release(self) -> None:
         try:
@@ -70,30 +71,30 @@ class _AdvisoryLock:
         except SQLAlchemyError:
             # The connection broke, and its session's locks ended with it. Invalidated, it is closed rather than
             # pooled: a lock still held on a live session could never go to another call with it.
-            log.warning("a slot's connection broke at the end of a call to %s; it is dropped", self.network)
+            log.warning("a slot's connection broke at the end of a call (%s); it is dropped", self.name)
             self.conn.invalidate()
         finally:
             self.conn.close()
 
 
 class AdvisorySlots:
-    """PostgreSQL: slot i of a network is the session advisory lock (the network and schema, i)."""
+    """PostgreSQL: slot i of a name is the session advisory lock (the name and schema, i)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._schema: str | None = None
 
-    def take(self, network: str, limit: int) -> Slot | None:
+    def take(self, name: str, limit: int) -> Slot | None:
         conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")  # no transaction while held
         try:
             if self._schema is None:
                 self._schema = conn.scalar(text("SELECT current_schema()")) or ""
-            space = _space(self._schema, network)
+            space = _space(self._schema, name)
             first = random.randrange(limit)  # noqa: S311 (spreads the tries, not a secret)
             for n in range(limit):
                 slot = (first + n) % limit
                 if conn.scalar(_TRY, {"space": space, "slot": slot}):
-                    return _AdvisoryLock(conn, network, space, slot)
+                    return _AdvisoryLock(conn, name, space, slot)
         except BaseException:
             conn.close()
             raise
@@ -110,7 +111,7 @@ class _RecordLock:
 
 
 class FileSlots:
-    """An SQLite file: slot i of a network is one byte of `<database>.slots`, locked with fcntl.lockf.
+    """An SQLite file: slot i of a name is one byte of `<database>.slots`, locked with fcntl.lockf.
 
     POSIX record locks belong to the process, not the thread, and a process's locks all go when it closes any
     descriptor of the file: so each process opens it once and keeps it, and remembers which bytes its own threads
@@ -123,8 +124,8 @@ class FileSlots:
         self._held: set[int] = set()
         self._unshared = False  # the file could not be opened: said once
 
-    def take(self, network: str, limit: int) -> Slot | None:
-        base = (_space(network) + 2**31) << 8  # 256 bytes a network: max_in_flight is at most 64
+    def take(self, name: str, limit: int) -> Slot | None:
+        base = (_space(name) + 2**31) << 8  # 256 bytes a name: max_in_flight is at most 64
         with self._lock:
             if self._fd is None:
                 try:
@@ -164,5 +165,11 @@ def for_engine(engine: Engine) -> Slots:
     if database and database.startswith("file:"):  # an SQLite URI (?uri=true): file:PATH?OPTIONS
         database = database.removeprefix("file:").split("?", 1)[0]
     if database and database != ":memory:" and "mode=memory" not in str(engine.url):
-        return FileSlots(Path(database).resolve().with_name(Path(database).name + ".slots"))
+        path = Path(database).resolve().with_name(Path(database).name + ".slots")
+        with _FILES_LOCK:  # one per file in a process: its record locks are the process's, whoever takes them
+            return _FILES.setdefault(path, FileSlots(path))
     return LocalSlots()
+
+
+_FILES: dict[Path, FileSlots] = {}
+_FILES_LOCK = threading.Lock()
