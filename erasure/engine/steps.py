@@ -4,6 +4,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -53,8 +55,17 @@ class StepFailed(Exception):
         self.retry_after = retry_after  # what a store asked for (a service's Retry-After): the least we wait
 
 
+# A call at a store, held to its max_in_flight: the worker's, for the erasures verify asks for (a purge step is held
+# to it whole, by the worker).
+StoreCall = Callable[[str], AbstractContextManager[object]]
+
+
+def _any_time(_store: str) -> AbstractContextManager[object]:
+    return nullcontext()
+
+
 def run(session: Session, ctx: ErasureContext, step: ErasureStep, request: OptOutRequest, now: dt.datetime,
-        http: requests.Session, heartbeat, timeout=TIMEOUT) -> Result:
+        http: requests.Session, heartbeat, timeout=TIMEOUT, store_call: StoreCall = _any_time) -> Result:
     try:
         if step.kind == StepKind.REVOKE:
             return _revoke(ctx, step, request.deadline, now, http, heartbeat, timeout)
@@ -63,7 +74,7 @@ def run(session: Session, ctx: ErasureContext, step: ErasureStep, request: OptOu
         if step.kind == StepKind.FORGET:
             return _forget(session, request, now)
         if step.kind == StepKind.VERIFY:
-            return _verify(ctx, step, request, heartbeat)
+            return _verify(ctx, step, request, heartbeat, store_call)
         if step.kind == StepKind.RECEIPT:
             return _receipt(session, ctx, request)
         if step.kind == StepKind.NOTIFY:
@@ -313,7 +324,8 @@ def _deleted(session: Session, statement: Delete, params: dict | None = None) ->
     return cast(CursorResult[Any], session.execute(statement, params)).rowcount
 
 
-def _verify(ctx: ErasureContext, step: ErasureStep, request: OptOutRequest, heartbeat) -> Result:
+def _verify(ctx: ErasureContext, step: ErasureStep, request: OptOutRequest, heartbeat,
+            store_call: StoreCall = _any_time) -> Result:
     """The one look at every store once access is revoked: verify runs after every revocation is confirmed
     (its phase follows theirs, and those forget lays), so what a token let in meanwhile, or the platform wrote
     after the purge, is purged now and counted as late; anything still there after that fails the step, and
@@ -323,6 +335,9 @@ def _verify(ctx: ErasureContext, step: ErasureStep, request: OptOutRequest, hear
     any job a store starts: a rerun after a crash follows that job rather than starting a second, and counts
     each late row once. A round that leaves rows behind is settled before the step fails, so that the next
     attempt looks afresh (and asks a service for a new erasure, not the finished one again).
+
+    Each erasure it asks of a store with a max_in_flight takes one of the store's calls (store_call), as the
+    store's purge steps do; its counts are single calls, and take none.
     """
     ids = _identities(ctx, request)
     settled: list[dict] = step.result.get("late_rows", [])  # counted by rounds an earlier attempt finished
@@ -357,8 +372,9 @@ def _verify(ctx: ErasureContext, step: ErasureStep, request: OptOutRequest, hear
                         found[key]["job"] = {"handle": handle, "remaining": remaining[key]}
                         record()
 
-                    purged = store.purge_resuming(entry, values, job["handle"] if job else None, started,
-                                                  on_batch=lambda _n: heartbeat())
+                    with store_call(name):  # the store's max_in_flight, as its purge steps keep to
+                        purged = store.purge_resuming(entry, values, job["handle"] if job else None, started,
+                                                      on_batch=lambda _n: heartbeat())
                     # What the store says it removed (a job: since it started), and what was found and gone before
                     # that; not what was found, as a round that leaves rows behind may not have removed them all.
                     before = found[key]["job"]["remaining"] if "job" in found[key] else remaining[key]

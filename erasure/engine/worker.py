@@ -9,7 +9,9 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager
 from typing import Any, cast
 
 import requests
@@ -235,14 +237,15 @@ class Worker:
             session.commit()
             renewed[0] = time.monotonic()
 
+        keep = functools.partial(heartbeat, renew=True)
         try:
-            with self.in_flight.call(self._capped(step), functools.partial(heartbeat, renew=True)):  # max_in_flight
+            with self.in_flight.call(self._capped(step), keep):  # max_in_flight
                 held = self._held_until(step)
                 if held is not None:
                     self._put_back(session, claim, held)
                     return None
                 result = steps.run(session, self.ctx, step, request, utcnow(), self._http(), heartbeat,
-                                   timeout=self.http_timeout)
+                                   timeout=self.http_timeout, store_call=functools.partial(self._store_call, keep))
         except LeaseLost:
             session.rollback()
             return None
@@ -251,17 +254,23 @@ class Worker:
     def _capped(self, step: ErasureStep) -> Capped | None:
         """The network's or service's max_in_flight the step keeps to: a revocation's network's, or the store's a
         purge step empties whole (one that does not say one, or is no longer listed, keeps to none)."""
-        if step.kind == StepKind.REVOKE:
-            network = self.ctx.networks.get(step.target)
-            limit = network.revocation.max_in_flight if network else None
-        elif step.kind == StepKind.PURGE:
-            try:
-                limit = self.ctx.datamap.store(step.target).max_in_flight
-            except KeyError:
-                limit = None  # the step says why, when it runs
-        else:
-            limit = None
+        if step.kind == StepKind.PURGE:
+            return self._capped_store(step.target)
+        network = self.ctx.networks.get(step.target) if step.kind == StepKind.REVOKE else None
+        limit = network.revocation.max_in_flight if network else None
         return None if limit is None else Capped(step.kind, step.target, limit)
+
+    def _capped_store(self, name: str) -> Capped | None:
+        """A store's max_in_flight, for its purge steps and verify's erasures there."""
+        try:
+            limit = self.ctx.datamap.store(name).max_in_flight
+        except KeyError:
+            return None  # the step says why, when it runs
+        return None if limit is None else Capped(StepKind.PURGE, name, limit)
+
+    def _store_call(self, keep_lease: Callable[[], None], name: str) -> AbstractContextManager[None]:
+        """One of a store's calls, for verify's erasures there: held to its max_in_flight as its purge steps are."""
+        return self.in_flight.call(self._capped_store(name), keep_lease)
 
     def _held_until(self, step: ErasureStep) -> dt.datetime | None:
         """Until when the step's network or service asked this worker to wait, if it still does and the step was not

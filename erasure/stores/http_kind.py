@@ -6,7 +6,7 @@
     endpoint_env = "BILLING_ERASE_URL"   # the service's base URL, from the environment
     categories = ["invoices"]
     identities = ["email"]               # the kinds of identity it is sent, never more
-    max_in_flight = 4                    # optional: at most 4 of its purge steps at once, from all the workers
+    max_in_flight = 4                    # optional: at most 4 of its erasures at once, from all the workers
 
 Ownstory asks; the service deletes and says how many (http_service.py holds the calls). Each category is
 an entry of its own, so steps, counts and receipt lines are per category, as for tables.

@@ -83,7 +83,8 @@ class StoreKind(ABC):
     thread at once, so an implementation keeps its client (engine, connection pool) thread-safe."""
 
     kind: ClassVar[str]
-    # How many of its purge steps may run at once, from all the workers together; None: as many as they have threads.
+    # How many of its erasures (its purge steps, and verify's) may run at once, from all the workers together; None:
+    # as many as they have threads.
     # A kind whose data map entry can say (http) sets it when it loads.
     max_in_flight: int | None = None
 

@@ -11,15 +11,17 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import select
 
-from app.db import utcnow
+from app.db import make_engine, utcnow
 from app.settings import ROOT
 from erasure.context import context_from_app
+from erasure.engine import slots as shared_slots
 from erasure.engine.worker import QUICK_RETRIES, Worker
 from erasure.models import ErasureStep, OptOutRequest, Receipt
 from erasure.optout import progress, service, wording
 from erasure.receipts import issue
 from erasure.stores.kinds import registered_kinds
 from tests.conftest import BILLING_STORE
+from tests.erasure.engine.helpers_processes import wait_for
 from tests.erasure.helpers_optout import joined_person, submit_optout
 from tests.erasure.stores.helpers_billing import billing_app
 from tests.helpers_servers import serve
@@ -175,6 +177,48 @@ def test_invoices_that_came_in_before_the_revocation_went_through_are_erased_by_
     assert {"store": "billing", "category": "invoices", "rows": 5} in claims["purged"]  # each invoice once
     assert "Nothing is left: deleted 3 invoices that came in while access was being revoked." in client.get(
         status_path).get_data(as_text=True)
+
+
+@pytest.fixture
+def billing_takes_one(config_files, billing):
+    """The data map says the billing service takes one erasure at a time: before the app reads it."""
+    datamap = config_files["datamap"]
+    datamap.write_text(datamap.read_text().replace(BILLING_STORE + "\n", BILLING_STORE + "\nmax_in_flight = 1\n", 1))
+
+
+def test_verify_erases_late_invoices_only_when_the_service_has_a_call_free(
+        billing_takes_one, app, billing, client, make_person, login, csrf_post, worker, demo_state, database_url):
+    # Verify's erasure at a service is a call there like a purge's, and keeps to its max_in_flight: while
+    # another worker holds the billing service's one call, verify waits for it, keeping its lease.
+    assert app.extensions["datamap"].store("billing").max_in_flight == 1
+    person = joined_person(client, make_person, login, csrf_post)
+    billing.add_invoices(f"email:{person.email}", 2)
+    demo_state.faults.set("revoke", status=503)  # verify waits for the revocation
+    request_id = submit_optout(client, csrf_post, "all").split("?")[0].rsplit("/", 1)[1]
+    drain_until(worker, app, request_id, lambda steps: billing_step(steps).status == "done")
+    billing.add_invoices(f"email:{person.email}", 3)  # the platform bills through the token, still live
+    demo_state.faults.clear("revoke")
+
+    engine = make_engine(database_url)
+    elsewhere = shared_slots.for_engine(engine).take("purge:billing", 1)  # another worker's call there
+    assert elsewhere is not None
+    try:
+        with ThreadPoolExecutor(1) as background:
+            draining = background.submit(drain_until, worker, app, request_id, completed, 40.0)
+            wait_for(lambda: any(s.kind == "verify" and s.status == "running" for s in steps_of(app, request_id)),
+                     20, "verify to be under way")
+            time.sleep(1.0)  # time enough for verify to have called the service, were it not waiting its turn
+            assert billing.calls["erase"] == 1 and billing.held(f"email:{person.email}") == 3
+            elsewhere.release()
+            elsewhere = None
+            steps = draining.result(timeout=40)
+    finally:
+        if elsewhere is not None:
+            elsewhere.release()
+        engine.dispose()
+    verify = next(s for s in steps if s.kind == "verify")
+    assert verify.result["late_rows"] == [{"store": "billing", "category": "invoices", "rows": 3}]
+    assert verify.attempts == 1 and billing.calls["erase"] == 2 and billing.held(f"email:{person.email}") == 0
 
 
 def test_a_service_that_never_confirms_needs_attention_and_is_never_done(app, billing, client, make_person, login,
