@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from erasure.engine.slots import LocalSlots, Slot, Slots
+from erasure.engine.slots import LocalSlots, Slot, Slots, name_of
 
 LOOK_AGAIN_FIRST = 1.0  # seconds: see to_pass_over
 LOOK_AGAIN_MAX = 30.0
@@ -91,7 +91,7 @@ class InFlight:
     def _take_shared(self, key: Key, limit: int, keep_lease: Callable[[], None]) -> tuple[Slot, bool]:
         """One of the slots every process shares, waiting for it if other processes hold them all; and whether
         it waited."""
-        name = ":".join(key)
+        name = name_of(*key)
         slot = self.shared.take(name, limit)
         if slot is not None:
             return slot, False

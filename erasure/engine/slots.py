@@ -11,6 +11,7 @@ loses power keeps its PostgreSQL slots until the server's TCP keepalives find it
 - SQLite in memory: nothing to share, since no other process can open that database.
 
 A slot is taken without waiting (take() answers None when all are held); the caller decides how to wait.
+The health page reads how many of each name's slots are held, by every process, without taking any (in_use()).
 """
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ import fcntl
 import logging
 import os
 import random
+import struct
 import threading
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -33,6 +36,17 @@ log = logging.getLogger(__name__)
 # (or the test suite's schemas) never share slots.
 _TRY = text("SELECT pg_try_advisory_lock(:space, :slot)")
 _UNLOCK = text("SELECT pg_advisory_unlock(:space, :slot)")
+# The advisory locks granted in this database, by the first half of their key (pg_locks shows it as an oid, the
+# 32 bits unsigned, and a lock taken with two int4 keys as objsubid 2).
+_HELD = text("SELECT classid::bigint AS space, count(*) AS held FROM pg_locks"
+             " WHERE locktype = 'advisory' AND objsubid = 2 AND granted"
+             " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+             " AND classid::bigint = ANY(:spaces) GROUP BY classid")
+
+
+def name_of(kind: str, target: str) -> str:
+    """A slot's name: a step's kind and its target, "revoke:<network>" or "purge:<store>"."""
+    return f"{kind}:{target}"
 
 
 class Slot(Protocol):
@@ -42,6 +56,9 @@ class Slot(Protocol):
 class Slots(Protocol):
     def take(self, name: str, limit: int) -> Slot | None:
         """One of the `limit` slots of `name`, now; None when every one is held (by any process)."""
+
+    def in_use(self, limits: Mapping[str, int]) -> dict[str, int] | None:
+        """How many of each name's slots every process together holds now; None where that cannot be seen."""
 
 
 class _Nothing:
@@ -54,6 +71,9 @@ class LocalSlots:
 
     def take(self, name: str, limit: int) -> Slot | None:
         return _Nothing()
+
+    def in_use(self, limits: Mapping[str, int]) -> dict[str, int] | None:
+        return None  # held by no lock: each worker's own threads count theirs (in_flight.py)
 
 
 def _space(*names: str) -> int:
@@ -101,6 +121,17 @@ class AdvisorySlots:
         conn.close()
         return None
 
+    def in_use(self, limits: Mapping[str, int]) -> dict[str, int] | None:
+        if not limits:
+            return {}
+        with self.engine.connect() as conn:
+            schema = conn.scalar(text("SELECT current_schema()")) or ""
+            spaces = {_space(schema, name) % 2**32: name for name in limits}  # as pg_locks shows it, unsigned
+            held = dict.fromkeys(limits, 0)
+            for space, count in conn.execute(_HELD, {"spaces": list(spaces)}):
+                held[spaces[space]] = count
+        return held
+
 
 class _RecordLock:
     def __init__(self, owner: FileSlots, offset: int) -> None:
@@ -125,36 +156,71 @@ class FileSlots:
         self._unshared = False  # the file could not be opened: said once
 
     def take(self, name: str, limit: int) -> Slot | None:
-        base = (_space(name) + 2**31) << 8  # 256 bytes a name: max_in_flight is at most 64
+        base = _base(name)
         with self._lock:
-            if self._fd is None:
-                try:
-                    self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-                except OSError as exc:
-                    # Revocations go on, each worker process keeping to the limit on its own, rather than stop.
-                    if not self._unshared:
-                        log.warning("cannot open %s (%s): each worker keeps to max_in_flight on its own",
-                                    self.path, exc.strerror)
-                    self._unshared = True
-                    return _Nothing()
+            fd = self._open()
+            if fd is None:
+                return _Nothing()  # revocations go on, each worker process keeping to the limit on its own
             first = random.randrange(limit)  # noqa: S311 (spreads the tries, not a secret)
             for n in range(limit):
                 offset = base + (first + n) % limit
                 if offset in self._held:
                     continue
                 try:
-                    fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
+                    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
                 except OSError:
                     continue  # another process holds it
                 self._held.add(offset)
                 return _RecordLock(self, offset)
         return None
 
+    def in_use(self, limits: Mapping[str, int]) -> dict[str, int] | None:
+        """This process's own slots, and the bytes another process has locked, asked with F_GETLK, which takes
+        nothing (and answers only for other processes' locks)."""
+        with self._lock:
+            fd = self._open()
+            if fd is None:
+                return None
+            held = {}
+            for name, limit in limits.items():
+                base = _base(name)
+                held[name] = sum(base + i in self._held or _locked_elsewhere(fd, base + i)
+                                 for i in range(limit))
+            return held
+
+    def _open(self) -> int | None:
+        """The slots file, opened once, under self._lock; None when it cannot be (said once, tried again each time)."""
+        if self._fd is None:
+            try:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:
+                if not self._unshared:
+                    log.warning("cannot open %s (%s): each worker keeps to max_in_flight on its own",
+                                self.path, exc.strerror)
+                self._unshared = True
+        return self._fd
+
     def _release(self, offset: int) -> None:
         with self._lock:
             if self._fd is not None and offset in self._held:
                 fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, offset)
                 self._held.discard(offset)
+
+
+def _base(name: str) -> int:
+    """The first byte of a name's slots in the slots file: 256 bytes a name, as max_in_flight is at most 64."""
+    return (_space(name) + 2**31) << 8
+
+
+# struct flock (fcntl(2)): l_type, l_whence, l_start, l_len, l_pid, in the machine's own layout.
+_FLOCK = "@hhqqi"
+
+
+def _locked_elsewhere(fd: int, offset: int) -> bool:
+    """Whether another process holds a lock on the byte at `offset`: F_GETLK, which takes none."""
+    asked = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, offset, 1, 0)
+    answer = fcntl.fcntl(fd, fcntl.F_GETLK, asked + bytes(32))  # room for the padding the machine's struct has
+    return struct.unpack_from(_FLOCK, answer)[0] != fcntl.F_UNLCK
 
 
 def for_engine(engine: Engine) -> Slots:

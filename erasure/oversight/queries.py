@@ -20,6 +20,8 @@ from erasure.agents.models import sent_through
 from erasure.models import (
     FAILING_STEPS,
     OPEN_REQUESTS,
+    RUNNABLE_STEPS,
+    UNFINISHED_STEPS,
     ErasureStep,
     OptOutRequest,
     Receipt,
@@ -281,6 +283,27 @@ def failing_steps(session: Session) -> list[Failing]:
     rows = session.execute(select(ranked).where(ranked.c.rank == 1)
                            .order_by(ranked.c.kind, ranked.c.target)).all()
     return [Failing(r.kind, r.target, r.failing, int(r.attention or 0), r.last_error, r.not_before) for r in rows]
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    kind: str
+    target: str
+    waiting: int  # not under way: due, retrying, or waiting for the request's earlier steps
+    under_way: int  # claimed by a worker: calling, or waiting in its thread for a turn (max_in_flight)
+
+
+def unfinished_calls(session: Session) -> dict[tuple[str, str], Unfinished]:
+    """Per (kind, target), the revocations and purges not done yet: what each network and service still has
+    to answer. One statement, over the claim index's unfinished statuses only."""
+    rows = session.execute(
+        select(ErasureStep.kind, ErasureStep.target,
+               func.sum(case((ErasureStep.status.in_(RUNNABLE_STEPS), 1), else_=0)).label("waiting"),
+               func.sum(case((ErasureStep.status == StepStatus.RUNNING, 1), else_=0)).label("under_way"))
+        .where(ErasureStep.status.in_(UNFINISHED_STEPS), ErasureStep.kind.in_((StepKind.REVOKE, StepKind.PURGE)))
+        .group_by(ErasureStep.kind, ErasureStep.target))
+    return {(r.kind, r.target): Unfinished(r.kind, r.target, int(r.waiting or 0), int(r.under_way or 0))
+            for r in rows}
 
 
 # --- days ----------------------------------------------------------------------------------------------

@@ -54,7 +54,9 @@ def test_a_network_has_as_many_slots_as_it_takes_calls_and_a_slot_given_back_is_
     first, second = slots.take("small", 2), slots.take("small", 2)
     assert first is not None and second is not None  # two threads of one worker: one slot each
     assert slots.take("small", 2) is None
-    assert slots.take("big", 2) is not None  # another network's slots are its own
+    other = slots.take("big", 2)
+    assert other is not None  # another network's slots are its own
+    other.release()
     first.release()
     third = slots.take("small", 2)
     assert third is not None and slots.take("small", 2) is None
@@ -83,6 +85,23 @@ def test_a_worker_whose_slots_are_all_held_elsewhere_takes_none(slots, other_wor
     third.release()
 
 
+def test_the_slots_in_use_are_counted_across_processes_without_taking_any(slots, other_worker):
+    # What the health page shows: every worker's calls at a network, read without taking a slot.
+    assert slots.in_use({"small": 2, "big": 3}) == {"small": 0, "big": 0}
+    other = other_worker(1)
+    mine = slots.take("big", 3)
+    assert mine is not None
+    assert slots.in_use({"small": 2, "big": 3}) == {"small": 1, "big": 1}
+    assert slots.in_use({"small": 2, "big": 3}) == {"small": 1, "big": 1}  # reading took nothing
+    last = slots.take("small", 2)
+    assert last is not None and slots.in_use({"small": 2}) == {"small": 2}
+    last.release()
+    mine.release()
+    other.send_signal(signal.SIGKILL)
+    other.wait()
+    wait_for(lambda: slots.in_use({"small": 2, "big": 3}) == {"small": 0, "big": 0}, 10, "no slot in use")
+
+
 def test_a_slots_file_that_cannot_be_opened_leaves_each_worker_to_its_own_limit_and_says_so(tmp_path, caplog):
     slots = shared_slots.FileSlots(tmp_path / "no such folder" / "ownstory.db.slots")
     with caplog.at_level(logging.WARNING, logger=shared_slots.__name__):
@@ -93,6 +112,7 @@ def test_a_slots_file_that_cannot_be_opened_leaves_each_worker_to_its_own_limit_
         "each worker keeps to max_in_flight on its own"]
     for slot in taken:
         slot.release()
+    assert slots.in_use({"small": 1}) is None  # nothing to read: the health page says only the limit
 
 
 def test_an_sqlite_file_named_as_a_path_or_as_a_uri_has_one_slots_file_and_a_database_in_memory_none(tmp_path):

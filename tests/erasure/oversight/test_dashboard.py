@@ -7,14 +7,14 @@ import re
 import uuid
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app import audit
 from app.db import utcnow
 from app.models import AuditEvent
 from erasure.models import ErasureStep, OptOutRequest
 from tests.conftest import csrf_token_from
-from tests.erasure.oversight.helpers_seed import bulk_requests, seed_every_state
+from tests.erasure.oversight.helpers_seed import Secrets, bulk_requests, person_leaves, seed_every_state
 from tests.helpers_statements import counted
 
 ROW = re.compile(r'<tr class="(\w+)">\s*<th scope="row"><a href="/operator/requests/([0-9a-f-]{36})"')
@@ -239,7 +239,9 @@ def test_health_names_failing_networks_and_the_chart_reads_without_javascript(ap
     client = signed_in("operator")
     with counted(app) as statements:
         html = client.get("/operator/health").get_data(as_text=True)
-    assert len(statements) <= 5  # the sign-in, the failing steps, the holds, the 30 days' timings
+    # The sign-in, the failing steps, the holds, the work still to do, the 30 days' timings (and, with a
+    # max_in_flight somewhere, the slots in use: none here).
+    assert len(statements) <= 6
     row = re.search(r'<tr class="failing">\s*<th scope="row">Demo Social.*?</tr>', html, re.S).group(0)
     assert re.findall(r"<td>(?:<a [^>]*>)?(\d+)", row)[:2] == ["2", "1"]  # failing, needing attention
     assert "HTTP 503 from Demo Social" in row or "the network timed out" in row
@@ -269,6 +271,54 @@ def test_health_says_which_network_asked_to_wait_and_until_when(app, signed_in, 
     assert "<strong>Demo Social</strong> asked us to wait" in held and "no worker revokes there" in held
     assert f'<time datetime="{until.isoformat().replace("+00:00", "Z")}">' in held
     assert "billing" not in held
+
+
+@pytest.fixture
+def demo_takes_two_at_once(config_files):
+    """Demo Social's catalogue entry takes 2 revocation calls at once: before the app reads it."""
+    catalogue = config_files["networks"]
+    catalogue.write_text(catalogue.read_text().replace("[networks.demo.revocation]\n",
+                                                       "[networks.demo.revocation]\nmax_in_flight = 2\n"))
+
+
+def calls_row(html: str, name: str) -> list[str]:
+    """The cells of a network's or service's row in "Still to do", as text."""
+    table = re.search(r'<table class="calls">.*?</table>', html, re.S).group(0)
+    row = re.search(rf'<th scope="row">{re.escape(name)}.*?</tr>', table, re.S).group(0)
+    return [re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<td>(.*?)</td>", row, re.S)]
+
+
+def test_health_shows_what_each_network_and_service_has_still_to_do_and_its_calls_at_once(
+        demo_takes_two_at_once, app, signed_in, make_person, database_url):
+    from app.db import make_engine
+    from erasure.engine import slots as shared_slots
+
+    requests = [person_leaves(app, make_person, Secrets(), requested_at=utcnow(), n=n) for n in range(3)]
+    with app.app_context():
+        from app.extensions import db
+
+        db.session.execute(update(ErasureStep).where(ErasureStep.request_id == requests[0],
+                                                     ErasureStep.kind == "revoke").values(status="running"))
+        db.session.commit()
+    client = signed_in("operator")
+    html = client.get("/operator/health").get_data(as_text=True)
+    # Two revocations wait, one is claimed; the platform's store has every request's erasure still to do.
+    assert calls_row(html, "Demo Social") == ["Revocations", "2", "1", "0 of at most 2"]
+    assert calls_row(html, "platform") == ["Erasures", "3", "0", "No limit"]
+
+    # A worker, here or in another process, in a call at Demo Social holds one of its slots; the page sees them.
+    engine = make_engine(database_url)
+    slots = shared_slots.for_engine(engine)
+    held = [slots.take("revoke:demo", 2), slots.take("revoke:demo", 2)]
+    try:
+        html = client.get("/operator/health").get_data(as_text=True)
+        assert calls_row(html, "Demo Social")[3] == "2 of at most 2: at its limit"
+        held.pop().release()
+        assert calls_row(client.get("/operator/health").get_data(as_text=True), "Demo Social")[3] == "1 of at most 2"
+    finally:
+        for slot in held:
+            slot.release()
+        engine.dispose()
 
 
 def test_the_chart_with_no_completions_and_a_missed_deadline(app):
