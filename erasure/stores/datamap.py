@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from app.settings import ConfigError
+from erasure.stores.config import max_in_flight
 from erasure.stores.config import string as _string  # the name kinds written beside this one import
 from erasure.stores.kinds import Entry, StoreKind, StoreMisconfigured, StoreUnavailable, registered_kinds
 
@@ -176,4 +177,9 @@ def _store(where: str, i: int, raw: Any, networks: Mapping | None, environ: Mapp
                                                      "`.venv/bin/pip install --no-deps -e .` (make does it)")
         raise ConfigError(where, f"{label}.kind", f"unknown kind {kind!r}; the known kinds are "
                                                  f"{', '.join(sorted(kinds))}")
-    return kinds[kind].load(where, label, raw, networks, environ)
+    # Every kind's store may take only so many erasures at once (a team's service, a small object store): the
+    # field is the data map's, checked here, and each kind is given the rest.
+    limit = max_in_flight(where, label, raw)
+    store = kinds[kind].load(where, label, {k: v for k, v in raw.items() if k != "max_in_flight"}, networks, environ)
+    store.max_in_flight = limit
+    return store

@@ -22,13 +22,12 @@ from urllib.parse import urlsplit
 from app.settings import ConfigError
 from consent.suppression import Identity
 from erasure.engine.revocation import TIMEOUT
-from erasure.stores import config
 from erasure.stores.datamap import Identities, _string
 from erasure.stores.http_service import POLL_FOR, ServiceClient
 from erasure.stores.http_signing import RequestSigner
 from erasure.stores.kinds import IDENTITY_KINDS, Entry, OnBatch, OnStarted, StoreKind
 
-FIELDS = ("name", "kind", "endpoint_env", "categories", "identities", "max_in_flight")
+FIELDS = ("name", "kind", "endpoint_env", "categories", "identities")  # and max_in_flight, any store's (datamap.py)
 SERVICE = "service"  # an entry's `identity`: the service is sent each identity of the kinds it may see
 
 
@@ -73,7 +72,8 @@ class HttpStore(StoreKind):
         for key in raw:
             if key not in FIELDS:
                 hint = " (the endpoint comes from the environment: name its variable in endpoint_env)" \
-                    if key in ("endpoint", "url", "url_env") else f" (an http store has {', '.join(FIELDS)})"
+                    if key in ("endpoint", "url", "url_env") \
+                    else f" (an http store has {', '.join(FIELDS)}, max_in_flight)"
                 raise ConfigError(where, f"{label}.{key}", "unknown field" + hint)
         name = _string(where, f"{label}.name", raw.get("name"))
         var = _string(where, f"{label}.endpoint_env", raw.get("endpoint_env"))
@@ -88,9 +88,7 @@ class HttpStore(StoreKind):
             if kind not in IDENTITY_KINDS:
                 raise ConfigError(where, f"{label}.identities", f"{kind!r} is not one of {', '.join(IDENTITY_KINDS)}")
         entries = tuple(ServiceEntry(name, category, SERVICE, None, kinds) for category in categories)
-        store = cls(name, entries, endpoint)
-        store.max_in_flight = config.max_in_flight(where, label, raw)
-        return store
+        return cls(name, entries, endpoint)
 
     def count(self, entry: Entry, values: list[str]) -> int:
         if not values:

@@ -84,8 +84,8 @@ class StoreKind(ABC):
 
     kind: ClassVar[str]
     # How many of its erasures (its purge steps, and verify's) may run at once, from all the workers together; None:
-    # as many as they have threads.
-    # A kind whose data map entry can say (http) sets it when it loads.
+    # as many as they have threads. The data map's `max_in_flight`, any kind's: load_datamap sets it, and a kind's
+    # load() never sees the field.
     max_in_flight: int | None = None
 
     def __init__(self, name: str, entries: tuple[Entry, ...]) -> None:

@@ -274,11 +274,12 @@ def test_health_says_which_network_asked_to_wait_and_until_when(app, signed_in, 
 
 
 @pytest.fixture
-def demo_takes_two_at_once(config_files):
-    """Demo Social's catalogue entry takes 2 revocation calls at once: before the app reads it."""
-    catalogue = config_files["networks"]
+def small_places(config_files):
+    """Demo Social takes 2 revocation calls at once, the platform's store 3 erasures: before the app reads them."""
+    catalogue, datamap = config_files["networks"], config_files["datamap"]
     catalogue.write_text(catalogue.read_text().replace("[networks.demo.revocation]\n",
                                                        "[networks.demo.revocation]\nmax_in_flight = 2\n"))
+    datamap.write_text(datamap.read_text().replace('name = "platform"\n', 'name = "platform"\nmax_in_flight = 3\n', 1))
 
 
 def calls_row(html: str, name: str) -> list[str]:
@@ -289,7 +290,7 @@ def calls_row(html: str, name: str) -> list[str]:
 
 
 def test_health_shows_what_each_network_and_service_has_still_to_do_and_its_calls_at_once(
-        demo_takes_two_at_once, app, signed_in, make_person, database_url):
+        small_places, app, signed_in, make_person, database_url):
     from app.db import make_engine
     from erasure.engine import slots as shared_slots
 
@@ -304,7 +305,7 @@ def test_health_shows_what_each_network_and_service_has_still_to_do_and_its_call
     html = client.get("/operator/health").get_data(as_text=True)
     # Two revocations wait, one is claimed; the platform's store has every request's erasure still to do.
     assert calls_row(html, "Demo Social") == ["Revocations", "2", "1", "0 of at most 2"]
-    assert calls_row(html, "platform") == ["Erasures", "3", "0", "No limit"]
+    assert calls_row(html, "platform") == ["Erasures", "3", "0", "0 of at most 3"]
 
     # A worker, here or in another process, in a call at Demo Social holds one of its slots; the page sees them.
     engine = make_engine(database_url)

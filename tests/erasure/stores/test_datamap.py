@@ -74,6 +74,8 @@ def test_the_sql_kind_is_registered_through_the_entry_point_group():
     (('name = "platform"', 'name = ""'), "stores[0].name"),
     (('name = "platform"', 'name = "platform"\nkind = "mongodb"'), "stores.platform.kind"),
     (('name = "platform"', 'name = "platform"\nbucket = "media"'), "stores.platform.bucket"),
+    *((('name = "platform"', f'name = "platform"\nmax_in_flight = {bad}'), "stores.platform.max_in_flight")
+      for bad in ("0", "65", '"hunter2"', "2.5", "true")),
     (('network = "demo"', 'network = "demo"\n\n[[stores.tables]]\ntable = "posts"\ncategory = "more posts"\n'
                           'column = "author_id"\nidentity = "account"\nnetwork = "demo"'), "stores.platform"),
 ])
@@ -153,6 +155,18 @@ class DictIndex(StoreKind):
 
     def export(self, entry: Entry, values: list[str], batch_size: int = 1000) -> Iterator[list[dict]]:
         yield [self.docs[i] for i in self._mine(entry, values)]
+
+
+def test_any_store_may_take_only_so_many_erasures_at_once(tmp_path):
+    # max_in_flight is the data map's, for a store of any kind: a kind (here a platform's own) never sees it.
+    body = GOOD_TABLE.replace('name = "platform"', 'name = "platform"\nmax_in_flight = 3') + \
+        '\n[[stores]]\nname = "search"\nkind = "index"\ncategory = "profiles"\nmax_in_flight = 1\n'
+    datamap = load_datamap(write(tmp_path, body), networks=NETWORKS, kinds={"sql": SqlStore, "index": DictIndex})
+    assert [(s.name, s.max_in_flight) for s in datamap.stores] == [("platform", 3), ("search", 1)]
+    datamap.dispose()
+    datamap = load_datamap(write(tmp_path, GOOD_TABLE), networks=NETWORKS, environ={})
+    assert datamap.store("platform").max_in_flight is None  # as many as the workers have threads
+    datamap.dispose()
 
 
 def test_stores_of_several_kinds_are_counted_each_by_its_own(tmp_path):

@@ -214,7 +214,6 @@ def test_a_good_entry_loads():
     assert [(e.category, e.identity, e.network, e.identities) for e in store.entries] == [
         ("invoices", "service", None, ("email",))]
     assert load(GOOD, {BILLING_VAR: "http://127.0.0.1:5000/demo/billing"}).service.endpoint.startswith("http://")
-    assert store.max_in_flight is None and load({**GOOD, "max_in_flight": 4}).max_in_flight == 4
 
 
 @pytest.mark.parametrize("raw, environ, field, words", [
@@ -232,11 +231,6 @@ def test_a_good_entry_loads():
     ({**GOOD, "categories": ["invoices", "invoices"]}, None, "stores.billing.categories", "twice"),
     ({k: v for k, v in GOOD.items() if k != "identities"}, None, "stores.billing.identities", "non-empty list"),
     ({**GOOD, "identities": ["phone"]}, None, "stores.billing.identities", "'phone' is not one of"),
-    ({**GOOD, "max_in_flight": 0}, None, "stores.billing.max_in_flight", "from 1 to 64, got 0"),
-    ({**GOOD, "max_in_flight": 65}, None, "stores.billing.max_in_flight", "from 1 to 64, got 65"),
-    ({**GOOD, "max_in_flight": "hunter2"}, None, "stores.billing.max_in_flight", "got a string"),
-    ({**GOOD, "max_in_flight": 2.5}, None, "stores.billing.max_in_flight", "got a number"),
-    ({**GOOD, "max_in_flight": True}, None, "stores.billing.max_in_flight", "got true/false"),
 ])
 def test_bad_configuration_is_refused_with_one_line_naming_file_store_and_field(raw, environ, field, words):
     with pytest.raises(ConfigError) as refused:
