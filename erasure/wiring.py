@@ -18,6 +18,7 @@ from consent import connect as consent_connect
 from consent import views as consent_views
 from consent.models import Grant
 from consent.networks import Network
+from erasure.engine import slots as shared_slots
 from erasure.engine.revocation import GrantTokens, revoke
 from erasure.models import SigningKey
 from erasure.oversight import metrics as erasure_metrics
@@ -33,6 +34,9 @@ DISCARD_TIMEOUT = (3, 5)  # the person is waiting on this page
 def init_app(app: Flask) -> None:
     """Called by the factory once the extensions are bound."""
     metrics.register_collector(app, erasure_metrics.collect)
+    slots = shared_slots.for_engine(app.extensions["ownstory_db"]["engine"])
+    metrics.register_collector(app, lambda session: erasure_metrics.collect_calls(
+        session, app.extensions["networks"], app.extensions["datamap"], slots))
     health.register_check(app, "keys", lambda session: signing_keys_open(session, app.extensions["ownstory_vault"]))
     consent_views.register_held_counter(app, lambda user, grants: held_about(app.extensions["datamap"], user, grants))
     consent_connect.register_token_discarder(app, discard_token)

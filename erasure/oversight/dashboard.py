@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from dataclasses import dataclass
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -24,7 +23,7 @@ from erasure.engine import queue as step_queue  # the view `queue` is the dashbo
 from erasure.engine import slots as shared_slots
 from erasure.models import FAILING_STEPS, OPEN_REQUESTS, OptOutRequest, RequestStatus, StepKind, StepStatus
 from erasure.optout.operations import retry_now
-from erasure.oversight import charts, queries
+from erasure.oversight import calls, charts, queries
 
 bp = Blueprint("dashboard", __name__, url_prefix="/operator")
 staff_only(bp, "operator")
@@ -235,39 +234,6 @@ def health():
     days = queries.completion_days(db.session, now)
     deadline = current_app.config["ERASURE_DEADLINE_DAYS"] * 86400
     return render_template("operator/health.html", rows=rows, others=others, held=held, days=days, now=now,
-                           calls=_calls(), chart=charts.time_to_complete(days, deadline), duration=charts.duration)
-
-
-@dataclass(frozen=True)
-class Calls:
-    """What one network (its revocations) or service (its purges) still has to answer, and how fast it may."""
-
-    kind: str
-    target: str
-    name: str
-    waiting: int
-    under_way: int
-    limit: int | None  # its max_in_flight; None: no limit
-    calling: int | None  # of the steps under way, those in a call now (holding a slot); None: not known
-
-
-def _calls() -> list[Calls]:
-    """Every network in the catalogue and store in the data map, then any the queue still names that neither
-    lists now; with the slots every worker holds at those with a max_in_flight."""
-    unfinished = queries.unfinished_calls(db.session)
-    networks, datamap = current_app.extensions["networks"], current_app.extensions["datamap"]
-    places: list[tuple[str, str, str, int | None]] = [
-        (StepKind.REVOKE, key, network.name, network.revocation.max_in_flight)
-              for key, network in networks.items()]
-    places += [(StepKind.PURGE, store.name, store.name, store.max_in_flight) for store in datamap.stores]
-    listed = {(kind, target) for kind, target, _name, _limit in places}
-    places += [(kind, target, f"{target} (no longer configured)", None)
-               for kind, target in sorted(unfinished) if (kind, target) not in listed]
-    limits = {shared_slots.name_of(kind, target): limit for kind, target, _name, limit in places if limit}
-    in_use = shared_slots.for_engine(db.engine).in_use(limits) or {}
-    rows = []
-    for kind, target, name, limit in places:
-        found = unfinished.get((kind, target), queries.Unfinished(kind, target, 0, 0))
-        rows.append(Calls(kind, target, name, found.waiting, found.under_way, limit,
-                          in_use.get(shared_slots.name_of(kind, target))))
-    return rows
+                           calls=calls.still_to_do(db.session, networks, current_app.extensions["datamap"],
+                                                   shared_slots.for_engine(db.engine)),
+                           chart=charts.time_to_complete(days, deadline), duration=charts.duration)

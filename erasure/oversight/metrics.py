@@ -1,15 +1,19 @@
 """Erasure's figures on /metrics, read from the database at each scrape."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
+from consent.networks import Network
+from erasure.engine.slots import Slots
 from erasure.models import FAILING_STEPS, UNFINISHED_STEPS, ErasureStep, OptOutRequest, Receipt, RequestStatus
+from erasure.oversight import calls
 from erasure.receipts import tlog as transparency_log
+from erasure.stores.datamap import DataMap
 
 
 def collect(session: Session) -> Iterator[Metric]:
@@ -49,7 +53,7 @@ def collect(session: Session) -> Iterator[Metric]:
     failures = GaugeMetricFamily(
         "ownstory_erasure_step_failures",
         "Steps failing now (retrying or needing attention), by kind, target (the network key for "
-        "revoke steps, store/category for purge steps, ownstory for forget steps) and status.",
+        "revoke steps, the store for purge steps, ownstory for forget steps) and status.",
         labels=["kind", "target", "status"])
     for kind, target, status, total in failing:
         failures.add_metric([kind, target, status], total)
@@ -58,3 +62,31 @@ def collect(session: Session) -> Iterator[Metric]:
     yield GaugeMetricFamily("ownstory_log_size", "Leaves in the transparency log.", value=leaves)
     yield GaugeMetricFamily("ownstory_log_signed_tree_size", "The tree size of the latest signed checkpoint.",
                             value=signed)
+
+
+def collect_calls(session: Session, networks: Mapping[str, Network], datamap: DataMap,
+                  slots: Slots) -> Iterator[Metric]:
+    """What each network and store still has to do, and its calls at once where it has a max_in_flight: the
+    health page's table (oversight/calls.py), for alerts."""
+    rows = calls.still_to_do(session, networks, datamap, slots)
+    unfinished = GaugeMetricFamily(
+        "ownstory_erasure_steps_unfinished",
+        "Revocations (kind revoke, target the network) and erasures (kind purge, target the store) not done yet: "
+        "waiting (not started, retrying, or waiting for the request's earlier steps) or under_way (claimed).",
+        labels=["kind", "target", "state"])
+    limits = GaugeMetricFamily("ownstory_max_in_flight", "A network's or store's max_in_flight, where it has one.",
+                               labels=["kind", "target"])
+    in_flight = GaugeMetricFamily(
+        "ownstory_calls_in_flight", "Calls under way now at a network or store with a max_in_flight, from every "
+        "worker together (where the database lets them be read: PostgreSQL, or an SQLite file).",
+        labels=["kind", "target"])
+    for row in rows:
+        unfinished.add_metric([row.kind, row.target, "waiting"], row.waiting)
+        unfinished.add_metric([row.kind, row.target, "under_way"], row.under_way)
+        if row.limit is not None:
+            limits.add_metric([row.kind, row.target], row.limit)
+        if row.calling is not None:
+            in_flight.add_metric([row.kind, row.target], row.calling)
+    yield unfinished
+    yield limits
+    yield in_flight

@@ -96,6 +96,45 @@ def test_the_figures_come_from_the_database(app, client, api_token, sessions):
     assert figures[("ownstory_log_signed_tree_size", ())] == 1
 
 
+@pytest.fixture
+def demo_takes_two(config_files):
+    """Demo Social's catalogue entry takes 2 revocation calls at once: before the app reads it."""
+    catalogue = config_files["networks"]
+    catalogue.write_text(catalogue.read_text().replace("[networks.demo.revocation]\n",
+                                                       "[networks.demo.revocation]\nmax_in_flight = 2\n"))
+
+
+def test_what_each_network_and_store_has_still_to_do_and_its_calls_at_once(demo_takes_two, app, client, api_token,
+                                                                          sessions, database_url):
+    from app.db import make_engine
+    from erasure.engine import slots as shared_slots
+
+    token = api_token("operator")
+    first, _second = submit(app, "9101"), submit(app, "9102")
+    with sessions() as db:
+        db.execute(update(ErasureStep).where(ErasureStep.request_id == first, ErasureStep.kind == "purge")
+                   .values(status="running"))
+        db.commit()
+    engine = make_engine(database_url)
+    slot = shared_slots.for_engine(engine).take("revoke:demo", 2)  # a worker in a call at Demo Social
+    try:
+        figures = scrape(client, token)
+    finally:
+        assert slot is not None
+        slot.release()
+        engine.dispose()
+
+    def unfinished(kind: str, target: str, state: str) -> float:
+        return figures[("ownstory_erasure_steps_unfinished", (("kind", kind), ("state", state), ("target", target)))]
+
+    assert (unfinished("purge", "platform", "waiting"), unfinished("purge", "platform", "under_way")) == (1, 1)
+    assert (unfinished("revoke", "demo", "waiting"), unfinished("revoke", "demo", "under_way")) == (0, 0)
+    assert figures[("ownstory_max_in_flight", (("kind", "revoke"), ("target", "demo")))] == 2
+    assert ("ownstory_max_in_flight", (("kind", "purge"), ("target", "platform"))) not in figures  # no limit
+    assert figures[("ownstory_calls_in_flight", (("kind", "revoke"), ("target", "demo")))] == 1
+    assert scrape(client, token)[("ownstory_calls_in_flight", (("kind", "revoke"), ("target", "demo")))] == 0
+
+
 def test_consent_checks_served_are_counted(app, client, api_token):
     service_token = api_token("service")
     before = scrape(client, service_token).get(("ownstory_consent_checks_total", ()), 0)
