@@ -1,6 +1,7 @@
 """Erasure's figures on /metrics, read from the database at each scrape."""
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator, Mapping
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -15,18 +16,28 @@ from erasure.oversight import calls
 from erasure.receipts import tlog as transparency_log
 from erasure.stores.datamap import DataMap
 
+# The windows an alert may watch before a deadline is missed: a day, for paging; a week, for a ticket.
+DUE_SOON = {"1d": dt.timedelta(days=1), "7d": dt.timedelta(days=7)}
+
 
 def collect(session: Session) -> Iterator[Metric]:
     """Opt-outs by status and overdue, the oldest unfinished step, the failing steps, receipts issued and the
     transparency log's size: a handful of small queries, then the families (app.metrics.register_collector)."""
     now = utcnow()
     overdue = case((OptOutRequest.deadline < now, 1), else_=0)
+    due = {window: case((OptOutRequest.deadline.between(now, now + length), 1), else_=0)
+           for window, length in DUE_SOON.items()}
     by_status: dict[str, int] = dict.fromkeys(RequestStatus, 0)
     late = 0
-    for status, total, overdue_count in session.execute(
-            select(OptOutRequest.status, func.count(), func.sum(overdue)).group_by(OptOutRequest.status)):
+    soon = dict.fromkeys(DUE_SOON, 0)
+    for status, total, overdue_count, *due_counts in session.execute(
+            select(OptOutRequest.status, func.count(), func.sum(overdue), *(func.sum(d) for d in due.values()))
+            .group_by(OptOutRequest.status)):
         by_status[status] = total
-        late += (overdue_count or 0) if status != RequestStatus.COMPLETED else 0
+        if status != RequestStatus.COMPLETED:
+            late += overdue_count or 0
+            for window, n in zip(DUE_SOON, due_counts, strict=True):
+                soon[window] += n or 0
     oldest = session.scalar(select(func.min(OptOutRequest.requested_at))
                             .join(ErasureStep, ErasureStep.request_id == OptOutRequest.id)
                             .where(ErasureStep.status.in_(UNFINISHED_STEPS)))
@@ -45,6 +56,13 @@ def collect(session: Session) -> Iterator[Metric]:
     yield requests
     yield GaugeMetricFamily("ownstory_optout_requests_overdue",
                             "Opt-out requests not completed by their deadline.", value=late)
+    due_soon = GaugeMetricFamily(
+        "ownstory_optout_requests_due_soon",
+        "Opt-out requests not completed whose deadline comes within the window (1d, 7d): not yet overdue.",
+        labels=["within"])
+    for window, n in soon.items():
+        due_soon.add_metric([window], n)
+    yield due_soon
     age = max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
     yield GaugeMetricFamily(
         "ownstory_oldest_unfinished_step_age_seconds",

@@ -66,10 +66,14 @@ def test_the_figures_come_from_the_database(app, client, api_token, sessions):
     assert empty[("ownstory_oldest_unfinished_step_age_seconds", ())] == 0
     assert empty[("ownstory_receipts_issued_total", ())] == 0
 
-    stuck, late, done = submit(app, "9001"), submit(app, "9002"), submit(app, "9003")
+    assert empty[("ownstory_optout_requests_due_soon", (("within", "1d"),))] == 0
+    stuck, late, done, week = submit(app, "9001"), submit(app, "9002"), submit(app, "9003"), submit(app, "9004")
     long_ago = utcnow() - dt.timedelta(days=40)
     with sessions() as db:
-        db.execute(update(OptOutRequest).where(OptOutRequest.id == stuck).values(status="needs_attention"))
+        db.execute(update(OptOutRequest).where(OptOutRequest.id == stuck).values(
+            status="needs_attention", deadline=utcnow() + dt.timedelta(hours=12)))
+        db.execute(update(OptOutRequest).where(OptOutRequest.id == week).values(
+            deadline=utcnow() + dt.timedelta(days=3)))
         first, second = db.scalars(select(ErasureStep).where(ErasureStep.request_id == stuck)
                                    .order_by(ErasureStep.position).limit(2)).all()
         first.status, second.status = "needs_attention", "retrying"
@@ -85,8 +89,12 @@ def test_the_figures_come_from_the_database(app, client, api_token, sessions):
     figures = scrape(client, token)
     by_status = {status: figures[("ownstory_optout_requests", (("status", status),))]
                  for status in ("received", "in_progress", "completed", "needs_attention")}
-    assert by_status == {"received": 0, "in_progress": 1, "completed": 1, "needs_attention": 1}
+    assert by_status == {"received": 1, "in_progress": 1, "completed": 1, "needs_attention": 1}
     assert figures[("ownstory_optout_requests_overdue", ())] == 1
+    # Due within a day: the stuck one; within a week, the one due in 3 days too. The overdue one is counted as
+    # overdue, and the completed one not at all.
+    assert figures[("ownstory_optout_requests_due_soon", (("within", "1d"),))] == 1
+    assert figures[("ownstory_optout_requests_due_soon", (("within", "7d"),))] == 2
     assert 40 * 86400 - 60 < figures[("ownstory_oldest_unfinished_step_age_seconds", ())] < 40 * 86400 + 60
     failures = {(dict(labels)["kind"], dict(labels)["target"], dict(labels)["status"]): value
                 for (name, labels), value in figures.items() if name == "ownstory_erasure_step_failures"}
