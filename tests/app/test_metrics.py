@@ -8,10 +8,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select, update
 
-from app.db import utcnow
+from app.db import make_engine, utcnow
 from app.settings import ROOT
 from consent.suppression import Identity
 from erasure.context import context_from_app
+from erasure.engine import slots as shared_slots
 from erasure.models import ErasureStep, OptOutRequest
 from erasure.optout import service
 from erasure.receipts import issue
@@ -114,9 +115,6 @@ def demo_takes_two(config_files):
 
 def test_what_each_network_and_store_has_still_to_do_and_its_calls_at_once(demo_takes_two, app, client, api_token,
                                                                           sessions, database_url):
-    from app.db import make_engine
-    from erasure.engine import slots as shared_slots
-
     token = api_token("operator")
     first, _second = submit(app, "9101"), submit(app, "9102")
     with sessions() as db:

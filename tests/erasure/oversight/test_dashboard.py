@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import select, update
 
 from app import audit
-from app.db import utcnow
+from app.db import make_engine, utcnow
 from app.models import AuditEvent
+from erasure.engine import slots as shared_slots
 from erasure.models import ErasureStep, OptOutRequest
 from tests.conftest import csrf_token_from
 from tests.erasure.oversight.helpers_seed import Secrets, bulk_requests, person_leaves, seed_every_state
@@ -290,22 +291,19 @@ def calls_row(html: str, name: str) -> list[str]:
 
 
 def test_health_shows_what_each_network_and_service_has_still_to_do_and_its_calls_at_once(
-        small_places, app, signed_in, make_person, database_url):
-    from app.db import make_engine
-    from erasure.engine import slots as shared_slots
-
-    requests = [person_leaves(app, make_person, Secrets(), requested_at=utcnow(), n=n) for n in range(3)]
-    with app.app_context():
-        from app.extensions import db
-
-        db.session.execute(update(ErasureStep).where(ErasureStep.request_id == requests[0],
-                                                     ErasureStep.kind == "revoke").values(status="running"))
-        db.session.commit()
+        small_places, app, signed_in, make_person, sessions, database_url):
+    secrets = Secrets()
+    requests = [person_leaves(app, make_person, secrets, requested_at=utcnow(), n=n) for n in range(3)]
+    with sessions() as db:
+        db.execute(update(ErasureStep).where(ErasureStep.request_id == requests[0], ErasureStep.kind == "revoke")
+                   .values(status="running"))
+        db.commit()
     client = signed_in("operator")
     html = client.get("/operator/health").get_data(as_text=True)
     # Two revocations wait, one is claimed; the platform's store has every request's erasure still to do.
     assert calls_row(html, "Demo Social") == ["Revocations", "2", "1", "0 of at most 2"]
     assert calls_row(html, "platform") == ["Erasures", "3", "0", "0 of at most 3"]
+    secrets.assert_absent(html)
 
     # A worker, here or in another process, in a call at Demo Social holds one of its slots; the page sees them.
     engine = make_engine(database_url)
