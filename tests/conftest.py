@@ -155,6 +155,15 @@ url = "{demo_url}/oauth/revoke"
 
 
 BILLING_STORE = '[[stores]]\nname = "billing"'
+PLATFORM_STORE = '[[stores]]\nname = "platform"'
+
+
+def takes_at_once(path: Path, section: str, max_in_flight: int) -> None:
+    """A catalogue's or a data map's section (its first lines, as written) says how many calls it takes at once:
+    "[networks.demo.revocation]", BILLING_STORE or PLATFORM_STORE. Before the app (or a worker) reads the file."""
+    text = path.read_text()
+    assert section + "\n" in text, f"{path.name} has no {section!r}"
+    path.write_text(text.replace(section + "\n", f"{section}\nmax_in_flight = {max_in_flight}\n", 1))
 
 
 def shipped_tables() -> str:

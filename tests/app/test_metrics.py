@@ -16,7 +16,7 @@ from erasure.engine import slots as shared_slots
 from erasure.models import ErasureStep, OptOutRequest
 from erasure.optout import service
 from erasure.receipts import issue
-from tests.conftest import db_session
+from tests.conftest import db_session, takes_at_once
 
 
 def scrape(client, token: str) -> dict[tuple[str, tuple], float]:
@@ -108,9 +108,7 @@ def test_the_figures_come_from_the_database(app, client, api_token, sessions):
 @pytest.fixture
 def demo_takes_two(config_files):
     """Demo Social's catalogue entry takes 2 revocation calls at once: before the app reads it."""
-    catalogue = config_files["networks"]
-    catalogue.write_text(catalogue.read_text().replace("[networks.demo.revocation]\n",
-                                                       "[networks.demo.revocation]\nmax_in_flight = 2\n"))
+    takes_at_once(config_files["networks"], "[networks.demo.revocation]", 2)
 
 
 def test_what_each_network_and_store_has_still_to_do_and_its_calls_at_once(demo_takes_two, app, client, api_token,

@@ -20,7 +20,7 @@ from erasure.models import ErasureStep, OptOutRequest, Receipt
 from erasure.optout import progress, service, wording
 from erasure.receipts import issue
 from erasure.stores.kinds import registered_kinds
-from tests.conftest import BILLING_STORE
+from tests.conftest import BILLING_STORE, takes_at_once
 from tests.erasure.engine.helpers_processes import wait_for
 from tests.erasure.helpers_optout import joined_person, submit_optout
 from tests.erasure.stores.helpers_billing import billing_app
@@ -182,8 +182,7 @@ def test_invoices_that_came_in_before_the_revocation_went_through_are_erased_by_
 @pytest.fixture
 def billing_takes_one(config_files, billing):
     """The data map says the billing service takes one erasure at a time: before the app reads it."""
-    datamap = config_files["datamap"]
-    datamap.write_text(datamap.read_text().replace(BILLING_STORE + "\n", BILLING_STORE + "\nmax_in_flight = 1\n", 1))
+    takes_at_once(config_files["datamap"], BILLING_STORE, 1)
 
 
 def test_verify_erases_late_invoices_only_when_the_service_has_a_call_free(
@@ -278,12 +277,8 @@ def test_a_service_that_asks_to_wait_is_asked_nothing_more_until_then(app, billi
     assert all(billing.held(f"email:{email}") == 0 for email in emails)
 
 
-def test_a_service_that_takes_one_erasure_at_once_gets_no_more_from_two_workers(make_app, billing, config_files):
+def test_a_service_that_takes_one_erasure_at_once_gets_no_more_from_two_workers(billing_takes_one, make_app, billing):
     # The data map says the billing service takes one erasure at a time: two workers of 4 threads keep to it.
-    datamap = config_files["datamap"]
-    limited = datamap.read_text().replace(BILLING_STORE + "\n", BILLING_STORE + "\nmax_in_flight = 1\n", 1)
-    assert "max_in_flight = 1" in limited
-    datamap.write_text(limited)
     built = make_app()
     ctx = context_from_app(built)
     assert ctx.datamap.store("billing").max_in_flight == 1

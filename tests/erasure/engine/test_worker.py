@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from erasure.engine.worker import THREADS
 from erasure.models import ErasureStep, OptOutRequest
-from tests.conftest import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, db_session
+from tests.conftest import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, db_session, takes_at_once
 from tests.erasure.engine.helpers_processes import (
     StoreWriteLock,
     column_names,
@@ -156,11 +156,7 @@ def crowd_at_a_small_network(app, demo_network, platform_url, config_files, demo
                              people: int, seconds_a_call: float):
     """`people` who left, submitted, with Demo Social's catalogue entry taking `max_in_flight` calls at once and
     answering each revocation in `seconds_a_call`; its record of calls at once counts from none."""
-    catalogue = config_files["networks"]
-    limited = catalogue.read_text().replace("[networks.demo.revocation]\n",
-                                            f"[networks.demo.revocation]\nmax_in_flight = {max_in_flight}\n")
-    assert "max_in_flight" in limited
-    catalogue.write_text(limited)
+    takes_at_once(config_files["networks"], "[networks.demo.revocation]", max_in_flight)
     crowd = make_crowd(app, demo_network.app, platform_url, people)
     submit_all(app, crowd)
     # Calls of an earlier test's worker, killed, may still be answered (slowly): count from none.

@@ -14,7 +14,7 @@ from app.db import make_engine, utcnow
 from app.models import AuditEvent
 from erasure.engine import slots as shared_slots
 from erasure.models import ErasureStep, OptOutRequest
-from tests.conftest import csrf_token_from
+from tests.conftest import PLATFORM_STORE, csrf_token_from, takes_at_once
 from tests.erasure.oversight.helpers_seed import Secrets, bulk_requests, person_leaves, seed_every_state
 from tests.helpers_statements import counted
 
@@ -277,10 +277,8 @@ def test_health_says_which_network_asked_to_wait_and_until_when(app, signed_in, 
 @pytest.fixture
 def small_places(config_files):
     """Demo Social takes 2 revocation calls at once, the platform's store 3 erasures: before the app reads them."""
-    catalogue, datamap = config_files["networks"], config_files["datamap"]
-    catalogue.write_text(catalogue.read_text().replace("[networks.demo.revocation]\n",
-                                                       "[networks.demo.revocation]\nmax_in_flight = 2\n"))
-    datamap.write_text(datamap.read_text().replace('name = "platform"\n', 'name = "platform"\nmax_in_flight = 3\n', 1))
+    takes_at_once(config_files["networks"], "[networks.demo.revocation]", 2)
+    takes_at_once(config_files["datamap"], PLATFORM_STORE, 3)
 
 
 def calls_row(html: str, name: str) -> list[str]:
