@@ -35,7 +35,7 @@ def still_to_do(session: Session, networks: Mapping[str, Network], datamap: Data
         (StepKind.REVOKE, key, network.name, network.revocation.max_in_flight) for key, network in networks.items()]
     places += [(StepKind.PURGE, store.name, store.name, store.max_in_flight) for store in datamap.stores]
     listed = {(kind, target) for kind, target, _name, _limit in places}
-    places += [(kind, target, f"{target} (no longer configured)", None)
+    places += [(kind, target, "no longer configured", None)
                for kind, target in sorted(unfinished) if (kind, target) not in listed]
     limits = {shared_slots.name_of(kind, target): limit for kind, target, _name, limit in places if limit}
     in_use = slots.in_use(limits) or {}

@@ -317,6 +317,15 @@ def test_health_shows_what_each_network_and_service_has_still_to_do_and_its_call
             slot.release()
         engine.dispose()
 
+    # A network taken out of the catalogue with revocations still to do is listed all the same.
+    with sessions() as db:
+        db.execute(update(ErasureStep).where(ErasureStep.request_id == requests[1], ErasureStep.kind == "revoke")
+                   .values(target="myspace"))
+        db.commit()
+    html = client.get("/operator/health").get_data(as_text=True)
+    assert calls_row(html, "no longer configured") == ["Revocations", "1", "0", "No limit"]
+    assert calls_row(html, "Demo Social")[:3] == ["Revocations", "1", "1"]
+
 
 def test_the_chart_with_no_completions_and_a_missed_deadline(app):
     from erasure.oversight.charts import duration, time_to_complete
