@@ -3,6 +3,7 @@ so many calls at once (max_in_flight), how many every worker together has with i
 health page and /metrics alike. Never personal data: counts per network and store."""
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -24,13 +25,14 @@ class Calls:
     under_way: int
     limit: int | None  # its max_in_flight; None: no limit
     calling: int | None  # of the steps under way, those in a call now (holding a slot); None: not known
+    longest_wait: float | None  # seconds the longest-due waiting step has been due; None: none is due
 
 
 def still_to_do(session: Session, networks: Mapping[str, Network], datamap: DataMap,
-                slots: shared_slots.Slots) -> list[Calls]:
+                slots: shared_slots.Slots, now: dt.datetime) -> list[Calls]:
     """Every network in the catalogue and store in the data map, then any the queue still names that neither
     lists now: two statements at most (the queue's counts, and the slots in use where a limit is set)."""
-    unfinished = queries.unfinished_calls(session)
+    unfinished = queries.unfinished_calls(session, now)
     places: list[tuple[str, str, str, int | None]] = [
         (StepKind.REVOKE, key, network.name, network.revocation.max_in_flight) for key, network in networks.items()]
     places += [(StepKind.PURGE, store.name, store.name, store.max_in_flight) for store in datamap.stores]
@@ -42,6 +44,7 @@ def still_to_do(session: Session, networks: Mapping[str, Network], datamap: Data
     rows = []
     for kind, target, name, limit in places:
         found = unfinished.get((kind, target), queries.Unfinished(kind, target, 0, 0))
+        wait = None if found.due_since is None else max(0.0, (now - found.due_since).total_seconds())
         rows.append(Calls(kind, target, name, found.waiting, found.under_way, limit,
-                          in_use.get(shared_slots.name_of(kind, target))))
+                          in_use.get(shared_slots.name_of(kind, target)), wait))
     return rows

@@ -235,5 +235,5 @@ def health():
     deadline = current_app.config["ERASURE_DEADLINE_DAYS"] * 86400
     return render_template("operator/health.html", rows=rows, others=others, held=held, days=days, now=now,
                            calls=calls.still_to_do(db.session, networks, current_app.extensions["datamap"],
-                                                   shared_slots.for_engine(db.engine)),
+                                                   shared_slots.for_engine(db.engine), now),
                            chart=charts.time_to_complete(days, deadline), duration=charts.duration)

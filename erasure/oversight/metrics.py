@@ -86,11 +86,11 @@ def collect_calls(session: Session, networks: Mapping[str, Network], datamap: Da
                   slots: Slots) -> Iterator[Metric]:
     """What each network and store still has to do, and its calls at once where it has a max_in_flight: the
     health page's table (oversight/calls.py), for alerts."""
-    rows = calls.still_to_do(session, networks, datamap, slots)
+    rows = calls.still_to_do(session, networks, datamap, slots, utcnow())
     unfinished = GaugeMetricFamily(
         "ownstory_erasure_steps_unfinished",
         "Revocations (kind revoke, target the network) and erasures (kind purge, target the store) not done yet: "
-        "waiting (not started, retrying, or waiting for the request's earlier steps) or under_way (claimed).",
+        "waiting (not started yet, or to be retried) or under_way (claimed by a worker).",
         labels=["kind", "target", "state"])
     limits = GaugeMetricFamily("ownstory_max_in_flight", "A network's or store's max_in_flight, where it has one.",
                                labels=["kind", "target"])
@@ -98,7 +98,13 @@ def collect_calls(session: Session, networks: Mapping[str, Network], datamap: Da
         "ownstory_calls_in_flight", "Calls under way now at a network or store with a max_in_flight, from every "
         "worker together (where the database lets them be read: PostgreSQL, or an SQLite file).",
         labels=["kind", "target"])
+    longest = GaugeMetricFamily(
+        "ownstory_erasure_longest_wait_seconds",
+        "Seconds the longest-due waiting revocation (or erasure) at a network (or store) has been due and not "
+        "claimed; 0 when none is due. Growing: the workers are not keeping up there, or are held off it.",
+        labels=["kind", "target"])
     for row in rows:
+        longest.add_metric([row.kind, row.target], row.longest_wait or 0.0)
         unfinished.add_metric([row.kind, row.target, "waiting"], row.waiting)
         unfinished.add_metric([row.kind, row.target, "under_way"], row.under_way)
         if row.limit is not None:
@@ -106,5 +112,6 @@ def collect_calls(session: Session, networks: Mapping[str, Network], datamap: Da
         if row.calling is not None:
             in_flight.add_metric([row.kind, row.target], row.calling)
     yield unfinished
+    yield longest
     yield limits
     yield in_flight

@@ -289,21 +289,26 @@ def failing_steps(session: Session) -> list[Failing]:
 class Unfinished:
     kind: str
     target: str
-    waiting: int  # not under way: due, retrying, or waiting for the request's earlier steps
+    waiting: int  # not under way: not started yet, or to be retried
     under_way: int  # claimed by a worker: calling, or waiting in its thread for a turn (max_in_flight)
+    due_since: dt.datetime | None = None  # the longest-due of the waiting steps that are due now; None: none is
 
 
-def unfinished_calls(session: Session) -> dict[tuple[str, str], Unfinished]:
+def unfinished_calls(session: Session, now: dt.datetime) -> dict[tuple[str, str], Unfinished]:
     """Per (kind, target), the revocations and purges not done yet: what each network and service still has
-    to answer. One statement, over the claim index's unfinished statuses only."""
+    to answer, and since when the longest-due of them has been due. One statement, over the claim index's
+    unfinished statuses only."""
+    runnable = ErasureStep.status.in_(RUNNABLE_STEPS)
     rows = session.execute(
         select(ErasureStep.kind, ErasureStep.target,
-               func.sum(case((ErasureStep.status.in_(RUNNABLE_STEPS), 1), else_=0)).label("waiting"),
-               func.sum(case((ErasureStep.status == StepStatus.RUNNING, 1), else_=0)).label("under_way"))
+               func.sum(case((runnable, 1), else_=0)).label("waiting"),
+               func.sum(case((ErasureStep.status == StepStatus.RUNNING, 1), else_=0)).label("under_way"),
+               func.min(case((and_(runnable, ErasureStep.not_before <= now), ErasureStep.not_before)))
+               .label("due_since"))
         .where(ErasureStep.status.in_(UNFINISHED_STEPS), ErasureStep.kind.in_((StepKind.REVOKE, StepKind.PURGE)))
         .group_by(ErasureStep.kind, ErasureStep.target))
-    return {(r.kind, r.target): Unfinished(r.kind, r.target, int(r.waiting or 0), int(r.under_way or 0))
-            for r in rows}
+    return {(r.kind, r.target): Unfinished(r.kind, r.target, int(r.waiting or 0), int(r.under_way or 0),
+                                           r.due_since) for r in rows}
 
 
 # --- days ----------------------------------------------------------------------------------------------

@@ -114,10 +114,12 @@ def demo_takes_two(config_files):
 def test_what_each_network_and_store_has_still_to_do_and_its_calls_at_once(demo_takes_two, app, client, api_token,
                                                                           sessions, database_url):
     token = api_token("operator")
-    first, _second = submit(app, "9101"), submit(app, "9102")
+    first, second = submit(app, "9101"), submit(app, "9102")
     with sessions() as db:
         db.execute(update(ErasureStep).where(ErasureStep.request_id == first, ErasureStep.kind == "purge")
                    .values(status="running"))
+        db.execute(update(ErasureStep).where(ErasureStep.request_id == second, ErasureStep.kind == "purge")
+                   .values(not_before=utcnow() - dt.timedelta(minutes=10)))
         db.commit()
     engine = make_engine(database_url)
     slot = shared_slots.for_engine(engine).take("revoke:demo", 2)  # a worker in a call at Demo Social
@@ -133,6 +135,9 @@ def test_what_each_network_and_store_has_still_to_do_and_its_calls_at_once(demo_
 
     assert (unfinished("purge", "platform", "waiting"), unfinished("purge", "platform", "under_way")) == (1, 1)
     assert (unfinished("revoke", "demo", "waiting"), unfinished("revoke", "demo", "under_way")) == (0, 0)
+    longest = {dict(labels)["target"]: value for (name, labels), value in figures.items()
+               if name == "ownstory_erasure_longest_wait_seconds"}
+    assert 600 <= longest["platform"] < 660 and longest["demo"] == 0  # the erasure due 10 minutes ago; none at demo
     assert figures[("ownstory_max_in_flight", (("kind", "revoke"), ("target", "demo")))] == 2
     assert ("ownstory_max_in_flight", (("kind", "purge"), ("target", "platform"))) not in figures  # no limit
     assert figures[("ownstory_calls_in_flight", (("kind", "revoke"), ("target", "demo")))] == 1

@@ -295,12 +295,19 @@ def test_health_shows_what_each_network_and_service_has_still_to_do_and_its_call
     with sessions() as db:
         db.execute(update(ErasureStep).where(ErasureStep.request_id == requests[0], ErasureStep.kind == "revoke")
                    .values(status="running"))
+        db.execute(update(ErasureStep).where(ErasureStep.request_id == requests[1], ErasureStep.kind == "revoke")
+                   .values(not_before=utcnow() - dt.timedelta(hours=2, minutes=30)))
+        db.execute(update(ErasureStep).where(ErasureStep.request_id == requests[2], ErasureStep.kind == "revoke")
+                   .values(status="retrying", not_before=utcnow() + dt.timedelta(minutes=5)))  # not due: no wait
         db.commit()
     client = signed_in("operator")
     html = client.get("/operator/health").get_data(as_text=True)
     # Two revocations wait, one is claimed; the platform's store has every request's erasure still to do.
-    assert calls_row(html, "Demo Social") == ["Revocations", "2", "1", "0 of at most 2"]
-    assert calls_row(html, "platform") == ["Erasures", "3", "0", "0 of at most 3"]
+    # One revocation has waited two and a half hours for a worker; the erasures, only since they were laid.
+    assert calls_row(html, "Demo Social") == ["Revocations", "2", "2.5 hours", "1", "0 of at most 2"]
+    platform = calls_row(html, "platform")
+    assert platform[:2] == ["Erasures", "3"] and platform[3:] == ["0", "0 of at most 3"]
+    assert re.fullmatch(r"less than 1 second|\d+ seconds?", platform[2]), platform
     secrets.assert_absent(html)
 
     # A worker, here or in another process, in a call at Demo Social holds one of its slots; the page sees them.
@@ -309,9 +316,9 @@ def test_health_shows_what_each_network_and_service_has_still_to_do_and_its_call
     held = [slots.take("revoke:demo", 2), slots.take("revoke:demo", 2)]
     try:
         html = client.get("/operator/health").get_data(as_text=True)
-        assert calls_row(html, "Demo Social")[3] == "2 of at most 2: at its limit"
+        assert calls_row(html, "Demo Social")[4] == "2 of at most 2: at its limit"
         held.pop().release()
-        assert calls_row(client.get("/operator/health").get_data(as_text=True), "Demo Social")[3] == "1 of at most 2"
+        assert calls_row(client.get("/operator/health").get_data(as_text=True), "Demo Social")[4] == "1 of at most 2"
     finally:
         for slot in held:
             slot.release()
@@ -323,8 +330,8 @@ def test_health_shows_what_each_network_and_service_has_still_to_do_and_its_call
                    .values(target="myspace"))
         db.commit()
     html = client.get("/operator/health").get_data(as_text=True)
-    assert calls_row(html, "no longer configured") == ["Revocations", "1", "0", "No limit"]
-    assert calls_row(html, "Demo Social")[:3] == ["Revocations", "1", "1"]
+    assert calls_row(html, "no longer configured") == ["Revocations", "1", "2.5 hours", "0", "No limit"]
+    assert calls_row(html, "Demo Social")[:4] == ["Revocations", "1", "—", "1"]  # only the one not due yet
 
 
 def test_the_chart_with_no_completions_and_a_missed_deadline(app):
