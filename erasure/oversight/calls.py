@@ -15,6 +15,8 @@ from erasure.models import StepKind
 from erasure.oversight import queries
 from erasure.stores.datamap import DataMap
 
+NOT_CONFIGURED = {"revoke": "not in the catalogue", "purge": "not in the data map"}  # as the failing table says
+
 
 @dataclass(frozen=True)
 class Calls:
@@ -26,6 +28,7 @@ class Calls:
     limit: int | None  # its max_in_flight; None: no limit
     calling: int | None  # of the steps under way, those in a call now (holding a slot); None: not known
     longest_wait: float | None  # seconds the longest-due waiting step has been due; None: none is due
+    configured: bool = True  # in the catalogue or the data map now
 
 
 def still_to_do(session: Session, networks: Mapping[str, Network], datamap: DataMap,
@@ -37,7 +40,7 @@ def still_to_do(session: Session, networks: Mapping[str, Network], datamap: Data
         (StepKind.REVOKE, key, network.name, network.revocation.max_in_flight) for key, network in networks.items()]
     places += [(StepKind.PURGE, store.name, store.name, store.max_in_flight) for store in datamap.stores]
     listed = {(kind, target) for kind, target, _name, _limit in places}
-    places += [(kind, target, "no longer configured", None)
+    places += [(kind, target, NOT_CONFIGURED.get(kind, "not configured"), None)
                for kind, target in sorted(unfinished) if (kind, target) not in listed]
     limits = {shared_slots.name_of(kind, target): limit for kind, target, _name, limit in places if limit}
     in_use = slots.in_use(limits) or {}
@@ -46,5 +49,5 @@ def still_to_do(session: Session, networks: Mapping[str, Network], datamap: Data
         found = unfinished.get((kind, target), queries.Unfinished(kind, target, 0, 0))
         wait = None if found.due_since is None else max(0.0, (now - found.due_since).total_seconds())
         rows.append(Calls(kind, target, name, found.waiting, found.under_way, limit,
-                          in_use.get(shared_slots.name_of(kind, target)), wait))
+                          in_use.get(shared_slots.name_of(kind, target)), wait, (kind, target) in listed))
     return rows

@@ -233,7 +233,8 @@ def health():
             for (kind, target), until in sorted(step_queue.holds(db.session, now).items(), key=lambda hold: hold[1])]
     days = queries.completion_days(db.session, now)
     deadline = current_app.config["ERASURE_DEADLINE_DAYS"] * 86400
-    return render_template("operator/health.html", rows=rows, others=others, held=held, days=days, now=now,
+    return render_template("operator/health.html", rows=rows, networks=networks, others=others, held=held,
+                           days=days, now=now,
                            calls=calls.still_to_do(db.session, networks, current_app.extensions["datamap"],
                                                    shared_slots.for_engine(db.engine), now),
                            chart=charts.time_to_complete(days, deadline), duration=charts.duration)

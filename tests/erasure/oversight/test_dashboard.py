@@ -324,13 +324,18 @@ def test_health_shows_what_each_network_and_service_has_still_to_do_and_its_call
             slot.release()
         engine.dispose()
 
-    # A network taken out of the catalogue with revocations still to do is listed all the same.
+    # A network taken out of the catalogue with revocations still to do, failing, is listed all the same, with
+    # no link to a queue filter that takes only the catalogue's networks.
     with sessions() as db:
         db.execute(update(ErasureStep).where(ErasureStep.request_id == requests[1], ErasureStep.kind == "revoke")
-                   .values(target="myspace"))
+                   .values(target="myspace", status="retrying"))
         db.commit()
     html = client.get("/operator/health").get_data(as_text=True)
-    assert calls_row(html, "no longer configured") == ["Revocations", "1", "2.5 hours", "0", "No limit"]
+    assert calls_row(html, "not in the catalogue") == ["Revocations", "1", "2.5 hours", "0", "No limit"]
+    failing = re.search(r'<tr class="failing">\s*<th scope="row">not in the catalogue.*?</tr>', html, re.S).group(0)
+    assert "(myspace)" in failing and "<td>1</td>" in failing
+    assert "network=myspace" not in html
+    assert client.get("/operator?network=demo").status_code == 200
     assert calls_row(html, "Demo Social")[:4] == ["Revocations", "1", "—", "1"]  # only the one not due yet
 
 
