@@ -27,7 +27,7 @@ def duration(seconds: float | None) -> str:
     for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
         if seconds >= size:
             value = seconds / size
-            shown = f"{value:.0f}" if value >= 10 or value == int(value) else f"{value:.1f}"
+            shown = f"{value:.0f}" if value >= 10 else f"{value:.1f}".removesuffix(".0")  # 9.96 days: "10"
             return f"{shown} {unit}{'' if shown == '1' else 's'}"
     if seconds < 1:
         return "less than 1 second"

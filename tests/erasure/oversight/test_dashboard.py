@@ -351,3 +351,4 @@ def test_the_chart_with_no_completions_and_a_missed_deadline(app):
     assert '<g class="bar missed">' in late and "1 missed the deadline" in late and "40 days" in late
     assert [duration(s) for s in (0, 1, 59, 90, 3600, 5400, 86400 * 12)] == [
         "less than 1 second", "1 second", "59 seconds", "1.5 minutes", "1 hour", "1.5 hours", "12 days"]
+    assert [duration(s) for s in (3600 * 2.001, 86400 * 9.96, 86400 * 1.04)] == ["2 hours", "10 days", "1 day"]
