@@ -227,7 +227,7 @@ def health():
     failing = queries.failing_steps(db.session)
     by_network = {f.target: f for f in failing if f.kind == StepKind.REVOKE}
     rows = [(key, networks[key].name, by_network.pop(key, None)) for key in networks]
-    rows += [(key, "not in the catalogue", f) for key, f in sorted(by_network.items())]
+    rows += [(key, calls.NOT_CONFIGURED[StepKind.REVOKE], f) for key, f in sorted(by_network.items())]
     others = [f for f in failing if f.kind != StepKind.REVOKE]
     held = [(networks[target].name if kind == StepKind.REVOKE and target in networks else target, kind, until)
             for (kind, target), until in sorted(step_queue.holds(db.session, now).items(), key=lambda hold: hold[1])]
