@@ -10,7 +10,7 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from app.db import utcnow
+from app.db import utcnow, writing
 from erasure.engine import handoff, sequencing
 from erasure.engine.worker import Worker
 from erasure.models import Checkpoint, ErasureStep, LogNode, LogSequencer, OptOutRequest, PooledReceipt, Receipt
@@ -26,9 +26,11 @@ QUICK_LEASE = {"erasure_lease_seconds": 2, "erasure_retry_base_seconds": 0.05}
 
 def hold_the_sequencer(app, until: dt.datetime) -> None:
     """Another sequencer holds the log's lease until `until` (in the past: it let it run out)."""
-    with db_session(app) as db:  # merged: the tests empty every table between them, this row too
+    # Merged: the tests empty every table between them, this row too. Under the write lock, since the
+    # merge reads first and a worker may be writing: on SQLite a transaction that has read cannot
+    # then write once another has committed ("database is locked", which no busy timeout waits out).
+    with db_session(app) as db, writing(db):
         db.merge(LogSequencer(id=1, held_by="a sequencer on another machine", held_until=until))
-        db.commit()
 
 
 def pooled(app) -> dict[str, str]:
