@@ -41,7 +41,9 @@ def violations(page) -> list[str]:
 
 def check(page, name: str) -> None:
     """No serious or critical axe violation, no empty table header, and no sideways scrolling: the page is as
-    wide as the window."""
+    wide as the window. Once the page has loaded: a click only starts the way to the next page, and its width
+    and colours, unstyled, are not what anyone sees."""
+    page.wait_for_load_state("load")
     width = page.viewport_size["width"]
     scroll_width = page.evaluate("document.documentElement.scrollWidth")
     problems = violations(page)

@@ -69,7 +69,7 @@ def test_a_person_from_the_home_page_to_the_receipt(live_app, page_at, size):
     page.get_by_role("button", name="Sign up").click()
     check(page, "my data, nothing connected")
     page.get_by_role("button", name="Connect Demo Social").click()
-    assert "Example Platform wants to use your Demo Social account" in page.locator("main").inner_text()
+    expect(page.locator("main")).to_contain_text("Example Platform wants to use your Demo Social account")
     assert "ownstory-demo" not in page.locator("main").inner_text()
     check(page, "Demo Social's consent screen")
     page.get_by_role("button", name="Allow").click()
