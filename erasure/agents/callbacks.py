@@ -16,6 +16,7 @@ import requests
 from sqlalchemy import CursorResult, and_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.db import write_lock
 from erasure.agents.models import AgentRequest, StatusCallback
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ def _send_one(sessions: sessionmaker[Session], http: requests.Session, callback_
         session.rollback()  # no transaction stays open while the agent answers
     error = _post(http, url, body) if url else None
     with sessions() as session:
+        write_lock(session)  # it reads the row, then writes: on SQLite, a worker's commit between would fail it
         callback = session.get_one(StatusCallback, callback_id)
         if error is None:
             callback.state, callback.last_error = "sent", None

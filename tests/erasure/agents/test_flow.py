@@ -19,6 +19,7 @@ from erasure.agents import wiring
 from erasure.agents.models import AgentRequest, StatusCallback
 from tests.conftest import csrf_token_from
 from tests.erasure.helpers_optout import outbox
+from tests.helpers_sqlite import a_writer_commits_after_every_read
 
 OTTO = "otto@elsewhere.example"
 
@@ -189,6 +190,18 @@ def test_every_status_change_reaches_the_callback_retried_until_the_agent_answer
     with served.app.app_context():
         rows = list(db.session.scalars(select(StatusCallback).order_by(StatusCallback.id)))
     assert [(r.state, r.attempts) for r in rows] == [("sent", 3), ("sent", 1)]
+
+
+def test_a_callback_sent_is_recorded_though_another_process_commits_meanwhile(served, agent, receiver):
+    """The scheduler reads the callback again to record that it was sent: a worker's commit in between must not
+    fail it ("database is locked" on SQLite), or the agent is sent the same status again after the lease."""
+    agent.exercise("access", email="unsure@example.org", status_callback=receiver.url)
+    with a_writer_commits_after_every_read(served.app) as interposed:
+        assert _tick(served) == 1
+    assert interposed
+    assert [b["status"] for b in receiver.received] == ["in_progress"]
+    with served.app.app_context():
+        assert [(r.state, r.attempts) for r in db.session.scalars(select(StatusCallback))] == [("sent", 1)]
 
 
 def test_a_revoke_is_called_back_too(served, agent, receiver):
