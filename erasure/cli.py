@@ -1,4 +1,5 @@
-"""Erasure's commands: `flask worker` (the worker loop, in a process of its own), `receipts` and `keys rotate`."""
+"""Erasure's commands: `flask worker` (the worker loop, in a process of its own), `receipts`, `datamap check` and
+`keys rotate`."""
 from __future__ import annotations
 
 import json
@@ -20,6 +21,7 @@ from erasure.engine.scheduler import run_forever
 from erasure.engine.worker import THREADS
 from erasure.models import SigningKey
 from erasure.receipts import keys, tlog
+from erasure.stores import coverage
 from erasure.verifier.verify import main
 
 
@@ -77,9 +79,26 @@ def receipts_verify(file: str, jwks_source: str | None, log_key: str | None) -> 
     sys.exit(code)
 
 
+@click.group("datamap")
+def datamap_cli() -> None:
+    """The data map: where the platform keeps data about a person."""
+
+
+@datamap_cli.command("check")
+@with_appcontext
+def datamap_check() -> None:
+    """Name each store's tables the data map leaves out, and those it names that the store lacks. Exits 1 if there
+    are any, or a store cannot be asked."""
+    found = list(coverage.coverage(current_app.extensions["datamap"]))
+    for each in found:
+        click.echo(each.describe())
+    sys.exit(1 if any(each.wrong for each in found) else 0)
+
+
 def init_app(app: Flask) -> None:
     """Called by the factory after the base's commands."""
     register_key_command(app, rotate_keys, target=current_receipt_kid)
     app.cli.add_command(worker_command)
     app.cli.add_command(receipts_cli)
+    app.cli.add_command(datamap_cli)
     agents_cli.init_app(app)

@@ -15,6 +15,7 @@ from app.db import utcnow
 from erasure.agents import wiring as agents
 from erasure.engine.worker import THREADS, Worker
 from erasure.retention import sweeps as retention
+from erasure.stores import coverage
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 1.0
@@ -82,6 +83,7 @@ def run_forever(app: Flask, threads: int = THREADS, tick: float = TICK_SECONDS) 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     log.info("worker %s started", worker.owner)
+    coverage.warn_of_gaps(app.extensions["datamap"])
     try:
         scheduler.start()
     finally:
@@ -101,5 +103,6 @@ def start_inline(app: Flask, tick: float = TICK_SECONDS) -> BackgroundScheduler:
         scheduler = BackgroundScheduler(timezone="UTC", daemon=True)
         _schedule(scheduler, worker, tick)
         scheduler.start()
+        coverage.warn_of_gaps(app.extensions["datamap"])
         app.extensions["ownstory_inline_worker"] = scheduler
         return scheduler

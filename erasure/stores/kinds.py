@@ -74,6 +74,14 @@ class Entry:
         return sorted({value for network, value in pairs if network == self.network})
 
 
+@dataclass(frozen=True)
+class Gaps:
+    """Where the data map and a store disagree on what the store holds, by name (a table's): never a row."""
+
+    unmapped: list[str]  # the store has these, and the map neither names them nor says they hold nothing personal
+    missing: list[str]  # the map names these, and the store has none of them: purging them fails
+
+
 OnBatch = Callable[[int], None]
 OnStarted = Callable[[dict], None]
 
@@ -135,6 +143,12 @@ class StoreKind(ABC):
     def describe(self, entry: Entry) -> dict[str, Any]:
         """What the export says about an entry besides its rows (table and column, key pattern, prefix)."""
         return {}
+
+    def gaps(self) -> Gaps | None:
+        """Where the data map and the store disagree on what the store holds (a sql store's tables); None when a
+        kind cannot list what it holds. It reaches the store: StoreUnavailable when it cannot. Purge, export and
+        the receipt cover what the map names, and only that."""
+        return None
 
     def dispose(self, close: bool = True) -> None:  # noqa: B027 (an optional hook: some kinds hold no connections)
         """Drop the store's connections; after a fork, close=False leaves the parent's alone."""

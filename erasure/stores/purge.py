@@ -314,13 +314,14 @@ def store_errors(engine: Engine, entry: TableEntry) -> Iterator[None]:
         yield
     except (sa_exc.IntegrityError, sa_exc.ProgrammingError, sa_exc.NoSuchTableError) as exc:
         _drop_shapes(engine)
-        raise TableMisconfigured(entry.store, entry.table, f"the store refused the change ({_reason(exc)})") from None
+        raise TableMisconfigured(entry.store, entry.table,
+                                 f"the store refused the change ({driver_reason(exc)})") from None
     except (sa_exc.DBAPIError, sa_exc.DisconnectionError, sa_exc.TimeoutError) as exc:
         _drop_shapes(engine)  # the table may have changed too: look again on the retry
-        raise StoreUnavailable(entry.store, f"cannot reach or use the store ({_reason(exc)})") from None
+        raise StoreUnavailable(entry.store, f"cannot reach or use the store ({driver_reason(exc)})") from None
 
 
-def _reason(exc: Exception) -> str:
+def driver_reason(exc: Exception) -> str:
     """The driver's error class and code, e.g. 'OperationalError SQLITE_CANTOPEN': no text, no values."""
     orig = getattr(exc, "orig", None) or exc
     code = getattr(orig, "sqlstate", None) or getattr(orig, "sqlite_errorname", None)

@@ -22,6 +22,7 @@ from app.db import make_engine
 from app.settings import ConfigError, resolve_database_url
 from erasure.stores.config import identity_and_network, string
 from erasure.stores.kinds import Entry, StoreMisconfigured, StoreUnavailable
+from erasure.stores.purge import driver_reason
 
 FIELDS = {"index_url", "index_url_env", "table", "column", "key_column", "category", "identity", "network"}
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -120,13 +121,13 @@ class IndexTables:
         try:
             yield
         except (sa_exc.ProgrammingError, sa_exc.NoSuchTableError, sa_exc.IntegrityError) as exc:
-            raise StoreMisconfigured(self.store, entry.key, f"the index table refused ({_reason(exc)})") from None
+            raise StoreMisconfigured(self.store, entry.key, f"the index table refused ({driver_reason(exc)})") from None
         except sa_exc.OperationalError as exc:
             if "no such" in str(getattr(exc, "orig", "")):  # SQLite's missing table or column
                 raise StoreMisconfigured(self.store, entry.key, "the index table or a column is missing") from None
-            raise StoreUnavailable(self.store, f"cannot reach the index table ({_reason(exc)})") from None
+            raise StoreUnavailable(self.store, f"cannot reach the index table ({driver_reason(exc)})") from None
         except (sa_exc.DBAPIError, sa_exc.DisconnectionError, sa_exc.TimeoutError) as exc:
-            raise StoreUnavailable(self.store, f"cannot reach the index table ({_reason(exc)})") from None
+            raise StoreUnavailable(self.store, f"cannot reach the index table ({driver_reason(exc)})") from None
 
 
 def _table(entry: IndexedEntry):
@@ -143,9 +144,3 @@ def _identifier(where: str, label: str, value: Any) -> str:
 def _chunks(values: list[str]) -> Iterator[list[str]]:
     for i in range(0, len(values), IN_CHUNK):
         yield values[i:i + IN_CHUNK]
-
-
-def _reason(exc: Exception) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    code = getattr(orig, "sqlstate", None) or getattr(orig, "sqlite_errorname", None)
-    return f"{type(orig).__name__} {code}" if code else type(orig).__name__

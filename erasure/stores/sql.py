@@ -9,21 +9,23 @@ import datetime as dt
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, literal
+from sqlalchemy import DateTime, inspect, literal
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError
 
 from app.db import make_engine
 from app.settings import ConfigError, resolve_database_url
 from erasure.stores import config
-from erasure.stores.kinds import Entry, OnBatch, StoreKind
-from erasure.stores.purge import count_entries, count_entry, purge_entry, purge_rows, store_errors
+from erasure.stores.kinds import Entry, Gaps, OnBatch, StoreKind, StoreUnavailable
+from erasure.stores.purge import count_entries, count_entry, driver_reason, purge_entry, purge_rows, store_errors
 from erasure.stores.rows import BATCH, identity_values, table_rows
 
 ACTIONS = ("delete", "nullify")
-STORE_FIELDS = {"name", "kind", "url", "url_env", "tables"}
+STORE_FIELDS = {"name", "kind", "url", "url_env", "tables", "holds_no_personal_data"}
 TABLE_FIELDS = {"table", "category", "column", "identity", "network", "action", "columns", "retention_days",
                 "timestamp_column"}
 
@@ -52,9 +54,11 @@ class SqlStore(StoreKind):
     kind = "sql"
     entries: tuple[TableEntry, ...]
 
-    def __init__(self, name: str, url: str, entries: tuple[TableEntry, ...]) -> None:
+    def __init__(self, name: str, url: str, entries: tuple[TableEntry, ...],
+                 holds_no_personal_data: tuple[str, ...] = ()) -> None:
         super().__init__(name, entries)
         self.url = url  # may carry a password: kept out of repr, messages and logs
+        self.holds_no_personal_data = holds_no_personal_data  # tables someone looked at: nothing about a person
         self._engine: Engine | None = None
         self._lock = threading.Lock()
 
@@ -78,7 +82,7 @@ class SqlStore(StoreKind):
         if not isinstance(tables_raw, list):
             raise ConfigError(where, f"{label}.tables", "must be an array of tables ([[stores.tables]])")
         entries = tuple(_entry(where, f"{label}.tables[{j}]", name, t, networks) for j, t in enumerate(tables_raw))
-        return cls(name, resolve_database_url(url), entries)
+        return cls(name, resolve_database_url(url), entries, _nothing_personal(where, label, raw, entries))
 
     @property
     def engine(self) -> Engine:
@@ -127,11 +131,33 @@ class SqlStore(StoreKind):
         table = _table(entry)
         return {"table": table.table, "column": table.column}
 
+    def gaps(self) -> Gaps:
+        """The tables of the store (its default schema's) that no entry names and holds_no_personal_data does not
+        list, and the entries' tables the store lacks. Names compare without case, as SQLite and MySQL do."""
+        mapped = {e.table for e in self.entries}
+        if _sqlite_file_missing(self.url):  # connecting would make an empty one
+            return Gaps(unmapped=[], missing=sorted(mapped))
+        try:
+            tables = inspect(self.engine).get_table_names()
+        except (sa_exc.DBAPIError, sa_exc.DisconnectionError, sa_exc.TimeoutError) as exc:
+            raise StoreUnavailable(self.name, f"cannot reach or use the store ({driver_reason(exc)})") from None
+        named = {t.casefold() for t in (*mapped, *self.holds_no_personal_data)}
+        held = {t.casefold() for t in tables}
+        return Gaps(unmapped=sorted(t for t in tables if t.casefold() not in named),
+                    missing=sorted(t for t in mapped if t.casefold() not in held))
+
     def dispose(self, close: bool = True) -> None:
         with self._lock:
             if self._engine is not None:
                 self._engine.dispose(close=close)
                 self._engine = None
+
+
+def _sqlite_file_missing(url: str) -> bool:
+    parsed = make_url(url)
+    name = parsed.database or ""
+    return (parsed.get_backend_name() == "sqlite" and name not in ("", ":memory:") and not name.startswith("file:")
+            and not Path(name).exists())
 
 
 def _table(entry: Entry) -> TableEntry:
@@ -156,6 +182,23 @@ def _check_url(where: str, label: str, url: str, in_file: bool) -> None:
     except (ImportError, ArgumentError):
         raise ConfigError(where, label, f"no driver for {parsed.drivername!r} is installed "
                                         "(sqlite, postgresql+psycopg and mysql+pymysql are)") from None
+
+
+def _nothing_personal(where: str, label: str, raw: Mapping[str, Any], entries: tuple[TableEntry, ...]
+                      ) -> tuple[str, ...]:
+    """`holds_no_personal_data`: tables the map leaves out on purpose (a migrations table, feature flags), so that
+    `flask datamap check` names only the tables nobody has looked at."""
+    field = f"{label}.holds_no_personal_data"
+    listed = raw.get("holds_no_personal_data", [])
+    if not isinstance(listed, list):
+        raise ConfigError(where, field, "must be a list of table names")
+    names = tuple(config.identifier(where, field, t) for t in listed)
+    mapped = {e.table.casefold() for e in entries}
+    for name in names:
+        if name.casefold() in mapped:
+            raise ConfigError(where, field, f"{name!r} is in this store's tables too: a table the map purges "
+                                            "holds personal data")
+    return names
 
 
 def _entry(where: str, label: str, store: str, raw: Any, networks: Mapping | None) -> TableEntry:

@@ -76,6 +76,9 @@ def test_the_sql_kind_is_registered_through_the_entry_point_group():
     (('name = "platform"', 'name = "platform"\nbucket = "media"'), "stores.platform.bucket"),
     *((('name = "platform"', f'name = "platform"\nmax_in_flight = {bad}'), "stores.platform.max_in_flight")
       for bad in ("0", "65", '"hunter2"', "2.5", "true")),
+    *((('name = "platform"', f'name = "platform"\nholds_no_personal_data = {bad}'),
+       "stores.platform.holds_no_personal_data") for bad in ('"flags"', '["flags; DROP TABLE posts"]', '[""]', '[3]',
+                                                            '["flags", "Posts"]')),
     (('network = "demo"', 'network = "demo"\n\n[[stores.tables]]\ntable = "posts"\ncategory = "more posts"\n'
                           'column = "author_id"\nidentity = "account"\nnetwork = "demo"'), "stores.platform"),
 ])

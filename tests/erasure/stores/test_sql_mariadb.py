@@ -163,3 +163,22 @@ def test_retention_sweeps_old_rows_and_data_that_came_back(make_app, config_file
         assert list(conn.scalars(text("SELECT handle FROM scores WHERE handle = 'tomas' COLLATE utf8mb4_bin"))) == []
         assert conn.scalar(text("SELECT count(*) FROM scores WHERE handle = 'Tomas' COLLATE utf8mb4_bin")) == 1
         assert conn.scalar(text("SELECT count(*) FROM posts WHERE created_at < :c"), {"c": cutoff}) == 0
+
+
+def test_datamap_check_lists_the_databases_own_tables(mariadb):
+    """`flask datamap check` on MariaDB: the tables of the store's own database, and not those of others."""
+    from erasure.stores.kinds import Gaps
+
+    with mariadb.database("platform") as url, mariadb.database("elsewhere") as other:
+        seed_platform_store(url)
+        seed_platform_store(other)
+        with make_engine(url).begin() as conn:
+            conn.execute(text("CREATE TABLE direct_messages (sender_id VARCHAR(40))"))
+            conn.execute(text("DROP TABLE scores"))
+        entries = tuple(TableEntry(store="platform", category=t, identity="account", network="demo", table=t,
+                                   column="account_id") for t in ("PROFILES", "posts", "endorsements", "scores"))
+        store = SqlStore("platform", url, entries, holds_no_personal_data=("mailing_list",))
+        try:
+            assert store.gaps() == Gaps(unmapped=["direct_messages"], missing=["scores"])
+        finally:
+            store.dispose()

@@ -1,0 +1,151 @@
+"""`flask datamap check`: a table the platform added and nobody mapped is named before a leaver's receipt says their
+data is gone, as is a table the map names that the store lacks; and a worker warns of both when it starts."""
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlsplit
+
+from sqlalchemy import text
+
+from app.db import make_engine
+from demo.platform import seed_platform_store
+from erasure.stores.kinds import Gaps
+from erasure.stores.sql import SqlStore, TableEntry
+from tests.conftest import PLATFORM_STORE
+from tests.erasure.engine.helpers_processes import wait_for
+
+LEAVER = "leaver-51@example.org"
+
+
+def check(app) -> tuple[int, str]:
+    ran = app.test_cli_runner().invoke(args=["datamap", "check"])
+    return ran.exit_code, ran.output
+
+
+def add_table(platform_url: str, sql: str) -> None:
+    with sqlite3.connect(urlsplit(platform_url).path[1:]) as conn:
+        conn.execute(sql)
+
+
+def add_to_the_store(config_files, line: str) -> None:
+    path = config_files["datamap"]
+    path.write_text(path.read_text().replace(PLATFORM_STORE, f"{PLATFORM_STORE}\n{line}", 1))
+
+
+def test_the_shipped_map_covers_the_demo_platform(app):
+    code, output = check(app)
+    assert code == 0, output
+    assert output == ("platform (sql): every table is in the data map or in holds_no_personal_data, and every table "
+                      "the map names is there\n")
+
+
+def test_a_table_nobody_mapped_is_named_until_it_is_mapped_or_said_to_hold_nothing_personal(
+        make_app, config_files, platform_url):
+    add_table(platform_url, "CREATE TABLE direct_messages (sender_id TEXT, body TEXT)")
+    add_table(platform_url, "CREATE TABLE feature_flags (name TEXT PRIMARY KEY, enabled INTEGER)")
+    add_table(platform_url, f"INSERT INTO direct_messages VALUES ('1002', 'write to {LEAVER}')")
+
+    code, output = check(make_app())
+    assert code == 1
+    assert output == ("platform (sql): 2 tables are not in the data map: direct_messages, feature_flags. Map each "
+                      "that holds anything about a person; list the others in holds_no_personal_data\n")
+    assert LEAVER not in output and "1002" not in output  # names of tables, never what they hold
+
+    add_to_the_store(config_files, 'holds_no_personal_data = ["feature_flags"]')
+    code, output = check(make_app())
+    assert code == 1 and "1 table is not in the data map: direct_messages." in output
+
+    with config_files["datamap"].open("a") as fh:
+        fh.write('\n[[stores.tables]]\ntable = "direct_messages"\ncategory = "messages"\ncolumn = "sender_id"\n'
+                 'identity = "account"\nnetwork = "demo"\naction = "delete"\n')
+    assert check(make_app())[0] == 0
+
+
+def test_a_table_the_map_names_and_the_store_lacks_is_named(make_app, platform_url):
+    add_table(platform_url, "DROP TABLE scores")
+    code, output = check(make_app())
+    assert code == 1
+    assert output == ("platform (sql): 1 table is in the data map but not in the store: scores. Purging them fails "
+                      "until the map or the store is mended\n")
+
+
+def test_a_store_file_that_is_not_there_is_not_made_by_looking(make_app, config_files, tmp_path):
+    gone = tmp_path / "nowhere" / "platform.db"
+    path = config_files["datamap"]
+    path.write_text(path.read_text().replace(str(tmp_path / "platform.db"), str(gone)))
+    code, output = check(make_app())
+    assert code == 1 and "5 tables are in the data map but not in the store" in output
+    assert not gone.exists() and not gone.parent.exists()
+
+
+def test_a_store_that_cannot_be_asked_says_so_and_the_others_are_checked(make_app, config_files, monkeypatch):
+    monkeypatch.setenv("OWNSTORY_TEST_STORE_URL", "postgresql+psycopg://ownstory:hunter2@127.0.0.1:1/platform")
+    with config_files["datamap"].open("a") as fh:
+        fh.write('\n[[stores]]\nname = "archive"\nurl_env = "OWNSTORY_TEST_STORE_URL"\n\n[[stores.tables]]\n'
+                 'table = "old_posts"\ncategory = "archived posts"\ncolumn = "author_id"\nidentity = "account"\n'
+                 'network = "demo"\n')
+    code, output = check(make_app())
+    assert code == 1
+    platform, archive = output.splitlines()
+    assert platform.startswith("platform (sql): every table is in the data map")
+    assert archive == "archive (sql): not checked, cannot reach or use the store (OperationalError)"
+    assert "hunter2" not in output and "127.0.0.1" not in output
+
+
+def test_a_kind_that_cannot_list_what_it_holds_is_not_checked(make_app, config_files, monkeypatch):
+    monkeypatch.setenv("OWNSTORY_TEST_REDIS_URL", "redis://127.0.0.1:1/0")
+    with config_files["datamap"].open("a") as fh:
+        fh.write('\n[[stores]]\nname = "cache"\nkind = "redis"\nurl_env = "OWNSTORY_TEST_REDIS_URL"\n\n'
+                 '[[stores.keys]]\npattern = "profile:{identity}"\ncategory = "cached profile"\nidentity = "account"\n'
+                 'network = "demo"\n')
+    code, output = check(make_app())
+    assert code == 0
+    assert output.splitlines()[1] == ("cache (redis): not checked, a redis store cannot list what it holds; its "
+                                      "entries are purged")
+
+
+def test_a_worker_warns_of_a_table_nobody_mapped_when_it_starts(platform_url, start_worker):
+    add_table(platform_url, "CREATE TABLE direct_messages (sender_id TEXT, body TEXT)")
+    worker = start_worker()
+    wait_for(lambda: "direct_messages" in worker.output, 30, "the worker's warning")
+    worker.stop()
+    warned = [line for line in worker.output.splitlines() if "direct_messages" in line]
+    assert len(warned) == 1 and "1 table is not in the data map" in warned[0] and '"WARNING"' in warned[0]
+
+
+@contextmanager
+def a_platform_database(database_url: str, tmp_path) -> Iterator[str]:
+    """A database of the platform's own beside Ownstory's: on PostgreSQL a schema of its own, which the store's
+    connection uses, in the same database as Ownstory's tables."""
+    if database_url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / 'platform.db'}"
+        return
+    engine = make_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA IF EXISTS coverage_platform CASCADE"))
+        conn.execute(text("CREATE SCHEMA coverage_platform"))
+    try:
+        yield f"{database_url}?options=-csearch_path%3Dcoverage_platform"
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA coverage_platform CASCADE"))
+        engine.dispose()
+
+
+def test_a_store_lists_its_own_tables_only(database_url, tmp_path):
+    """On PostgreSQL, the tables of the schema the store's connection uses: Ownstory's own, in another schema of
+    the same database here, are not the store's. Names compare without case, as SQLite and MySQL compare them."""
+    with a_platform_database(database_url, tmp_path) as url:
+        seed_platform_store(url)
+        with make_engine(url).begin() as conn:
+            conn.execute(text("CREATE TABLE direct_messages (sender_id TEXT)"))
+            conn.execute(text("DROP TABLE scores"))
+        entries = tuple(TableEntry(store="platform", category=t, identity="account", network="demo", table=t,
+                                   column="account_id") for t in ("Profiles", "posts", "endorsements", "scores"))
+        store = SqlStore("platform", url, entries, holds_no_personal_data=("Mailing_List",))
+        try:
+            assert store.gaps() == Gaps(unmapped=["direct_messages"], missing=["scores"])
+        finally:
+            store.dispose()
