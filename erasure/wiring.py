@@ -23,6 +23,7 @@ from erasure.engine.revocation import GrantTokens, revoke
 from erasure.models import SigningKey
 from erasure.oversight import metrics as erasure_metrics
 from erasure.receipts import keys
+from erasure.stores import coverage
 from erasure.stores.datamap import DataMap, HeldCount, count_held, identities_of
 from erasure.stores.http_kind import HttpStore
 from erasure.stores.http_signing import RequestSigner
@@ -41,6 +42,7 @@ def init_app(app: Flask) -> None:
     consent_views.register_held_counter(app, lambda user, grants: held_about(app.extensions["datamap"], user, grants))
     consent_connect.register_token_discarder(app, discard_token)
     sign_service_calls(app)
+    app.extensions["datamap_coverage"] = coverage.Watch(app.extensions["datamap"])  # the health page's
 
 
 def sign_service_calls(app: Flask) -> None:

@@ -237,4 +237,5 @@ def health():
                            days=days, now=now,
                            calls=calls.still_to_do(db.session, networks, current_app.extensions["datamap"],
                                                    shared_slots.for_engine(db.engine), now),
-                           chart=charts.time_to_complete(days, deadline), duration=charts.duration)
+                           chart=charts.time_to_complete(days, deadline), duration=charts.duration,
+                           coverage=current_app.extensions["datamap_coverage"])

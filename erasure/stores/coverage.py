@@ -7,11 +7,15 @@ tables (and the missing ones), and every worker warns of them when it starts. Ta
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import math
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from app.db import utcnow
 from erasure.stores.datamap import DataMap
 from erasure.stores.kinds import Gaps, StoreError
 
@@ -60,6 +64,42 @@ def coverage(datamap: DataMap) -> Iterator[Coverage]:
             yield Coverage(store.name, store.kind, store.gaps())
         except StoreError as exc:
             yield Coverage(store.name, store.kind, None, exc.message)
+
+
+class Watch:
+    """The coverage the operators' health page shows: asked again at most every `every` seconds, in a thread of its
+    own, so that a page waits on the stores `wait` seconds at most. One per process; the page says when it came."""
+
+    def __init__(self, datamap: DataMap, every: float = 300.0, wait: float = 2.0) -> None:
+        self._datamap, self._every, self._wait = datamap, every, wait
+        self._lock = threading.Lock()
+        self._asked_at = -math.inf  # time.monotonic() of the latest look begun
+        self._looking: threading.Thread | None = None
+        self.found: list[Coverage] | None = None  # None until a first look has answered
+        self.found_at: dt.datetime | None = None
+
+    def latest(self) -> list[Coverage] | None:
+        """The latest answer, after a look begun now if the last is old and waited for `wait` seconds at most."""
+        with self._lock:
+            if self._looking is None and time.monotonic() - self._asked_at >= self._every:
+                self._asked_at = time.monotonic()
+                self._looking = threading.Thread(target=self._look, name="datamap-coverage", daemon=True)
+                self._looking.start()
+            looking = self._looking
+        if looking is not None:
+            looking.join(self._wait)
+        return self.found
+
+    def _look(self) -> None:
+        try:
+            found = list(coverage(self._datamap))
+            with self._lock:
+                self.found, self.found_at = found, utcnow()
+        except Exception:  # a kind's own bug: logged, and the page keeps the last answer
+            log.exception("data map: the coverage check failed")
+        finally:
+            with self._lock:
+                self._looking = None
 
 
 def warn_of_gaps(datamap: DataMap) -> threading.Thread:

@@ -2,7 +2,10 @@
 data is gone, as is a table the map names that the store lacks; and a worker warns of both when it starts."""
 from __future__ import annotations
 
+import re
+import socket
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit
@@ -11,6 +14,7 @@ from sqlalchemy import text
 
 from app.db import make_engine
 from demo.platform import seed_platform_store
+from erasure.stores.coverage import Watch
 from erasure.stores.kinds import Gaps
 from erasure.stores.sql import SqlStore, TableEntry
 from tests.conftest import PLATFORM_STORE
@@ -149,3 +153,42 @@ def test_a_store_lists_its_own_tables_only(database_url, tmp_path):
             assert store.gaps() == Gaps(unmapped=["direct_messages"], missing=["scores"])
         finally:
             store.dispose()
+
+
+def health_page(app, make_person, login) -> str:
+    client = app.test_client()
+    login(client, make_person(role="operator"))
+    page = client.get("/operator/health")
+    assert page.status_code == 200
+    return re.search(r'<section aria-labelledby="datamap-h">.*?</section>', page.get_data(as_text=True), re.S).group(0)
+
+
+def test_the_health_page_names_a_table_nobody_mapped(app, make_person, login, platform_url):
+    assert "Every table of the SQL stores is in the data map" in health_page(app, make_person, login)
+    add_table(platform_url, "CREATE TABLE direct_messages (sender_id TEXT, body TEXT)")
+    add_table(platform_url, f"INSERT INTO direct_messages VALUES ('1002', 'write to {LEAVER}')")
+    fresh = app.extensions["datamap_coverage"] = Watch(app.extensions["datamap"])  # not five minutes later
+    section = health_page(app, make_person, login)
+    assert ("platform (sql): 1 table is not in the data map: direct_messages. Map each that holds anything about a "
+            "person; list the others in holds_no_personal_data") in section
+    assert LEAVER not in section and "1002" not in section and fresh.found_at is not None
+
+
+def test_the_health_page_waits_on_a_store_that_never_answers_two_seconds_at_most(make_app, config_files, make_person,
+                                                                                  login, monkeypatch):
+    """A store that takes the connection and never says a word (a hung server, a firewall that drops): the page
+    comes back, says the check is under way, and shows the answer once there is one."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        monkeypatch.setenv("OWNSTORY_TEST_STORE_URL", f"postgresql+psycopg://ownstory@127.0.0.1:{port}/platform")
+        with config_files["datamap"].open("a") as fh:
+            fh.write('\n[[stores]]\nname = "archive"\nurl_env = "OWNSTORY_TEST_STORE_URL"\n\n[[stores.tables]]\n'
+                     'table = "old_posts"\ncategory = "archived posts"\ncolumn = "author_id"\n'
+                     'identity = "account"\nnetwork = "demo"\n')
+        app = make_app()
+        started = time.monotonic()
+        section = health_page(app, make_person, login)
+        assert time.monotonic() - started < 15
+        assert "Being checked: the stores have not answered yet." in section
+    # The server goes away: the look ends, and the next view shows what it found.
+    wait_for(lambda: "archive (sql): not checked" in health_page(app, make_person, login), 30, "the check's answer")
