@@ -13,12 +13,10 @@ from urllib.parse import urlsplit
 from sqlalchemy import text
 
 from app.db import make_engine
-from demo.platform import seed_platform_store
 from erasure.stores.coverage import Watch
-from erasure.stores.kinds import Gaps
-from erasure.stores.sql import SqlStore, TableEntry
 from tests.conftest import PLATFORM_STORE
 from tests.erasure.engine.helpers_processes import wait_for
+from tests.erasure.stores.helpers_coverage import assert_a_changed_platform_is_seen
 
 LEAVER = "leaver-51@example.org"
 
@@ -31,6 +29,16 @@ def check(app) -> tuple[int, str]:
 def add_table(platform_url: str, sql: str) -> None:
     with sqlite3.connect(urlsplit(platform_url).path[1:]) as conn:
         conn.execute(sql)
+
+
+ARCHIVE = ('[[stores]]\nname = "archive"\nurl_env = "OWNSTORY_TEST_STORE_URL"\n\n'
+           '[[stores.tables]]\ntable = "old_posts"\ncategory = "archived posts"\ncolumn = "author_id"\n'
+           'identity = "account"\nnetwork = "demo"\n')
+
+
+def add_store(config_files, toml: str) -> None:
+    with config_files["datamap"].open("a") as fh:
+        fh.write("\n" + toml)
 
 
 def add_to_the_store(config_files, line: str) -> None:
@@ -61,9 +69,8 @@ def test_a_table_nobody_mapped_is_named_until_it_is_mapped_or_said_to_hold_nothi
     code, output = check(make_app())
     assert code == 1 and "1 table is not in the data map: direct_messages." in output
 
-    with config_files["datamap"].open("a") as fh:
-        fh.write('\n[[stores.tables]]\ntable = "direct_messages"\ncategory = "messages"\ncolumn = "sender_id"\n'
-                 'identity = "account"\nnetwork = "demo"\naction = "delete"\n')
+    add_store(config_files, '[[stores.tables]]\ntable = "direct_messages"\ncategory = "messages"\n'
+                            'column = "sender_id"\nidentity = "account"\nnetwork = "demo"\n')  # the platform's, last
     assert check(make_app())[0] == 0
 
 
@@ -86,10 +93,7 @@ def test_a_store_file_that_is_not_there_is_not_made_by_looking(make_app, config_
 
 def test_a_store_that_cannot_be_asked_says_so_and_the_others_are_checked(make_app, config_files, monkeypatch):
     monkeypatch.setenv("OWNSTORY_TEST_STORE_URL", "postgresql+psycopg://ownstory:hunter2@127.0.0.1:1/platform")
-    with config_files["datamap"].open("a") as fh:
-        fh.write('\n[[stores]]\nname = "archive"\nurl_env = "OWNSTORY_TEST_STORE_URL"\n\n[[stores.tables]]\n'
-                 'table = "old_posts"\ncategory = "archived posts"\ncolumn = "author_id"\nidentity = "account"\n'
-                 'network = "demo"\n')
+    add_store(config_files, ARCHIVE)
     code, output = check(make_app())
     assert code == 1
     platform, archive = output.splitlines()
@@ -100,10 +104,9 @@ def test_a_store_that_cannot_be_asked_says_so_and_the_others_are_checked(make_ap
 
 def test_a_kind_that_cannot_list_what_it_holds_is_not_checked(make_app, config_files, monkeypatch):
     monkeypatch.setenv("OWNSTORY_TEST_REDIS_URL", "redis://127.0.0.1:1/0")
-    with config_files["datamap"].open("a") as fh:
-        fh.write('\n[[stores]]\nname = "cache"\nkind = "redis"\nurl_env = "OWNSTORY_TEST_REDIS_URL"\n\n'
-                 '[[stores.keys]]\npattern = "profile:{identity}"\ncategory = "cached profile"\nidentity = "account"\n'
-                 'network = "demo"\n')
+    add_store(config_files, '[[stores]]\nname = "cache"\nkind = "redis"\nurl_env = "OWNSTORY_TEST_REDIS_URL"\n\n'
+                            '[[stores.keys]]\npattern = "profile:{identity}"\ncategory = "cached profile"\n'
+                            'identity = "account"\nnetwork = "demo"\n')
     code, output = check(make_app())
     assert code == 0
     assert output.splitlines()[1] == ("cache (redis): not checked, a redis store cannot list what it holds; its "
@@ -140,19 +143,9 @@ def a_platform_database(database_url: str, tmp_path) -> Iterator[str]:
 
 def test_a_store_lists_its_own_tables_only(database_url, tmp_path):
     """On PostgreSQL, the tables of the schema the store's connection uses: Ownstory's own, in another schema of
-    the same database here, are not the store's. Names compare without case, as SQLite and MySQL compare them."""
+    the same database here, are not the store's."""
     with a_platform_database(database_url, tmp_path) as url:
-        seed_platform_store(url)
-        with make_engine(url).begin() as conn:
-            conn.execute(text("CREATE TABLE direct_messages (sender_id TEXT)"))
-            conn.execute(text("DROP TABLE scores"))
-        entries = tuple(TableEntry(store="platform", category=t, identity="account", network="demo", table=t,
-                                   column="account_id") for t in ("Profiles", "posts", "endorsements", "scores"))
-        store = SqlStore("platform", url, entries, holds_no_personal_data=("Mailing_List",))
-        try:
-            assert store.gaps() == Gaps(unmapped=["direct_messages"], missing=["scores"])
-        finally:
-            store.dispose()
+        assert_a_changed_platform_is_seen(url)
 
 
 def health_page(app, make_person, login) -> str:
@@ -181,10 +174,7 @@ def test_the_health_page_waits_on_a_store_that_never_answers_two_seconds_at_most
     with socket.create_server(("127.0.0.1", 0)) as silent:
         port = silent.getsockname()[1]
         monkeypatch.setenv("OWNSTORY_TEST_STORE_URL", f"postgresql+psycopg://ownstory@127.0.0.1:{port}/platform")
-        with config_files["datamap"].open("a") as fh:
-            fh.write('\n[[stores]]\nname = "archive"\nurl_env = "OWNSTORY_TEST_STORE_URL"\n\n[[stores.tables]]\n'
-                     'table = "old_posts"\ncategory = "archived posts"\ncolumn = "author_id"\n'
-                     'identity = "account"\nnetwork = "demo"\n')
+        add_store(config_files, ARCHIVE)
         app = make_app()
         started = time.monotonic()
         section = health_page(app, make_person, login)
