@@ -48,9 +48,10 @@ class Coverage:
         if self.gaps.missing:
             found.append(f"{_tables(self.gaps.missing)} in the data map but not in the store: "
                          f"{', '.join(self.gaps.missing)}. Purging them fails until the map or the store is mended")
-        return f"{where}: " + ("; ".join(found) if found else
-                               "every table is in the data map or in holds_no_personal_data, and every "
-                                                                "table the map names is there")
+        if not found:
+            found.append("every table is in the data map or in holds_no_personal_data, and every table the map "
+                         "names is there")
+        return f"{where}: " + "; ".join(found)
 
 
 def _tables(names: list[str]) -> str:
