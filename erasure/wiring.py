@@ -42,7 +42,8 @@ def init_app(app: Flask) -> None:
     consent_views.register_held_counter(app, lambda user, grants: held_about(app.extensions["datamap"], user, grants))
     consent_connect.register_token_discarder(app, discard_token)
     sign_service_calls(app)
-    app.extensions["datamap_coverage"] = coverage.Watch(app.extensions["datamap"])  # the health page's
+    app.extensions["datamap_coverage"] = coverage.Watch(app.extensions["datamap"])  # the health page's, and:
+    metrics.register_collector(app, lambda _: erasure_metrics.collect_datamap(app.extensions["datamap_coverage"]))
 
 
 def sign_service_calls(app: Flask) -> None:

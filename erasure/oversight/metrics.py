@@ -14,6 +14,7 @@ from erasure.engine.slots import Slots
 from erasure.models import FAILING_STEPS, UNFINISHED_STEPS, ErasureStep, OptOutRequest, Receipt, RequestStatus
 from erasure.oversight import calls
 from erasure.receipts import tlog as transparency_log
+from erasure.stores.coverage import Watch
 from erasure.stores.datamap import DataMap
 
 # The windows an alert may watch before a deadline is missed: a day, for paging; a week, for a ticket.
@@ -115,3 +116,19 @@ def collect_calls(session: Session, networks: Mapping[str, Network], datamap: Da
     yield longest
     yield limits
     yield in_flight
+
+
+def collect_datamap(watch: Watch) -> Iterator[Metric]:
+    """The health page's data map section, for alerts: tables a SQL store has that the map leaves out, and tables
+    the map names that the store lacks (the health page's latest look, at most five minutes old)."""
+    gaps = GaugeMetricFamily(
+        "ownstory_datamap_tables",
+        "Tables in a SQL store that the data map leaves out (state unmapped: a leaver's data there stays), and tables "
+        "the map names that the store lacks (state missing: purging them fails). 0 when the map and store agree; no "
+        "sample for a store that cannot be listed or could not be asked.",
+        labels=["store", "state"])
+    for found in watch.latest() or []:
+        if found.gaps is not None:
+            gaps.add_metric([found.store, "unmapped"], len(found.gaps.unmapped))
+            gaps.add_metric([found.store, "missing"], len(found.gaps.missing))
+    yield gaps

@@ -1,8 +1,10 @@
 """GET /metrics: who may scrape it, and that its figures match the database and the consent API."""
 import datetime as dt
 import os
+import sqlite3
 import subprocess
 import sys
+from urllib.parse import urlsplit
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -16,6 +18,7 @@ from erasure.engine import slots as shared_slots
 from erasure.models import ErasureStep, OptOutRequest
 from erasure.optout import service
 from erasure.receipts import issue
+from erasure.stores.coverage import Watch
 from tests.conftest import db_session, takes_at_once
 
 
@@ -142,6 +145,20 @@ def test_what_each_network_and_store_has_still_to_do_and_its_calls_at_once(demo_
     assert ("ownstory_max_in_flight", (("kind", "purge"), ("target", "platform"))) not in figures  # no limit
     assert figures[("ownstory_calls_in_flight", (("kind", "revoke"), ("target", "demo")))] == 1
     assert scrape(client, token)[("ownstory_calls_in_flight", (("kind", "revoke"), ("target", "demo")))] == 0
+
+
+def test_the_tables_the_data_map_leaves_out_or_a_store_lacks(app, client, api_token, platform_url):
+    token = api_token("operator")
+    agreed = scrape(client, token)
+    assert agreed[("ownstory_datamap_tables", (("state", "unmapped"), ("store", "platform")))] == 0
+    assert agreed[("ownstory_datamap_tables", (("state", "missing"), ("store", "platform")))] == 0
+    with sqlite3.connect(urlsplit(platform_url).path[1:]) as conn:
+        conn.execute("CREATE TABLE direct_messages (sender_id TEXT)")
+        conn.execute("DROP TABLE scores")
+    app.extensions["datamap_coverage"] = Watch(app.extensions["datamap"])  # looked at again now, not in 5 minutes
+    apart = scrape(client, token)
+    assert apart[("ownstory_datamap_tables", (("state", "unmapped"), ("store", "platform")))] == 1
+    assert apart[("ownstory_datamap_tables", (("state", "missing"), ("store", "platform")))] == 1
 
 
 def test_consent_checks_served_are_counted(app, client, api_token):
