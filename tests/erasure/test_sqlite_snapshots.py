@@ -13,6 +13,7 @@ from erasure.models import ErasureStep, OptOutRequest
 from tests.conftest import db_session
 from tests.consent.helpers_connect import connect_through_demo
 from tests.erasure.engine.helpers_processes import make_crowd, submit_all
+from tests.erasure.forget.helpers_forget import ask_for_link, leave, mailed_link
 from tests.erasure.helpers_optout import check_consent, submit_optout
 from tests.helpers_sqlite import a_writer_commits_after_every_read
 
@@ -51,3 +52,20 @@ def test_a_worker_finishes_every_request(app, demo_network, platform_url):
         assert dict(db.execute(select(OptOutRequest.id, OptOutRequest.status)).all()) == {
             request_id: "completed" for request_id in request_ids}
         assert set(db.scalars(select(ErasureStep.status))) == {"done"}
+
+
+def test_someone_without_an_account_leaves_with_an_email_link_and_an_operator_retries(
+        app, client, csrf_post, worker, operator_headers):
+    with a_writer_commits_after_every_read(app) as interposed:
+        sent = ask_for_link(client, csrf_post, "otto@elsewhere.example")
+        assert sent.status_code == 200
+        path = mailed_link(app, "otto@elsewhere.example")
+        assert csrf_post(client, path).status_code == 303
+        status_path = leave(client, csrf_post)
+        request_id = urlsplit(status_path).path.rsplit("/", 1)[1]
+        retried = client.post(f"/api/v1/optouts/{request_id}/retry", headers=operator_headers)
+        assert retried.status_code < 500, retried.get_data(as_text=True)
+        worker.drain()
+    assert interposed
+    with db_session(app) as db:
+        assert db.get(OptOutRequest, request_id).status == "completed"

@@ -15,6 +15,7 @@ from erasure.forget import control
 from erasure.forget.views import PROOF, RedactEmailLinks
 from erasure.models import EmailProof, OptOutRequest, Receipt
 from tests.consent.helpers_connect import answer_at_network, local_path, query
+from tests.erasure.forget.helpers_forget import STATUS, ask_for_link, leave, mailed_link
 from tests.erasure.helpers_optout import (
     check_consent,
     demo_token_active,
@@ -29,27 +30,6 @@ from tests.erasure.helpers_optout import (
     submit_optout,
 )
 from tests.helpers_live_tokens import active, issued_tokens
-
-LINK = re.compile(r"http://localhost(/forget/email/[A-Za-z0-9_-]+)")
-STATUS = re.compile(r"^/optout/([0-9a-f-]{36})\?k=[A-Za-z0-9_-]+$")
-
-
-def leave(client, csrf_post, **fields) -> str:
-    response = csrf_post(client, "/forget/optout", {"public_status": "yes", **fields})
-    assert response.status_code == 302, response.get_data(as_text=True)
-    assert STATUS.match(response.headers["Location"]), response.headers["Location"]
-    return response.headers["Location"]
-
-
-def ask_for_link(client, csrf_post, address: str, **kwargs):
-    return csrf_post(client, "/forget/email", {"email": address}, page="/forget", **kwargs)
-
-
-def mailed_link(app, address: str) -> str:
-    mails = [m for m in outbox(app) if m["To"] == address and "leave the platform" in m["Subject"]]
-    assert mails, f"no link was mailed to {address}"
-    return LINK.search(mails[-1].get_content()).group(1)
-
 
 # --- with a network account ------------------------------------------------------------------
 
