@@ -127,8 +127,16 @@ def collect_datamap(watch: Watch) -> Iterator[Metric]:
         "the map names that the store lacks (state missing: purging them fails). 0 when the map and store agree; no "
         "sample for a store that cannot be listed or could not be asked.",
         labels=["store", "state"])
+    columns = GaugeMetricFamily(
+        "ownstory_datamap_columns",
+        "Columns the data map names that their table lacks (state missing: purging them fails), and identity or "
+        "timestamp columns no index starts with (state unindexed: each purge and count reads the whole table).",
+        labels=["store", "state"])
     for found in watch.latest() or []:
         if found.gaps is not None:
             gaps.add_metric([found.store, "unmapped"], len(found.gaps.unmapped))
             gaps.add_metric([found.store, "missing"], len(found.gaps.missing))
+            columns.add_metric([found.store, "missing"], len(found.gaps.missing_columns))
+            columns.add_metric([found.store, "unindexed"], len(found.gaps.unindexed))
     yield gaps
+    yield columns

@@ -31,8 +31,10 @@ class Coverage:
 
     @property
     def wrong(self) -> bool:
-        """Something for an operator to mend: a gap either way, or a store that could not be asked."""
-        return self.unreachable is not None or bool(self.gaps and (self.gaps.unmapped or self.gaps.missing))
+        """Something for an operator to mend: a gap either way, a column not there, or a store that could not be
+        asked. A column without an index slows erasure but loses nothing: it is said, and is not wrong."""
+        return self.unreachable is not None or bool(self.gaps and (self.gaps.unmapped or self.gaps.missing
+                                                                   or self.gaps.missing_columns))
 
     def describe(self) -> str:
         """One line for an operator: the store, then what it found."""
@@ -41,21 +43,31 @@ class Coverage:
             return f"{where}: not checked, {self.unreachable}"
         if self.gaps is None:
             return f"{where}: not checked, a {self.kind} store cannot list what it holds; its entries are purged"
-        found = []
-        if self.gaps.unmapped:
-            found.append(f"{_tables(self.gaps.unmapped)} not in the data map: {', '.join(self.gaps.unmapped)}. Map "
-                         "each that holds anything about a person; list the others in holds_no_personal_data")
-        if self.gaps.missing:
-            found.append(f"{_tables(self.gaps.missing)} in the data map but not in the store: "
-                         f"{', '.join(self.gaps.missing)}. Purging them fails until the map or the store is mended")
+        gaps, found = self.gaps, []
+        if gaps.unmapped:
+            found.append(f"{_say(gaps.unmapped, '1 table is', '{n} tables are')} not in the data map: "
+                         f"{', '.join(gaps.unmapped)}. Map each that holds anything about a person; list the others in "
+                         "holds_no_personal_data")
+        if gaps.missing:
+            found.append(f"{_say(gaps.missing, '1 table is', '{n} tables are')} in the data map but not in the store: "
+                         f"{', '.join(gaps.missing)}. Purging them fails until the map or the store is mended")
+        if gaps.missing_columns:
+            found.append(f"{_say(gaps.missing_columns, '1 column is', '{n} columns are')} in the data map but not in "
+                         f"its table: {', '.join(gaps.missing_columns)}. Purging them fails until the map or the store "
+                         "is mended")
+        if gaps.unindexed:
+            found.append(f"{_say(gaps.unindexed, '1 column has', '{n} columns have')} no index that starts with "
+                         f"{_say(gaps.unindexed, 'it', 'them')}: {', '.join(gaps.unindexed)}. Each purge and count "
+                         f"of {_say(gaps.unindexed, 'it', 'them')} reads the whole table")
         if not found:
-            found.append("every table is in the data map or in holds_no_personal_data, and every table the map "
-                         "names is there")
+            found.append("every table is in the data map or in holds_no_personal_data, and every table and column "
+                         "the map names is there, indexed")
         return f"{where}: " + "; ".join(found)
 
 
-def _tables(names: list[str]) -> str:
-    return "1 table is" if len(names) == 1 else f"{len(names)} tables are"
+def _say(names: list[str], one: str, many: str) -> str:
+    """`one` for a single name, else `many`, in which {n} is how many."""
+    return one if len(names) == 1 else many.format(n=len(names))
 
 
 def coverage(datamap: DataMap) -> Iterator[Coverage]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -80,6 +80,10 @@ class Gaps:
 
     unmapped: list[str]  # the store has these, and the map neither names them nor says they hold nothing personal
     missing: list[str]  # the map names these, and the store has none of them: purging them fails
+    # "table.column": columns the map names that their table lacks (purging them fails), and identity or timestamp
+    # columns no index leads with (each purge and count of them reads the whole table)
+    missing_columns: list[str] = field(default_factory=list)
+    unindexed: list[str] = field(default_factory=list)
 
 
 OnBatch = Callable[[int], None]

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, inspect, literal
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine, Inspector, make_url
 from sqlalchemy.exc import ArgumentError
 
 from app.db import make_engine
@@ -138,19 +138,56 @@ class SqlStore(StoreKind):
         if _sqlite_file_missing(self.url):  # connecting would make an empty one
             return Gaps(unmapped=[], missing=sorted(mapped))
         try:
-            tables = inspect(self.engine).get_table_names()
+            inspector = inspect(self.engine)
+            tables = inspector.get_table_names()
+            held = {t.casefold(): t for t in tables}
+            missing_columns, unindexed = [], []
+            for table, (searched, written) in sorted(_columns(self.entries).items()):
+                if table.casefold() not in held:
+                    continue
+                found = _column_names(inspector, held[table.casefold()])
+                missing_columns += [f"{table}.{c}" for c in sorted(searched | written) if c.casefold() not in found.all]
+                unindexed += [f"{table}.{c}" for c in sorted(searched)
+                              if c.casefold() in found.all and c.casefold() not in found.leading]
         except (sa_exc.DBAPIError, sa_exc.DisconnectionError, sa_exc.TimeoutError) as exc:
             raise StoreUnavailable(self.name, f"cannot reach or use the store ({driver_reason(exc)})") from None
         named = {t.casefold() for t in (*mapped, *self.holds_no_personal_data)}
-        held = {t.casefold() for t in tables}
         return Gaps(unmapped=sorted(t for t in tables if t.casefold() not in named),
-                    missing=sorted(t for t in mapped if t.casefold() not in held))
+                    missing=sorted(t for t in mapped if t.casefold() not in held),
+                    missing_columns=missing_columns, unindexed=unindexed)
 
     def dispose(self, close: bool = True) -> None:
         with self._lock:
             if self._engine is not None:
                 self._engine.dispose(close=close)
                 self._engine = None
+
+
+def _columns(entries: tuple[TableEntry, ...]) -> dict[str, tuple[set[str], set[str]]]:
+    """Per table, the columns its entries search by (an identity column, a retention timestamp), which an index
+    should lead with, and the columns they only write (nullified ones)."""
+    by_table: dict[str, tuple[set[str], set[str]]] = {}
+    for e in entries:
+        searched, written = by_table.setdefault(e.table, (set(), set()))
+        searched.update(c for c in (e.column, e.timestamp_column) if c)
+        written.update(e.columns)
+    return by_table
+
+
+@dataclass(frozen=True)
+class _Found:
+    all: set[str]
+    leading: set[str]  # the first column of an index, a primary key or a unique constraint: a lookup need not scan
+
+
+def _column_names(inspector: Inspector, table: str) -> _Found:
+    firsts: list[str | None] = [index["column_names"][0] for index in inspector.get_indexes(table)
+                                if index["column_names"]]  # None: an index on an expression
+    firsts += inspector.get_pk_constraint(table).get("constrained_columns", [])[:1]
+    firsts += [unique["column_names"][0] for unique in inspector.get_unique_constraints(table)
+               if unique["column_names"]]
+    return _Found(all={c["name"].casefold() for c in inspector.get_columns(table)},
+                  leading={c.casefold() for c in firsts if c})
 
 
 def _sqlite_file_missing(url: str) -> bool:

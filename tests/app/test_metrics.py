@@ -147,18 +147,22 @@ def test_what_each_network_and_store_has_still_to_do_and_its_calls_at_once(demo_
     assert scrape(client, token)[("ownstory_calls_in_flight", (("kind", "revoke"), ("target", "demo")))] == 0
 
 
-def test_the_tables_the_data_map_leaves_out_or_a_store_lacks(app, client, api_token, platform_url):
+def test_the_tables_and_columns_the_data_map_and_a_store_disagree_on(app, client, api_token, platform_url):
     token = api_token("operator")
     agreed = scrape(client, token)
     assert agreed[("ownstory_datamap_tables", (("state", "unmapped"), ("store", "platform")))] == 0
     assert agreed[("ownstory_datamap_tables", (("state", "missing"), ("store", "platform")))] == 0
+    assert agreed[("ownstory_datamap_columns", (("state", "unindexed"), ("store", "platform")))] == 0
     with sqlite3.connect(urlsplit(platform_url).path[1:]) as conn:
         conn.execute("CREATE TABLE direct_messages (sender_id TEXT)")
         conn.execute("DROP TABLE scores")
+        conn.execute("DROP INDEX ix_posts_author_id")
     app.extensions["datamap_coverage"] = Watch(app.extensions["datamap"])  # looked at again now, not in 5 minutes
     apart = scrape(client, token)
     assert apart[("ownstory_datamap_tables", (("state", "unmapped"), ("store", "platform")))] == 1
     assert apart[("ownstory_datamap_tables", (("state", "missing"), ("store", "platform")))] == 1
+    assert apart[("ownstory_datamap_columns", (("state", "missing"), ("store", "platform")))] == 0
+    assert apart[("ownstory_datamap_columns", (("state", "unindexed"), ("store", "platform")))] == 1
 
 
 def test_consent_checks_served_are_counted(app, client, api_token):

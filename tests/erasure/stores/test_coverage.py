@@ -50,7 +50,7 @@ def test_the_shipped_map_covers_the_demo_platform(app):
     code, output = check(app)
     assert code == 0, output
     assert output == ("platform (sql): every table is in the data map or in holds_no_personal_data, and every table "
-                      "the map names is there\n")
+                      "and column the map names is there, indexed\n")
 
 
 def test_a_table_nobody_mapped_is_named_until_it_is_mapped_or_said_to_hold_nothing_personal(
@@ -80,6 +80,22 @@ def test_a_table_the_map_names_and_the_store_lacks_is_named(make_app, platform_u
     assert code == 1
     assert output == ("platform (sql): 1 table is in the data map but not in the store: scores. Purging them fails "
                       "until the map or the store is mended\n")
+
+
+def test_a_column_without_an_index_is_said_and_one_the_table_lacks_fails_the_check(make_app, make_person, login,
+                                                                                   platform_url):
+    add_table(platform_url, "DROP INDEX ix_posts_author_id")
+    code, output = check(make_app())
+    assert code == 0  # slower erasures, nothing left behind
+    assert output == ("platform (sql): 1 column has no index that starts with it: posts.author_id. Each purge and "
+                      "count of it reads the whole table\n")
+    assert "Erasures there work, but slowly" in health_page(make_app(), make_person, login)
+
+    add_table(platform_url, "ALTER TABLE mailing_list RENAME COLUMN email TO address")
+    code, output = check(make_app())
+    assert code == 1
+    assert output.startswith("platform (sql): 1 column is in the data map but not in its table: mailing_list.email. "
+                             "Purging them fails until the map or the store is mended; 1 column has no index")
 
 
 def test_a_store_file_that_is_not_there_is_not_made_by_looking(make_app, config_files, tmp_path):
