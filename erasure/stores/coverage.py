@@ -116,14 +116,14 @@ class Watch:
 
 
 def warn_of_gaps(datamap: DataMap) -> threading.Thread:
-    """Log a warning for each store with tables the map does not cover, in a thread of its own: a store that is
-    slow to answer holds up no worker's start."""
+    """Log a warning for each store that disagrees with the map (columns without an index too: this worker's purges
+    would read whole tables), in a thread of its own: a store that is slow to answer holds up no worker's start."""
 
     def look() -> None:
         for found in coverage(datamap):
             if found.unreachable is not None:
                 log.info("data map: %s", found.describe())  # the worker retries what it cannot reach
-            elif found.wrong:
+            elif found.wrong or (found.gaps and found.gaps.unindexed):
                 log.warning("data map: %s", found.describe())
 
     thread = threading.Thread(target=look, name="datamap-coverage", daemon=True)
