@@ -119,8 +119,9 @@ def collect_calls(session: Session, networks: Mapping[str, Network], datamap: Da
 
 
 def collect_datamap(watch: Watch) -> Iterator[Metric]:
-    """The health page's data map section, for alerts: tables a SQL store has that the map leaves out, and tables
-    the map names that the store lacks (the health page's latest look, at most five minutes old)."""
+    """The health page's data map section, for alerts: tables a SQL store has that the map leaves out, tables and
+    columns the map names that the store lacks, and searched columns without an index (the health page's latest
+    look, at most five minutes old)."""
     gaps = GaugeMetricFamily(
         "ownstory_datamap_tables",
         "Tables in a SQL store that the data map leaves out (state unmapped: a leaver's data there stays), and tables "

@@ -1,9 +1,12 @@
 """Where the data map and the stores disagree: tables in a store that no entry names, and that the map does not
-say hold nothing about a person; and tables the map names that a store does not have.
+say hold nothing about a person; tables and columns the map names that a store does not have; and the columns
+purges search by that no index starts with.
 
 Purge, export and the receipt cover what the map names, and only that. A table the platform added later, and
 nobody mapped, would keep a leaver's data while their receipt says it is gone. `flask datamap check` names such
-tables (and the missing ones), and every worker warns of them when it starts. Table names only: never a row.
+tables, every worker warns of them when it starts, and the health page and /metrics show them (through a Watch).
+Table and column names only, never a row: for that reason only SQL stores are listed, since a Redis key's or an
+object's name may itself name a person.
 """
 from __future__ import annotations
 
