@@ -59,6 +59,9 @@ class SqlStore(StoreKind):
         super().__init__(name, entries)
         self.url = url  # may carry a password: kept out of repr, messages and logs
         self.holds_no_personal_data = holds_no_personal_data  # tables someone looked at: nothing about a person
+        # Ownstory's own tables, where the store is Ownstory's database too (shares_database_with): the forget step
+        # erases a person's records there, not purge, so the map does not name them.
+        self.ownstorys_tables: frozenset[str] = frozenset()
         self._engine: Engine | None = None
         self._lock = threading.Lock()
 
@@ -151,10 +154,19 @@ class SqlStore(StoreKind):
                               if c.casefold() in found.all and c.casefold() not in found.leading]
         except (sa_exc.DBAPIError, sa_exc.DisconnectionError, sa_exc.TimeoutError) as exc:
             raise StoreUnavailable(self.name, f"cannot reach or use the store ({driver_reason(exc)})") from None
-        named = {t.casefold() for t in (*mapped, *self.holds_no_personal_data)}
+        named = {t.casefold() for t in (*mapped, *self.holds_no_personal_data, *self.ownstorys_tables)}
         return Gaps(unmapped=sorted(t for t in tables if t.casefold() not in named),
                     missing=sorted(t for t in mapped if t.casefold() not in held),
                     missing_columns=missing_columns, unindexed=unindexed)
+
+    def shares_database_with(self, url: str, tables: frozenset[str]) -> None:
+        """Ownstory's database is at `url`, with `tables`: if it is this store's too, they are not the platform's."""
+        def where(u: str) -> tuple:  # the driver and the credentials aside; the query holds a search_path
+            parsed = make_url(u)
+            return parsed.get_backend_name(), parsed.host, parsed.port, parsed.database, dict(parsed.query)
+
+        if where(self.url) == where(url):
+            self.ownstorys_tables = tables
 
     def dispose(self, close: bool = True) -> None:
         with self._lock:

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import text
 
 from app.db import make_engine
+from demo.platform import PLATFORM_TABLES, seed_platform_store
 from erasure.stores.coverage import Watch
 from tests.conftest import PLATFORM_STORE
 from tests.erasure.engine.helpers_processes import wait_for
@@ -198,3 +199,23 @@ def test_the_health_page_waits_on_a_store_that_never_answers_two_seconds_at_most
         assert "Being checked: the stores have not answered yet." in section
     # The server goes away: the look ends, and the next view shows what it found.
     wait_for(lambda: "archive (sql): not checked" in health_page(app, make_person, login), 30, "the check's answer")
+
+
+def test_ownstorys_own_tables_are_not_the_platforms_where_they_share_a_database(make_app, config_files,
+                                                                               database_url):
+    """A small platform keeps Ownstory in its own database: Ownstory's tables are Ownstory's to erase (the forget
+    step), not the data map's to name. A table of the platform's own there still is."""
+    seed_platform_store(database_url)
+    path = config_files["datamap"]
+    path.write_text(re.sub(r'url = "sqlite:///[^"]*"', f'url = "{database_url}"', path.read_text(), count=1))
+    try:
+        code, output = check(make_app())
+        assert code == 0, output
+        with make_engine(database_url).begin() as conn:
+            conn.execute(text("CREATE TABLE direct_messages (sender_id VARCHAR(40))"))
+        code, output = check(make_app())
+        assert code == 1 and "1 table is not in the data map: direct_messages." in output
+    finally:
+        with make_engine(database_url).begin() as conn:
+            for table in ("direct_messages", *PLATFORM_TABLES):
+                conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
