@@ -45,7 +45,7 @@ class Coverage:
         if self.unreachable is not None:
             return f"{where}: not checked, {self.unreachable}"
         if self.gaps is None:
-            return f"{where}: not checked, a {self.kind} store cannot list what it holds; its entries are purged"
+            return f"{where}: not checked, since a store of this kind cannot list what it holds; its entries are purged"
         gaps, found = self.gaps, []
         if gaps.unmapped:
             found.append(f"{_say(gaps.unmapped, '1 table is', '{n} tables are')} not in the data map: "

@@ -126,8 +126,8 @@ def test_a_kind_that_cannot_list_what_it_holds_is_not_checked(make_app, config_f
                             'identity = "account"\nnetwork = "demo"\n')
     code, output = check(make_app())
     assert code == 0
-    assert output.splitlines()[1] == ("cache (redis): not checked, a redis store cannot list what it holds; its "
-                                      "entries are purged")
+    assert output.splitlines()[1] == ("cache (redis): not checked, since a store of this kind cannot list what it "
+                                      "holds; its entries are purged")
 
 
 def test_a_worker_warns_of_a_table_nobody_mapped_when_it_starts(platform_url, start_worker):
