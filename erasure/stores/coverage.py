@@ -23,6 +23,7 @@ from erasure.stores.datamap import DataMap
 from erasure.stores.kinds import Gaps, StoreError
 
 log = logging.getLogger(__name__)
+FAILS = "Purging them fails until the map or the store is mended"  # what a missing table or column means
 
 
 @dataclass(frozen=True)
@@ -53,11 +54,10 @@ class Coverage:
                          "holds_no_personal_data")
         if gaps.missing:
             found.append(f"{_say(gaps.missing, '1 table is', '{n} tables are')} in the data map but not in the store: "
-                         f"{', '.join(gaps.missing)}. Purging them fails until the map or the store is mended")
+                         f"{', '.join(gaps.missing)}. {FAILS}")
         if gaps.missing_columns:
             found.append(f"{_say(gaps.missing_columns, '1 column is', '{n} columns are')} in the data map but not in "
-                         f"its table: {', '.join(gaps.missing_columns)}. Purging them fails until the map or the store "
-                         "is mended")
+                         f"its table: {', '.join(gaps.missing_columns)}. {FAILS}")
         if gaps.unindexed:
             found.append(f"{_say(gaps.unindexed, '1 column has', '{n} columns have')} no index that starts with "
                          f"{_say(gaps.unindexed, 'it', 'them')}: {', '.join(gaps.unindexed)}. Each purge and count "

@@ -15,7 +15,6 @@ from typing import Any
 from sqlalchemy import DateTime, inspect, literal
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine, Inspector, make_url
-from sqlalchemy.exc import ArgumentError
 
 from app.db import make_engine
 from app.settings import ConfigError, resolve_database_url
@@ -221,14 +220,14 @@ def _check_url(where: str, label: str, url: str, in_file: bool) -> None:
         raise ConfigError(where, label, "must be a SQLAlchemy URL, e.g. sqlite:///instance/platform.db")
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except sa_exc.ArgumentError:
         raise ConfigError(where, label, "is not a SQLAlchemy URL") from None
     if parsed.password is not None and in_file:
         raise ConfigError(where, label, "holds a password: credentials come from the environment, "
                                         "so put the URL in a variable and name it with url_env")
     try:
         parsed.get_dialect().import_dbapi()
-    except (ImportError, ArgumentError):
+    except (ImportError, sa_exc.ArgumentError):
         raise ConfigError(where, label, f"no driver for {parsed.drivername!r} is installed "
                                         "(sqlite, postgresql+psycopg and mysql+pymysql are)") from None
 
