@@ -16,6 +16,7 @@ from erasure.oversight import calls
 from erasure.receipts import tlog as transparency_log
 from erasure.stores.coverage import Watch
 from erasure.stores.datamap import DataMap
+from erasure.stores.redis_coverage import LOOK_AT
 
 # The windows an alert may watch before a deadline is missed: a day, for paging; a week, for a ticket.
 DUE_SOON = {"1d": dt.timedelta(days=1), "7d": dt.timedelta(days=7)}
@@ -120,8 +121,8 @@ def collect_calls(session: Session, networks: Mapping[str, Network], datamap: Da
 
 def collect_datamap(watch: Watch) -> Iterator[Metric]:
     """The health page's data map section, for alerts: tables a SQL store has that the map leaves out, tables and
-    columns the map names that the store lacks, and searched columns without an index (the health page's latest
-    look, at most five minutes old)."""
+    columns the map names that the store lacks, searched columns without an index, and a Redis store's keys no entry
+    reaches (the health page's latest look, at most five minutes old)."""
     gaps = GaugeMetricFamily(
         "ownstory_datamap_tables",
         "Tables in a SQL store that the data map leaves out (state unmapped: a leaver's data there stays), and tables "
@@ -133,11 +134,23 @@ def collect_datamap(watch: Watch) -> Iterator[Metric]:
         "Columns the data map names that their table lacks (state missing: purging them fails), and identity or "
         "timestamp columns no index starts with (state unindexed: each purge and count reads the whole table).",
         labels=["store", "state"])
+    keys = GaugeMetricFamily(
+        "ownstory_datamap_keys",
+        "Keys of a Redis store that no entry of the data map reaches and holds_no_personal_data does not list (state "
+        f"uncovered: a leaver's data there stays), of the first {LOOK_AT:,} it lists; state looked_at: how many it "
+        "listed.",
+        labels=["store", "state"])
     for found in watch.latest() or []:
-        if found.gaps is not None:
-            gaps.add_metric([found.store, "unmapped"], len(found.gaps.unmapped))
-            gaps.add_metric([found.store, "missing"], len(found.gaps.missing))
-            columns.add_metric([found.store, "missing"], len(found.gaps.missing_columns))
-            columns.add_metric([found.store, "unindexed"], len(found.gaps.unindexed))
+        if found.gaps is None:
+            continue
+        if found.gaps.uncovered is not None:
+            keys.add_metric([found.store, "uncovered"], found.gaps.uncovered.count)
+            keys.add_metric([found.store, "looked_at"], found.gaps.uncovered.looked_at)
+            continue
+        gaps.add_metric([found.store, "unmapped"], len(found.gaps.unmapped))
+        gaps.add_metric([found.store, "missing"], len(found.gaps.missing))
+        columns.add_metric([found.store, "missing"], len(found.gaps.missing_columns))
+        columns.add_metric([found.store, "unindexed"], len(found.gaps.unindexed))
     yield gaps
     yield columns
+    yield keys

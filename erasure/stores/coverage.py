@@ -5,8 +5,8 @@ purges search by that no index starts with.
 Purge, export and the receipt cover what the map names, and only that. A table the platform added later, and
 nobody mapped, would keep a leaver's data while their receipt says it is gone. `flask datamap check` names such
 tables, every worker warns of them when it starts, and the health page and /metrics show them (through a Watch).
-Table and column names only, never a row: for that reason only SQL stores are listed, since a Redis key's or an
-object's name may itself name a person.
+Table and column names only, never a row. A Redis key's name may itself name a person, so a redis store's keys
+that no entry reaches are counted (redis_coverage), and their prefixes given only to `flask datamap check --names`.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from app.db import utcnow
 from erasure.stores.datamap import DataMap
-from erasure.stores.kinds import Gaps, StoreError
+from erasure.stores.kinds import Gaps, StoreError, Uncovered
 
 log = logging.getLogger(__name__)
 FAILS = "Purging them fails until the map or the store is mended"  # what a missing table or column means
@@ -37,8 +37,9 @@ class Coverage:
     def wrong(self) -> bool:
         """Something for an operator to mend: a gap either way, a column not there, or a store that could not be
         asked. A column without an index slows erasure but loses nothing: it is said, and is not wrong."""
-        return self.unreachable is not None or bool(self.gaps and (self.gaps.unmapped or self.gaps.missing
-                                                                   or self.gaps.missing_columns))
+        return self.unreachable is not None or bool(self.gaps and (
+            self.gaps.unmapped or self.gaps.missing or self.gaps.missing_columns
+            or (self.gaps.uncovered and self.gaps.uncovered.count)))
 
     def describe(self) -> str:
         """One line for an operator: the store, then what it found."""
@@ -62,10 +63,41 @@ class Coverage:
             found.append(f"{_say(gaps.unindexed, '1 column has', '{n} columns have')} no index that starts with "
                          f"{_say(gaps.unindexed, 'it', 'them')}: {', '.join(gaps.unindexed)}. Each purge and count "
                          f"of {_say(gaps.unindexed, 'it', 'them')} reads the whole table")
-        if not found:
+        if gaps.uncovered is not None:
+            found.append(_uncovered(gaps.uncovered))
+        elif not found:
             found.append("every table is in the data map or in holds_no_personal_data, and every table and column "
                          "the map names is there, indexed")
         return f"{where}: " + "; ".join(found)
+
+
+def _uncovered(items: Uncovered) -> str:
+    """How many of the items looked at no entry reaches: a number, since an item's name may name a person."""
+    noun = items.noun
+    looked = (f"its {_n(items.looked_at, noun)}" if items.complete
+              else f"the first {_n(items.looked_at, noun)} it listed (a check looks at no more)")
+    if not items.count:
+        return (f"every one of {looked} is reached by an entry of the data map or a glob in holds_no_personal_data"
+                if items.looked_at else f"no {noun} to look at")
+    return (f"{items.count:,} of {looked} {'is' if items.count == 1 else 'are'} reached by no entry of the data map "
+            f"and no glob in holds_no_personal_data. A {noun}'s name may name a person, so none is shown here: "
+            f"`flask --app wsgi datamap check --names` gives their prefixes. Map each that holds anything about a "
+            f"person; list the others in holds_no_personal_data")
+
+
+def _n(count: int, noun: str) -> str:
+    return f"1 {noun}" if count == 1 else f"{count:,} {noun}s"
+
+
+def names(found: Coverage) -> list[str]:
+    """For `flask datamap check --names`: the prefixes of a store's items that no entry reaches, with how many."""
+    items = found.gaps.uncovered if found.gaps else None
+    if items is None or not items.count:
+        return []
+    lines = [f"  {prefix}  {_n(count, items.noun)}" for prefix, count in items.prefixes]
+    if items.other_prefixes:
+        lines.append(f"  and {items.other_prefixes:,} other prefixes")
+    return lines
 
 
 def _say(names: list[str], one: str, many: str) -> str:

@@ -75,6 +75,21 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class Uncovered:
+    """What a store's items (a cache's keys) that no entry reaches come to, where an item's name may itself name a
+    person ("feed:omar"): counted for the operators' page, the logs and the metrics, never named there."""
+
+    noun: str  # what an item is called: "key"
+    count: int  # items looked at that no entry reaches and holds_no_personal_data does not list
+    looked_at: int  # items looked at
+    complete: bool  # every item was looked at; else the first `looked_at` the store listed
+    # Their most common prefixes ("dm:*") and how many each, for the operator who asks `flask datamap check
+    # --names`; then how many other prefixes there were.
+    prefixes: tuple[tuple[str, int], ...] = ()
+    other_prefixes: int = 0
+
+
+@dataclass(frozen=True)
 class Gaps:
     """Where the data map and a store disagree on what the store holds, by name (a table's): never a row."""
 
@@ -84,6 +99,7 @@ class Gaps:
     # columns no index leads with (each purge and count of them reads the whole table)
     missing_columns: list[str] = field(default_factory=list)
     unindexed: list[str] = field(default_factory=list)
+    uncovered: Uncovered | None = None  # for a kind whose items are named by data (Redis keys), not tables
 
 
 OnBatch = Callable[[int], None]

@@ -6,6 +6,7 @@ The data map's format is CONTRACT 4.1's, plus `[[stores.fields]]` where the cont
     name = "cache"
     kind = "redis"
     url_env = "CACHE_REDIS_URL"     # redis://, rediss:// or unix://; never in the file (it may hold a password)
+    holds_no_personal_data = ["flags:*"]  # optional: keys `flask datamap check` need not count (redis_coverage)
 
     [[stores.keys]]                 # whole keys: deleted (UNLINK)
     pattern = "feed:{identity}:*"   # wildcards only after {identity}, and never right after it
@@ -38,15 +39,16 @@ from redis.connection import parse_url
 from redis.retry import Retry
 
 from app.settings import ConfigError
+from erasure.stores import redis_coverage
 from erasure.stores.config import identity_and_network, string
-from erasure.stores.kinds import Entry, OnBatch, StoreKind, StoreMisconfigured, StoreUnavailable
+from erasure.stores.kinds import Entry, Gaps, OnBatch, StoreKind, StoreMisconfigured, StoreUnavailable
 
 PLACEHOLDER = "{identity}"
 WILDCARDS = frozenset("*?[\\")  # what makes a Redis glob match more than itself (\ escapes)
 GLOB_CHARACTERS = re.compile(r"([*?\[\]\\])")
 RIGHT_AFTER_PLACEHOLDER = re.compile(re.escape(PLACEHOLDER) + r"[*?\[]")
 SCHEMES = ("redis://", "rediss://", "unix://")
-STORE_FIELDS = {"name", "kind", "url_env", "keys", "members", "fields"}
+STORE_FIELDS = {"name", "kind", "url_env", "keys", "members", "fields", "holds_no_personal_data"}
 SCAN_COUNT = 1000  # slots the server visits per SCAN call: a short pause for it, few round trips for us
 KEY_FIELDS = {"pattern", "index"}  # a [[stores.keys]] entry's own fields, besides category, identity and network
 
@@ -130,9 +132,11 @@ class RedisStore(StoreKind):
 
     kind = "redis"
 
-    def __init__(self, name: str, entries: tuple[Entry, ...], url: str) -> None:
+    def __init__(self, name: str, entries: tuple[Entry, ...], url: str,
+                 holds_no_personal_data: tuple[str, ...] = ()) -> None:
         super().__init__(name, entries)
         self._url = url
+        self.holds_no_personal_data = holds_no_personal_data  # globs of keys someone looked at: nothing personal
         self._client: redis.Redis | None = None
         self._lock = threading.Lock()
 
@@ -175,7 +179,8 @@ class RedisStore(StoreKind):
             if entry.key in seen:
                 raise ConfigError(where, label, f"two entries are the same ({entry.key}): each would count it")
             seen.add(entry.key)
-        return cls(name, tuple(entries), url)
+        return cls(name, tuple(entries), url, _nothing_personal(where, f"{label}.holds_no_personal_data",
+                                                                raw.get("holds_no_personal_data", [])))
 
     @property
     def client(self) -> redis.Redis:
@@ -192,6 +197,31 @@ class RedisStore(StoreKind):
             client, self._client = self._client, None
         if client is not None and close:
             client.close()
+
+    def gaps(self) -> Gaps:
+        """The keys, of the first redis_coverage.LOOK_AT, that no entry reaches and holds_no_personal_data does not
+        list: counted, never named (see redis_coverage)."""
+        reached = redis_coverage.reached_by(glob_regex(g) for g in self._globs_reached())
+        try:
+            keys = (_text(k) for k in self.client.scan_iter(count=SCAN_COUNT))
+            found = redis_coverage.uncovered(keys, reached)
+        except (redis.AuthenticationError, redis.exceptions.AuthorizationError):
+            raise StoreUnavailable(self.name, "the server refused the credentials in url_env") from None
+        except redis.exceptions.NoPermissionError:
+            raise StoreUnavailable(self.name, "the credentials in url_env may not SCAN") from None
+        except redis.RedisError as exc:
+            raise StoreUnavailable(self.name, f"cannot reach the server ({type(exc).__name__})") from None
+        return Gaps(unmapped=[], missing=[], uncovered=found)
+
+    def _globs_reached(self) -> Iterator[str]:
+        """A glob for every key an entry reaches, whoever it is about ({identity} as `*`): an entry's keys and the
+        index sets it keeps (they name the person), the shared keys that hold people; then the listed globs."""
+        for entry in self.entries:
+            if isinstance(entry, KeyEntry):
+                yield from (g.replace(PLACEHOLDER, "*") for g in (entry.pattern, entry.index) if g)
+            elif isinstance(entry, HeldEntry):
+                yield entry.key_pattern
+        yield from self.holds_no_personal_data
 
     def describe(self, entry: Entry) -> dict[str, Any]:
         if isinstance(entry, KeyEntry):
@@ -461,6 +491,18 @@ def _chunks(items: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
     it = iter(items)
     while chunk := list(islice(it, size)):
         yield chunk
+
+
+def _nothing_personal(where: str, label: str, listed: Any) -> tuple[str, ...]:
+    """`holds_no_personal_data`: globs of keys the map leaves out on purpose (a feature flag, a job queue), so that
+    `flask datamap check` counts only the keys nobody has looked at."""
+    if not isinstance(listed, list) or not all(isinstance(g, str) and g.strip() for g in listed):
+        raise ConfigError(where, label, 'must be a list of key globs, e.g. ["flags:*", "jobs:*"]')
+    for glob in listed:
+        if PLACEHOLDER in glob:
+            raise ConfigError(where, label, f"{glob!r} holds {PLACEHOLDER}: keys named after a person hold data "
+                                            "about them, and belong in [[stores.keys]]")
+    return tuple(listed)
 
 
 def _entry(where: str, label: str, store: str, section: str, raw: Any, networks: Mapping | None) -> Entry:

@@ -120,13 +120,12 @@ def test_a_store_that_cannot_be_asked_says_so_and_the_others_are_checked(make_ap
 
 
 def test_a_kind_that_cannot_list_what_it_holds_is_not_checked(make_app, config_files, monkeypatch):
-    monkeypatch.setenv("OWNSTORY_TEST_REDIS_URL", "redis://127.0.0.1:1/0")
-    add_store(config_files, '[[stores]]\nname = "cache"\nkind = "redis"\nurl_env = "OWNSTORY_TEST_REDIS_URL"\n\n'
-                            '[[stores.keys]]\npattern = "profile:{identity}"\ncategory = "cached profile"\n'
-                            'identity = "account"\nnetwork = "demo"\n')
+    monkeypatch.setenv("OWNSTORY_TEST_BILLING_URL", "http://127.0.0.1:1/billing")  # never asked
+    add_store(config_files, '[[stores]]\nname = "billing"\nkind = "http"\nendpoint_env = "OWNSTORY_TEST_BILLING_URL"\n'
+                            'categories = ["invoices"]\nidentities = ["email"]\n')
     code, output = check(make_app())
     assert code == 0
-    assert output.splitlines()[1] == ("cache (redis): not checked, since a store of this kind cannot list what it "
+    assert output.splitlines()[1] == ("billing (http): not checked, since a store of this kind cannot list what it "
                                       "holds; its entries are purged")
 
 
@@ -174,7 +173,8 @@ def health_page(app, make_person, login) -> str:
 
 
 def test_the_health_page_names_a_table_nobody_mapped(app, make_person, login, platform_url):
-    assert "Every table of the SQL stores is in the data map" in health_page(app, make_person, login)
+    assert "Every table of the SQL stores, and every key of the Redis stores, is in the data map" in health_page(
+        app, make_person, login)
     add_table(platform_url, "CREATE TABLE direct_messages (sender_id TEXT, body TEXT)")
     add_table(platform_url, f"INSERT INTO direct_messages VALUES ('1002', 'write to {LEAVER}')")
     fresh = app.extensions["datamap_coverage"] = Watch(app.extensions["datamap"])  # not five minutes later

@@ -138,22 +138,6 @@ def test_the_url_env_must_hold_a_redis_url(tmp_path, environ, words):
 # Against a real server
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory):
-    require_redis_server()
-    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
-        yield server
-
-
-@pytest.fixture
-def r(redis_server):
-    client = redis_server.client()
-    client.flushall()
-    client.config_resetstat()
-    yield client
-    client.close()
-
-
 @pytest.fixture
 def cache(redis_server, r):
     store = store_of(redis_server.url, keys=[PROFILE, FEED], members=[FOLLOWERS], fields=[SCORES])
