@@ -85,12 +85,12 @@ def datamap_cli() -> None:
 
 
 @datamap_cli.command("check")
-@click.option("--names", is_flag=True, help="Under a Redis store, the prefixes of the keys no entry reaches. Off by "
-                                            "default: a key's name may name a person, and this output may be kept.")
+@click.option("--names", is_flag=True, help="Under a Redis or S3 store, the prefixes of the keys no entry reaches. Off "
+                                            "by default: a key's name may name a person, and this output may be kept.")
 @with_appcontext
 def datamap_check(names: bool) -> None:
-    """Name each store's tables the data map leaves out, and those it names that the store lacks; count a Redis
-    store's keys that no entry reaches. Exits 1 if there are any, or a store cannot be asked."""
+    """Name each store's tables the data map leaves out, and those it names that the store lacks; count a Redis or
+    S3 store's keys that no entry reaches. Exits 1 if there are any, or a store cannot be asked."""
     found = list(coverage.coverage(current_app.extensions["datamap"]))
     for each in found:
         click.echo(each.describe())

@@ -16,7 +16,7 @@ from erasure.oversight import calls
 from erasure.receipts import tlog as transparency_log
 from erasure.stores.coverage import Watch
 from erasure.stores.datamap import DataMap
-from erasure.stores.redis_coverage import LOOK_AT
+from erasure.stores.key_coverage import LOOK_AT
 
 # The windows an alert may watch before a deadline is missed: a day, for paging; a week, for a ticket.
 DUE_SOON = {"1d": dt.timedelta(days=1), "7d": dt.timedelta(days=7)}
@@ -136,7 +136,8 @@ def collect_datamap(watch: Watch) -> Iterator[Metric]:
         labels=["store", "state"])
     keys = GaugeMetricFamily(
         "ownstory_datamap_keys",
-        "Keys of a Redis store that no entry of the data map reaches and holds_no_personal_data does not list (state "
+        "Keys of a Redis store, or objects of an S3 bucket, that no entry of the data map reaches and "
+        "holds_no_personal_data does not list (state "
         f"uncovered: a leaver's data there stays), of the first {LOOK_AT:,} it lists; state looked_at: how many it "
         "listed.",
         labels=["store", "state"])

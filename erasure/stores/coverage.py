@@ -5,8 +5,9 @@ purges search by that no index starts with.
 Purge, export and the receipt cover what the map names, and only that. A table the platform added later, and
 nobody mapped, would keep a leaver's data while their receipt says it is gone. `flask datamap check` names such
 tables, every worker warns of them when it starts, and the health page and /metrics show them (through a Watch).
-Table and column names only, never a row. A Redis key's name may itself name a person, so a redis store's keys
-that no entry reaches are counted (redis_coverage), and their prefixes given only to `flask datamap check --names`.
+Table and column names only, never a row. A Redis key's or an object's name may itself name a person, so the keys
+of a redis or s3 store that no entry reaches are counted (key_coverage), and their prefixes given only to
+`flask datamap check --names`.
 """
 from __future__ import annotations
 
@@ -77,10 +78,11 @@ def _uncovered(items: Uncovered) -> str:
     looked = (f"its {_n(items.looked_at, noun)}" if items.complete
               else f"the first {_n(items.looked_at, noun)} it listed (a check looks at no more)")
     if not items.count:
-        return (f"every one of {looked} is reached by an entry of the data map or a glob in holds_no_personal_data"
+        return (f"every one of {looked} is reached by an entry of the data map or by holds_no_personal_data"
                 if items.looked_at else f"no {noun} to look at")
+    article = "An" if noun[0] in "aeiou" else "A"
     return (f"{items.count:,} of {looked} {'is' if items.count == 1 else 'are'} reached by no entry of the data map "
-            f"and no glob in holds_no_personal_data. A {noun}'s name may name a person, so none is shown here: "
+            f"and not by holds_no_personal_data. {article} {noun}'s name may name a person, so none is shown here: "
             f"`flask --app wsgi datamap check --names` gives their prefixes. Map each that holds anything about a "
             f"person; list the others in holds_no_personal_data")
 

@@ -6,7 +6,7 @@ The data map's format is CONTRACT 4.1's, plus `[[stores.fields]]` where the cont
     name = "cache"
     kind = "redis"
     url_env = "CACHE_REDIS_URL"     # redis://, rediss:// or unix://; never in the file (it may hold a password)
-    holds_no_personal_data = ["flags:*"]  # optional: keys `flask datamap check` need not count (redis_coverage)
+    holds_no_personal_data = ["flags:*"]  # optional: keys `flask datamap check` need not count (key_coverage)
 
     [[stores.keys]]                 # whole keys: deleted (UNLINK)
     pattern = "feed:{identity}:*"   # wildcards only after {identity}, and never right after it
@@ -39,7 +39,7 @@ from redis.connection import parse_url
 from redis.retry import Retry
 
 from app.settings import ConfigError
-from erasure.stores import redis_coverage
+from erasure.stores import key_coverage
 from erasure.stores.config import identity_and_network, string
 from erasure.stores.kinds import Entry, Gaps, OnBatch, StoreKind, StoreMisconfigured, StoreUnavailable
 
@@ -199,12 +199,12 @@ class RedisStore(StoreKind):
             client.close()
 
     def gaps(self) -> Gaps:
-        """The keys, of the first redis_coverage.LOOK_AT, that no entry reaches and holds_no_personal_data does not
-        list: counted, never named (see redis_coverage)."""
-        reached = redis_coverage.reached_by(glob_regex(g) for g in self._globs_reached())
+        """The keys, of the first key_coverage.LOOK_AT, that no entry reaches and holds_no_personal_data does not
+        list: counted, never named (see key_coverage)."""
+        reached = key_coverage.reached_by(glob_regex(g) for g in self._globs_reached())
         try:
             keys = (_text(k) for k in self.client.scan_iter(count=SCAN_COUNT))
-            found = redis_coverage.uncovered(keys, reached)
+            found = key_coverage.uncovered(((k, bool(reached.fullmatch(k))) for k in keys), "key", ":")
         except (redis.AuthenticationError, redis.exceptions.AuthorizationError):
             raise StoreUnavailable(self.name, "the server refused the credentials in url_env") from None
         except redis.exceptions.NoPermissionError:

@@ -90,6 +90,12 @@ class IndexTables:
                 found.update(k for (k,) in conn.execute(query.order_by(key).limit(size)) if k)
         return sorted(found)[:size]
 
+    def listed(self, entry: IndexedEntry, keys: list[str]) -> set[str]:
+        """Which of these object keys the table lists, whoever they belong to (for `flask datamap check`)."""
+        key = _table(entry).c[entry.key_column]
+        with self._errors(entry), self._engine(entry).connect() as conn:
+            return {k for chunk in _chunks(keys) for (k,) in conn.execute(select(key).distinct().where(key.in_(chunk)))}
+
     def forget(self, entry: IndexedEntry, values: list[str], keys: list[str]) -> None:
         """Delete the person's rows for these keys, whose objects are gone, in one transaction."""
         t = _table(entry)

@@ -27,8 +27,9 @@ from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from app.settings import ConfigError
+from erasure.stores import key_coverage
 from erasure.stores.config import identity_and_network, string
-from erasure.stores.kinds import Entry, OnBatch, StoreKind, StoreMisconfigured, StoreUnavailable
+from erasure.stores.kinds import Entry, Gaps, OnBatch, StoreKind, StoreMisconfigured, StoreUnavailable
 from erasure.stores.s3_index import IndexedEntry, IndexTables, load_indexed
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 PLACEHOLDER = "{identity}"
 DELETE_LIMIT = 1000  # DeleteObjects takes at most 1,000 keys a call
 STORE_FIELDS = {"name", "kind", "endpoint_url_env", "bucket", "access_key_env", "secret_key_env", "region", "objects",
-                "indexed"}
+                "indexed", "holds_no_personal_data"}
 OBJECT_FIELDS = {"prefix", "category", "identity", "network"}
 # Written in the file, these would put a credential (or where to send it) in a file that gets copied around.
 FROM_ENVIRONMENT = {"endpoint_url": "endpoint_url_env", "access_key": "access_key_env",
@@ -81,8 +82,10 @@ class S3Store(StoreKind):
     kind = "s3"
 
     def __init__(self, name: str, entries: tuple[ObjectsEntry | IndexedEntry, ...], *, where: str, label: str,
-                 endpoint: str, bucket: str, region: str, access_key: str, secret_key: str) -> None:
+                 endpoint: str, bucket: str, region: str, access_key: str, secret_key: str,
+                 holds_no_personal_data: tuple[str, ...] = ()) -> None:
         super().__init__(name, entries)
+        self.holds_no_personal_data = holds_no_personal_data  # key prefixes someone looked at: nothing personal
         self.where, self.label = where, label  # for start-up errors, which name the file and the field
         self.bucket = bucket
         self._endpoint, self._region = endpoint, region
@@ -132,7 +135,9 @@ class S3Store(StoreKind):
                 raise ConfigError(where, labels[j], "the same objects, found the same way, appear twice: each "
                                                     "would be counted twice")
         return cls(name, entries, where=where, label=label, endpoint=endpoint, bucket=bucket, region=region,
-                   access_key=access_key, secret_key=secret_key)
+                   access_key=access_key, secret_key=secret_key,
+                   holds_no_personal_data=_nothing_personal(where, f"{label}.holds_no_personal_data",
+                                                            raw.get("holds_no_personal_data", [])))
 
     def check(self) -> None:
         """The bucket exists, and the keys may list and delete object versions under every entry's prefix.
@@ -277,6 +282,29 @@ class S3Store(StoreKind):
                 self._client = _client(self._endpoint, self._region, self._access_key, self._secret_key)
             return self._client
 
+    def gaps(self) -> Gaps:
+        """The objects, of the first key_coverage.LOOK_AT keys the bucket lists (any version), under no entry's prefix,
+        listed in no index table and under no prefix holds_no_personal_data lists: counted, never named."""
+        reached = key_coverage.reached_by([
+            *(_prefix_regex(e.prefix) for e in self.entries if isinstance(e, ObjectsEntry)),
+            *(re.compile(re.escape(p)) for p in self.holds_no_personal_data)])
+        found = key_coverage.uncovered(self._keys_reached(reached), "object", "/")
+        return Gaps(unmapped=[], missing=[], uncovered=found)
+
+    def _keys_reached(self, reached: re.Pattern[str]) -> Iterator[tuple[str, bool]]:
+        """Each key that has a version (a delete marker holds nothing), in the bucket's order, and whether an entry
+        reaches it: a page at a time, asking the index tables about the keys no prefix reaches."""
+        indexed = [e for e in self.entries if isinstance(e, IndexedEntry)]
+        last = None
+        for versions, _markers in self._pages(self.bucket, "", DELETE_LIMIT):
+            keys = [k for k in dict.fromkeys(v["Key"] for v in versions) if k != last]
+            if not keys:
+                continue
+            last = keys[-1]
+            outside = [k for k in keys if not reached.match(k)]
+            listed = {k for entry in indexed for k in self._index.listed(entry, outside)} if outside else set()
+            yield from ((k, k in listed or bool(reached.match(k))) for k in keys)
+
     def _versioning(self) -> str:
         try:
             with self._answers(self.bucket, "GetBucketVersioning"):
@@ -362,6 +390,24 @@ def _client(endpoint: str, region: str, access_key: str, secret_key: str) -> Any
             _session = boto3.session.Session()
         return _session.client("s3", endpoint_url=endpoint, region_name=region, config=CLIENT_CONFIG,
                                aws_access_key_id=access_key, aws_secret_access_key=secret_key)
+
+
+def _prefix_regex(prefix: str) -> re.Pattern[str]:
+    """An entry's prefix with anyone's value for {identity}: a value never holds '/' (ObjectsEntry.prefix_for)."""
+    before, after = prefix.split(PLACEHOLDER)
+    return re.compile(f"{re.escape(before)}[^/]+{re.escape(after)}")
+
+
+def _nothing_personal(where: str, label: str, listed: Any) -> tuple[str, ...]:
+    """`holds_no_personal_data`: key prefixes the map leaves out on purpose (the site's own images), so that
+    `flask datamap check` counts only the objects nobody has looked at."""
+    if not isinstance(listed, list) or not all(isinstance(p, str) and p.strip() for p in listed):
+        raise ConfigError(where, label, 'must be a list of key prefixes, e.g. ["static/", "thumbnails/"]')
+    for prefix in listed:
+        if PLACEHOLDER in prefix:
+            raise ConfigError(where, label, f"{prefix!r} holds {PLACEHOLDER}: objects under a person's name hold "
+                                            "data about them, and belong in [[stores.objects]]")
+    return tuple(listed)
 
 
 def _objects(where: str, label: str, store: str, raw: Any, networks: Mapping | None) -> ObjectsEntry:

@@ -173,7 +173,7 @@ def health_page(app, make_person, login) -> str:
 
 
 def test_the_health_page_names_a_table_nobody_mapped(app, make_person, login, platform_url):
-    assert "Every table of the SQL stores, and every key of the Redis stores, is in the data map" in health_page(
+    assert "Every table of the SQL stores, and every key of the Redis and S3 stores, is in the data map" in health_page(
         app, make_person, login)
     add_table(platform_url, "CREATE TABLE direct_messages (sender_id TEXT, body TEXT)")
     add_table(platform_url, f"INSERT INTO direct_messages VALUES ('1002', 'write to {LEAVER}')")

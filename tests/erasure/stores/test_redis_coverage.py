@@ -9,9 +9,7 @@ import pytest
 
 from app.settings import ConfigError
 from erasure.oversight.metrics import collect_datamap
-from erasure.stores import redis_coverage
-from erasure.stores.coverage import Coverage, names
-from erasure.stores.kinds import Gaps, StoreUnavailable, Uncovered
+from erasure.stores.kinds import StoreUnavailable
 from erasure.stores.redis_kind import RedisStore
 from tests.erasure.stores.helpers_redis import store_of
 from tests.erasure.stores.test_coverage import add_store, check
@@ -74,7 +72,7 @@ def test_keys_nobody_mapped_are_counted_never_named_until_asked(make_app, cache_
     code, output = check(make_app())
     assert code == 1
     assert output.splitlines()[1] == (
-        "cache (redis): 5 of its 9 keys are reached by no entry of the data map and no glob in "
+        "cache (redis): 5 of its 9 keys are reached by no entry of the data map and not by "
         "holds_no_personal_data. A key's name may name a person, so none is shown here: `flask --app wsgi datamap "
         "check --names` gives their prefixes. Map each that holds anything about a person; list the others in "
         "holds_no_personal_data")
@@ -95,7 +93,7 @@ def test_keys_listed_as_holding_nothing_personal_or_mapped_are_not_counted(make_
     code, output = check(make_app())
     assert code == 0, output
     assert output.splitlines()[1] == ("cache (redis): every one of its 5 keys is reached by an entry of the data map "
-                                      "or a glob in holds_no_personal_data")
+                                      "or by holds_no_personal_data")
 
 
 def test_the_health_page_and_metrics_count_them(make_app, cache_map, r, make_person, login):
@@ -113,25 +111,6 @@ def test_the_health_page_and_metrics_count_them(make_app, cache_map, r, make_per
     assert samples[("ownstory_datamap_keys", "cache", "looked_at")] == 9
     assert ("ownstory_datamap_tables", "cache", "unmapped") not in samples  # a cache has no tables
     assert samples[("ownstory_datamap_tables", "platform", "unmapped")] == 0
-
-
-def test_a_huge_cache_is_looked_at_in_part_and_says_so():
-    keys = iter([f"dm:{n}" for n in range(5)] + ["profile:1"] * 5)
-    found = redis_coverage.uncovered(keys, redis_coverage.reached_by([]), look_at=3)
-    assert (found.count, found.looked_at, found.complete) == (3, 3, False)
-    line = Coverage("cache", "redis", _gaps(found)).describe()
-    assert line.startswith("cache (redis): 3 of the first 3 keys it listed (a check looks at no more) are reached")
-
-
-def test_many_prefixes_are_cut_short():
-    keys = iter([f"user{n}:x" for n in range(redis_coverage.PREFIXES_KEPT + 5)])
-    found = redis_coverage.uncovered(keys, redis_coverage.reached_by([]))
-    lines = names(Coverage("cache", "redis", _gaps(found)))
-    assert len(lines) == redis_coverage.PREFIXES_KEPT + 1 and lines[-1] == "  and 5 other prefixes"
-
-
-def _gaps(found: Uncovered) -> Gaps:
-    return Gaps(unmapped=[], missing=[], uncovered=found)
 
 
 def test_a_server_that_cannot_be_asked_says_why_and_names_no_secret(redis_server, r):

@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from app.settings import ConfigError
+from erasure.stores.coverage import Coverage
 from erasure.stores.kinds import StoreMisconfigured, StoreUnavailable
 from erasure.stores.s3_kind import ObjectsEntry, S3Store
 from tests.erasure.stores.helpers_seaweedfs import OWNER, READER, SeaweedFS, require_weed
@@ -374,3 +375,50 @@ def test_an_index_table_that_is_missing_is_refused_at_start_up(seaweedfs, bucket
     with pytest.raises(ConfigError) as caught:
         indexed_store(seaweedfs, bucket, index, table="no_such_table").check()
     assert caught.value.field == "stores.media.indexed[0].table" and "missing" in caught.value.problem
+
+
+# --- flask datamap check: objects no entry reaches ---
+
+def test_objects_no_entry_reaches_are_counted_never_named(seaweedfs, versioned, index):
+    """Voice notes the platform began to keep under a folder nobody mapped, and an upload its index does not list,
+    are counted, each once whatever its versions; the rest is reached by a prefix, the index or the list."""
+    client = seaweedfs.client()
+    put(seaweedfs, versioned, "avatars/a1/x.png", "avatars/a2/y.png", "static/logo.png", "uploads/7f.png",
+        "uploads/zz.png", "voice/omar/1.ogg")
+    for body in (b"one", b"two"):
+        client.put_object(Bucket=versioned, Key="voice/liz/1.ogg", Body=body)
+    client.delete_object(Bucket=versioned, Key="voice/liz/1.ogg")  # its versions stay: still there to be found
+    with sqlite3.connect(index) as db:
+        db.execute("INSERT INTO uploads (owner_id, object_key) VALUES ('a1', 'uploads/7f.png')")
+    environ = {**seaweedfs.environ(), "UPLOADS_DATABASE_URL": f"sqlite:///{index}"}
+    store = load(environ=environ, bucket=versioned, indexed=[INDEXED])
+    try:
+        found = store.gaps().uncovered
+        assert (found.count, found.looked_at, found.complete) == (4, 7, True)
+        assert found.prefixes == (("voice/*", 2), ("static/*", 1), ("uploads/*", 1))
+
+        listed = load(environ=environ, bucket=versioned, indexed=[INDEXED], holds_no_personal_data=["static/"])
+        line = Coverage("media", "s3", listed.gaps()).describe()
+        assert line.startswith("media (s3): 3 of its 7 objects are reached by no entry of the data map")
+        assert "omar" not in line and "liz" not in line and "voice" not in line
+        listed.dispose()
+    finally:
+        store.dispose()
+
+
+def test_a_bucket_that_cannot_be_listed_is_not_checked(seaweedfs):
+    store = load(environ=seaweedfs.environ(), bucket="no-such-bucket-here")
+    with pytest.raises(StoreMisconfigured) as caught:
+        store.gaps()
+    assert "does not exist" in caught.value.message
+
+
+@pytest.mark.parametrize("listed, complaint", [
+    ("static/", 'must be a list of key prefixes, e.g. ["static/", "thumbnails/"]'),
+    (["voice/{identity}/"], "'voice/{identity}/' holds {identity}: objects under a person's name hold data about "
+                            "them, and belong in [[stores.objects]]"),
+])
+def test_a_mistake_in_the_list_is_refused_at_start_up(listed, complaint):
+    with pytest.raises(ConfigError) as caught:
+        load(holds_no_personal_data=listed)
+    assert str(caught.value) == f"datamap.toml: stores.media.holds_no_personal_data: {complaint}"
