@@ -121,8 +121,8 @@ def collect_calls(session: Session, networks: Mapping[str, Network], datamap: Da
 
 def collect_datamap(watch: Watch) -> Iterator[Metric]:
     """The health page's data map section, for alerts: tables a SQL store has that the map leaves out, tables and
-    columns the map names that the store lacks, searched columns without an index, and a Redis store's keys no entry
-    reaches (the health page's latest look, at most five minutes old)."""
+    columns the map names that the store lacks, searched columns without an index, and the keys of a Redis or S3 store
+    that no entry reaches (the health page's latest look, at most five minutes old)."""
     gaps = GaugeMetricFamily(
         "ownstory_datamap_tables",
         "Tables in a SQL store that the data map leaves out (state unmapped: a leaver's data there stays), and tables "

@@ -19,7 +19,8 @@ PREFIXES_KEPT = 20  # the most common prefixes of the keys nobody mapped, for --
 
 
 def reached_by(regexes: Iterable[re.Pattern[str]]) -> re.Pattern[str]:
-    """One expression matching any key that one of `regexes` matches (at its start: use fullmatch for a glob's)."""
+    """One expression for any of `regexes`: the caller fullmatches a glob's (it names whole keys) and matches a
+    prefix's."""
     return re.compile("|".join(f"(?:{r.pattern})" for r in regexes) or "(?!)", re.DOTALL)
 
 

@@ -76,10 +76,11 @@ class Entry:
 
 @dataclass(frozen=True)
 class Uncovered:
-    """What a store's items (a cache's keys) that no entry reaches come to, where an item's name may itself name a
-    person ("feed:omar"): counted for the operators' page, the logs and the metrics, never named there."""
+    """What a store's items (a cache's keys, a bucket's objects) that no entry reaches come to, where an item's name
+    may itself name a person ("feed:omar"): counted for the operators' page, the logs and the metrics, never named
+    there."""
 
-    noun: str  # what an item is called: "key"
+    noun: str  # what an item is called: "key", "object"
     count: int  # items looked at that no entry reaches and holds_no_personal_data does not list
     looked_at: int  # items looked at
     complete: bool  # every item was looked at; else the first `looked_at` the store listed
@@ -99,7 +100,7 @@ class Gaps:
     # columns no index leads with (each purge and count of them reads the whole table)
     missing_columns: list[str] = field(default_factory=list)
     unindexed: list[str] = field(default_factory=list)
-    uncovered: Uncovered | None = None  # for a kind whose items are named by data (Redis keys), not tables
+    uncovered: Uncovered | None = None  # for a kind whose items are named by data (Redis keys, objects), not tables
 
 
 OnBatch = Callable[[int], None]
@@ -165,9 +166,9 @@ class StoreKind(ABC):
         return {}
 
     def gaps(self) -> Gaps | None:
-        """Where the data map and the store disagree on what the store holds (a sql store's tables); None when a
-        kind cannot list what it holds. It reaches the store: StoreUnavailable when it cannot. Purge, export and
-        the receipt cover what the map names, and only that."""
+        """Where the data map and the store disagree on what the store holds (a sql store's tables, a redis or s3
+        store's keys that no entry reaches); None when a kind cannot list what it holds. It reaches the store:
+        StoreUnavailable when it cannot. Purge, export and the receipt cover what the map names, and only that."""
         return None
 
     def dispose(self, close: bool = True) -> None:  # noqa: B027 (an optional hook: some kinds hold no connections)
