@@ -14,6 +14,7 @@ import time
 from flask import Flask, current_app, render_template
 from flask_login import current_user
 from limits.errors import ConfigurationError
+from limits.storage.redis import RedisStorage
 from werkzeug.exceptions import TooManyRequests
 
 from app.errors import error_json, wants_json
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 # counts in this process's memory until the server is back (see init_app).
 REDIS_TIMEOUTS = {"socket_connect_timeout": 2, "socket_timeout": 2}
 FALLBACK_WAIT = 60  # seconds to promise when the limiter cannot say when its window ends
+REDIS_KEYS = f"{RedisStorage.PREFIX}:*"  # the keys of the counts on a Redis server
 
 
 def init_app(app: Flask) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from app import health, metrics
 from app.db import Base
+from app.limits import REDIS_KEYS as LIMITS_KEYS
 from app.models import User
 from app.security import Vault, VaultError
 from consent import connect as consent_connect
@@ -28,6 +29,7 @@ from erasure.stores import coverage
 from erasure.stores.datamap import DataMap, HeldCount, count_held, identities_of
 from erasure.stores.http_kind import HttpStore
 from erasure.stores.http_signing import RequestSigner
+from erasure.stores.redis_kind import RedisStore
 from erasure.stores.sql import SqlStore
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,7 @@ def init_app(app: Flask) -> None:
     consent_views.register_held_counter(app, lambda user, grants: held_about(app.extensions["datamap"], user, grants))
     consent_connect.register_token_discarder(app, discard_token)
     sign_service_calls(app)
-    tell_stores_ownstorys_tables(app)
+    tell_stores_what_is_ownstorys(app)
     app.extensions["datamap_coverage"] = coverage.Watch(app.extensions["datamap"])  # the health page's, and:
     metrics.register_collector(app, lambda _: erasure_metrics.collect_datamap(app.extensions["datamap_coverage"]))
 
@@ -58,12 +60,16 @@ def sign_service_calls(app: Flask) -> None:
             store.use_signer(signer)
 
 
-def tell_stores_ownstorys_tables(app: Flask) -> None:
-    """A SQL store in Ownstory's own database is told Ownstory's tables, which `flask datamap check` leaves out."""
+def tell_stores_what_is_ownstorys(app: Flask) -> None:
+    """A SQL store in Ownstory's own database is told Ownstory's tables, and a Redis store on the server and database
+    where Ownstory counts its rate limits is told their keys: `flask datamap check` leaves both out."""
     tables = frozenset([*Base.metadata.tables, "alembic_version"])
+    limits = app.config["RATELIMIT_STORAGE_URL"]
     for store in app.extensions["datamap"].stores:
         if isinstance(store, SqlStore):
             store.shares_database_with(app.config["DATABASE_URL"], tables)
+        elif isinstance(store, RedisStore) and limits.startswith(("redis", "rediss", "redis+unix")):
+            store.shares_database_with(limits, (LIMITS_KEYS,))
 
 
 def discard_token(network: Network, token: dict, account_id: str) -> None:

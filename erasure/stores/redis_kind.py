@@ -137,6 +137,7 @@ class RedisStore(StoreKind):
         super().__init__(name, entries)
         self._url = url
         self.holds_no_personal_data = holds_no_personal_data  # globs of keys someone looked at: nothing personal
+        self.ownstorys_keys: tuple[str, ...] = ()  # globs of Ownstory's own keys, where it shares the database
         self._client: redis.Redis | None = None
         self._lock = threading.Lock()
 
@@ -222,6 +223,13 @@ class RedisStore(StoreKind):
             elif isinstance(entry, HeldEntry):
                 yield entry.key_pattern
         yield from self.holds_no_personal_data
+        yield from self.ownstorys_keys
+
+    def shares_database_with(self, url: str, globs: tuple[str, ...]) -> None:
+        """Ownstory keeps keys of its own (its rate limits' counts) at `url`: if that is this store's server and
+        database too, they are not the platform's, and `flask datamap check` does not count them."""
+        if _database_of(url) == _database_of(self._url):
+            self.ownstorys_keys = globs
 
     def describe(self, entry: Entry) -> dict[str, Any]:
         if isinstance(entry, KeyEntry):
@@ -491,6 +499,13 @@ def _chunks(items: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
     it = iter(items)
     while chunk := list(islice(it, size)):
         yield chunk
+
+
+def _database_of(url: str) -> tuple:
+    """Where a URL's keys live: the server (host and port, or socket) and the database number; TLS and credentials
+    aside. Flask-Limiter's redis+unix:// is redis-py's unix://."""
+    parsed = parse_url(url.replace("redis+unix://", "unix://", 1))
+    return parsed.get("host"), parsed.get("port", 6379), parsed.get("path"), int(parsed.get("db") or 0)
 
 
 def _nothing_personal(where: str, label: str, listed: Any) -> tuple[str, ...]:

@@ -96,6 +96,18 @@ def test_keys_listed_as_holding_nothing_personal_or_mapped_are_not_counted(make_
                                       "or by holds_no_personal_data")
 
 
+def test_ownstorys_own_rate_limit_counts_are_not_the_platforms(make_app, cache_map, r, redis_server):
+    """A small platform points Ownstory's rate limits at its cache: their counts are Ownstory's, not data to map."""
+    fill(r)
+    r.set("LIMITS:LIMITER/127.0.0.1/login/5/1/minute", 1)
+    cache_map()
+    assert "cache (redis): 6 of its 10 keys are reached by no entry" in check(make_app())[1]
+    shared = check(make_app(ratelimit_storage_url=redis_server.url))[1]
+    assert "cache (redis): 5 of its 10 keys are reached by no entry" in shared
+    elsewhere = check(make_app(ratelimit_storage_url=redis_server.url.replace("/0", "/1")))[1]  # another database
+    assert "cache (redis): 6 of its 10 keys are reached by no entry" in elsewhere
+
+
 def test_the_health_page_and_metrics_count_them(make_app, cache_map, r, make_person, login):
     fill(r)
     cache_map()
