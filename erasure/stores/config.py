@@ -53,6 +53,20 @@ def from_environment(where: str, label: str, raw: Mapping[str, Any], field: str,
     return value
 
 
+def keys_nothing_personal(where: str, label: str, listed: Any, what: str, example: str, belongs: str
+                          ) -> tuple[str, ...]:
+    """A redis or s3 store's `holds_no_personal_data`: the keys (globs, prefixes: `what`) the map leaves out on
+    purpose, so that `flask datamap check` counts only those nobody has looked at. Never one with {identity}: keys
+    named after a person hold data about them, and belong in the `belongs` section."""
+    if not isinstance(listed, list) or not all(isinstance(k, str) and k.strip() for k in listed):
+        raise ConfigError(where, label, f"must be a list of {what}, e.g. {example}")
+    for key in listed:
+        if "{identity}" in key:
+            raise ConfigError(where, label, f"{key!r} holds {{identity}}: keys named after a person hold data about "
+                                            f"them, and belong in {belongs}")
+    return tuple(listed)
+
+
 def max_in_flight(where: str, label: str, raw: Mapping[str, Any]) -> int | None:
     """A store's `max_in_flight`, checked as a network's is, or None when not given."""
     if "max_in_flight" not in raw:

@@ -40,7 +40,7 @@ from redis.retry import Retry
 
 from app.settings import ConfigError
 from erasure.stores import key_coverage
-from erasure.stores.config import identity_and_network, string
+from erasure.stores.config import identity_and_network, keys_nothing_personal, string
 from erasure.stores.kinds import Entry, Gaps, OnBatch, StoreKind, StoreMisconfigured, StoreUnavailable
 
 PLACEHOLDER = "{identity}"
@@ -180,8 +180,9 @@ class RedisStore(StoreKind):
             if entry.key in seen:
                 raise ConfigError(where, label, f"two entries are the same ({entry.key}): each would count it")
             seen.add(entry.key)
-        return cls(name, tuple(entries), url, _nothing_personal(where, f"{label}.holds_no_personal_data",
-                                                                raw.get("holds_no_personal_data", [])))
+        listed = keys_nothing_personal(where, f"{label}.holds_no_personal_data", raw.get("holds_no_personal_data", []),
+                                       "key globs", '["flags:*", "jobs:*"]', "[[stores.keys]]")
+        return cls(name, tuple(entries), url, listed)
 
     @property
     def client(self) -> redis.Redis:
@@ -506,18 +507,6 @@ def _database_of(url: str) -> tuple:
     aside. Flask-Limiter's redis+unix:// is redis-py's unix://."""
     parsed = parse_url(url.replace("redis+unix://", "unix://", 1))
     return parsed.get("host"), parsed.get("port", 6379), parsed.get("path"), int(parsed.get("db") or 0)
-
-
-def _nothing_personal(where: str, label: str, listed: Any) -> tuple[str, ...]:
-    """`holds_no_personal_data`: globs of keys the map leaves out on purpose (a feature flag, a job queue), so that
-    `flask datamap check` counts only the keys nobody has looked at."""
-    if not isinstance(listed, list) or not all(isinstance(g, str) and g.strip() for g in listed):
-        raise ConfigError(where, label, 'must be a list of key globs, e.g. ["flags:*", "jobs:*"]')
-    for glob in listed:
-        if PLACEHOLDER in glob:
-            raise ConfigError(where, label, f"{glob!r} holds {PLACEHOLDER}: keys named after a person hold data "
-                                            "about them, and belong in [[stores.keys]]")
-    return tuple(listed)
 
 
 def _entry(where: str, label: str, store: str, section: str, raw: Any, networks: Mapping | None) -> Entry:

@@ -28,7 +28,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from app.settings import ConfigError
 from erasure.stores import key_coverage
-from erasure.stores.config import identity_and_network, string
+from erasure.stores.config import identity_and_network, keys_nothing_personal, string
 from erasure.stores.kinds import Entry, Gaps, OnBatch, StoreKind, StoreMisconfigured, StoreUnavailable
 from erasure.stores.s3_index import IndexedEntry, IndexTables, load_indexed
 
@@ -136,8 +136,9 @@ class S3Store(StoreKind):
                                                     "would be counted twice")
         return cls(name, entries, where=where, label=label, endpoint=endpoint, bucket=bucket, region=region,
                    access_key=access_key, secret_key=secret_key,
-                   holds_no_personal_data=_nothing_personal(where, f"{label}.holds_no_personal_data",
-                                                            raw.get("holds_no_personal_data", [])))
+                   holds_no_personal_data=keys_nothing_personal(
+                       where, f"{label}.holds_no_personal_data", raw.get("holds_no_personal_data", []),
+                       "key prefixes", '["static/", "thumbnails/"]', "[[stores.objects]]"))
 
     def check(self) -> None:
         """The bucket exists, and the keys may list and delete object versions under every entry's prefix.
@@ -396,18 +397,6 @@ def _prefix_regex(prefix: str) -> re.Pattern[str]:
     """An entry's prefix with anyone's value for {identity}: a value never holds '/' (ObjectsEntry.prefix_for)."""
     before, after = prefix.split(PLACEHOLDER)
     return re.compile(f"{re.escape(before)}[^/]+{re.escape(after)}")
-
-
-def _nothing_personal(where: str, label: str, listed: Any) -> tuple[str, ...]:
-    """`holds_no_personal_data`: key prefixes the map leaves out on purpose (the site's own images), so that
-    `flask datamap check` counts only the objects nobody has looked at."""
-    if not isinstance(listed, list) or not all(isinstance(p, str) and p.strip() for p in listed):
-        raise ConfigError(where, label, 'must be a list of key prefixes, e.g. ["static/", "thumbnails/"]')
-    for prefix in listed:
-        if PLACEHOLDER in prefix:
-            raise ConfigError(where, label, f"{prefix!r} holds {PLACEHOLDER}: objects under a person's name hold "
-                                            "data about them, and belong in [[stores.objects]]")
-    return tuple(listed)
 
 
 def _objects(where: str, label: str, store: str, raw: Any, networks: Mapping | None) -> ObjectsEntry:

@@ -415,7 +415,7 @@ def test_a_bucket_that_cannot_be_listed_is_not_checked(seaweedfs):
 
 @pytest.mark.parametrize("listed, complaint", [
     ("static/", 'must be a list of key prefixes, e.g. ["static/", "thumbnails/"]'),
-    (["voice/{identity}/"], "'voice/{identity}/' holds {identity}: objects under a person's name hold data about "
+    (["voice/{identity}/"], "'voice/{identity}/' holds {identity}: keys named after a person hold data about "
                             "them, and belong in [[stores.objects]]"),
 ])
 def test_a_mistake_in_the_list_is_refused_at_start_up(listed, complaint):
