@@ -68,7 +68,7 @@ def tell_stores_what_is_ownstorys(app: Flask) -> None:
     for store in app.extensions["datamap"].stores:
         if isinstance(store, SqlStore):
             store.shares_database_with(app.config["DATABASE_URL"], tables)
-        elif isinstance(store, RedisStore) and limits.startswith(("redis", "rediss", "redis+unix")):
+        elif isinstance(store, RedisStore) and limits.startswith("redis"):  # rediss, redis+unix too
             store.shares_database_with(limits, (LIMITS_KEYS,))
 
 

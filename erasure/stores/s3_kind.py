@@ -304,7 +304,8 @@ class S3Store(StoreKind):
             last = keys[-1]
             outside = [k for k in keys if not reached.match(k)]
             listed = {k for entry in indexed for k in self._index.listed(entry, outside)} if outside else set()
-            yield from ((k, k in listed or bool(reached.match(k))) for k in keys)
+            unreached = set(outside) - listed
+            yield from ((k, k not in unreached) for k in keys)
 
     def _versioning(self) -> str:
         try:
